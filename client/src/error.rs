@@ -1,0 +1,278 @@
+//! The one error type of zkit: a variant per ZooKeeper error code plus client-side failures.
+
+use crate::proto::codec::DecodeError;
+
+/// Everything a zkit operation can fail with.
+///
+/// `Error` is `Clone + Send + Sync`, so one failure (a lost connection, an expired session) can be
+/// handed to every request in flight. [`Error::code`] gives ZooKeeper's numeric code where one
+/// exists; [`Error::is_retryable`] and [`Error::is_session_gone`] classify it.
+///
+/// ```
+/// use zkit::Error;
+/// let e = Error::from_code(-101);
+/// assert_eq!(e, Error::NoNode);
+/// assert_eq!(e.code(), Some(-101));
+/// assert!(!e.is_retryable());
+/// assert!(Error::ConnectionLoss.is_retryable());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// -1: a system error.
+    #[error("system error")]
+    SystemError,
+    /// -2: a multi op after the failing one (never the first error of a multi).
+    #[error("runtime inconsistency")]
+    RuntimeInconsistency,
+    /// -3: data inconsistency.
+    #[error("data inconsistency")]
+    DataInconsistency,
+    /// -4: the connection to the server was lost before a reply arrived; the request may or may
+    /// not have been applied.
+    #[error("connection lost")]
+    ConnectionLoss,
+    /// -5: the server could not decode the request.
+    #[error("marshalling error")]
+    MarshallingError,
+    /// -6: the server does not implement the operation (e.g. TTL nodes disabled).
+    #[error("operation not implemented by the server")]
+    Unimplemented,
+    /// -7: the operation timed out.
+    #[error("operation timeout")]
+    OperationTimeout,
+    /// -8: invalid arguments (path, flags, TTL...), detected by the client or the server.
+    #[error("bad arguments: {0}")]
+    BadArguments(String),
+    /// -12: unknown session.
+    #[error("unknown session")]
+    UnknownSession,
+    /// -13: reconfig: no quorum in the new config.
+    #[error("new config has no quorum")]
+    NewConfigNoQuorum,
+    /// -14: reconfig in progress.
+    #[error("reconfig in progress")]
+    ReconfigInProgress,
+    /// -101: the node does not exist.
+    #[error("node does not exist")]
+    NoNode,
+    /// -102: the ACL denies the operation.
+    #[error("not authorized")]
+    NoAuth,
+    /// -103: the expected version did not match.
+    #[error("version mismatch")]
+    BadVersion,
+    /// -108: ephemeral nodes may not have children.
+    #[error("ephemeral nodes may not have children")]
+    NoChildrenForEphemerals,
+    /// -110: the node already exists.
+    #[error("node already exists")]
+    NodeExists,
+    /// -111: the node has children.
+    #[error("node has children")]
+    NotEmpty,
+    /// -112: the session expired; create a new client (or enable re-creation).
+    #[error("session expired")]
+    SessionExpired,
+    /// -113: invalid callback.
+    #[error("invalid callback")]
+    InvalidCallback,
+    /// -114: invalid ACL.
+    #[error("invalid ACL")]
+    InvalidAcl,
+    /// -115: authentication failed (fatal to the session).
+    #[error("authentication failed")]
+    AuthFailed,
+    /// -118: the session moved to another server.
+    #[error("session moved")]
+    SessionMoved,
+    /// -119: a write was sent to a read-only server.
+    #[error("server is read-only")]
+    NotReadOnly,
+    /// -120: ephemeral on a local session.
+    #[error("ephemeral on local session")]
+    EphemeralOnLocalSession,
+    /// -121: no watcher to remove or check.
+    #[error("no such watcher")]
+    NoWatcher,
+    /// -122: the request was not answered within its timeout.
+    #[error("request timed out")]
+    RequestTimeout,
+    /// -123: reconfig is disabled on the server.
+    #[error("reconfig disabled")]
+    ReconfigDisabled,
+    /// -124: session closed, SASL auth required.
+    #[error("session closed: SASL authentication required")]
+    SessionClosedRequireSaslAuth,
+    /// -125: quota exceeded.
+    #[error("quota exceeded")]
+    QuotaExceeded,
+    /// -127: the server throttled the request; safe to retry.
+    #[error("throttled by the server")]
+    Throttled,
+    /// A code this version does not know.
+    #[error("unknown ZooKeeper error code {0}")]
+    Unknown(i32),
+    /// A multi was aborted: `index` is the failing op, `error` its error, `codes` every op's code
+    /// (0 = rolled back, -2 = not run).
+    #[error("multi aborted at op {index}: {error}")]
+    MultiAborted {
+        /// Index of the failing op.
+        index: usize,
+        /// The failing op's error.
+        error: Box<Error>,
+        /// Per-op error codes as the server reported them.
+        codes: Vec<i32>,
+    },
+    /// The client was closed.
+    #[error("client closed")]
+    Closed,
+    /// The connect string could not be parsed.
+    #[error("invalid connect string: {0}")]
+    InvalidConnectString(String),
+    /// No server could be reached (e.g. `connect` gave up).
+    #[error("could not connect: {0}")]
+    ConnectFailed(String),
+    /// The peer sent bytes that do not decode.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// The error for a ZooKeeper code (0 is not an error; it maps to `Unknown(0)`).
+    pub fn from_code(code: i32) -> Error {
+        match code {
+            -1 => Error::SystemError,
+            -2 => Error::RuntimeInconsistency,
+            -3 => Error::DataInconsistency,
+            -4 => Error::ConnectionLoss,
+            -5 => Error::MarshallingError,
+            -6 => Error::Unimplemented,
+            -7 => Error::OperationTimeout,
+            -8 => Error::BadArguments("rejected by the server".into()),
+            -12 => Error::UnknownSession,
+            -13 => Error::NewConfigNoQuorum,
+            -14 => Error::ReconfigInProgress,
+            -101 => Error::NoNode,
+            -102 => Error::NoAuth,
+            -103 => Error::BadVersion,
+            -108 => Error::NoChildrenForEphemerals,
+            -110 => Error::NodeExists,
+            -111 => Error::NotEmpty,
+            -112 => Error::SessionExpired,
+            -113 => Error::InvalidCallback,
+            -114 => Error::InvalidAcl,
+            -115 => Error::AuthFailed,
+            -118 => Error::SessionMoved,
+            -119 => Error::NotReadOnly,
+            -120 => Error::EphemeralOnLocalSession,
+            -121 => Error::NoWatcher,
+            -122 => Error::RequestTimeout,
+            -123 => Error::ReconfigDisabled,
+            -124 => Error::SessionClosedRequireSaslAuth,
+            -125 => Error::QuotaExceeded,
+            -127 => Error::Throttled,
+            c => Error::Unknown(c),
+        }
+    }
+
+    /// ZooKeeper's numeric code, where the error has one.
+    pub fn code(&self) -> Option<i32> {
+        Some(match self {
+            Error::SystemError => -1,
+            Error::RuntimeInconsistency => -2,
+            Error::DataInconsistency => -3,
+            Error::ConnectionLoss => -4,
+            Error::MarshallingError => -5,
+            Error::Unimplemented => -6,
+            Error::OperationTimeout => -7,
+            Error::BadArguments(_) => -8,
+            Error::UnknownSession => -12,
+            Error::NewConfigNoQuorum => -13,
+            Error::ReconfigInProgress => -14,
+            Error::NoNode => -101,
+            Error::NoAuth => -102,
+            Error::BadVersion => -103,
+            Error::NoChildrenForEphemerals => -108,
+            Error::NodeExists => -110,
+            Error::NotEmpty => -111,
+            Error::SessionExpired => -112,
+            Error::InvalidCallback => -113,
+            Error::InvalidAcl => -114,
+            Error::AuthFailed => -115,
+            Error::SessionMoved => -118,
+            Error::NotReadOnly => -119,
+            Error::EphemeralOnLocalSession => -120,
+            Error::NoWatcher => -121,
+            Error::RequestTimeout => -122,
+            Error::ReconfigDisabled => -123,
+            Error::SessionClosedRequireSaslAuth => -124,
+            Error::QuotaExceeded => -125,
+            Error::Throttled => -127,
+            Error::Unknown(c) => *c,
+            Error::MultiAborted { error, .. } => return error.code(),
+            Error::Closed
+            | Error::InvalidConnectString(_)
+            | Error::ConnectFailed(_)
+            | Error::Protocol(_) => return None,
+        })
+    }
+
+    /// Whether retrying the same request may succeed: connection loss, operation timeout,
+    /// request timeout, throttling. (Whether a retry is *safe* depends on the operation.)
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::ConnectionLoss
+                | Error::OperationTimeout
+                | Error::RequestTimeout
+                | Error::Throttled
+                | Error::SessionMoved
+        )
+    }
+
+    /// Whether the session is gone for good (expired, auth failed or closed): nothing sent on this
+    /// client will succeed again.
+    pub fn is_session_gone(&self) -> bool {
+        matches!(
+            self,
+            Error::SessionExpired | Error::AuthFailed | Error::Closed
+        )
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Error::Protocol(e.to_string())
+    }
+}
+
+impl From<crate::proto::path::PathError> for Error {
+    fn from(e: crate::proto::path::PathError) -> Self {
+        Error::BadArguments(e.to_string())
+    }
+}
+
+/// Short for `Result<T, zkit::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips() {
+        for c in [
+            -1, -2, -3, -4, -5, -6, -7, -8, -12, -13, -14, -101, -102, -103, -108, -110, -111,
+            -112, -113, -114, -115, -118, -119, -120, -121, -122, -123, -124, -125, -127, -999,
+        ] {
+            assert_eq!(Error::from_code(c).code(), Some(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn error_is_clone_send_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<Error>();
+    }
+}

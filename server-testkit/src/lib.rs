@@ -1,0 +1,1 @@
+//! zkit-testkit
