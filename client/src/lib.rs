@@ -1,8 +1,42 @@
 //! # zkit: an async, wire-compatible Apache ZooKeeper client
+//!
+//! - every ZooKeeper 3.9 operation with typed results ([`Client`]);
+//! - sessions that survive reconnects across hosts, with watches re-registered by SetWatches and
+//!   auth replayed; a session state you can watch ([`SessionState`]);
+//! - one-shot watches as futures, persistent watches as streams ([`OneshotWatcher`],
+//!   [`PersistentWatcher`]);
+//! - many requests in flight on one connection, written in call order;
+//! - [`RetryPolicy`] for retrying on connection loss.
+//!
+//! ```no_run
+//! # async fn f() -> zkit::Result<()> {
+//! use zkit::{Client, CreateMode, CreateOptions};
+//! let zk = Client::connect("127.0.0.1:2181").await?;
+//! let (path, _) = zk.create("/jobs/job-", b"{}", &CreateOptions::new(CreateMode::PersistentSequential)).await?;
+//! let (data, stat, watch) = zk.get_data_and_watch(&path).await?;
+//! zk.set_data(&path, b"done", Some(stat.version)).await?;
+//! let event = watch.await?;
+//! println!("{path}: {:?} (was {:?})", event.event_type, data);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod client;
+mod driver;
 pub mod error;
+mod ops;
+mod options;
 pub mod proto;
+pub mod retry;
+pub mod session;
+mod watcher;
 
+pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
+pub use ops::{Op, OpResult, ReadOp, ReadResult};
+pub use options::{digest_id, ClientOptions, ConnectString, CreateOptions};
+pub use proto::{perms, Acl, ClientInfo, CreateMode, EventType, Id, Stat, WatcherType};
+pub use retry::RetryPolicy;
+pub use session::SessionState;
+pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchedEvent};
