@@ -13,6 +13,10 @@
 #   scripts/zookeeper.sh status DIR              `srvr` of every server under DIR (stdout)
 #   scripts/zookeeper.sh connect DIR             print the connect string recorded in DIR
 #
+# A DIR that already holds data (DIR/data, DIR/sN/data) keeps it: start-* write a fresh zoo.cfg
+# with new ports but the server recovers the old tree and sessions. Use a new DIR for a clean
+# server. restart / start-one keep the ports too.
+#
 # stdout carries only the connect string (start-*, restart) so callers can capture it with
 # $(...); every other message goes to stderr. Ports are asked from the kernel, never fixed.
 # DIR/connect holds the connect string; DIR[/sN]/pid the JVM pid; DIR[/sN]/zk.log its log.
@@ -130,7 +134,8 @@ running_pid() {
     [[ -f $srvdir/pid ]] || return 1
     pid=$(<"$srvdir/pid")
     pid_alive "$pid" || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$srvdir/zoo.cfg" || return 1
+    # The JVM's last argument is the absolute path of its zoo.cfg.
+    [[ $(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | tail -n1) == "$srvdir/zoo.cfg" ]] || return 1
     printf '%s\n' "$pid"
 }
 
@@ -334,7 +339,7 @@ cmd_start_ensemble() {
 }
 
 cmd_stop() {
-    local dir d
+    local dir d pid
     [[ -d $1 ]] || { log "$1 does not exist; nothing to stop"; return 0; }
     dir=$(abs_dir "$1")
     # Signal every server first, then wait: an ensemble stops in one deadline, not three.

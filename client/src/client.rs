@@ -637,26 +637,20 @@ impl Client {
         }
     }
 
-    /// Checks a node's version without a multi (opcode check); returns its Stat.
+    /// Checks that a node is at `version` (a one-op multi: Apache ZooKeeper 3.8 mishandles a
+    /// bare check request, so zkit never sends one outside a multi).
     pub fn check_version(
         &self,
         path: &str,
         version: i32,
-    ) -> impl Future<Output = Result<Stat>> + Send + 'static {
-        let fut = self.server_path(path, false).map(|p| {
-            self.send(
-                OpCode::Check,
-                CheckVersionRequest { path: p, version }.to_bytes(),
-                None,
-            )
-        });
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let fut = self.multi(vec![Op::check(path, version)]);
         async move {
-            let reply = fut?.await?;
-            Ok(if reply.body.is_empty() {
-                Stat::default()
-            } else {
-                StatResponse::from_bytes(reply.body)?.stat
-            })
+            match fut.await {
+                Ok(_) => Ok(()),
+                Err(Error::MultiAborted { error, .. }) => Err(*error),
+                Err(e) => Err(e),
+            }
         }
     }
 

@@ -21,3 +21,5 @@ pub use codec::{DecodeError, JuteWrite, Reader, Record};
 pub use consts::*;
 pub use multi::*;
 pub use records::*;
+#[cfg(test)]
+mod golden_tests;

@@ -157,19 +157,15 @@ impl WatchRegistry {
         }
     }
 
-    /// Unregisters one watcher. Returns the server-side watcher type code to send in a
-    /// removeWatches request when it was the last one the server knows about on that path.
+    /// Unregisters one watcher. Returns the watcher type code to send in a removeWatches request
+    /// when the server-side watch can go without taking another local watcher's with it.
+    ///
+    /// Apache ZooKeeper 3.8 knows only types Children (1), Data (2) and Any (3), and each also
+    /// strips the matching part of persistent watches on the path; so a removal is sent only when
+    /// nothing else on the path would lose its events (verified against the 3.8 server).
     pub fn unregister(&mut self, path: &str, kind: WatchKind, id: u64) -> Option<i32> {
-        let kinds: &[WatchKind] = match kind {
-            WatchKind::Data | WatchKind::Exist => &[WatchKind::Data, WatchKind::Exist],
-            k => std::slice::from_ref(match k {
-                WatchKind::Child => &WatchKind::Child,
-                WatchKind::Persistent => &WatchKind::Persistent,
-                _ => &WatchKind::PersistentRecursive,
-            }),
-        };
         let mut found = false;
-        for &k in kinds {
+        for k in KINDS {
             if let Some(list) = self.maps[idx(k)].get_mut(path) {
                 let before = list.len();
                 list.retain(|(i, _)| *i != id);
@@ -182,16 +178,17 @@ impl WatchRegistry {
         if !found {
             return None;
         }
-        let still = kinds.iter().any(|&k| self.maps[idx(k)].contains_key(path));
-        if still {
-            return None;
+        let has = |k: WatchKind| self.maps[idx(k)].contains_key(path);
+        let persistent = has(WatchKind::Persistent) || has(WatchKind::PersistentRecursive);
+        match kind {
+            WatchKind::Data | WatchKind::Exist => {
+                (!has(WatchKind::Data) && !has(WatchKind::Exist) && !persistent).then_some(2)
+            }
+            WatchKind::Child => (!has(WatchKind::Child) && !persistent).then_some(1),
+            WatchKind::Persistent | WatchKind::PersistentRecursive => {
+                KINDS.iter().all(|&k| !has(k)).then_some(3)
+            }
         }
-        Some(match kind {
-            WatchKind::Data | WatchKind::Exist => 2,
-            WatchKind::Child => 1,
-            WatchKind::Persistent => 4,
-            WatchKind::PersistentRecursive => 5,
-        })
     }
 
     /// Drops watchers whose receivers are gone (their handles were dropped without unregistering).
@@ -368,6 +365,37 @@ mod tests {
         assert_eq!(r.unregister("/a", WatchKind::Data, 1), None);
         assert_eq!(r.unregister("/a", WatchKind::Data, 2), Some(2));
         assert_eq!(r.unregister("/a", WatchKind::Data, 2), None);
+    }
+
+    #[test]
+    fn removal_never_takes_another_watchers_events() {
+        let mut r = WatchRegistry::default();
+        let (ptx, _prx) = mpsc::unbounded_channel();
+        r.register(
+            PendingWatch {
+                path: "/a".into(),
+                kind: WatchKind::PersistentRecursive,
+                id: 1,
+                sink: Sink::Persistent(ptx),
+            },
+            0,
+        );
+        let (tx, _rx) = oneshot::channel();
+        r.register(
+            PendingWatch {
+                path: "/a".into(),
+                kind: WatchKind::Data,
+                id: 2,
+                sink: Sink::Oneshot(tx),
+            },
+            0,
+        );
+        // removeWatches(Data) would also strip the recursive watch on a 3.8 server.
+        assert_eq!(r.unregister("/a", WatchKind::Data, 2), None);
+        assert_eq!(
+            r.unregister("/a", WatchKind::PersistentRecursive, 1),
+            Some(3)
+        );
     }
 
     #[test]
