@@ -1,0 +1,136 @@
+//! The zkit tour: a client session against an embedded testkit server (or `--connect`),
+//! covering creates, watches, transactions, persistent watches, sessions and faults.
+//!
+//! ```sh
+//! cargo run -p zkit-examples --bin tour
+//! ```
+
+use std::time::{Duration, Instant};
+
+use zkit::{Client, CreateMode, CreateOptions, EventType, Op, SessionState};
+use zkit_examples::{init_tracing, section, step, Target};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    init_tracing();
+    println!("zkit tour");
+    let target = Target::from_args().await;
+    let root = Client::connect(&target.connect).await?;
+    let ns = format!("/tour-{:08x}", fastrand_u32());
+    root.create(&ns, b"", &CreateOptions::persistent()).await?;
+
+    section("a session");
+    let t = Instant::now();
+    let zk = Client::builder(&format!("{}{}", target.connect, ns))
+        .session_timeout(Duration::from_secs(6))
+        .connect()
+        .await?;
+    step(&format!(
+        "connected in {:.2} ms: session {:#x}, negotiated timeout {:?}, chroot {}",
+        ms(t),
+        zk.session_id(),
+        zk.negotiated_timeout(),
+        ns
+    ));
+
+    section("nodes and Stats");
+    let (p, stat) = zk.create("/config", b"v1", &CreateOptions::persistent()).await?;
+    step(&format!("created {p}: version {}, czxid {:#x}", stat.version, stat.czxid));
+    let (seq, _) = zk
+        .create("/config/item-", b"", &CreateOptions::new(CreateMode::PersistentSequential))
+        .await?;
+    step(&format!("sequential create gave {seq}"));
+    let (eph, s) = zk.create("/alive", b"", &CreateOptions::ephemeral()).await?;
+    step(&format!("ephemeral {eph} owned by {:#x}", s.ephemeral_owner));
+
+    section("one-shot watches");
+    let (data, stat, watch) = zk.get_data_and_watch("/config").await?;
+    step(&format!("read /config = {:?} (version {})", String::from_utf8_lossy(&data), stat.version));
+    let writer = Client::connect(&format!("{}{}", target.connect, ns)).await?;
+    writer.set_data("/config", b"v2", Some(stat.version)).await?;
+    let ev = watch.await?;
+    step(&format!("another client wrote; our watch fired: {:?} on {}", ev.event_type, ev.path));
+
+    section("persistent recursive watches");
+    let mut events = zk.add_watch("/config", true).await?;
+    writer.set_data(&seq, b"x", None).await?;
+    writer.create("/config/new", b"", &CreateOptions::persistent()).await?;
+    for _ in 0..2 {
+        let ev = events.next().await.expect("stream open")?;
+        step(&format!("{:?} {}", ev.event_type, ev.path));
+    }
+    drop(events);
+
+    section("transactions");
+    let t = Instant::now();
+    let r = zk
+        .multi(vec![
+            Op::check("/config", 1),
+            Op::create("/config/a", b"", CreateOptions::persistent()),
+            Op::set_data("/config", b"v3", Some(1)),
+        ])
+        .await?;
+    step(&format!("multi of 3 ops committed atomically in {:.2} ms: {} results", ms(t), r.len()));
+    match zk
+        .multi(vec![Op::create("/config/b", b"", CreateOptions::persistent()), Op::check("/config", 0)])
+        .await
+    {
+        Err(e) => step(&format!("a multi with a stale check aborted as a whole: {e}")),
+        Ok(_) => step("unexpected: stale multi committed"),
+    }
+    step(&format!("/config/b exists after the abort? {}", zk.exists("/config/b").await?.is_some()));
+
+    section("pipelining");
+    let t = Instant::now();
+    let n = 10_000;
+    let futs: Vec<_> = (0..n).map(|_| zk.get_data("/config")).collect();
+    let results = futures::future::join_all(futs).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    step(&format!(
+        "{ok}/{n} pipelined getData on one connection in {:.1} ms ({:.0} ops/s)",
+        ms(t),
+        n as f64 / t.elapsed().as_secs_f64()
+    ));
+
+    section("sessions and faults");
+    let mut states = zk.state_changes();
+    let (_, exists_watch) = writer.exists_and_watch("/alive").await?;
+    if let Some(server) = &target.embedded {
+        let t = Instant::now();
+        server.expire_session(zk.session_id());
+        while let Some(s) = states.next().await {
+            step(&format!("state -> {s:?}"));
+            if s == SessionState::Expired {
+                break;
+            }
+        }
+        let ev = exists_watch.await?;
+        step(&format!(
+            "the server expired our session: {:?} {} seen by the other client ({:.1} ms)",
+            ev.event_type,
+            ev.path,
+            ms(t)
+        ));
+        step(&format!("requests on the expired session fail: {}", zk.get_data("/config").await.unwrap_err()));
+    } else {
+        zk.close().await?;
+        let ev = exists_watch.await?;
+        assert_eq!(ev.event_type, EventType::NodeDeleted);
+        step("closed our session: its ephemeral went away");
+    }
+    writer.close().await?;
+    root.close().await?;
+    println!("\ntour done.");
+    Ok(())
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn fastrand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
