@@ -1,11 +1,44 @@
 //! Test harness: every test runs against a target — the in-process testkit by default, or a real
 //! Apache ZooKeeper when `ZK_TEST_CONNECT` is set — inside a fresh chroot of its own so tests can
 //! share one real server.
+//!
+//! Fault hooks (`restart`, `stop`, `start`, `expire_session`, the ensemble's `stop_server`) are
+//! methods on [`Target`] whatever the server behind it is: for real ZooKeeper they drive
+//! `scripts/zookeeper.sh` on the directories named by the environment, and the in-process testkit
+//! can plug in behind the same methods. A test that needs a hook the target lacks checks
+//! [`Target::supports`] and returns early with `skipped: ...`.
+//!
+//! Environment (real server):
+//! - `ZK_TEST_CONNECT`       standalone connect string (`127.0.0.1:PORT`)
+//! - `ZK_TEST_DIR`           that server's directory (`zookeeper.sh start-standalone DIR`)
+//! - `ZK_TEST_ENSEMBLE`      ensemble connect string (3 hosts)
+//! - `ZK_TEST_ENSEMBLE_DIR`  that ensemble's directory (`zookeeper.sh start-ensemble DIR`)
+//! - `ZK_TEST_SCRIPT`        path of `zookeeper.sh` (default: the repo's `scripts/zookeeper.sh`)
+//! - `ZK_EXTENDED_TYPES=1`   the servers were started with TTL nodes enabled
 #![allow(dead_code)]
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use zkit::{Client, CreateOptions, Error};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use zkit::{Client, CreateOptions, Error, SessionState};
+
+/// A fault a test may need from its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// Restart the standalone server keeping its data and sessions (`restart`).
+    Restart,
+    /// Stop the standalone server and start it again later (`stop`, `start`).
+    StopStart,
+    /// Expire a session on demand (`expire_session`).
+    ExpireSession,
+    /// A 3-server ensemble whose members can be stopped and started (`ensemble`).
+    Ensemble,
+}
 
 /// Where the tests run.
 pub struct Target {
@@ -13,31 +46,177 @@ pub struct Target {
     pub connect: String,
     /// Whether this is real Apache ZooKeeper.
     pub real: bool,
+    backend: Backend,
+}
+
+enum Backend {
+    /// Real Apache ZooKeeper run by `scripts/zookeeper.sh`.
+    Real {
+        script: PathBuf,
+        dir: Option<PathBuf>,
+        ensemble: Option<(String, PathBuf)>,
+    },
+}
+
+/// Tests that take the server down hold [`Target::exclusive`]; every other test in the same test
+/// binary that could be hurt by that holds [`Target::shared`]. Test binaries run one at a time, so
+/// a per-binary lock is enough.
+static SERVER_LOCK: RwLock<()> = RwLock::const_new(());
+
+fn script_path() -> PathBuf {
+    match std::env::var_os("ZK_TEST_SCRIPT") {
+        Some(s) if !s.is_empty() => PathBuf::from(s),
+        _ => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/zookeeper.sh"
+        )),
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// Runs `zookeeper.sh ARGS...`, panicking with its stderr if it fails.
+async fn run_script(script: &PathBuf, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run zookeeper.sh");
+    assert!(
+        out.status.success(),
+        "zookeeper.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 impl Target {
     /// The target chosen by the environment.
     pub async fn new() -> Target {
-        match std::env::var("ZK_TEST_CONNECT") {
-            Ok(c) if !c.is_empty() => Target {
-                connect: c,
-                real: true,
-            },
-            _ => panic!("set ZK_TEST_CONNECT"),
+        match env_nonempty("ZK_TEST_CONNECT") {
+            Some(c) => {
+                let ensemble = match (
+                    env_nonempty("ZK_TEST_ENSEMBLE"),
+                    env_nonempty("ZK_TEST_ENSEMBLE_DIR"),
+                ) {
+                    (Some(c), Some(d)) => Some((c, PathBuf::from(d))),
+                    _ => None,
+                };
+                Target {
+                    connect: c,
+                    real: true,
+                    backend: Backend::Real {
+                        script: script_path(),
+                        dir: env_nonempty("ZK_TEST_DIR").map(PathBuf::from),
+                        ensemble,
+                    },
+                }
+            }
+            None => panic!("set ZK_TEST_CONNECT (the testkit target is not wired in yet)"),
         }
     }
 
-    /// A fresh, empty namespace for one test: creates `/zkit-test-<random>` and returns a
-    /// connect string chrooted there.
-    pub async fn namespace(&self) -> String {
-        let root = Client::connect(&self.connect).await.expect("connect");
+    /// Whether this target can inject `cap`.
+    pub fn supports(&self, cap: Capability) -> bool {
+        match &self.backend {
+            Backend::Real { dir, ensemble, .. } => match cap {
+                Capability::Restart | Capability::StopStart => dir.is_some(),
+                Capability::Ensemble => ensemble.is_some(),
+                // Real ZooKeeper has no "expire this session now" command.
+                Capability::ExpireSession => false,
+            },
+        }
+    }
+
+    /// For a test that may be disturbed by another test's faults (in the same binary).
+    pub async fn shared(&self) -> RwLockReadGuard<'static, ()> {
+        SERVER_LOCK.read().await
+    }
+
+    /// For a test that restarts or stops servers: no `shared` test runs meanwhile. Returns a
+    /// guard that starts the standalone server again if the test left it stopped (e.g. it
+    /// panicked between `stop` and `start`), so later tests still find a server.
+    pub async fn exclusive(&self) -> FaultGuard {
+        let lock = SERVER_LOCK.write().await;
+        FaultGuard {
+            _lock: lock,
+            recover: match &self.backend {
+                Backend::Real { script, dir, .. } => Some((script.clone(), dir.clone())),
+            },
+        }
+    }
+
+    /// Restarts the standalone server (same address, same data, sessions kept) and returns once
+    /// it serves again.
+    pub async fn restart(&self) {
+        match &self.backend {
+            Backend::Real { script, dir, .. } => {
+                let dir = dir.as_ref().expect("Capability::Restart needs ZK_TEST_DIR");
+                run_script(script, &["restart", dir.to_str().unwrap()]).await;
+            }
+        }
+    }
+
+    /// Stops the standalone server (its address refuses connections until [`start`](Self::start)).
+    pub async fn stop(&self) {
+        match &self.backend {
+            Backend::Real { script, dir, .. } => {
+                let dir = dir
+                    .as_ref()
+                    .expect("Capability::StopStart needs ZK_TEST_DIR");
+                run_script(script, &["stop", dir.to_str().unwrap()]).await;
+            }
+        }
+    }
+
+    /// Starts the stopped standalone server again (same address, same data).
+    pub async fn start(&self) {
+        // `restart` stops nothing when nothing runs, then launches with the recorded config.
+        self.restart().await
+    }
+
+    /// Expires a session now, as the server would after its timeout. Returns false when the
+    /// target cannot (real ZooKeeper); check [`Capability::ExpireSession`] first.
+    pub async fn expire_session(&self, _session_id: i64) -> bool {
+        match &self.backend {
+            Backend::Real { .. } => false,
+        }
+    }
+
+    /// The ensemble, when the target has one.
+    pub fn ensemble(&self) -> Option<Ensemble> {
+        match &self.backend {
+            Backend::Real {
+                script, ensemble, ..
+            } => ensemble.as_ref().map(|(connect, dir)| Ensemble {
+                connect: connect.clone(),
+                script: script.clone(),
+                dir: dir.clone(),
+            }),
+        }
+    }
+
+    /// A fresh, empty namespace for one test on `connect`: creates `/zkit-test-<random>` and
+    /// returns `connect` chrooted there.
+    pub async fn namespace_on(connect: &str) -> String {
+        let root = Client::connect(connect).await.expect("connect");
         let name = format!("/zkit-test-{:016x}", fastrand::u64(..));
         match root.create(&name, b"", &CreateOptions::persistent()).await {
             Ok(_) | Err(Error::NodeExists) => {}
             Err(e) => panic!("create namespace: {e}"),
         }
         root.close().await.unwrap();
-        format!("{}{}", self.connect, name)
+        format!("{connect}{name}")
+    }
+
+    /// A fresh, empty namespace for one test: creates `/zkit-test-<random>` and returns a
+    /// connect string chrooted there.
+    pub async fn namespace(&self) -> String {
+        Self::namespace_on(&self.connect).await
     }
 
     /// A client in a fresh namespace.
@@ -49,5 +228,168 @@ impl Target {
             .await
             .expect("connect");
         (c, ns)
+    }
+}
+
+/// Held by a fault-injecting test; see [`Target::exclusive`].
+pub struct FaultGuard {
+    _lock: RwLockWriteGuard<'static, ()>,
+    recover: Option<(PathBuf, Option<PathBuf>)>,
+}
+
+impl Drop for FaultGuard {
+    fn drop(&mut self) {
+        // Only when the test panicked: a passing test restores what it broke itself.
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Some((script, Some(dir))) = &self.recover {
+            let _ = std::process::Command::new("bash")
+                .arg(script)
+                .arg("restart")
+                .arg(dir)
+                .stdout(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A 3-server ensemble whose members can be stopped and started one at a time.
+pub struct Ensemble {
+    /// Connect string of every member (no chroot).
+    pub connect: String,
+    script: PathBuf,
+    dir: PathBuf,
+}
+
+impl Ensemble {
+    /// The member (1-based, as in `server.N`) that serves clients at `addr`.
+    pub fn member_at(&self, addr: SocketAddr) -> usize {
+        for n in 1..=9 {
+            let cfg = self.dir.join(format!("s{n}")).join("zoo.cfg");
+            let Ok(text) = std::fs::read_to_string(&cfg) else {
+                break;
+            };
+            let port = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("clientPort="))
+                .last()
+                .and_then(|p| p.trim().parse::<u16>().ok());
+            if port == Some(addr.port()) {
+                return n;
+            }
+        }
+        panic!("no ensemble member serves {addr}");
+    }
+
+    /// Stops member `n`.
+    pub async fn stop_member(&self, n: usize) {
+        run_script(
+            &self.script,
+            &["stop-one", self.dir.to_str().unwrap(), &n.to_string()],
+        )
+        .await;
+    }
+
+    /// Starts member `n` again and waits until it has rejoined.
+    pub async fn start_member(&self, n: usize) {
+        run_script(
+            &self.script,
+            &["start-one", self.dir.to_str().unwrap(), &n.to_string()],
+        )
+        .await;
+    }
+}
+
+/// Waits (at most `limit`) until the client's state satisfies `f`; panics with the state seen.
+pub async fn wait_state(
+    client: &Client,
+    limit: Duration,
+    f: impl Fn(SessionState) -> bool,
+) -> SessionState {
+    let mut rx = client.state_watch();
+    let r = tokio::time::timeout(limit, rx.wait_for(|s| f(*s)))
+        .await
+        .map(|r| r.map(|s| *s));
+    match r {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => panic!(
+            "state channel closed while waiting; last {:?}",
+            client.state()
+        ),
+        Err(_) => panic!("state still {:?} after {limit:?}", client.state()),
+    }
+}
+
+/// Awaits `fut` at most `limit`, panicking with `what` on timeout.
+pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?}: {what}"))
+}
+
+/// A TCP proxy in front of a server, for cutting one client off while others carry on.
+///
+/// `block()` closes every proxied connection and refuses new ones (accepted, then closed at
+/// once) until `unblock()`.
+pub struct Proxy {
+    /// Address to connect to instead of the server.
+    pub addr: SocketAddr,
+    blocked: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// A proxy forwarding to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (blocked, rx) = watch::channel(false);
+        let upstream: Arc<str> = upstream.into();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    return;
+                };
+                if *rx.borrow() {
+                    drop(down);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let mut rx = rx.clone();
+                conns.spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(&*upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = rx.wait_for(|b| *b) => {}
+                    }
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Proxy {
+            addr,
+            blocked,
+            task,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn block(&self) {
+        self.blocked.send_replace(true);
+    }
+
+    /// Lets connections through again.
+    pub fn unblock(&self) {
+        self.blocked.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
