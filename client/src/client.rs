@@ -287,6 +287,7 @@ impl Client {
             responder: Some(tx),
         }));
         let timeout = self.inner.opts.request_timeout;
+        let state = self.inner.state.clone();
         Box::pin(async move {
             let r = match timeout {
                 Some(t) => tokio::time::timeout(t, rx)
@@ -294,7 +295,9 @@ impl Client {
                     .map_err(|_| Error::RequestTimeout)?,
                 None => rx.await,
             };
-            let reply = r.map_err(|_| Error::Closed)??;
+            // The driver is gone once the session is over: say why (expired, auth failed), not
+            // just "closed".
+            let reply = r.map_err(|_| gone_error(&state))??;
             if reply.err != 0 {
                 return Err(Error::from_code(reply.err));
             }
@@ -895,7 +898,8 @@ impl Client {
             auth: auth.into(),
             waiter: tx,
         });
-        async move { rx.await.map_err(|_| Error::Closed)? }
+        let state = self.inner.state.clone();
+        async move { rx.await.map_err(|_| gone_error(&state))? }
     }
 
     /// The identities the server associates with this session (whoAmI, 3.7+).
@@ -974,6 +978,11 @@ impl Client {
             }
         }
     }
+}
+
+/// The error for a request the driver dropped unanswered: the session's terminal error.
+fn gone_error(state: &watch::Receiver<SessionState>) -> Error {
+    state.borrow().terminal_error().unwrap_or(Error::Closed)
 }
 
 fn exists_reply(r: Result<Reply>) -> Result<Option<Stat>> {
