@@ -1,0 +1,381 @@
+//! [`Mutex`]: a distributed, re-entrant mutual-exclusion lock (Curator's `InterProcessMutex`).
+//!
+//! Each contender creates an ephemeral-sequential node `<path>/_c_<uuid>-lock-<seq>`; the lowest
+//! sequence holds the lock, and every other contender watches only the node just before its own,
+//! so a release wakes exactly one waiter (no herd effect). The names are Curator's, so a Java
+//! service using `InterProcessMutex` on the same path takes part in the same queue; kazoo `Lock`
+//! nodes (`<hex>__lock__<seq>`) are recognised as contenders too.
+//!
+//! ```no_run
+//! # async fn f() -> zkit_recipes::Result<()> {
+//! use std::time::Duration;
+//! use zkit_recipes::lock::{Mutex, MutexOptions};
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
+//! let mutex = Mutex::new(&zk, "/locks/reports", MutexOptions::default());
+//! let guard = mutex.acquire_timeout(Duration::from_secs(5)).await?;
+//! tokio::select! {
+//!     reason = guard.lost() => eprintln!("lock lost ({reason:?}): stop writing"),
+//!     _ = write_report() => {}
+//! }
+//! guard.release().await?;
+//! # Ok(()) }
+//! # async fn write_report() {}
+//! ```
+//!
+//! * Re-entrant: while a `Mutex` value holds the lock, `acquire` on the same value succeeds at
+//!   once and returns another guard; the node is deleted when the last guard is released. Use one
+//!   `Mutex` value per independent contender.
+//! * Cancellation: dropping an `acquire` future (or hitting its timeout) removes the node it
+//!   created, even when the create was still in flight.
+//! * Loss: [`MutexGuard::lost`] resolves when the lock is (or may be) gone, per [`LossPolicy`].
+
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zkit::{Client, CreateMode, Error as ZkError};
+
+use crate::state::{wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::znode::{
+    delete_quietly, join, name_of, sorted_members, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper,
+};
+use crate::{Error, Result};
+
+/// Curator's lock-node name (`InterProcessMutex`'s `LOCK_NAME`).
+pub const LOCK_NAME: &str = "lock-";
+/// kazoo's lock-node name.
+pub const KAZOO_LOCK_NAME: &str = "__lock__";
+
+/// Options of a [`Mutex`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct MutexOptions {
+    /// When a holder must consider the lock gone.
+    pub loss_policy: LossPolicy,
+    /// Bytes stored in the lock node (an identifier other contenders can read).
+    pub data: Vec<u8>,
+}
+
+impl MutexOptions {
+    /// Sets the loss policy.
+    pub fn loss_policy(mut self, p: LossPolicy) -> Self {
+        self.loss_policy = p;
+        self
+    }
+    /// Sets the node's data.
+    pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into();
+        self
+    }
+}
+
+/// A distributed re-entrant lock. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Mutex {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    path: String,
+    lock_name: String,
+    opts: MutexOptions,
+    /// Serialises acquisitions through this value, so re-entrancy is well defined.
+    acquiring: tokio::sync::Mutex<()>,
+    held: StdMutex<Option<Held>>,
+    reaper: OnceLock<Reaper>,
+}
+
+#[derive(Debug)]
+struct Held {
+    node: String,
+    count: usize,
+    monitor: Arc<LossMonitor>,
+    signal: LossSignal,
+}
+
+/// Whether a child of a lock directory is a lock contender (Curator, zkit or kazoo naming).
+pub fn is_lock_node(name: &str) -> bool {
+    name.contains(LOCK_NAME) || name.contains(KAZOO_LOCK_NAME)
+}
+
+impl Mutex {
+    /// A lock at `path` (created as a container when missing).
+    pub fn new(client: &Client, path: &str, options: MutexOptions) -> Mutex {
+        Self::with_lock_name(client, path, LOCK_NAME, options)
+    }
+
+    /// A lock whose nodes are named `<lock_name><seq>` (for recipes built on the lock).
+    pub(crate) fn with_lock_name(
+        client: &Client,
+        path: &str,
+        lock_name: &str,
+        options: MutexOptions,
+    ) -> Mutex {
+        Mutex {
+            inner: Arc::new(Inner {
+                client: client.clone(),
+                path: path.to_owned(),
+                lock_name: lock_name.to_owned(),
+                opts: options,
+                acquiring: tokio::sync::Mutex::new(()),
+                held: StdMutex::new(None),
+                reaper: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The lock's path.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// Waits for the lock for as long as it takes.
+    pub async fn acquire(&self) -> Result<MutexGuard> {
+        self.acquire_inner(None, true)
+            .await
+            .map(|g| g.expect("blocking acquire"))
+    }
+
+    /// Waits for the lock at most `timeout`; on timeout returns [`Error::Timeout`] and leaves no
+    /// node behind.
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<MutexGuard> {
+        let deadline = Instant::now() + timeout;
+        self.acquire_inner(Some(deadline), true)
+            .await
+            .map(|g| g.expect("blocking acquire"))
+    }
+
+    /// Takes the lock if it is free right now (one round trip to queue, one to look).
+    pub async fn try_acquire(&self) -> Result<Option<MutexGuard>> {
+        self.acquire_inner(None, false).await
+    }
+
+    /// Whether this value holds the lock.
+    pub fn is_held(&self) -> bool {
+        self.inner
+            .held
+            .lock()
+            .map(|h| h.as_ref().is_some_and(|h| !h.signal.is_lost()))
+            .unwrap_or(false)
+    }
+
+    /// The contenders' node names in queue order (the holder first).
+    pub async fn contenders(&self) -> Result<Vec<String>> {
+        let c = &self.inner.client;
+        match crate::znode::retry(c, || c.get_children(&self.inner.path)).await {
+            Ok(kids) => Ok(sorted_members(kids, |n| self.is_member(n))),
+            Err(ZkError::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn is_member(&self, name: &str) -> bool {
+        if self.inner.lock_name == LOCK_NAME {
+            is_lock_node(name)
+        } else {
+            name.contains(&self.inner.lock_name)
+        }
+    }
+
+    fn reaper(&self) -> &Reaper {
+        self.inner
+            .reaper
+            .get_or_init(|| Reaper::spawn(&self.inner.client))
+    }
+
+    fn reenter(&self) -> Result<Option<MutexGuard>> {
+        let mut held = self.inner.held.lock().expect("lock state poisoned");
+        if let Some(h) = held.as_mut() {
+            if let Some(r) = h.signal.reason() {
+                return Err(Error::Lost(r));
+            }
+            h.count += 1;
+            return Ok(Some(MutexGuard {
+                inner: self.inner.clone(),
+                node: h.node.clone(),
+                signal: h.signal.clone(),
+                done: false,
+            }));
+        }
+        Ok(None)
+    }
+
+    async fn acquire_inner(
+        &self,
+        deadline: Option<Instant>,
+        wait: bool,
+    ) -> Result<Option<MutexGuard>> {
+        let _serial = match deadline {
+            Some(d) => tokio::time::timeout_at(d, self.inner.acquiring.lock())
+                .await
+                .map_err(|_| Error::Timeout)?,
+            None => self.inner.acquiring.lock().await,
+        };
+        if let Some(g) = self.reenter()? {
+            return Ok(Some(g));
+        }
+        let client = &self.inner.client;
+        let pc = ProtectedCreate::new(
+            &self.inner.path,
+            &self.inner.lock_name,
+            CreateMode::EphemeralSequential,
+        );
+        let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Prefix(pc.clone()));
+        let node = with_deadline(deadline, pc.create(client, &self.inner.opts.data)).await?;
+        cleanup.set(Cleanup::Delete(node.clone()));
+        let session_id = client.session_id();
+        let ours = name_of(&node).to_owned();
+        loop {
+            let kids = match client.get_children(&self.inner.path).await {
+                Ok(k) => k,
+                Err(e) if e.is_retryable() => {
+                    with_deadline(deadline, async { Ok(wait_connected(client).await?) }).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let queue = sorted_members(kids, |n| self.is_member(n));
+            let Some(idx) = queue.iter().position(|n| *n == ours) else {
+                // Our ephemeral is gone: the session expired (or someone deleted it).
+                cleanup.disarm();
+                return Err(Error::Lost(if client.session_id() != session_id {
+                    LossReason::SessionChanged
+                } else {
+                    LossReason::NodeDeleted
+                }));
+            };
+            if idx == 0 {
+                break;
+            }
+            if !wait {
+                drop(cleanup);
+                return Ok(None);
+            }
+            let pred = join(&self.inner.path, &queue[idx - 1]);
+            match client.exists_and_watch(&pred).await {
+                Ok((None, _)) => continue,
+                Ok((Some(_), w)) => {
+                    tracing::debug!(node = %ours, predecessor = %pred, "waiting for predecessor");
+                    match with_deadline(deadline, async { Ok(w.await) }).await? {
+                        Ok(_) => continue,
+                        Err(e) if e.is_session_gone() => return Err(e.into()),
+                        Err(_) => continue,
+                    }
+                }
+                Err(e) if e.is_retryable() => {
+                    with_deadline(deadline, async { Ok(wait_connected(client).await?) }).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        cleanup.disarm();
+        let (monitor, signal) = LossMonitor::start(
+            client,
+            session_id,
+            Some(node.clone()),
+            self.inner.opts.loss_policy,
+        );
+        *self.inner.held.lock().expect("lock state poisoned") = Some(Held {
+            node: node.clone(),
+            count: 1,
+            monitor: Arc::new(monitor),
+            signal: signal.clone(),
+        });
+        tracing::debug!(node = %node, "lock acquired");
+        Ok(Some(MutexGuard {
+            inner: self.inner.clone(),
+            node,
+            signal,
+            done: false,
+        }))
+    }
+}
+
+async fn with_deadline<T>(
+    deadline: Option<Instant>,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, fut)
+            .await
+            .map_err(|_| Error::Timeout)?,
+        None => fut.await,
+    }
+}
+
+/// Proof of holding a [`Mutex`]. Release it with [`release`](Self::release) to know the node is
+/// gone; dropping it releases in the background.
+#[derive(Debug)]
+#[must_use = "dropping the guard releases the lock"]
+pub struct MutexGuard {
+    inner: Arc<Inner>,
+    node: String,
+    signal: LossSignal,
+    done: bool,
+}
+
+impl MutexGuard {
+    /// The lock node's path.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Resolves when the lock is (or may be) lost; select on it next to the protected work.
+    pub async fn lost(&self) -> LossReason {
+        self.signal.lost().await
+    }
+
+    /// The loss signal, to hand to other tasks.
+    pub fn loss_signal(&self) -> LossSignal {
+        self.signal.clone()
+    }
+
+    /// Whether the lock is still held (no loss reported).
+    pub fn is_held(&self) -> bool {
+        !self.signal.is_lost()
+    }
+
+    /// Releases this hold; when it is the last one, deletes the node and waits for the server.
+    pub async fn release(mut self) -> Result<()> {
+        self.done = true;
+        if let Some(node) = self.unhold() {
+            match delete_quietly(&self.inner.client, &node).await {
+                Ok(()) => {}
+                // The session is gone, and its ephemeral with it.
+                Err(e) if e.is_session_gone() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Decrements the hold count; returns the node to delete when this was the last hold.
+    fn unhold(&self) -> Option<String> {
+        let mut held = self.inner.held.lock().ok()?;
+        let h = held.as_mut()?;
+        if h.node != self.node {
+            return None;
+        }
+        h.count -= 1;
+        if h.count > 0 {
+            return None;
+        }
+        h.monitor.finish(LossReason::Released);
+        held.take().map(|h| h.node)
+    }
+}
+
+impl Drop for MutexGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(node) = self.unhold() {
+            if let Some(r) = self.inner.reaper.get() {
+                r.submit(Cleanup::Delete(node));
+            }
+        }
+    }
+}
