@@ -1,0 +1,301 @@
+//! Sessions across faults: a server restart mid-session (the session, its ephemerals, its auth
+//! and its watches survive; a change made meanwhile by another client fires the watch after
+//! SetWatches), a server down for longer than the session timeout (the session expires and every
+//! watcher learns it), and close().
+//!
+//! Every test here holds `Target::exclusive`: they restart or stop the shared server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_state, within, Capability, Proxy, Target};
+use futures::FutureExt;
+use zkit::{Acl, Client, CreateOptions, Error, EventType, SessionState};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The chroot part of a namespace connect string.
+fn chroot_of<'a>(t: &Target, ns: &'a str) -> &'a str {
+    ns.strip_prefix(t.connect.as_str())
+        .expect("namespace on this target")
+}
+
+#[tokio::test]
+async fn restart_keeps_session_and_fires_watches_for_changes_made_while_away() {
+    let t = Target::new().await;
+    if !t.supports(Capability::Restart) {
+        eprintln!("skipped: target cannot restart its server (set ZK_TEST_DIR)");
+        return;
+    }
+    let _g = t.exclusive().await;
+    let ns = t.namespace().await;
+    // A reaches the server through a proxy, so it can be kept away while B makes changes.
+    let proxy = Proxy::start(&t.connect).await;
+    let a = Client::builder(&format!("{}{}", proxy.addr, chroot_of(&t, &ns)))
+        .session_timeout(Duration::from_secs(30))
+        .auth("digest", "a:pw")
+        .connect()
+        .await
+        .unwrap();
+    let sid = a.session_id();
+    let o = CreateOptions::persistent();
+    a.create("/n", b"0", &o).await.unwrap();
+    a.create("/secret", b"s", &o.clone().acl(Acl::creator_all()))
+        .await
+        .unwrap();
+    a.create("/eph", b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    let (_, _, data_w) = a.get_data_and_watch("/n").await.unwrap();
+    let (_, _, child_w) = a.get_children_and_watch("/n").await.unwrap();
+    let (_, exist_w) = a.exists_and_watch("/later").await.unwrap();
+    let (_, _, quiet_w) = a.get_data_and_watch("/secret").await.unwrap();
+    let mut states = a.state_changes();
+
+    proxy.block();
+    wait_state(&a, LIMIT, |s| s == SessionState::Disconnected).await;
+    assert_eq!(states.next().await, Some(SessionState::Disconnected));
+    t.restart().await;
+
+    // B changes things while A is away (after A's last seen zxid).
+    let b = Client::connect(&ns).await.unwrap();
+    b.set_data("/n", b"1", None).await.unwrap();
+    b.create("/n/kid", b"", &o).await.unwrap();
+    b.create("/later", b"", &o).await.unwrap();
+    // A's session and its ephemeral survived the restart.
+    assert_eq!(
+        b.exists("/eph").await.unwrap().map(|s| s.ephemeral_owner),
+        Some(sid)
+    );
+    // A request made while disconnected waits for the reconnect.
+    let queued = a.get_data("/n");
+
+    proxy.unblock();
+    wait_state(&a, LIMIT, SessionState::is_connected).await;
+    assert_eq!(a.session_id(), sid, "same session after the restart");
+    // Watches re-registered with SetWatches(relativeZxid = A's last zxid) fire for what changed.
+    let ev = within(LIMIT, "data watch", data_w).await.unwrap();
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDataChanged, "/n")
+    );
+    let ev = within(LIMIT, "child watch", child_w).await.unwrap();
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeChildrenChanged, "/n")
+    );
+    let ev = within(LIMIT, "exists watch", exist_w).await.unwrap();
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeCreated, "/later")
+    );
+    assert_eq!(&within(LIMIT, "queued", queued).await.unwrap().0[..], b"1");
+    // An unchanged node's watch did not fire, and is still registered.
+    let mut quiet_w = quiet_w;
+    assert!((&mut quiet_w).now_or_never().is_none());
+    // Auth was replayed: the creator-only node is still readable.
+    assert_eq!(&a.get_data("/secret").await.unwrap().0[..], b"s");
+    b.set_data("/secret", b"t", None).await.unwrap_err();
+    a.set_data("/secret", b"t", None).await.unwrap();
+    let ev = within(LIMIT, "quiet watch", quiet_w).await.unwrap();
+    assert_eq!(ev.event_type, EventType::NodeDataChanged);
+    // The state stream saw the way back (Connecting attempts in between).
+    let mut seen = Vec::new();
+    while let Some(Some(s)) = states.next().now_or_never() {
+        seen.push(s);
+    }
+    assert!(seen.last().is_some_and(|s| s.is_connected()), "{seen:?}");
+    assert!(!seen.iter().any(|s| s.is_terminal()), "{seen:?}");
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn restart_of_the_server_is_survived_directly() {
+    let t = Target::new().await;
+    if !t.supports(Capability::Restart) {
+        eprintln!("skipped: target cannot restart its server (set ZK_TEST_DIR)");
+        return;
+    }
+    let _g = t.exclusive().await;
+    let ns = t.namespace().await;
+    let a = Client::builder(&ns)
+        .session_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    let sid = a.session_id();
+    a.create("/eph", b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    let mut pw = a.add_watch("/", true).await.unwrap();
+    let mut states = a.state_changes();
+    t.restart().await;
+    wait_state(&a, LIMIT, SessionState::is_connected).await;
+    assert_eq!(states.next().await, Some(SessionState::Disconnected));
+    assert_eq!(a.session_id(), sid);
+    assert_eq!(
+        a.exists("/eph").await.unwrap().map(|s| s.ephemeral_owner),
+        Some(sid)
+    );
+    // The persistent recursive watch was re-registered (SetWatches2).
+    a.create("/after", b"", &CreateOptions::persistent())
+        .await
+        .unwrap();
+    let ev = within(LIMIT, "recursive watch", pw.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeCreated, "/after")
+    );
+    a.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn server_down_longer_than_the_session_timeout_expires_the_session() {
+    let t = Target::new().await;
+    let can_stop = t.supports(Capability::StopStart);
+    if !can_stop && !t.supports(Capability::ExpireSession) {
+        eprintln!("skipped: target can neither stop its server nor expire a session");
+        return;
+    }
+    let _g = t.exclusive().await;
+    let ns = t.namespace().await;
+    // The shortest timeout the server allows (it clamps to 2 x tickTime).
+    let a = Client::builder(&ns)
+        .session_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let renewing = Client::builder(&ns)
+        .session_timeout(Duration::from_secs(2))
+        .recreate_on_expiry(true)
+        .connect()
+        .await
+        .unwrap();
+    let old_sid = renewing.session_id();
+    let timeout = a.negotiated_timeout();
+    assert!(timeout >= Duration::from_secs(2), "{timeout:?}");
+    a.create("/n", b"", &CreateOptions::persistent())
+        .await
+        .unwrap();
+    a.create("/eph", b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    let (_, _, data_w) = a.get_data_and_watch("/n").await.unwrap();
+    let (_, exist_w) = a.exists_and_watch("/missing").await.unwrap();
+    let mut pw = a.add_watch("/n", false).await.unwrap();
+    let mut states = a.state_changes();
+    let mut renew_states = renewing.state_changes();
+
+    let limit = timeout * 3 + Duration::from_secs(20);
+    if can_stop {
+        t.stop().await;
+        wait_state(&a, limit, |s| s == SessionState::Expired).await;
+    } else {
+        assert!(t.expire_session(a.session_id()).await);
+        wait_state(&a, limit, |s| s == SessionState::Expired).await;
+    }
+    // Disconnected (suspended) first, then Expired, and nothing after it.
+    let mut seen = Vec::new();
+    while let Some(Some(s)) = states.next().now_or_never() {
+        seen.push(s);
+    }
+    if can_stop {
+        assert_eq!(seen.first(), Some(&SessionState::Disconnected), "{seen:?}");
+    }
+    assert_eq!(seen.last(), Some(&SessionState::Expired), "{seen:?}");
+    assert!(!seen.iter().any(|s| s.is_connected()), "{seen:?}");
+    // Every watcher learns it.
+    assert_eq!(
+        within(LIMIT, "data watch", data_w).await,
+        Err(Error::SessionExpired)
+    );
+    assert_eq!(
+        within(LIMIT, "exists watch", exist_w).await,
+        Err(Error::SessionExpired)
+    );
+    assert_eq!(
+        within(LIMIT, "persistent", pw.next()).await,
+        Some(Err(Error::SessionExpired))
+    );
+    assert_eq!(pw.next().await, None);
+    // And every later request.
+    assert_eq!(a.exists("/n").await, Err(Error::SessionExpired));
+    assert!(a.state().is_terminal());
+
+    if can_stop {
+        t.start().await;
+    }
+    // The server forgets the session too: its ephemeral goes.
+    let b = Client::connect(&ns).await.unwrap();
+    let (st, gone) = b.exists_and_watch("/eph").await.unwrap();
+    if st.is_some() {
+        let ev = within(timeout * 3 + LIMIT, "ephemeral deleted", gone)
+            .await
+            .unwrap();
+        assert_eq!(ev.event_type, EventType::NodeDeleted);
+    }
+    // The client that re-creates sessions came back with a new one.
+    wait_state(&renewing, LIMIT, SessionState::is_connected).await;
+    assert_ne!(renewing.session_id(), old_sid);
+    let mut seen = Vec::new();
+    while let Some(Some(s)) = renew_states.next().now_or_never() {
+        seen.push(s);
+    }
+    let expired_at = seen.iter().position(|s| *s == SessionState::Expired);
+    assert!(expired_at.is_some(), "{seen:?}");
+    assert!(seen.last().unwrap().is_connected(), "{seen:?}");
+    renewing.exists("/n").await.unwrap();
+    renewing.close().await.unwrap();
+    b.close().await.unwrap();
+    let _ = a.close().await;
+}
+
+#[tokio::test]
+async fn close_ends_the_session_for_watchers_and_the_state_stream() {
+    let t = Target::new().await;
+    let _g = t.shared().await;
+    let (a, ns) = t.client().await;
+    a.create("/eph", b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    let (_, _, w) = a.get_data_and_watch("/eph").await.unwrap();
+    let mut pw = a.add_watch("/", true).await.unwrap();
+    let mut states = a.state_changes();
+    let b = Client::connect(&ns).await.unwrap();
+    let (_, gone) = b.exists_and_watch("/eph").await.unwrap();
+    a.close().await.unwrap();
+    // closeSession deleted the ephemeral: another client is told.
+    assert_eq!(
+        within(LIMIT, "ephemeral deleted", gone)
+            .await
+            .unwrap()
+            .event_type,
+        EventType::NodeDeleted
+    );
+    assert_eq!(b.exists("/eph").await.unwrap(), None);
+    // Our own watchers: the close deleted /eph first, so the one-shot may have fired with that;
+    // otherwise it ends with Closed.
+    match within(LIMIT, "own watch", w).await {
+        Ok(ev) => assert_eq!(ev.event_type, EventType::NodeDeleted),
+        Err(e) => assert_eq!(e, Error::Closed),
+    }
+    loop {
+        match within(LIMIT, "own persistent watch", pw.next()).await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                assert_eq!(e, Error::Closed);
+                break;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(states.next().await, Some(SessionState::Closed));
+    assert_eq!(a.state(), SessionState::Closed);
+    assert_eq!(a.get_data("/").await.map(|_| ()), Err(Error::Closed));
+    b.close().await.unwrap();
+}
