@@ -34,27 +34,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
 
     section("nodes and Stats");
-    let (p, stat) = zk.create("/config", b"v1", &CreateOptions::persistent()).await?;
-    step(&format!("created {p}: version {}, czxid {:#x}", stat.version, stat.czxid));
+    let (p, stat) = zk
+        .create("/config", b"v1", &CreateOptions::persistent())
+        .await?;
+    step(&format!(
+        "created {p}: version {}, czxid {:#x}",
+        stat.version, stat.czxid
+    ));
     let (seq, _) = zk
-        .create("/config/item-", b"", &CreateOptions::new(CreateMode::PersistentSequential))
+        .create(
+            "/config/item-",
+            b"",
+            &CreateOptions::new(CreateMode::PersistentSequential),
+        )
         .await?;
     step(&format!("sequential create gave {seq}"));
-    let (eph, s) = zk.create("/alive", b"", &CreateOptions::ephemeral()).await?;
-    step(&format!("ephemeral {eph} owned by {:#x}", s.ephemeral_owner));
+    let (eph, s) = zk
+        .create("/alive", b"", &CreateOptions::ephemeral())
+        .await?;
+    step(&format!(
+        "ephemeral {eph} owned by {:#x}",
+        s.ephemeral_owner
+    ));
 
     section("one-shot watches");
     let (data, stat, watch) = zk.get_data_and_watch("/config").await?;
-    step(&format!("read /config = {:?} (version {})", String::from_utf8_lossy(&data), stat.version));
+    step(&format!(
+        "read /config = {:?} (version {})",
+        String::from_utf8_lossy(&data),
+        stat.version
+    ));
     let writer = Client::connect(&format!("{}{}", target.connect, ns)).await?;
-    writer.set_data("/config", b"v2", Some(stat.version)).await?;
+    writer
+        .set_data("/config", b"v2", Some(stat.version))
+        .await?;
     let ev = watch.await?;
-    step(&format!("another client wrote; our watch fired: {:?} on {}", ev.event_type, ev.path));
+    step(&format!(
+        "another client wrote; our watch fired: {:?} on {}",
+        ev.event_type, ev.path
+    ));
 
     section("persistent recursive watches");
     let mut events = zk.add_watch("/config", true).await?;
     writer.set_data(&seq, b"x", None).await?;
-    writer.create("/config/new", b"", &CreateOptions::persistent()).await?;
+    writer
+        .create("/config/new", b"", &CreateOptions::persistent())
+        .await?;
     for _ in 0..2 {
         let ev = events.next().await.expect("stream open")?;
         step(&format!("{:?} {}", ev.event_type, ev.path));
@@ -70,15 +95,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Op::set_data("/config", b"v3", Some(1)),
         ])
         .await?;
-    step(&format!("multi of 3 ops committed atomically in {:.2} ms: {} results", ms(t), r.len()));
+    step(&format!(
+        "multi of 3 ops committed atomically in {:.2} ms: {} results",
+        ms(t),
+        r.len()
+    ));
     match zk
-        .multi(vec![Op::create("/config/b", b"", CreateOptions::persistent()), Op::check("/config", 0)])
+        .multi(vec![
+            Op::create("/config/b", b"", CreateOptions::persistent()),
+            Op::check("/config", 0),
+        ])
         .await
     {
-        Err(e) => step(&format!("a multi with a stale check aborted as a whole: {e}")),
+        Err(e) => step(&format!(
+            "a multi with a stale check aborted as a whole: {e}"
+        )),
         Ok(_) => step("unexpected: stale multi committed"),
     }
-    step(&format!("/config/b exists after the abort? {}", zk.exists("/config/b").await?.is_some()));
+    step(&format!(
+        "/config/b exists after the abort? {}",
+        zk.exists("/config/b").await?.is_some()
+    ));
 
     section("pipelining");
     let t = Instant::now();
@@ -111,7 +148,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ev.path,
             ms(t)
         ));
-        step(&format!("requests on the expired session fail: {}", zk.get_data("/config").await.unwrap_err()));
+        step(&format!(
+            "requests on the expired session fail: {}",
+            zk.get_data("/config").await.unwrap_err()
+        ));
     } else {
         zk.close().await?;
         let ev = exists_watch.await?;
