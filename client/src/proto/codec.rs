@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn hostile_lengths_are_rejected() {
         let mut r = Reader::new(Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff, 1]));
-        assert_eq!(r.read_opt_buffer(), Err(DecodeError::InvalidLength(i32::MAX)));
+        assert_eq!(
+            r.read_opt_buffer(),
+            Err(DecodeError::InvalidLength(i32::MAX))
+        );
         let mut r = Reader::new(Bytes::from_static(&[0xff, 0xff, 0xff, 0xfe]));
         assert!(r.read_vec(|r| r.read_i32()).is_err());
         let mut r = Reader::new(Bytes::from_static(&[0, 0, 0, 2, 0xff]));

@@ -199,7 +199,10 @@ int_enum! {
 impl CreateMode {
     /// Whether the node is ephemeral.
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
     /// Whether the name gets a sequence suffix.
     pub fn is_sequential(self) -> bool {

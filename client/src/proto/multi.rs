@@ -269,13 +269,20 @@ mod tests {
         let b = m.to_bytes();
         assert_eq!(MultiRequest::from_bytes(b.clone()).unwrap(), m);
         // Terminator: op -1, done true, err -1.
-        assert_eq!(&b[b.len() - 9..], &[0xff, 0xff, 0xff, 0xff, 1, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            &b[b.len() - 9..],
+            &[0xff, 0xff, 0xff, 0xff, 1, 0xff, 0xff, 0xff, 0xff]
+        );
     }
 
     #[test]
     fn aborted_multi_response_round_trips() {
         let m = MultiResponse {
-            results: vec![MultiResult::Error(0), MultiResult::Error(-103), MultiResult::Error(-2)],
+            results: vec![
+                MultiResult::Error(0),
+                MultiResult::Error(-103),
+                MultiResult::Error(-2),
+            ],
         };
         assert_eq!(MultiResponse::from_bytes(m.to_bytes()).unwrap(), m);
     }

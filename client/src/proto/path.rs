@@ -96,7 +96,17 @@ mod tests {
             assert!(validate_path(ok, false).is_ok(), "{ok}");
         }
         for bad in [
-            "", "a", "//", "/a//b", "/a/", "/.", "/a/..", "/a\0b", "/a\u{1}", "/\u{7f}", "/\u{e000}",
+            "",
+            "a",
+            "//",
+            "/a//b",
+            "/a/",
+            "/.",
+            "/a/..",
+            "/a\0b",
+            "/a\u{1}",
+            "/\u{7f}",
+            "/\u{e000}",
             "/\u{fff5}",
         ] {
             assert!(validate_path(bad, false).is_err(), "{bad:?}");

@@ -1,0 +1,1 @@
+//! Core unit tests driven through frames, without sockets.
