@@ -139,6 +139,7 @@ impl Builder {
             extended_types: self.extended_types,
             secret,
             reap_interval: self.reap_interval.as_millis() as i64,
+            record_txns: false,
         })
     }
 

@@ -58,6 +58,8 @@ pub struct Config {
     pub secret: u64,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
+    /// Keep every committed txn for [`Core::drain_txns`] (for replication and replay tests).
+    pub record_txns: bool,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             extended_types: false,
             secret: 0x5eed,
             reap_interval: 1000,
+            record_txns: false,
         }
     }
 }
@@ -145,6 +148,7 @@ pub struct Core {
     started: i64,
     counters: Counters,
     out: Vec<Output>,
+    txns: Vec<Txn>,
 }
 
 impl Core {
@@ -176,6 +180,7 @@ impl Core {
             started: now,
             counters: Counters::default(),
             out: Vec::new(),
+            txns: Vec::new(),
         }
     }
 
@@ -192,6 +197,11 @@ impl Core {
     /// Consumes the core, keeping the database (for restart).
     pub fn into_db(self) -> Database {
         self.db
+    }
+
+    /// Takes the txns committed since the last call (only with [`Config::record_txns`]).
+    pub fn drain_txns(&mut self) -> Vec<Txn> {
+        std::mem::take(&mut self.txns)
     }
 
     /// Takes the pending outputs.
@@ -420,6 +430,9 @@ impl Core {
     fn commit(&mut self, txn: &Txn) -> ApplyResult {
         let mut changes = Vec::new();
         let rc = self.db.apply(txn, &mut changes);
+        if self.cfg.record_txns {
+            self.txns.push(txn.clone());
+        }
         let mut fired = Vec::new();
         for ch in changes {
             match ch {

@@ -405,7 +405,13 @@ mod tests {
             p.create(OpCode::Create, args("/zookeeper", 0)).unwrap_err(),
             -110
         );
-        assert_eq!(p.create(OpCode::Create, args("/a/", 0)).unwrap_err(), -8);
+        // The parent is looked up before the full path is validated.
+        assert_eq!(p.create(OpCode::Create, args("/a/", 0)).unwrap_err(), -101);
+        assert_eq!(
+            p.create(OpCode::Create, args("/zookeeper/", 0))
+                .unwrap_err(),
+            -8
+        );
     }
 
     #[test]
