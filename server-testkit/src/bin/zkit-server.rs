@@ -1,0 +1,187 @@
+//! `zkit-server`: the zkit-testkit ZooKeeper server as a standalone process.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use zkit_testkit::net::FourLetterWords;
+use zkit_testkit::Server;
+
+const HELP: &str = "\
+zkit-server: an in-memory, wire-compatible Apache ZooKeeper 3.8 server
+
+USAGE:
+    zkit-server [OPTIONS]
+
+OPTIONS:
+    --host HOST                   address to listen on (default 127.0.0.1)
+    --port PORT                   port to listen on, 0 for any free port (default 2181)
+    --tick-time MS                tickTime in ms (default 2000)
+    --min-session-timeout MS      lowest negotiable session timeout (default 2 x tickTime)
+    --max-session-timeout MS      highest negotiable session timeout (default 20 x tickTime)
+    --max-packet BYTES            largest accepted request (default 1048575)
+    --super-digest USER:BASE64    superDigest: this digest user bypasses ACLs
+    --extended-types              enable TTL nodes (zookeeper.extendedTypesEnabled)
+    --four-letter-words LIST      comma separated whitelist, or * for all (default srvr)
+    -h, --help                    print this help
+
+The bound address is printed on stderr as `zkit-server listening on HOST:PORT`.
+Logging follows RUST_LOG (default info). Ctrl-C or SIGTERM stops the server.
+";
+
+struct Args {
+    host: String,
+    port: u16,
+    builder: zkit_testkit::Builder,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut host = "127.0.0.1".to_owned();
+    let mut port: u16 = 2181;
+    let mut b = Server::builder();
+    let mut it = args.peekable();
+    fn ms(v: &str, flag: &str) -> Result<Duration, String> {
+        v.parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{flag} expects milliseconds, got {v:?}"))
+    }
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--host" => host = value()?,
+            "--port" => {
+                let v = value()?;
+                port = v
+                    .parse()
+                    .map_err(|_| format!("--port expects a port, got {v:?}"))?;
+            }
+            "--tick-time" => b = b.tick_time(ms(&value()?, "--tick-time")?),
+            "--min-session-timeout" => {
+                b = b.min_session_timeout(ms(&value()?, "--min-session-timeout")?)
+            }
+            "--max-session-timeout" => {
+                b = b.max_session_timeout(ms(&value()?, "--max-session-timeout")?)
+            }
+            "--max-packet" => {
+                let v = value()?;
+                b = b.max_packet(
+                    v.parse()
+                        .map_err(|_| format!("--max-packet expects bytes, got {v:?}"))?,
+                );
+            }
+            "--super-digest" => {
+                let v = value()?;
+                if !v.contains(':') {
+                    return Err(format!("--super-digest expects user:BASE64, got {v:?}"));
+                }
+                b = b.super_digest(v);
+            }
+            "--extended-types" => b = b.extended_types(true),
+            "--four-letter-words" => b = b.four_letter_words(FourLetterWords::parse(&value()?)),
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    Ok(Some(Args {
+        host,
+        port,
+        builder: b,
+    }))
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {host}"))
+}
+
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("zkit-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let addr = match resolve(&args.host, args.port) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("zkit-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zkit-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let mut server = match args.builder.listen(addr).start().await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("zkit-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("zkit-server listening on {}", server.connect_string());
+        terminated().await;
+        tracing::info!("shutting down");
+        server.stop().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,279 @@
+//! ACLs and authentication like ZooKeeper's `checkACL`, `fixupACL` and its `ip` / `digest`
+//! authentication providers (the only ones a default server registers).
+
+use std::net::IpAddr;
+
+use base64::Engine;
+use sha1::{Digest, Sha1};
+use zkit::proto::{Acl, Id};
+
+/// Error code for a denied operation.
+pub const NO_AUTH: i32 = -102;
+/// Error code for an unacceptable ACL.
+pub const INVALID_ACL: i32 = -114;
+
+/// `user:base64(sha1("user:password"))`, ZooKeeper's digest of a `user:password` credential
+/// (`DigestAuthenticationProvider.generateDigest`).
+///
+/// ```
+/// assert_eq!(
+///     zkit_testkit::core::digest("super:test"),
+///     "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+/// );
+/// ```
+pub fn digest(user_password: &str) -> String {
+    let user = user_password.split(':').next().unwrap_or("");
+    let hash = Sha1::digest(user_password.as_bytes());
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+/// Whether a scheme has an authentication provider (`ip`, `digest`).
+pub fn has_provider(scheme: &str) -> bool {
+    matches!(scheme, "ip" | "digest")
+}
+
+/// Whether ids of this scheme count as "authenticated" for the `auth` ACL scheme.
+fn is_authenticated(scheme: &str) -> bool {
+    scheme == "digest"
+}
+
+/// Whether `id` is a well-formed id of `scheme` (`AuthenticationProvider.isValid`).
+pub fn is_valid(scheme: &str, id: &str) -> bool {
+    match scheme {
+        // Java's split(":") drops trailing empty strings: "a:" has one part.
+        "digest" => {
+            let parts: Vec<&str> = id.split(':').collect();
+            let mut n = parts.len();
+            while n > 0 && parts[n - 1].is_empty() {
+                n -= 1;
+            }
+            n == 2
+        }
+        "ip" => parse_ip_acl(id).is_some(),
+        _ => false,
+    }
+}
+
+fn parse_ip_acl(id: &str) -> Option<(IpAddr, u32)> {
+    let (addr, bits) = match id.split_once('/') {
+        Some((a, b)) => (a, Some(b.parse::<u32>().ok()?)),
+        None => (id, None),
+    };
+    let ip: IpAddr = addr.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = bits.unwrap_or(max);
+    if bits > max {
+        return None;
+    }
+    Some((ip, bits))
+}
+
+fn ip_matches(acl_expr: &str, client: &str) -> bool {
+    let Some((net, bits)) = parse_ip_acl(acl_expr) else {
+        return false;
+    };
+    let Ok(ip) = client.parse::<IpAddr>() else {
+        return false;
+    };
+    let (a, b, len) = match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(c)) => (n.octets().to_vec(), c.octets().to_vec(), 32),
+        (IpAddr::V6(n), IpAddr::V6(c)) => (n.octets().to_vec(), c.octets().to_vec(), 128),
+        _ => return false,
+    };
+    let bits = bits.min(len) as usize;
+    for i in 0..bits {
+        let (byte, bit) = (i / 8, 7 - (i % 8));
+        if (a[byte] >> bit) & 1 != (b[byte] >> bit) & 1 {
+            return false;
+        }
+    }
+    true
+}
+
+/// `ZooKeeperServer.checkACL`: OK when the ACL is empty, the caller is super, or some entry with
+/// one of `perm`'s bits matches one of the caller's ids.
+pub fn check_acl(acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), i32> {
+    if acl.is_empty() || ids.iter().any(|i| i.scheme == "super") {
+        return Ok(());
+    }
+    for a in acl {
+        if a.perms & perm == 0 {
+            continue;
+        }
+        if a.id.scheme == "world" && a.id.id == "anyone" {
+            return Ok(());
+        }
+        if !has_provider(&a.id.scheme) {
+            continue;
+        }
+        for auth in ids {
+            if auth.scheme != a.id.scheme {
+                continue;
+            }
+            let ok = match a.id.scheme.as_str() {
+                "ip" => ip_matches(&a.id.id, &auth.id),
+                _ => a.id.id == auth.id,
+            };
+            if ok {
+                return Ok(());
+            }
+        }
+    }
+    Err(NO_AUTH)
+}
+
+/// `PrepRequestProcessor.fixupACL`: de-duplicates, expands `auth` entries to the caller's
+/// authenticated ids, rejects empty or invalid ACLs with InvalidACL (-114).
+pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, i32> {
+    let mut uniq: Vec<&Acl> = Vec::with_capacity(acl.len());
+    for a in acl {
+        if !uniq.contains(&a) {
+            uniq.push(a);
+        }
+    }
+    if uniq.is_empty() {
+        return Err(INVALID_ACL);
+    }
+    let mut out = Vec::with_capacity(uniq.len());
+    for a in uniq {
+        if a.id.scheme == "world" && a.id.id == "anyone" {
+            out.push(a.clone());
+        } else if a.id.scheme == "auth" {
+            let mut any = false;
+            for cid in ids {
+                if has_provider(&cid.scheme) && is_authenticated(&cid.scheme) {
+                    any = true;
+                    out.push(Acl {
+                        perms: a.perms,
+                        id: cid.clone(),
+                    });
+                }
+            }
+            if !any {
+                return Err(INVALID_ACL);
+            }
+        } else {
+            if !has_provider(&a.id.scheme) || !is_valid(&a.id.scheme, &a.id.id) {
+                return Err(INVALID_ACL);
+            }
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The user name whoAmI reports for an id (`AuthenticationProvider.getUserName`).
+pub fn user_name(id: &Id) -> String {
+    match id.scheme.as_str() {
+        "digest" => id.id.split(':').next().unwrap_or("").to_owned(),
+        "ip" => id.id.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Masks digest hashes in an ACL (`getACL` without ADMIN permission shows `user:x`).
+pub fn mask_digests(acl: &[Acl]) -> Vec<Acl> {
+    acl.iter()
+        .map(|a| {
+            if a.id.scheme == "digest" {
+                let user = a.id.id.split(':').next().unwrap_or("");
+                Acl {
+                    perms: a.perms,
+                    id: Id {
+                        scheme: "digest".into(),
+                        id: format!("{user}:x"),
+                    },
+                }
+            } else {
+                a.clone()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zkit::proto::perms;
+
+    fn id(s: &str, i: &str) -> Id {
+        Id {
+            scheme: s.into(),
+            id: i.into(),
+        }
+    }
+    fn acl(p: i32, s: &str, i: &str) -> Acl {
+        Acl {
+            perms: p,
+            id: id(s, i),
+        }
+    }
+
+    #[test]
+    fn digest_matches_zookeeper() {
+        // Known value from ZooKeeper's documentation / DigestAuthenticationProvider.
+        assert_eq!(digest("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+    }
+
+    #[test]
+    fn world_digest_ip_and_super() {
+        let ids = vec![id("ip", "127.0.0.1"), id("digest", &digest("u:p"))];
+        assert!(check_acl(&[acl(perms::READ, "world", "anyone")], perms::READ, &[]).is_ok());
+        assert_eq!(
+            check_acl(&[acl(perms::READ, "world", "anyone")], perms::WRITE, &[]),
+            Err(NO_AUTH)
+        );
+        assert!(check_acl(
+            &[acl(perms::ALL, "digest", &digest("u:p"))],
+            perms::READ,
+            &ids
+        )
+        .is_ok());
+        assert!(check_acl(
+            &[acl(perms::ALL, "digest", &digest("u:q"))],
+            perms::READ,
+            &ids
+        )
+        .is_err());
+        assert!(check_acl(&[acl(perms::ALL, "ip", "127.0.0.0/8")], perms::READ, &ids).is_ok());
+        assert!(check_acl(&[acl(perms::ALL, "ip", "10.0.0.0/8")], perms::READ, &ids).is_err());
+        assert!(check_acl(
+            &[acl(0, "ip", "10.0.0.0/8")],
+            perms::READ,
+            &[id("super", "")]
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn fixup_expands_auth_and_rejects_bad_acls() {
+        let ip_only = vec![id("ip", "127.0.0.1")];
+        assert_eq!(
+            fixup_acl(&[acl(31, "auth", "")], &ip_only),
+            Err(INVALID_ACL)
+        );
+        let ids = vec![id("ip", "127.0.0.1"), id("digest", "u:h")];
+        assert_eq!(
+            fixup_acl(&[acl(31, "auth", "")], &ids).unwrap(),
+            vec![acl(31, "digest", "u:h")]
+        );
+        assert_eq!(fixup_acl(&[], &ids), Err(INVALID_ACL));
+        assert_eq!(
+            fixup_acl(&[acl(31, "digest", "nocolon")], &ids),
+            Err(INVALID_ACL)
+        );
+        assert_eq!(
+            fixup_acl(&[acl(31, "world", "someone")], &ids),
+            Err(INVALID_ACL)
+        );
+        assert_eq!(
+            fixup_acl(&[acl(31, "ip", "1.2.3.4/40")], &ids),
+            Err(INVALID_ACL)
+        );
+        let dup = [acl(31, "world", "anyone"), acl(31, "world", "anyone")];
+        assert_eq!(fixup_acl(&dup, &ids).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,188 @@
+//! The replicated state: data tree, global session table and last zxid, changed only by
+//! [`Database::apply`].
+
+use std::collections::BTreeMap;
+
+use zkit::proto::{Stat, CONTAINER_EPHEMERAL_OWNER};
+
+use super::tree::{Change, DataTree};
+use super::txn::{Txn, TxnBody};
+
+/// Outcome of applying one txn (ZooKeeper's `ProcessTxnResult`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApplyResult {
+    /// Txn type (a multi's sub-result has its sub-txn's type; -1 for an error entry).
+    pub txn_type: i32,
+    /// Error code (0 = OK). For a multi: the first non-zero sub-result.
+    pub err: i32,
+    /// Path the txn addressed.
+    pub path: String,
+    /// Stat after the change (create2 / setData / setACL / check).
+    pub stat: Option<Stat>,
+    /// Sub-results of a multi.
+    pub multi: Vec<ApplyResult>,
+    /// Ephemerals deleted by a closeSession.
+    pub killed: Vec<String>,
+}
+
+/// Tree + sessions + last zxid.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// The znodes.
+    pub tree: DataTree,
+    /// Live sessions and their negotiated timeouts.
+    pub sessions: BTreeMap<i64, i32>,
+    /// Zxid of the last applied txn.
+    pub last_zxid: i64,
+}
+
+impl Database {
+    /// A fresh database.
+    pub fn new(extended_types: bool) -> Database {
+        Database {
+            tree: DataTree::new(extended_types),
+            sessions: BTreeMap::new(),
+            last_zxid: 0,
+        }
+    }
+
+    /// Applies a txn: the one place where state changes. Appends watch-relevant changes to
+    /// `changes` in order.
+    pub fn apply(&mut self, txn: &Txn, changes: &mut Vec<Change>) -> ApplyResult {
+        let r = self.apply_body(txn, &txn.body, changes);
+        if txn.hdr.zxid > self.last_zxid {
+            self.last_zxid = txn.hdr.zxid;
+        }
+        r
+    }
+
+    fn apply_body(&mut self, txn: &Txn, body: &TxnBody, changes: &mut Vec<Change>) -> ApplyResult {
+        let h = &txn.hdr;
+        let mut rc = ApplyResult {
+            txn_type: body.op().code(),
+            ..Default::default()
+        };
+        let res: Result<Option<Stat>, i32> = match body {
+            TxnBody::Create(t) | TxnBody::Create2(t) => {
+                rc.path = t.path.clone();
+                let owner = if t.ephemeral { h.client_id } else { 0 };
+                self.tree
+                    .create_node(
+                        &t.path,
+                        t.data.clone(),
+                        t.acl.clone(),
+                        owner,
+                        t.parent_cversion,
+                        h.zxid,
+                        h.time,
+                        changes,
+                    )
+                    .map(Some)
+            }
+            TxnBody::CreateContainer(t) => {
+                rc.path = t.path.clone();
+                self.tree
+                    .create_node(
+                        &t.path,
+                        t.data.clone(),
+                        t.acl.clone(),
+                        CONTAINER_EPHEMERAL_OWNER,
+                        t.parent_cversion,
+                        h.zxid,
+                        h.time,
+                        changes,
+                    )
+                    .map(Some)
+            }
+            TxnBody::CreateTtl(t) => {
+                rc.path = t.path.clone();
+                self.tree
+                    .create_node(
+                        &t.path,
+                        t.data.clone(),
+                        t.acl.clone(),
+                        zkit::proto::ttl_ephemeral_owner(t.ttl),
+                        t.parent_cversion,
+                        h.zxid,
+                        h.time,
+                        changes,
+                    )
+                    .map(Some)
+            }
+            TxnBody::Delete(t) | TxnBody::DeleteContainer(t) => {
+                rc.path = t.path.clone();
+                self.tree
+                    .delete_node(&t.path, h.zxid, changes)
+                    .map(|_| None)
+            }
+            TxnBody::SetData(t) => {
+                rc.path = t.path.clone();
+                self.tree
+                    .set_data(&t.path, t.data.clone(), t.version, h.zxid, h.time, changes)
+                    .map(Some)
+            }
+            TxnBody::SetAcl(t) => {
+                rc.path = t.path.clone();
+                self.tree
+                    .set_acl(&t.path, t.acl.clone(), t.version)
+                    .map(Some)
+            }
+            TxnBody::Check(t) => {
+                rc.path = t.path.clone();
+                Ok(self.tree.stat(&t.path))
+            }
+            TxnBody::Error(e) => Err(e.err),
+            TxnBody::CreateSession(s) => {
+                self.sessions.insert(h.client_id, s.time_out);
+                Ok(None)
+            }
+            TxnBody::CloseSession(c) => {
+                // 3.6+ carries the paths; fall back to the tree's own list when empty.
+                let paths = if c.paths2_delete.is_empty() {
+                    self.tree.ephemerals_of(h.client_id)
+                } else {
+                    c.paths2_delete.clone()
+                };
+                for p in paths {
+                    if self.tree.delete_node(&p, h.zxid, changes).is_ok() {
+                        rc.killed.push(p);
+                    }
+                }
+                self.sessions.remove(&h.client_id);
+                Ok(None)
+            }
+            TxnBody::Multi(subs) => {
+                // Like DataTree.processTxn: if any sub-txn is an error, every sub-txn becomes an
+                // error entry: 0 before the first failure, -2 after it.
+                let failed = subs.iter().any(|s| matches!(s, TxnBody::Error(_)));
+                let mut post_failed = false;
+                for s in subs {
+                    let sub = if failed {
+                        match s {
+                            TxnBody::Error(e) => {
+                                post_failed = true;
+                                TxnBody::Error(e.clone())
+                            }
+                            _ => TxnBody::Error(zkit::proto::txn::ErrorTxn {
+                                err: if post_failed { -2 } else { 0 },
+                            }),
+                        }
+                    } else {
+                        s.clone()
+                    };
+                    let sub_rc = self.apply_body(txn, &sub, changes);
+                    if sub_rc.err != 0 && rc.err == 0 {
+                        rc.err = sub_rc.err;
+                    }
+                    rc.multi.push(sub_rc);
+                }
+                Ok(None)
+            }
+        };
+        match res {
+            Ok(stat) => rc.stat = stat,
+            Err(e) => rc.err = e,
+        }
+        rc
+    }
+}

@@ -1,0 +1,503 @@
+//! The sans-IO server core: deterministic, no clock, no randomness of its own, no sockets.
+//!
+//! The shell feeds it connection events, received frames and the current time (ms since the
+//! epoch); it answers with [`Output`]s (frames to send, connections to close) in the order they
+//! must happen. Every write becomes a [`Txn`] applied by [`Database::apply`]; watch
+//! notifications caused by a txn are queued before the reply of the request that caused it.
+//!
+//! ```
+//! use zkit_testkit::core::{Config, Core};
+//! let mut core = Core::new(Config::default(), 1_000);
+//! assert_eq!(core.db().tree.node_count(), 4);
+//! ```
+
+mod acl;
+mod db;
+mod ops;
+mod prep;
+mod tree;
+mod txn;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use sha1::{Digest, Sha1};
+use zkit::proto::frame::{begin_frame, end_frame};
+use zkit::proto::txn::CloseSessionTxn;
+use zkit::proto::{Id, Record, ReplyHeader, WatcherEvent};
+
+pub use acl::{check_acl, digest, fixup_acl};
+pub use db::{ApplyResult, Database};
+pub use prep::{CreateArgs, Prep};
+pub use tree::{Change, DataTree, Node, NodeKind, StatPersisted};
+pub use txn::{Txn, TxnBody};
+pub use watch::{Fired, WatchKind, WatchManager};
+
+/// Identifies one client connection (assigned by the shell).
+pub type ConnId = u64;
+
+/// Static configuration of the core.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// tickTime, ms.
+    pub tick_time: i32,
+    /// Lowest negotiable session timeout, ms (default 2 × tickTime).
+    pub min_session_timeout: i32,
+    /// Highest negotiable session timeout, ms (default 20 × tickTime).
+    pub max_session_timeout: i32,
+    /// `user:BASE64` digest that authenticates as super.
+    pub super_digest: Option<String>,
+    /// TTL nodes enabled (`zookeeper.extendedTypesEnabled`).
+    pub extended_types: bool,
+    /// Seed of session passwords (the shell draws it; the core has no randomness).
+    pub secret: u64,
+    /// How often the container/TTL reaper runs, ms.
+    pub reap_interval: i64,
+    /// Keep every committed txn for [`Core::drain_txns`] (for replication and replay tests).
+    pub record_txns: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tick_time: 2000,
+            min_session_timeout: 4000,
+            max_session_timeout: 40000,
+            super_digest: None,
+            extended_types: false,
+            secret: 0x5eed,
+            reap_interval: 1000,
+            record_txns: false,
+        }
+    }
+}
+
+/// Something the shell must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this whole frame (length prefix included) on the connection.
+    Send(ConnId, Bytes),
+    /// Close the connection after everything queued before has been sent.
+    Close(ConnId, &'static str),
+}
+
+/// Per-connection state the core tracks.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Peer address.
+    pub remote: SocketAddr,
+    /// The session, once the handshake succeeded.
+    pub session: Option<i64>,
+    /// Authenticated ids (starts with `ip:<addr>`).
+    pub auth: Vec<Id>,
+    /// Packets received.
+    pub received: u64,
+    /// Packets sent.
+    pub sent: u64,
+    /// Last cxid seen.
+    pub last_cxid: i32,
+    /// Last zxid sent in a reply.
+    pub last_zxid: i64,
+    /// When the connection was opened.
+    pub established: i64,
+    /// Whether the client omitted the readOnly byte (pre-3.4 client).
+    old_client: bool,
+    /// Whether the handshake is done (a close was requested otherwise).
+    closing: bool,
+}
+
+/// One live session, as listed by [`Core::sessions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: i64,
+    /// Negotiated timeout, ms.
+    pub timeout: i32,
+    /// Connection it is attached to, if any.
+    pub conn: Option<ConnId>,
+    /// Ephemeral nodes it owns.
+    pub ephemerals: Vec<String>,
+}
+
+/// Server counters for the four-letter words.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Packets received.
+    pub received: u64,
+    /// Packets sent.
+    pub sent: u64,
+}
+
+/// The server state machine.
+#[derive(Debug)]
+pub struct Core {
+    cfg: Config,
+    db: Database,
+    watches: WatchManager,
+    conns: BTreeMap<ConnId, ConnInfo>,
+    session_conn: HashMap<i64, ConnId>,
+    deadlines: HashMap<i64, i64>,
+    next_session: i64,
+    last_reap: i64,
+    started: i64,
+    counters: Counters,
+    out: Vec<Output>,
+    txns: Vec<Txn>,
+}
+
+impl Core {
+    /// A core with a fresh database; `now` seeds session ids like ZooKeeper
+    /// (`(now << 24) >>> 8 | 1 << 56`).
+    pub fn new(cfg: Config, now: i64) -> Core {
+        let extended = cfg.extended_types;
+        Core::with_db(cfg, Database::new(extended), now)
+    }
+
+    /// A core over an existing database (restart with the same data).
+    pub fn with_db(cfg: Config, db: Database, now: i64) -> Core {
+        let next_session = (((now as u64) << 24) >> 8) as i64 | (1i64 << 56);
+        // Sessions restored from the database get a full timeout from now.
+        let deadlines = db
+            .sessions
+            .iter()
+            .map(|(id, to)| (*id, now + *to as i64))
+            .collect();
+        Core {
+            cfg,
+            db,
+            watches: WatchManager::default(),
+            conns: BTreeMap::new(),
+            session_conn: HashMap::new(),
+            deadlines,
+            next_session,
+            last_reap: now,
+            started: now,
+            counters: Counters::default(),
+            out: Vec::new(),
+            txns: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The replicated state.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Consumes the core, keeping the database (for restart).
+    pub fn into_db(self) -> Database {
+        self.db
+    }
+
+    /// Takes the txns committed since the last call (only with [`Config::record_txns`]).
+    pub fn drain_txns(&mut self) -> Vec<Txn> {
+        std::mem::take(&mut self.txns)
+    }
+
+    /// Takes the pending outputs.
+    pub fn take_output(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// When the core was created (ms).
+    pub fn started(&self) -> i64 {
+        self.started
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> impl Iterator<Item = (&ConnId, &ConnInfo)> {
+        self.conns.iter()
+    }
+
+    /// The watch manager.
+    pub fn watch_manager(&self) -> &WatchManager {
+        &self.watches
+    }
+
+    /// A new connection from `remote`.
+    pub fn conn_opened(&mut self, conn: ConnId, remote: SocketAddr, now: i64) {
+        self.conns.insert(
+            conn,
+            ConnInfo {
+                remote,
+                session: None,
+                auth: vec![Id {
+                    scheme: "ip".into(),
+                    id: remote.ip().to_string(),
+                }],
+                received: 0,
+                sent: 0,
+                last_cxid: 0,
+                last_zxid: 0,
+                established: now,
+                old_client: false,
+                closing: false,
+            },
+        );
+    }
+
+    /// The connection is gone: its watches go, its session stays until it expires.
+    pub fn conn_closed(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Some(s) = c.session {
+                if self.session_conn.get(&s) == Some(&conn) {
+                    self.session_conn.remove(&s);
+                }
+            }
+        }
+        self.watches.remove_conn(conn);
+    }
+
+    /// A frame arrived on `conn` (payload without the length prefix).
+    pub fn receive(&mut self, conn: ConnId, frame: Bytes, now: i64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.received += 1;
+        self.counters.received += 1;
+        if c.session.is_none() {
+            self.handshake(conn, frame, now);
+        } else {
+            self.request(conn, frame, now);
+        }
+    }
+
+    /// Advances time: expires silent sessions, reaps containers and TTL nodes.
+    pub fn tick(&mut self, now: i64) {
+        let mut expired: Vec<i64> = self
+            .deadlines
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        expired.sort();
+        for s in expired {
+            tracing::info!(session_id = format_args!("0x{s:x}"), "session expired");
+            self.expire_session(s, now);
+        }
+        if now - self.last_reap >= self.cfg.reap_interval {
+            self.last_reap = now;
+            self.reap(now);
+        }
+    }
+
+    /// Keeps every session alive as of `now` (after a pause of the whole server).
+    pub fn touch_all(&mut self, now: i64) {
+        for (s, d) in self.deadlines.iter_mut() {
+            let to = self.db.sessions.get(s).copied().unwrap_or(0) as i64;
+            *d = (*d).max(now + to);
+        }
+    }
+
+    /// Expires a session now: its ephemerals are deleted, its connection closed.
+    /// Returns false if there is no such session.
+    pub fn expire_session(&mut self, session: i64, now: i64) -> bool {
+        if !self.db.sessions.contains_key(&session) {
+            return false;
+        }
+        self.close_session(session, 0, now);
+        if let Some(conn) = self.session_conn.remove(&session) {
+            self.close(conn, "session expired");
+        }
+        true
+    }
+
+    /// Closes the connection a session is attached to (the session lives on).
+    pub fn close_session_connection(&mut self, session: i64) -> bool {
+        match self.session_conn.get(&session).copied() {
+            Some(conn) => {
+                self.close(conn, "closed by test");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes every connection.
+    pub fn close_all_connections(&mut self) {
+        let all: Vec<ConnId> = self.conns.keys().copied().collect();
+        for c in all {
+            self.close(c, "closed by test");
+        }
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.db
+            .sessions
+            .iter()
+            .map(|(id, to)| SessionInfo {
+                id: *id,
+                timeout: *to,
+                conn: self.session_conn.get(id).copied(),
+                ephemerals: self.db.tree.ephemerals_of(*id),
+            })
+            .collect()
+    }
+
+    /// The session a connection is attached to.
+    pub fn session_of(&self, conn: ConnId) -> Option<i64> {
+        self.conns.get(&conn).and_then(|c| c.session)
+    }
+
+    /// Password of a session: derived from its id and the configured secret.
+    pub fn password(&self, session: i64) -> Bytes {
+        let mut h = Sha1::new();
+        h.update(self.cfg.secret.to_be_bytes());
+        h.update(session.to_be_bytes());
+        Bytes::copy_from_slice(&h.finalize()[..16])
+    }
+
+    fn close(&mut self, conn: ConnId, reason: &'static str) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if !c.closing {
+                c.closing = true;
+                self.out.push(Output::Close(conn, reason));
+            }
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Bytes) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if c.closing {
+                return;
+            }
+            c.sent += 1;
+            self.counters.sent += 1;
+            self.out.push(Output::Send(conn, frame));
+        }
+    }
+
+    /// Sends a reply: header, then `body` when err == 0.
+    fn reply(&mut self, conn: ConnId, xid: i32, err: i32, body: Option<&dyn Fn(&mut BytesMut)>) {
+        let zxid = self.db.last_zxid;
+        let mut b = BytesMut::new();
+        let at = begin_frame(&mut b);
+        ReplyHeader { xid, zxid, err }.encode(&mut b);
+        if err == 0 {
+            if let Some(f) = body {
+                f(&mut b);
+            }
+        }
+        end_frame(&mut b, at);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_zxid = zxid;
+        }
+        self.send(conn, b.freeze());
+    }
+
+    fn notify(&mut self, fired: Vec<Fired>) {
+        for f in fired {
+            let mut b = BytesMut::new();
+            let at = begin_frame(&mut b);
+            // 3.8 servers send notifications with zxid -1.
+            ReplyHeader {
+                xid: zkit::proto::xid::NOTIFICATION,
+                zxid: -1,
+                err: 0,
+            }
+            .encode(&mut b);
+            WatcherEvent {
+                event_type: f.event.code(),
+                state: zkit::proto::KeeperState::SyncConnected.code(),
+                path: f.path,
+            }
+            .encode(&mut b);
+            end_frame(&mut b, at);
+            self.send(f.conn, b.freeze());
+        }
+    }
+
+    /// Applies a txn and queues the notifications it causes.
+    fn commit(&mut self, txn: &Txn) -> ApplyResult {
+        let mut changes = Vec::new();
+        let rc = self.db.apply(txn, &mut changes);
+        if self.cfg.record_txns {
+            self.txns.push(txn.clone());
+        }
+        let mut fired = Vec::new();
+        for ch in changes {
+            match ch {
+                Change::Created(p) => self.watches.created(&p, &mut fired),
+                Change::Deleted(p) => self.watches.deleted(&p, &mut fired),
+                Change::DataChanged(p) => self.watches.data_changed(&p, &mut fired),
+            }
+        }
+        self.notify(fired);
+        rc
+    }
+
+    fn next_zxid(&self) -> i64 {
+        self.db.last_zxid + 1
+    }
+
+    /// The closeSession txn of `session` (deletes its ephemerals).
+    fn close_session(&mut self, session: i64, cxid: i32, now: i64) -> ApplyResult {
+        let paths = self.db.tree.ephemerals_of(session);
+        let txn = Txn::new(
+            session,
+            cxid,
+            self.next_zxid(),
+            now,
+            TxnBody::CloseSession(CloseSessionTxn {
+                paths2_delete: paths,
+            }),
+        );
+        self.deadlines.remove(&session);
+        self.commit(&txn)
+    }
+
+    fn touch(&mut self, session: i64, now: i64) {
+        if let Some(to) = self.db.sessions.get(&session) {
+            self.deadlines.insert(session, now + *to as i64);
+        }
+    }
+
+    fn reap(&mut self, now: i64) {
+        let mut candidates = Vec::new();
+        for p in self.db.tree.containers() {
+            if let Some(n) = self.db.tree.get(p) {
+                if n.children.is_empty() && n.stat.cversion > 0 {
+                    candidates.push(p.clone());
+                }
+            }
+        }
+        for p in self.db.tree.ttls() {
+            if let Some(n) = self.db.tree.get(p) {
+                if let NodeKind::Ttl(ttl) = NodeKind::of(n.stat.ephemeral_owner, true) {
+                    if n.children.is_empty() && ttl != 0 && now - n.stat.mtime > ttl {
+                        candidates.push(p.clone());
+                    }
+                }
+            }
+        }
+        for path in candidates {
+            let zxid = self.next_zxid();
+            let body = {
+                let mut prep = Prep::new(&self.db.tree, 0, &[], zxid, now);
+                prep.delete_container(&path)
+                    .unwrap_or_else(|err| TxnBody::Error(zkit::proto::txn::ErrorTxn { err }))
+            };
+            tracing::debug!(path = %path, "reaping container/TTL node");
+            self.commit(&Txn::new(0, 0, zxid, now, body));
+        }
+    }
+}

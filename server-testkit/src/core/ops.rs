@@ -1,0 +1,591 @@
+//! Request handling: the handshake, then one arm per opcode (`FinalRequestProcessor.java`).
+
+use bytes::{Bytes, BytesMut};
+use zkit::proto::frame::write_record;
+use zkit::proto::txn::{CreateSessionTxn, ErrorTxn};
+use zkit::proto::*;
+
+use super::acl::{check_acl, digest, mask_digests, user_name};
+use super::prep::{CreateArgs, Prep};
+use super::tree::{join, CONFIG};
+use super::txn::{Txn, TxnBody};
+use super::watch::{Fired, WatchKind};
+use super::{ConnId, Core};
+
+const MARSHALLING: i32 = -5;
+const UNIMPLEMENTED: i32 = -6;
+const BAD_ARGUMENTS: i32 = -8;
+const NO_NODE: i32 = -101;
+const RECONFIG_DISABLED: i32 = -123;
+const AUTH_FAILED: i32 = -115;
+const NO_WATCHER: i32 = -121;
+
+fn decode<R: Record>(r: &mut Reader) -> Result<R, i32> {
+    R::decode(r).map_err(|_| MARSHALLING)
+}
+
+impl Core {
+    pub(super) fn handshake(&mut self, conn: ConnId, frame: Bytes, now: i64) {
+        let req = match ConnectRequest::from_bytes(frame) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(conn, error = %e, "malformed ConnectRequest, closing");
+                self.close(conn, "malformed ConnectRequest");
+                return;
+            }
+        };
+        if req.last_zxid_seen > self.db.last_zxid {
+            tracing::info!(
+                conn,
+                client_zxid = req.last_zxid_seen,
+                server_zxid = self.db.last_zxid,
+                "client has seen a newer zxid than this server, closing"
+            );
+            self.close(conn, "client zxid ahead of server");
+            return;
+        }
+        let timeout = req
+            .timeout
+            .clamp(self.cfg.min_session_timeout, self.cfg.max_session_timeout);
+        let old_client = req.read_only.is_none();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.old_client = old_client;
+        }
+        let (session, valid) = if req.session_id == 0 {
+            let id = self.next_session;
+            self.next_session += 1;
+            let txn = Txn::new(
+                id,
+                0,
+                self.next_zxid(),
+                now,
+                TxnBody::CreateSession(CreateSessionTxn { time_out: timeout }),
+            );
+            self.commit(&txn);
+            tracing::info!(
+                session_id = format_args!("0x{id:x}"),
+                timeout,
+                "session created"
+            );
+            (id, true)
+        } else {
+            let id = req.session_id;
+            // Like ZooKeeper, the session's previous connection is closed first.
+            if let Some(old) = self.session_conn.get(&id).copied() {
+                if old != conn {
+                    self.close(old, "client reconnect");
+                    self.session_conn.remove(&id);
+                }
+            }
+            let ok = self.db.sessions.contains_key(&id) && req.passwd == self.password(id);
+            if ok {
+                self.db.sessions.insert(id, timeout);
+                tracing::info!(session_id = format_args!("0x{id:x}"), "session re-attached");
+            } else {
+                tracing::info!(
+                    session_id = format_args!("0x{id:x}"),
+                    "invalid session or password, answering expired"
+                );
+            }
+            (id, ok)
+        };
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout: if valid { timeout } else { 0 },
+            session_id: if valid { session } else { 0 },
+            passwd: if valid {
+                self.password(session)
+            } else {
+                Bytes::from_static(&[0; 16])
+            },
+            read_only: if old_client { None } else { Some(false) },
+        };
+        let mut b = BytesMut::new();
+        write_record(&mut b, &resp);
+        self.send(conn, b.freeze());
+        if valid {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.session = Some(session);
+            }
+            self.session_conn.insert(session, conn);
+            self.touch(session, now);
+        } else {
+            self.close(conn, "session expired or bad password");
+        }
+    }
+
+    pub(super) fn request(&mut self, conn: ConnId, frame: Bytes, now: i64) {
+        let mut r = Reader::new(frame);
+        let h = match RequestHeader::decode(&mut r) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(conn, error = %e, "malformed request header, closing");
+                self.close(conn, "malformed request header");
+                return;
+            }
+        };
+        let Some(session) = self.conns.get(&conn).and_then(|c| c.session) else {
+            return;
+        };
+        self.touch(session, now);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_cxid = h.xid;
+        }
+        tracing::debug!(conn, xid = h.xid, op = h.op, "request");
+        let Ok(op) = OpCode::from_code(h.op) else {
+            self.reply(conn, h.xid, UNIMPLEMENTED, None);
+            return;
+        };
+        match op {
+            OpCode::Ping => self.reply(conn, h.xid, 0, None),
+            OpCode::Auth => self.auth(conn, h.xid, &mut r),
+            OpCode::Sasl => {
+                // No SASL configured: a real server drops the connection.
+                tracing::warn!(conn, "SASL requested but not configured, closing");
+                self.close(conn, "SASL not configured");
+            }
+            OpCode::SetWatches | OpCode::SetWatches2 => self.set_watches(conn, h, &mut r),
+            OpCode::CloseSession => {
+                self.close_session(session, h.xid, now);
+                self.session_conn.remove(&session);
+                self.reply(conn, h.xid, 0, None);
+                self.close(conn, "session closed by client");
+            }
+            OpCode::Create
+            | OpCode::Create2
+            | OpCode::CreateContainer
+            | OpCode::CreateTtl
+            | OpCode::Delete
+            | OpCode::SetData
+            | OpCode::SetAcl
+            | OpCode::Check
+            | OpCode::Multi
+            | OpCode::Reconfig => self.write(conn, session, h, op, &mut r, now),
+            _ => {
+                let res = self.read(conn, session, op, &mut r);
+                match res {
+                    Ok(body) => self.reply(
+                        conn,
+                        h.xid,
+                        0,
+                        Some(&|b: &mut BytesMut| b.extend_from_slice(&body)),
+                    ),
+                    Err(e) => self.reply(conn, h.xid, e, None),
+                }
+            }
+        }
+    }
+
+    fn auth(&mut self, conn: ConnId, xid: i32, r: &mut Reader) {
+        let Ok(p) = AuthPacket::decode(r) else {
+            self.close(conn, "malformed auth packet");
+            return;
+        };
+        let super_digest = self.cfg.super_digest.clone();
+        let ok = match p.scheme.as_str() {
+            "digest" => {
+                let d = digest(&String::from_utf8_lossy(&p.auth));
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if super_digest.as_deref() == Some(d.as_str()) {
+                        push_id(&mut c.auth, "super", "");
+                    }
+                    push_id(&mut c.auth, "digest", &d);
+                }
+                true
+            }
+            "ip" => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    let ip = c.remote.ip().to_string();
+                    push_id(&mut c.auth, "ip", &ip);
+                }
+                true
+            }
+            _ => false,
+        };
+        // The auth reply carries zxid 0 on a real server.
+        let mut b = BytesMut::new();
+        let at = zkit::proto::frame::begin_frame(&mut b);
+        ReplyHeader {
+            xid,
+            zxid: 0,
+            err: if ok { 0 } else { AUTH_FAILED },
+        }
+        .encode(&mut b);
+        zkit::proto::frame::end_frame(&mut b, at);
+        self.send(conn, b.freeze());
+        if !ok {
+            tracing::warn!(conn, scheme = %p.scheme, "authentication failed");
+            self.close(conn, "authentication failed");
+        }
+    }
+
+    fn set_watches(&mut self, conn: ConnId, h: RequestHeader, r: &mut Reader) {
+        let sw = if h.op == OpCode::SetWatches.code() {
+            SetWatches::decode(r).map(|s| SetWatches2 {
+                relative_zxid: s.relative_zxid,
+                data_watches: s.data_watches,
+                exist_watches: s.exist_watches,
+                child_watches: s.child_watches,
+                ..Default::default()
+            })
+        } else {
+            SetWatches2::decode(r)
+        };
+        let Ok(sw) = sw else {
+            self.reply(conn, h.xid, MARSHALLING, None);
+            return;
+        };
+        let rel = sw.relative_zxid;
+        let mut fired = Vec::new();
+        let fire = |fired: &mut Vec<Fired>, event, path: &String| {
+            fired.push(Fired {
+                conn,
+                event,
+                path: path.clone(),
+            })
+        };
+        for p in &sw.data_watches {
+            match self.db.tree.get(p) {
+                None => fire(&mut fired, EventType::NodeDeleted, p),
+                Some(n) if n.stat.mzxid > rel => fire(&mut fired, EventType::NodeDataChanged, p),
+                Some(_) => self.watches.add(conn, p, WatchKind::Data),
+            }
+        }
+        for p in &sw.exist_watches {
+            match self.db.tree.get(p) {
+                Some(_) => fire(&mut fired, EventType::NodeCreated, p),
+                None => self.watches.add(conn, p, WatchKind::Data),
+            }
+        }
+        for p in &sw.child_watches {
+            match self.db.tree.get(p) {
+                None => fire(&mut fired, EventType::NodeDeleted, p),
+                Some(n) if n.stat.pzxid > rel => {
+                    fire(&mut fired, EventType::NodeChildrenChanged, p)
+                }
+                Some(_) => self.watches.add(conn, p, WatchKind::Child),
+            }
+        }
+        for p in &sw.persistent_watches {
+            self.watches.add(conn, p, WatchKind::Persistent);
+        }
+        for p in &sw.persistent_recursive_watches {
+            self.watches.add(conn, p, WatchKind::PersistentRecursive);
+        }
+        self.notify(fired);
+        self.reply(conn, h.xid, 0, None);
+    }
+
+    fn write(
+        &mut self,
+        conn: ConnId,
+        session: i64,
+        h: RequestHeader,
+        op: OpCode,
+        r: &mut Reader,
+        now: i64,
+    ) {
+        let zxid = self.next_zxid();
+        let ids = self
+            .conns
+            .get(&conn)
+            .map(|c| c.auth.clone())
+            .unwrap_or_default();
+        let body = {
+            let mut prep = Prep::new(&self.db.tree, session, &ids, zxid, now);
+            let res: Result<TxnBody, i32> = (|| match op {
+                OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
+                    let c: CreateRequest = decode(r)?;
+                    prep.create(
+                        op,
+                        CreateArgs {
+                            path: c.path,
+                            data: c.data,
+                            acl: c.acl,
+                            flags: c.flags,
+                            ttl: -1,
+                        },
+                    )
+                }
+                OpCode::CreateTtl => {
+                    let c: CreateTtlRequest = decode(r)?;
+                    prep.create(
+                        op,
+                        CreateArgs {
+                            path: c.path,
+                            data: c.data,
+                            acl: c.acl,
+                            flags: c.flags,
+                            ttl: c.ttl,
+                        },
+                    )
+                }
+                OpCode::Delete => {
+                    let d: DeleteRequest = decode(r)?;
+                    prep.delete(&d.path, d.version)
+                }
+                OpCode::SetData => {
+                    let s: SetDataRequest = decode(r)?;
+                    prep.set_data(&s.path, s.data, s.version)
+                }
+                OpCode::SetAcl => {
+                    let s: SetAclRequest = decode(r)?;
+                    prep.set_acl(&s.path, &s.acl, s.version)
+                }
+                OpCode::Check => {
+                    let c: CheckVersionRequest = decode(r)?;
+                    prep.check(&c.path, c.version)
+                }
+                OpCode::Multi => {
+                    let m: MultiRequest = decode(r)?;
+                    Ok(prep.multi(&m.ops))
+                }
+                OpCode::Reconfig => {
+                    let _: ReconfigRequest = decode(r)?;
+                    Err(RECONFIG_DISABLED)
+                }
+                _ => Err(UNIMPLEMENTED),
+            })();
+            res.unwrap_or_else(|err| TxnBody::Error(ErrorTxn { err }))
+        };
+        let txn = Txn::new(session, h.xid, zxid, now, body);
+        let rc = self.commit(&txn);
+        if op == OpCode::Multi {
+            let results = rc
+                .multi
+                .iter()
+                .map(|s| match OpCode::from_code(s.txn_type) {
+                    _ if s.txn_type == OpCode::Error.code() => MultiResult::Error(s.err),
+                    // A 3.8 server answers create2 inside a multi with a plain create result.
+                    Ok(OpCode::Create | OpCode::Create2) => MultiResult::Create(s.path.clone()),
+                    Ok(OpCode::CreateContainer | OpCode::CreateTtl) => {
+                        MultiResult::Create2(Create2Response {
+                            path: s.path.clone(),
+                            stat: s.stat.clone().unwrap_or_default(),
+                        })
+                    }
+                    Ok(OpCode::Delete | OpCode::DeleteContainer) => MultiResult::Delete,
+                    Ok(OpCode::SetData) => MultiResult::SetData(s.stat.clone().unwrap_or_default()),
+                    Ok(OpCode::Check) => MultiResult::Check,
+                    _ => MultiResult::Error(s.err),
+                })
+                .collect();
+            let resp = MultiResponse { results };
+            // The header's err is 0 even when the multi aborted.
+            self.reply(conn, h.xid, 0, Some(&|b: &mut BytesMut| resp.encode(b)));
+            return;
+        }
+        if rc.err != 0 {
+            self.reply(conn, h.xid, rc.err, None);
+            return;
+        }
+        let stat = rc.stat.clone().unwrap_or_default();
+        match op {
+            OpCode::Create => {
+                let p = PathResponse { path: rc.path };
+                self.reply(conn, h.xid, 0, Some(&|b: &mut BytesMut| p.encode(b)));
+            }
+            OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
+                let p = Create2Response {
+                    path: rc.path,
+                    stat,
+                };
+                self.reply(conn, h.xid, 0, Some(&|b: &mut BytesMut| p.encode(b)));
+            }
+            OpCode::SetData | OpCode::SetAcl | OpCode::Check => {
+                self.reply(conn, h.xid, 0, Some(&|b: &mut BytesMut| stat.encode(b)));
+            }
+            _ => self.reply(conn, h.xid, 0, None),
+        }
+    }
+
+    /// Reads: answered from the tree; returns the encoded response body.
+    fn read(
+        &mut self,
+        conn: ConnId,
+        session: i64,
+        op: OpCode,
+        r: &mut Reader,
+    ) -> Result<Bytes, i32> {
+        let ids = self
+            .conns
+            .get(&conn)
+            .map(|c| c.auth.clone())
+            .unwrap_or_default();
+        let mut b = BytesMut::new();
+        match op {
+            OpCode::Exists => {
+                let q: PathWatchRequest = decode(r)?;
+                if q.path.contains('\0') {
+                    return Err(BAD_ARGUMENTS);
+                }
+                // No ACL check: a 3.8 server answers exists for anyone.
+                if q.watch {
+                    self.watches.add(conn, &q.path, WatchKind::Data);
+                }
+                self.db.tree.stat(&q.path).ok_or(NO_NODE)?.encode(&mut b);
+            }
+            OpCode::GetData => {
+                let q: PathWatchRequest = decode(r)?;
+                self.get_data(conn, &q, &ids)?.encode(&mut b);
+            }
+            OpCode::GetChildren | OpCode::GetChildren2 => {
+                let q: PathWatchRequest = decode(r)?;
+                let (children, stat) = self.get_children(conn, &q, &ids)?;
+                if op == OpCode::GetChildren {
+                    GetChildrenResponse { children }.encode(&mut b);
+                } else {
+                    GetChildren2Response { children, stat }.encode(&mut b);
+                }
+            }
+            OpCode::GetAcl => {
+                let q: PathRequest = decode(r)?;
+                let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
+                check_acl(&n.acl, perms::READ | perms::ADMIN, &ids)?;
+                let stat = n.client_stat(self.cfg.extended_types);
+                let acl = if check_acl(&n.acl, perms::ADMIN, &ids).is_ok() {
+                    n.acl.clone()
+                } else {
+                    mask_digests(&n.acl)
+                };
+                GetAclResponse { acl, stat }.encode(&mut b);
+            }
+            OpCode::Sync => {
+                let q: PathRequest = decode(r)?;
+                q.encode(&mut b);
+            }
+            OpCode::GetEphemerals => {
+                let q: PathRequest = decode(r)?;
+                let prefix = q.path.trim();
+                let all = self.db.tree.ephemerals_of(session);
+                let children = all
+                    .into_iter()
+                    .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(&q.path))
+                    .collect();
+                GetChildrenResponse { children }.encode(&mut b);
+            }
+            OpCode::GetAllChildrenNumber => {
+                let q: PathRequest = decode(r)?;
+                let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
+                check_acl(&n.acl, perms::READ, &ids)?;
+                IntResponse {
+                    value: self.db.tree.all_children_number(&q.path),
+                }
+                .encode(&mut b);
+            }
+            OpCode::MultiRead => {
+                let m: MultiRequest = decode(r)?;
+                let mut results = Vec::with_capacity(m.ops.len());
+                for op in &m.ops {
+                    results.push(match op {
+                        MultiOp::GetData(q) => match self.get_data(conn, q, &ids) {
+                            Ok(d) => MultiResult::GetData(d),
+                            Err(e) => MultiResult::Error(e),
+                        },
+                        MultiOp::GetChildren(q) => match self.get_children(conn, q, &ids) {
+                            Ok((c, _)) => MultiResult::GetChildren(c),
+                            Err(e) => MultiResult::Error(e),
+                        },
+                        _ => return Err(MARSHALLING),
+                    });
+                }
+                MultiResponse { results }.encode(&mut b);
+            }
+            OpCode::WhoAmI => {
+                let client_info = ids
+                    .iter()
+                    .map(|i| ClientInfo {
+                        auth_scheme: i.scheme.clone(),
+                        user: user_name(i),
+                    })
+                    .collect();
+                WhoAmIResponse { client_info }.encode(&mut b);
+            }
+            OpCode::CheckWatches | OpCode::RemoveWatches => {
+                let q: WatchesRequest = decode(r)?;
+                // 3.8 knows only Children (1), Data (2) and Any (3) here; others fail to decode.
+                if !(1..=3).contains(&q.watcher_type) {
+                    return Err(MARSHALLING);
+                }
+                let found = if op == OpCode::CheckWatches {
+                    self.watches.contains(conn, &q.path, q.watcher_type)
+                } else {
+                    self.watches.remove(conn, &q.path, q.watcher_type)
+                };
+                if !found {
+                    return Err(NO_WATCHER);
+                }
+            }
+            OpCode::AddWatch => {
+                let q: AddWatchRequest = decode(r)?;
+                let kind = match q.mode {
+                    0 => WatchKind::Persistent,
+                    1 => WatchKind::PersistentRecursive,
+                    _ => return Err(BAD_ARGUMENTS),
+                };
+                self.watches.add(conn, &q.path, kind);
+                IntResponse { value: 0 }.encode(&mut b);
+            }
+            _ => return Err(UNIMPLEMENTED),
+        }
+        Ok(b.freeze())
+    }
+
+    fn get_data(
+        &mut self,
+        conn: ConnId,
+        q: &PathWatchRequest,
+        ids: &[Id],
+    ) -> Result<GetDataResponse, i32> {
+        let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
+        check_acl(&n.acl, perms::READ, ids)?;
+        let resp = GetDataResponse {
+            data: n.data.clone(),
+            stat: n.client_stat(self.cfg.extended_types),
+        };
+        if q.watch {
+            self.watches.add(conn, &q.path, WatchKind::Data);
+        }
+        Ok(resp)
+    }
+
+    fn get_children(
+        &mut self,
+        conn: ConnId,
+        q: &PathWatchRequest,
+        ids: &[Id],
+    ) -> Result<(Vec<String>, Stat), i32> {
+        let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
+        check_acl(&n.acl, perms::READ, ids)?;
+        let children = n.children.iter().cloned().collect();
+        let stat = n.client_stat(self.cfg.extended_types);
+        if q.watch {
+            self.watches.add(conn, &q.path, WatchKind::Child);
+        }
+        Ok((children, stat))
+    }
+
+    /// The data of `/zookeeper/config` (what getConfig returns).
+    pub fn config_data(&self) -> Option<Bytes> {
+        self.db.tree.get(CONFIG).and_then(|n| n.data.clone())
+    }
+
+    /// Full paths of the children of `path` (helper for dumps).
+    pub fn child_paths(&self, path: &str) -> Vec<String> {
+        self.db
+            .tree
+            .get(path)
+            .map(|n| n.children.iter().map(|c| join(path, c)).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn push_id(ids: &mut Vec<Id>, scheme: &str, id: &str) {
+    let new = Id {
+        scheme: scheme.into(),
+        id: id.into(),
+    };
+    if !ids.contains(&new) {
+        ids.push(new);
+    }
+}

@@ -1,0 +1,444 @@
+//! Request preparation: validates a write request against the tree (plus the pending changes of
+//! earlier ops in the same multi) and turns it into a txn body, with ZooKeeper's error
+//! precedence (`PrepRequestProcessor.java`, 3.8).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use zkit::proto::path::validate_path;
+use zkit::proto::txn::*;
+use zkit::proto::{
+    perms, Acl, CreateMode, Id, MultiOp, OpCode, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
+};
+
+use super::acl::{check_acl, fixup_acl};
+use super::tree::{DataTree, NodeKind, StatPersisted, CONFIG, QUOTA, ROOT, ZOOKEEPER};
+use super::txn::TxnBody;
+
+/// Error codes used here.
+mod code {
+    pub const UNIMPLEMENTED: i32 = -6;
+    pub const BAD_ARGUMENTS: i32 = -8;
+    pub const NO_NODE: i32 = -101;
+    pub const BAD_VERSION: i32 = -103;
+    pub const NO_CHILDREN_FOR_EPHEMERALS: i32 = -108;
+    pub const NODE_EXISTS: i32 = -110;
+    pub const NOT_EMPTY: i32 = -111;
+    pub const RUNTIME_INCONSISTENCY: i32 = -2;
+}
+
+/// What preparation knows about a node (ZooKeeper's `ChangeRecord`).
+#[derive(Debug, Clone)]
+struct Rec {
+    stat: StatPersisted,
+    child_count: i32,
+    acl: Vec<Acl>,
+}
+
+/// A create request of any flavour, normalised.
+#[derive(Debug, Clone)]
+pub struct CreateArgs {
+    /// Path as sent.
+    pub path: String,
+    /// Data.
+    pub data: Option<Bytes>,
+    /// Requested ACL.
+    pub acl: Vec<Acl>,
+    /// Create mode flags.
+    pub flags: i32,
+    /// TTL for createTTL, -1 otherwise.
+    pub ttl: i64,
+}
+
+/// Prepares txns for one request (and the ops of one multi) against a tree.
+pub struct Prep<'a> {
+    tree: &'a DataTree,
+    overlay: HashMap<String, Option<Rec>>,
+    session: i64,
+    ids: &'a [Id],
+    zxid: i64,
+    time: i64,
+}
+
+fn is_special(path: &str) -> bool {
+    matches!(path, ROOT | ZOOKEEPER | QUOTA | CONFIG)
+}
+
+fn check_and_inc(current: i32, expected: i32) -> Result<i32, i32> {
+    if expected != -1 && expected != current {
+        return Err(code::BAD_VERSION);
+    }
+    Ok(current.wrapping_add(1))
+}
+
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) => ROOT,
+        Some(i) => &path[..i],
+        None => "",
+    }
+}
+
+impl<'a> Prep<'a> {
+    /// A preparation context for a request of `session` with auth `ids`, to get `zxid`/`time`.
+    pub fn new(tree: &'a DataTree, session: i64, ids: &'a [Id], zxid: i64, time: i64) -> Self {
+        Prep {
+            tree,
+            overlay: HashMap::new(),
+            session,
+            ids,
+            zxid,
+            time,
+        }
+    }
+
+    fn record(&self, path: &str) -> Result<Rec, i32> {
+        let path = if path.is_empty() { ROOT } else { path };
+        if let Some(r) = self.overlay.get(path) {
+            return r.clone().ok_or(code::NO_NODE);
+        }
+        let n = self.tree.get(path).ok_or(code::NO_NODE)?;
+        Ok(Rec {
+            stat: n.stat,
+            child_count: n.children.len() as i32,
+            acl: n.acl.clone(),
+        })
+    }
+
+    fn kind(&self, owner: i64) -> NodeKind {
+        NodeKind::of(owner, self.tree.extended_types())
+    }
+
+    /// create / create2 / createContainer / createTTL.
+    pub fn create(&mut self, op: OpCode, a: CreateArgs) -> Result<TxnBody, i32> {
+        let mode = CreateMode::from_code(a.flags).map_err(|_| code::BAD_ARGUMENTS)?;
+        // validateCreateRequest
+        if mode.is_ttl() && !self.tree.extended_types() {
+            return Err(code::UNIMPLEMENTED);
+        }
+        let ttl_ok = if mode.is_ttl() {
+            a.ttl > 0 && a.ttl <= MAX_TTL
+        } else {
+            a.ttl < 0
+        };
+        if !ttl_ok {
+            return Err(code::BAD_ARGUMENTS);
+        }
+        // validatePathForCreate
+        let Some(slash) = a.path.rfind('/') else {
+            return Err(code::BAD_ARGUMENTS);
+        };
+        if a.path.contains('\0') {
+            return Err(code::BAD_ARGUMENTS);
+        }
+        let parent_path = a.path[..slash].to_owned();
+        let acl = fixup_acl(&a.acl, self.ids)?;
+        let parent = self.record(&parent_path)?;
+        check_acl(&parent.acl, perms::CREATE, self.ids)?;
+        let mut path = a.path;
+        if mode.is_sequential() {
+            path.push_str(&format!("{:010}", parent.stat.cversion));
+        }
+        validate_path(&path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+        if self.record(&path).is_ok() {
+            return Err(code::NODE_EXISTS);
+        }
+        if self.kind(parent.stat.ephemeral_owner) == NodeKind::Ephemeral {
+            return Err(code::NO_CHILDREN_FOR_EPHEMERALS);
+        }
+        let new_cversion = parent.stat.cversion.wrapping_add(1);
+        let body = match op {
+            OpCode::CreateContainer => TxnBody::CreateContainer(CreateContainerTxn {
+                path: path.clone(),
+                data: a.data,
+                acl: acl.clone(),
+                parent_cversion: new_cversion,
+            }),
+            OpCode::CreateTtl => TxnBody::CreateTtl(CreateTtlTxn {
+                path: path.clone(),
+                data: a.data,
+                acl: acl.clone(),
+                parent_cversion: new_cversion,
+                ttl: a.ttl,
+            }),
+            _ => {
+                let t = CreateTxn {
+                    path: path.clone(),
+                    data: a.data,
+                    acl: acl.clone(),
+                    ephemeral: mode.is_ephemeral(),
+                    parent_cversion: new_cversion,
+                };
+                if op == OpCode::Create {
+                    TxnBody::Create(t)
+                } else {
+                    TxnBody::Create2(t)
+                }
+            }
+        };
+        let owner = if mode.is_container() {
+            CONTAINER_EPHEMERAL_OWNER
+        } else if mode.is_ttl() {
+            zkit::proto::ttl_ephemeral_owner(a.ttl)
+        } else if mode.is_ephemeral() {
+            self.session
+        } else {
+            0
+        };
+        let mut p = parent;
+        p.child_count += 1;
+        p.stat.cversion = new_cversion;
+        p.stat.pzxid = self.zxid;
+        self.overlay.insert(parent_path_key(&parent_path), Some(p));
+        let stat = StatPersisted {
+            czxid: self.zxid,
+            mzxid: self.zxid,
+            ctime: self.time,
+            mtime: self.time,
+            ephemeral_owner: owner,
+            pzxid: self.zxid,
+            ..Default::default()
+        };
+        self.overlay.insert(
+            path,
+            Some(Rec {
+                stat,
+                child_count: 0,
+                acl,
+            }),
+        );
+        Ok(body)
+    }
+
+    fn parent_and_validate(&self, path: &str) -> Result<String, i32> {
+        validate_path(path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+        if !path.contains('/') || path.contains('\0') || is_special(path) {
+            return Err(code::BAD_ARGUMENTS);
+        }
+        Ok(parent_of(path).to_owned())
+    }
+
+    fn remove(&mut self, path: &str, parent_path: &str, mut parent: Rec) {
+        parent.child_count -= 1;
+        parent.stat.pzxid = self.zxid;
+        self.overlay.insert(parent_path.to_owned(), Some(parent));
+        self.overlay.insert(path.to_owned(), None);
+    }
+
+    /// delete.
+    pub fn delete(&mut self, path: &str, version: i32) -> Result<TxnBody, i32> {
+        let parent_path = self.parent_and_validate(path)?;
+        let parent = self.record(&parent_path)?;
+        check_acl(&parent.acl, perms::DELETE, self.ids)?;
+        let node = self.record(path)?;
+        check_and_inc(node.stat.version, version)?;
+        if node.child_count > 0 {
+            return Err(code::NOT_EMPTY);
+        }
+        self.remove(path, &parent_path, parent);
+        Ok(TxnBody::Delete(DeleteTxn { path: path.into() }))
+    }
+
+    /// deleteContainer (the reaper's request): only empty containers / TTL nodes.
+    pub fn delete_container(&mut self, path: &str) -> Result<TxnBody, i32> {
+        let parent_path = self.parent_and_validate(path)?;
+        let node = self.record(path)?;
+        if node.child_count > 0 {
+            return Err(code::NOT_EMPTY);
+        }
+        if matches!(
+            self.kind(node.stat.ephemeral_owner),
+            NodeKind::Ephemeral | NodeKind::Persistent
+        ) {
+            return Err(code::BAD_VERSION);
+        }
+        let parent = self.record(&parent_path)?;
+        self.remove(path, &parent_path, parent);
+        Ok(TxnBody::DeleteContainer(DeleteTxn { path: path.into() }))
+    }
+
+    /// setData.
+    pub fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<Bytes>,
+        version: i32,
+    ) -> Result<TxnBody, i32> {
+        validate_path(path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+        let mut node = self.record(path)?;
+        check_acl(&node.acl, perms::WRITE, self.ids)?;
+        let new_version = check_and_inc(node.stat.version, version)?;
+        node.stat.version = new_version;
+        node.stat.mzxid = self.zxid;
+        node.stat.mtime = self.time;
+        self.overlay.insert(path.to_owned(), Some(node));
+        Ok(TxnBody::SetData(SetDataTxn {
+            path: path.into(),
+            data,
+            version: new_version,
+        }))
+    }
+
+    /// setACL.
+    pub fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<TxnBody, i32> {
+        validate_path(path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+        let acl = fixup_acl(acl, self.ids)?;
+        let mut node = self.record(path)?;
+        check_acl(&node.acl, perms::ADMIN, self.ids)?;
+        let new_version = check_and_inc(node.stat.aversion, version)?;
+        node.stat.aversion = new_version;
+        node.acl = acl.clone();
+        self.overlay.insert(path.to_owned(), Some(node));
+        Ok(TxnBody::SetAcl(SetAclTxn {
+            path: path.into(),
+            acl,
+            version: new_version,
+        }))
+    }
+
+    /// check.
+    pub fn check(&mut self, path: &str, version: i32) -> Result<TxnBody, i32> {
+        validate_path(path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+        let node = self.record(path)?;
+        check_acl(&node.acl, perms::READ, self.ids)?;
+        let v = check_and_inc(node.stat.version, version)?;
+        Ok(TxnBody::Check(CheckVersionTxn {
+            path: path.into(),
+            version: v,
+        }))
+    }
+
+    /// One op of a multi.
+    pub fn op(&mut self, op: &MultiOp) -> Result<TxnBody, i32> {
+        match op {
+            MultiOp::Create { op, req } => self.create(
+                *op,
+                CreateArgs {
+                    path: req.path.clone(),
+                    data: req.data.clone(),
+                    acl: req.acl.clone(),
+                    flags: req.flags,
+                    ttl: -1,
+                },
+            ),
+            MultiOp::CreateTtl(req) => self.create(
+                OpCode::CreateTtl,
+                CreateArgs {
+                    path: req.path.clone(),
+                    data: req.data.clone(),
+                    acl: req.acl.clone(),
+                    flags: req.flags,
+                    ttl: req.ttl,
+                },
+            ),
+            MultiOp::Delete(r) => self.delete(&r.path, r.version),
+            MultiOp::SetData(r) => self.set_data(&r.path, r.data.clone(), r.version),
+            MultiOp::Check(r) => self.check(&r.path, r.version),
+            _ => Err(code::BAD_ARGUMENTS),
+        }
+    }
+
+    /// A whole multi: never fails as a request. On the first failing op the pending changes are
+    /// dropped, that op becomes an error txn with its code and every later op an error txn with
+    /// -2 (RuntimeInconsistency); ops before it keep their txns (the apply step turns them into
+    /// `0` results, like `DataTree.processTxn`).
+    pub fn multi(&mut self, ops: &[MultiOp]) -> TxnBody {
+        let mut subs = Vec::with_capacity(ops.len());
+        let mut failed = false;
+        for op in ops {
+            if failed {
+                subs.push(TxnBody::Error(ErrorTxn {
+                    err: code::RUNTIME_INCONSISTENCY,
+                }));
+                continue;
+            }
+            match self.op(op) {
+                Ok(b) => subs.push(b),
+                Err(e) => {
+                    failed = true;
+                    self.overlay.clear();
+                    subs.push(TxnBody::Error(ErrorTxn { err: e }));
+                }
+            }
+        }
+        TxnBody::Multi(subs)
+    }
+}
+
+fn parent_path_key(p: &str) -> String {
+    if p.is_empty() {
+        ROOT.to_owned()
+    } else {
+        p.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::tree::open_acl;
+
+    fn args(path: &str, flags: i32) -> CreateArgs {
+        CreateArgs {
+            path: path.into(),
+            data: None,
+            acl: open_acl(),
+            flags,
+            ttl: -1,
+        }
+    }
+
+    #[test]
+    fn create_error_precedence() {
+        let t = DataTree::new(false);
+        let ids = [];
+        let mut p = Prep::new(&t, 1, &ids, 5, 0);
+        assert_eq!(p.create(OpCode::Create, args("/a", 9)).unwrap_err(), -8);
+        assert_eq!(p.create(OpCode::Create, args("/a", 5)).unwrap_err(), -6);
+        assert_eq!(p.create(OpCode::Create, args("a", 0)).unwrap_err(), -8);
+        let mut bad = args("/x/y", 0);
+        bad.acl = vec![];
+        // InvalidACL is checked before the parent is looked up.
+        assert_eq!(p.create(OpCode::Create, bad).unwrap_err(), -114);
+        assert_eq!(p.create(OpCode::Create, args("/x/y", 0)).unwrap_err(), -101);
+        assert_eq!(
+            p.create(OpCode::Create, args("/zookeeper", 0)).unwrap_err(),
+            -110
+        );
+        // The parent is looked up before the full path is validated.
+        assert_eq!(p.create(OpCode::Create, args("/a/", 0)).unwrap_err(), -101);
+        assert_eq!(
+            p.create(OpCode::Create, args("/zookeeper/", 0))
+                .unwrap_err(),
+            -8
+        );
+    }
+
+    #[test]
+    fn sequential_names_use_the_persisted_cversion() {
+        let t = DataTree::new(false);
+        let mut p = Prep::new(&t, 1, &[], 5, 0);
+        match p.create(OpCode::Create, args("/s", 2)).unwrap() {
+            TxnBody::Create(c) => {
+                // The root of a fresh server has a persisted cversion of 0.
+                assert_eq!(c.path, "/s0000000000");
+                assert_eq!(c.parent_cversion, 1);
+            }
+            b => panic!("{b:?}"),
+        }
+        // The next op of the same multi sees the pending change.
+        match p.create(OpCode::Create, args("/s", 2)).unwrap() {
+            TxnBody::Create(c) => assert_eq!(c.path, "/s0000000001"),
+            b => panic!("{b:?}"),
+        }
+    }
+
+    #[test]
+    fn special_paths_cannot_be_deleted() {
+        let t = DataTree::new(false);
+        let mut p = Prep::new(&t, 1, &[], 5, 0);
+        assert_eq!(p.delete("/zookeeper", -1).unwrap_err(), -8);
+        assert_eq!(p.delete("/", -1).unwrap_err(), -8);
+        assert_eq!(p.delete("/nope", -1).unwrap_err(), -101);
+    }
+}

@@ -1,0 +1,519 @@
+//! The data tree: znodes with ZooKeeper's persisted Stat, and the one function that applies a
+//! txn to it ([`DataTree::apply`] via [`crate::core::Database::apply`]).
+//!
+//! Stat semantics follow `DataTree.java` / `DataNode.java` of Apache ZooKeeper 3.8, checked
+//! against a real server:
+//! - the persisted `cversion` counts child *creations* only; clients see
+//!   `2 * cversion - numChildren` (so a delete also appears to bump it by one, and the root of a
+//!   fresh server shows `cversion = -1`, `/zookeeper` shows `-2`);
+//! - a create sets the parent's pzxid, a delete raises it (never lowers it);
+//! - containers and TTL nodes report `ephemeralOwner = 0` to clients.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+use zkit::proto::path::{basename, parent};
+use zkit::proto::{perms, Acl, Id, Stat, CONTAINER_EPHEMERAL_OWNER};
+
+/// The root path.
+pub const ROOT: &str = "/";
+/// ZooKeeper's system subtree.
+pub const ZOOKEEPER: &str = "/zookeeper";
+/// Quota subtree.
+pub const QUOTA: &str = "/zookeeper/quota";
+/// Dynamic config node (getConfig reads it).
+pub const CONFIG: &str = "/zookeeper/config";
+
+/// The Stat as ZooKeeper persists it (`StatPersisted`): no dataLength / numChildren, and a
+/// `cversion` that counts child creations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatPersisted {
+    /// Zxid of the create.
+    pub czxid: i64,
+    /// Zxid of the last data change.
+    pub mzxid: i64,
+    /// Creation time.
+    pub ctime: i64,
+    /// Last data change time.
+    pub mtime: i64,
+    /// Data version.
+    pub version: i32,
+    /// Number of child creations.
+    pub cversion: i32,
+    /// ACL version.
+    pub aversion: i32,
+    /// Owner session, container marker, TTL encoding or 0.
+    pub ephemeral_owner: i64,
+    /// Zxid of the last child change.
+    pub pzxid: i64,
+}
+
+/// What kind of node an ephemeralOwner denotes (`EphemeralType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Plain persistent node.
+    Persistent,
+    /// Ephemeral, owned by a session.
+    Ephemeral,
+    /// Container.
+    Container,
+    /// Node with a TTL.
+    Ttl(i64),
+}
+
+impl NodeKind {
+    /// Classifies an ephemeralOwner the way ZooKeeper does (TTLs exist only with extended types).
+    pub fn of(owner: i64, extended_types: bool) -> NodeKind {
+        if owner == CONTAINER_EPHEMERAL_OWNER {
+            NodeKind::Container
+        } else if extended_types && (owner as u64) >> 56 == 0xFF {
+            NodeKind::Ttl(owner & zkit::proto::MAX_TTL)
+        } else if owner == 0 {
+            NodeKind::Persistent
+        } else {
+            NodeKind::Ephemeral
+        }
+    }
+}
+
+/// One znode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Data (`None` when created with a null buffer).
+    pub data: Option<Bytes>,
+    /// ACL.
+    pub acl: Vec<Acl>,
+    /// Persisted stat.
+    pub stat: StatPersisted,
+    /// Child names, sorted (ZooKeeper returns hash order; sorted is one valid order).
+    pub children: BTreeSet<String>,
+}
+
+impl Node {
+    fn new(data: Option<Bytes>, acl: Vec<Acl>, stat: StatPersisted) -> Node {
+        Node {
+            data,
+            acl,
+            stat,
+            children: BTreeSet::new(),
+        }
+    }
+
+    /// The Stat a client sees (`DataNode.copyStat`).
+    pub fn client_stat(&self, extended_types: bool) -> Stat {
+        let s = &self.stat;
+        let n = self.children.len() as i32;
+        Stat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion.wrapping_mul(2).wrapping_sub(n),
+            aversion: s.aversion,
+            ephemeral_owner: match NodeKind::of(s.ephemeral_owner, extended_types) {
+                NodeKind::Ephemeral => s.ephemeral_owner,
+                _ => 0,
+            },
+            data_length: self.data.as_ref().map_or(0, |d| d.len() as i32),
+            num_children: n,
+            pzxid: s.pzxid,
+        }
+    }
+}
+
+/// `world:anyone` with every permission.
+pub fn open_acl() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }]
+}
+
+/// `world:anyone` with READ only (the ACL of `/zookeeper/config`).
+pub fn read_acl() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::READ,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }]
+}
+
+/// A change to the tree that may fire watches, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A node was created.
+    Created(String),
+    /// A node was deleted.
+    Deleted(String),
+    /// A node's data was set.
+    DataChanged(String),
+}
+
+/// Error codes the tree itself can produce while applying (only on inconsistent txns).
+pub type Code = i32;
+
+/// The znode tree.
+#[derive(Debug, Clone)]
+pub struct DataTree {
+    nodes: HashMap<String, Node>,
+    ephemerals: HashMap<i64, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    extended_types: bool,
+    data_size: usize,
+}
+
+impl DataTree {
+    /// A fresh tree as a real 3.8 standalone server has it: `/`, `/zookeeper`,
+    /// `/zookeeper/quota` and `/zookeeper/config`, all with zero zxids and times.
+    pub fn new(extended_types: bool) -> DataTree {
+        let mut t = DataTree {
+            nodes: HashMap::new(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            extended_types,
+            data_size: 0,
+        };
+        let empty = Some(Bytes::new());
+        let mut root = Node::new(empty.clone(), open_acl(), StatPersisted::default());
+        root.children.insert("zookeeper".into());
+        let mut zk = Node::new(empty.clone(), open_acl(), StatPersisted::default());
+        zk.children.insert("quota".into());
+        zk.children.insert("config".into());
+        let quota = Node::new(empty.clone(), open_acl(), StatPersisted::default());
+        // The real server sets the config node's ACL with version -1 at startup.
+        let config = Node::new(
+            empty,
+            read_acl(),
+            StatPersisted {
+                aversion: -1,
+                ..Default::default()
+            },
+        );
+        t.nodes.insert(ROOT.into(), root);
+        t.nodes.insert(ZOOKEEPER.into(), zk);
+        t.nodes.insert(QUOTA.into(), quota);
+        t.nodes.insert(CONFIG.into(), config);
+        t.data_size = t.nodes.keys().map(|k| k.len()).sum();
+        t
+    }
+
+    /// Whether TTL nodes are recognised.
+    pub fn extended_types(&self) -> bool {
+        self.extended_types
+    }
+
+    /// The node at `path` (the empty string is the root, like in ZooKeeper).
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(if path.is_empty() { ROOT } else { path })
+    }
+
+    /// Number of znodes.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Approximate size: path lengths plus data lengths (`zk_approximate_data_size`).
+    pub fn approximate_data_size(&self) -> usize {
+        self.data_size
+    }
+
+    /// Ephemeral paths owned by `session`, sorted.
+    pub fn ephemerals_of(&self, session: i64) -> Vec<String> {
+        self.ephemerals
+            .get(&session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every session that owns ephemerals, with their paths.
+    pub fn all_ephemerals(&self) -> Vec<(i64, Vec<String>)> {
+        let mut v: Vec<_> = self
+            .ephemerals
+            .iter()
+            .map(|(k, s)| (*k, s.iter().cloned().collect()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Total number of ephemeral nodes.
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(|s| s.len()).sum()
+    }
+
+    /// Container paths.
+    pub fn containers(&self) -> impl Iterator<Item = &String> {
+        self.containers.iter()
+    }
+
+    /// TTL node paths.
+    pub fn ttls(&self) -> impl Iterator<Item = &String> {
+        self.ttls.iter()
+    }
+
+    /// Number of descendants of `path` (`getAllChildrenNumber`).
+    pub fn all_children_number(&self, path: &str) -> i32 {
+        let mut count = 0i32;
+        let mut stack = vec![path.to_owned()];
+        while let Some(p) = stack.pop() {
+            if let Some(n) = self.nodes.get(&p) {
+                for c in &n.children {
+                    count += 1;
+                    stack.push(join(&p, c));
+                }
+            }
+        }
+        count
+    }
+
+    /// Creates a node (`DataTree.createNode`). `parent_cversion == -1` means "increment".
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_node(
+        &mut self,
+        path: &str,
+        data: Option<Bytes>,
+        acl: Vec<Acl>,
+        owner: i64,
+        parent_cversion: i32,
+        zxid: i64,
+        time: i64,
+        changes: &mut Vec<Change>,
+    ) -> Result<Stat, Code> {
+        if path == ROOT || !path.starts_with('/') {
+            return Err(-110);
+        }
+        let parent_path = parent(path).to_owned();
+        let name = basename(path).to_owned();
+        let extended = self.extended_types;
+        let Some(p) = self.nodes.get_mut(&parent_path) else {
+            return Err(-101);
+        };
+        if p.children.contains(&name) {
+            return Err(-110);
+        }
+        let mut cv = parent_cversion;
+        if cv == -1 {
+            cv = p.stat.cversion.wrapping_add(1);
+        }
+        if cv > p.stat.cversion {
+            p.stat.cversion = cv;
+            p.stat.pzxid = zxid;
+        }
+        p.children.insert(name);
+        let stat = StatPersisted {
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: time,
+            mtime: time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner,
+            pzxid: zxid,
+        };
+        self.data_size += path.len() + data.as_ref().map_or(0, |d| d.len());
+        let node = Node::new(data, acl, stat);
+        let client = node.client_stat(extended);
+        self.nodes.insert(path.to_owned(), node);
+        match NodeKind::of(owner, extended) {
+            NodeKind::Container => {
+                self.containers.insert(path.to_owned());
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.insert(path.to_owned());
+            }
+            NodeKind::Ephemeral => {
+                self.ephemerals
+                    .entry(owner)
+                    .or_default()
+                    .insert(path.to_owned());
+            }
+            NodeKind::Persistent => {}
+        }
+        changes.push(Change::Created(path.to_owned()));
+        Ok(client)
+    }
+
+    /// Deletes a node (`DataTree.deleteNode`).
+    pub fn delete_node(
+        &mut self,
+        path: &str,
+        zxid: i64,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), Code> {
+        if path == ROOT {
+            return Err(-8);
+        }
+        let Some(node) = self.nodes.get(path) else {
+            return Err(-101);
+        };
+        if !node.children.is_empty() {
+            return Err(-111);
+        }
+        let node = self.nodes.remove(path).ok_or(-101)?;
+        self.data_size = self
+            .data_size
+            .saturating_sub(path.len() + node.data.as_ref().map_or(0, |d| d.len()));
+        let parent_path = parent(path);
+        if let Some(p) = self.nodes.get_mut(parent_path) {
+            p.children.remove(basename(path));
+            if zxid > p.stat.pzxid {
+                p.stat.pzxid = zxid;
+            }
+        }
+        match NodeKind::of(node.stat.ephemeral_owner, self.extended_types) {
+            NodeKind::Container => {
+                self.containers.remove(path);
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.remove(path);
+            }
+            NodeKind::Ephemeral => {
+                let owner = node.stat.ephemeral_owner;
+                if let Some(set) = self.ephemerals.get_mut(&owner) {
+                    set.remove(path);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&owner);
+                    }
+                }
+            }
+            NodeKind::Persistent => {}
+        }
+        changes.push(Change::Deleted(path.to_owned()));
+        Ok(())
+    }
+
+    /// Sets data (`DataTree.setData`).
+    pub fn set_data(
+        &mut self,
+        path: &str,
+        data: Option<Bytes>,
+        version: i32,
+        zxid: i64,
+        time: i64,
+        changes: &mut Vec<Change>,
+    ) -> Result<Stat, Code> {
+        let extended = self.extended_types;
+        let Some(n) = self.nodes.get_mut(path) else {
+            return Err(-101);
+        };
+        let old = n.data.as_ref().map_or(0, |d| d.len());
+        let new = data.as_ref().map_or(0, |d| d.len());
+        n.data = data;
+        n.stat.mtime = time;
+        n.stat.mzxid = zxid;
+        n.stat.version = version;
+        let stat = n.client_stat(extended);
+        self.data_size = self.data_size.saturating_sub(old) + new;
+        changes.push(Change::DataChanged(path.to_owned()));
+        Ok(stat)
+    }
+
+    /// Sets the ACL (`DataTree.setACL`).
+    pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, Code> {
+        let extended = self.extended_types;
+        let Some(n) = self.nodes.get_mut(path) else {
+            return Err(-101);
+        };
+        n.acl = acl;
+        n.stat.aversion = version;
+        Ok(n.client_stat(extended))
+    }
+
+    /// Client Stat of `path`.
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.get(path).map(|n| n.client_stat(self.extended_types))
+    }
+}
+
+/// `parent` + `/` + `child`, without doubling the root's slash.
+pub fn join(parent: &str, child: &str) -> String {
+    if parent == ROOT || parent.is_empty() {
+        format!("/{child}")
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_tree_matches_a_real_server() {
+        let t = DataTree::new(false);
+        let root = t.stat("/").unwrap();
+        assert_eq!((root.cversion, root.num_children, root.pzxid), (-1, 1, 0));
+        let zk = t.stat("/zookeeper").unwrap();
+        assert_eq!((zk.cversion, zk.num_children), (-2, 2));
+        let cfg = t.stat("/zookeeper/config").unwrap();
+        assert_eq!((cfg.aversion, cfg.cversion, cfg.data_length), (-1, 0, 0));
+        assert_eq!(t.stat("/zookeeper/quota").unwrap(), Stat::default());
+        assert_eq!(t.node_count(), 4);
+    }
+
+    #[test]
+    fn cversion_counts_creates_and_deletes_for_clients() {
+        let mut t = DataTree::new(false);
+        let mut ch = vec![];
+        t.create_node("/d", None, open_acl(), 0, -1, 2, 10, &mut ch)
+            .unwrap();
+        t.create_node("/d/x", None, open_acl(), 0, -1, 3, 10, &mut ch)
+            .unwrap();
+        t.delete_node("/d/x", 4, &mut ch).unwrap();
+        let s = t.stat("/d").unwrap();
+        assert_eq!((s.cversion, s.pzxid, s.num_children), (2, 4, 0));
+        // The persisted counter (used for sequential names) only counts creates.
+        assert_eq!(t.get("/d").unwrap().stat.cversion, 1);
+        assert_eq!(
+            ch,
+            vec![
+                Change::Created("/d".into()),
+                Change::Created("/d/x".into()),
+                Change::Deleted("/d/x".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn containers_show_zero_owner_and_are_tracked() {
+        let mut t = DataTree::new(false);
+        let mut ch = vec![];
+        let s = t
+            .create_node(
+                "/c",
+                None,
+                open_acl(),
+                CONTAINER_EPHEMERAL_OWNER,
+                -1,
+                2,
+                1,
+                &mut ch,
+            )
+            .unwrap();
+        assert_eq!(s.ephemeral_owner, 0);
+        assert_eq!(t.containers().count(), 1);
+        t.delete_node("/c", 3, &mut ch).unwrap();
+        assert_eq!(t.containers().count(), 0);
+    }
+
+    #[test]
+    fn all_children_number_counts_descendants() {
+        let mut t = DataTree::new(false);
+        let mut ch = vec![];
+        for p in ["/a", "/a/b", "/a/b/c", "/a/d"] {
+            t.create_node(p, None, open_acl(), 0, -1, 2, 1, &mut ch)
+                .unwrap();
+        }
+        assert_eq!(t.all_children_number("/a"), 3);
+        assert_eq!(t.all_children_number("/"), 7);
+    }
+}

@@ -1,0 +1,311 @@
+//! Four-letter words on the client port, in the text format of a real 3.8 standalone server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use super::{now_ms, Ctx};
+
+/// The version reported by `srvr`, `stat`, `mntr` and `envi` (`zookeeper.version=` is what kazoo
+/// parses).
+pub const VERSION: &str = concat!(
+    "3.8.0-zkit-",
+    env!("CARGO_PKG_VERSION"),
+    ", built on 1970-01-01 00:00 UTC"
+);
+
+/// Every word a real server knows (`zk-protocol.md` §11).
+pub const ALL_WORDS: &[&str] = &[
+    "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr", "stat",
+    "wchc", "wchp", "wchs", "mntr", "isro", "hash",
+];
+
+/// Which four-letter words are served (`4lw.commands.whitelist`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FourLetterWords {
+    all: bool,
+    words: BTreeSet<String>,
+}
+
+impl Default for FourLetterWords {
+    /// Only `srvr`, like a real server.
+    fn default() -> Self {
+        FourLetterWords::parse("srvr")
+    }
+}
+
+impl FourLetterWords {
+    /// Every word.
+    pub fn all() -> Self {
+        FourLetterWords {
+            all: true,
+            words: BTreeSet::new(),
+        }
+    }
+
+    /// A comma separated list, or `*` for all.
+    pub fn parse(list: &str) -> Self {
+        let words: BTreeSet<String> = list
+            .split(',')
+            .map(|w| w.trim().to_owned())
+            .filter(|w| !w.is_empty())
+            .collect();
+        FourLetterWords {
+            all: words.contains("*"),
+            words,
+        }
+    }
+
+    /// Whether `word` is enabled.
+    pub fn allows(&self, word: &str) -> bool {
+        self.all || self.words.contains(word)
+    }
+}
+
+/// The text answer to `word` (already known to be a four-letter word).
+pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
+    if !ctx.net.four_letter_words.allows(word) {
+        return format!("{word} is not executed because it is not in the whitelist.\n");
+    }
+    let g = ctx.lock();
+    let core = &g.core;
+    let db = core.db();
+    let cfg = core.config();
+    let node_count = db.tree.node_count() + 1; // ZooKeeper counts "" and "/" separately.
+    let conns = core.connections().count() + 1; // this connection included, like ZooKeeper
+    let counters = core.counters();
+    let mut s = String::new();
+    let head = |s: &mut String| {
+        let _ = writeln!(s, "Zookeeper version: {VERSION}");
+    };
+    let tail = |s: &mut String| {
+        let _ = write!(
+            s,
+            "Latency min/avg/max: 0/0.0/0\nReceived: {}\nSent: {}\nConnections: {conns}\n\
+             Outstanding: 0\nZxid: 0x{:x}\nMode: standalone\nNode count: {node_count}\n",
+            counters.received, counters.sent, db.last_zxid
+        );
+    };
+    let cons = |s: &mut String| {
+        for (id, c) in core.connections() {
+            let _ = write!(
+                s,
+                " /{}[1](queued=0,recved={},sent={}",
+                c.remote, c.received, c.sent
+            );
+            if let Some(sid) = c.session {
+                let to = db.sessions.get(&sid).copied().unwrap_or(0);
+                let _ = write!(
+                    s,
+                    ",sid=0x{sid:x},lop=NA,est={},to={to},lcxid=0x{:x},lzxid=0x{:x},lresp={},\
+                     llat=0,minlat=0,avglat=0,maxlat=0",
+                    c.established,
+                    c.last_cxid,
+                    c.last_zxid,
+                    now_ms()
+                );
+            }
+            let _ = writeln!(s, ")");
+            let _ = id;
+        }
+    };
+    // session id -> paths, from the connection's watches.
+    let mut by_session: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    let mut by_path: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for (conn, path, _) in core.watch_manager().list() {
+        let sid = core.session_of(conn).unwrap_or(0);
+        by_session.entry(sid).or_default().insert(path.clone());
+        by_path.entry(path).or_default().insert(sid);
+    }
+    match word {
+        "ruok" => s.push_str("imok"),
+        "isro" => s.push_str("rw"),
+        "srvr" => {
+            head(&mut s);
+            tail(&mut s);
+        }
+        "stat" => {
+            head(&mut s);
+            s.push_str("Clients:\n");
+            cons(&mut s);
+            s.push('\n');
+            tail(&mut s);
+        }
+        "cons" => {
+            cons(&mut s);
+            s.push('\n');
+        }
+        "envi" => {
+            let _ = write!(
+                s,
+                "Environment:\nzookeeper.version={VERSION}\nhost.name=localhost\n\
+                 java.version=zkit\njava.vendor=zkit\njava.home=\njava.class.path=\n\
+                 java.library.path=\njava.io.tmpdir={}\njava.compiler=<NA>\nos.name={}\n\
+                 os.arch={}\nos.version=\nuser.name=\nuser.home=\nuser.dir=\n",
+                std::env::temp_dir().display(),
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            );
+        }
+        "conf" => {
+            let _ = write!(
+                s,
+                "clientPort={}\nsecureClientPort=-1\ndataDir=\ndataDirSize=0\ndataLogDir=\n\
+                 dataLogSize=0\ntickTime={}\nmaxClientCnxns=60\nminSessionTimeout={}\n\
+                 maxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId=0\n",
+                ctx.local_addr.port(),
+                cfg.tick_time,
+                cfg.min_session_timeout,
+                cfg.max_session_timeout
+            );
+        }
+        "mntr" => {
+            let rows: Vec<(&str, String)> = vec![
+                ("zk_version", VERSION.to_owned()),
+                ("zk_server_state", "standalone".into()),
+                ("zk_ephemerals_count", db.tree.ephemeral_count().to_string()),
+                ("zk_num_alive_connections", conns.to_string()),
+                ("zk_avg_latency", "0.0".into()),
+                ("zk_outstanding_requests", "0".into()),
+                ("zk_znode_count", node_count.to_string()),
+                ("zk_global_sessions", db.sessions.len().to_string()),
+                ("zk_local_sessions", "0".into()),
+                ("zk_watch_count", core.watch_manager().count().to_string()),
+                (
+                    "zk_approximate_data_size",
+                    db.tree.approximate_data_size().to_string(),
+                ),
+                ("zk_packets_sent", counters.sent.to_string()),
+                ("zk_packets_received", counters.received.to_string()),
+                ("zk_min_latency", "0".into()),
+                ("zk_max_latency", "0".into()),
+                ("zk_uptime", (now_ms() - core.started()).to_string()),
+                ("zk_auth_failed_count", "0".into()),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(s, "{k}\t{v}");
+            }
+        }
+        "wchs" => {
+            let _ = write!(
+                s,
+                "{} connections watching {} paths\nTotal watches:{}\n",
+                by_session.len(),
+                by_path.len(),
+                core.watch_manager().count()
+            );
+        }
+        "wchc" => {
+            for (sid, paths) in &by_session {
+                let _ = writeln!(s, "0x{sid:x}");
+                for p in paths {
+                    let _ = writeln!(s, "\t{p}");
+                }
+            }
+            s.push('\n');
+        }
+        "wchp" => {
+            for (p, sids) in &by_path {
+                let _ = writeln!(s, "{p}");
+                for sid in sids {
+                    let _ = writeln!(s, "\t0x{sid:x}");
+                }
+            }
+            s.push('\n');
+        }
+        "dump" => {
+            let sessions = core.sessions();
+            let _ = writeln!(
+                s,
+                "SessionTracker dump:\nSession Sets ({})/({}):",
+                sessions.len(),
+                sessions.len()
+            );
+            for si in &sessions {
+                let _ = writeln!(s, "1 expire at {}:\n\t0x{:x}", http_date(now_ms()), si.id);
+            }
+            let eph = db.tree.all_ephemerals();
+            let _ = writeln!(
+                s,
+                "ephemeral nodes dump:\nSessions with Ephemerals ({}):",
+                eph.len()
+            );
+            for (sid, paths) in eph {
+                let _ = writeln!(s, "0x{sid:x}:");
+                for p in paths {
+                    let _ = writeln!(s, "\t{p}");
+                }
+            }
+            let _ = writeln!(
+                s,
+                "Connections dump:\nConnections Sets ({n})/({n}):",
+                n = conns - 1
+            );
+            for (_, c) in core.connections() {
+                let _ = writeln!(
+                    s,
+                    "\tip: /{} sessionId: 0x{:x}",
+                    c.remote,
+                    c.session.unwrap_or(0)
+                );
+            }
+        }
+        "dirs" => s.push_str("datadir_size: 0\nlogdir_size: 0\n"),
+        "crst" => s.push_str("Connection stats reset.\n"),
+        "srst" => s.push_str("Server stats reset.\n"),
+        "gtmk" | "stmk" => s.push_str("0\n"),
+        _ => {}
+    }
+    s
+}
+
+/// `Mon Nov 23 18:14:09 UTC 2026`, Java's `Date.toString()` in UTC.
+fn http_date(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let (h, m, sec) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if mo <= 2 { 1 } else { 0 };
+    let wd = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday
+    const WD: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MO: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
+        WD[wd as usize],
+        MO[(mo - 1) as usize],
+        d,
+        h,
+        m,
+        sec,
+        y
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_date_format() {
+        assert_eq!(http_date(0), "Thu Jan 01 00:00:00 UTC 1970");
+        assert_eq!(http_date(1_795_457_649_000), "Mon Nov 23 18:14:09 UTC 2026");
+    }
+
+    #[test]
+    fn whitelist_parsing() {
+        assert!(FourLetterWords::default().allows("srvr"));
+        assert!(!FourLetterWords::default().allows("ruok"));
+        assert!(FourLetterWords::parse("ruok, stat").allows("stat"));
+        assert!(FourLetterWords::parse("*").allows("envi"));
+    }
+}

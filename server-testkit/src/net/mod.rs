@@ -1,0 +1,180 @@
+//! The tokio shell around the [`core`](crate::core): listener, one task per connection, a ticker,
+//! four-letter words.
+//!
+//! The core sits behind a `std::sync::Mutex` that is never held across an `.await`: a connection
+//! task locks it, feeds a frame, routes the resulting [`Output`]s to the per-connection queues and
+//! unlocks. Routing all outputs of one step under the lock keeps notifications ahead of the reply
+//! that follows them on every connection.
+
+mod conn;
+mod fourlw;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::core::{ConnId, Core, Output};
+
+pub use fourlw::{FourLetterWords, ALL_WORDS};
+
+/// Wall clock in ms since the epoch: the only clock the core sees.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What a connection's writer is asked to do.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// Send a frame.
+    Frame(Bytes),
+    /// Flush, then close.
+    Close(&'static str),
+}
+
+/// Shell settings that the core does not need.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Largest accepted request payload.
+    pub max_packet: usize,
+    /// Enabled four-letter words.
+    pub four_letter_words: FourLetterWords,
+    /// How long a new connection may stay silent before its ConnectRequest.
+    pub handshake_timeout: Duration,
+    /// How often the core's `tick` runs.
+    pub tick_interval: Duration,
+}
+
+/// The core plus the queues of the connections it talks to.
+///
+/// The queues are unbounded: a server cannot push back on notifications caused by other
+/// clients' writes, exactly like ZooKeeper's per-connection outgoing queue. Their size is bounded
+/// in practice by what a test writes.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub core: Core,
+    pub conns: HashMap<ConnId, mpsc::UnboundedSender<Msg>>,
+    pub next_conn: ConnId,
+}
+
+impl Shared {
+    /// Routes the core's outputs to the connection queues.
+    pub fn dispatch(&mut self) {
+        for o in self.core.take_output() {
+            match o {
+                Output::Send(c, f) => {
+                    if let Some(tx) = self.conns.get(&c) {
+                        let _ = tx.send(Msg::Frame(f));
+                    }
+                }
+                Output::Close(c, reason) => {
+                    if let Some(tx) = self.conns.get(&c) {
+                        let _ = tx.send(Msg::Close(reason));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// State shared by the shell's tasks.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub shared: Mutex<Shared>,
+    pub net: NetConfig,
+    pub local_addr: SocketAddr,
+    pub paused: watch::Sender<bool>,
+    pub paused_until: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Ctx {
+    /// Locks the shared state (a poisoned lock is recovered: the core never panics on input).
+    pub fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the core, then routes its outputs.
+    pub fn with_core<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        let mut g = self.lock();
+        let r = f(&mut g.core);
+        g.dispatch();
+        r
+    }
+}
+
+/// Accepts connections until `shutdown` flips; owns every connection task.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            r = listener.accept() => match r {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    let ctx = ctx.clone();
+                    let sd = shutdown.clone();
+                    tasks.spawn(conn::serve(stream, remote, ctx, sd));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+    // Dropping the JoinSet aborts the connection tasks; wait for them to finish.
+    tasks.shutdown().await;
+}
+
+/// Drives `Core::tick` and ends timed pauses.
+pub(crate) async fn ticker(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
+    let mut iv = tokio::time::interval(ctx.net.tick_interval);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = iv.tick() => {}
+        }
+        let until = *ctx.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = until {
+            if tokio::time::Instant::now() >= t {
+                resume(&ctx);
+            }
+        }
+        if *ctx.paused.borrow() {
+            continue;
+        }
+        let now = now_ms();
+        ctx.with_core(|c| c.tick(now));
+    }
+}
+
+/// Ends a pause: sessions get a full timeout from now, connections read again.
+pub(crate) fn resume(ctx: &Ctx) {
+    *ctx.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    if *ctx.paused.borrow() {
+        let now = now_ms();
+        ctx.with_core(|c| c.touch_all(now));
+        let _ = ctx.paused.send(false);
+        tracing::info!("server resumed");
+    }
+}
+
+/// Words accepted as a four-letter command (`zk-protocol.md` §11).
+pub(crate) fn is_known_word(w: &[u8]) -> bool {
+    let set: HashSet<&[u8]> = ALL_WORDS.iter().map(|w| w.as_bytes()).collect();
+    set.contains(w)
+}

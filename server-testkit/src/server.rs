@@ -1,0 +1,424 @@
+//! The test-facing handle: start, stop, restart, and fault controls.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::core::{Config, Core, Database, WatchKind};
+use crate::net::{self, now_ms, Ctx, FourLetterWords, NetConfig, Shared};
+
+/// Why the server could not start or act.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Binding or configuring the listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Configures a [`Server`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    listen: SocketAddr,
+    tick_time: Duration,
+    min_session_timeout: Option<Duration>,
+    max_session_timeout: Option<Duration>,
+    max_packet: usize,
+    super_digest: Option<String>,
+    extended_types: bool,
+    four_letter_words: FourLetterWords,
+    handshake_timeout: Duration,
+    reap_interval: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tick_time: Duration::from_millis(2000),
+            min_session_timeout: None,
+            max_session_timeout: None,
+            max_packet: zkit::proto::frame::DEFAULT_MAX_PACKET,
+            super_digest: None,
+            extended_types: false,
+            four_letter_words: FourLetterWords::default(),
+            handshake_timeout: Duration::from_secs(10),
+            reap_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl Builder {
+    /// Address to listen on (default `127.0.0.1:0`).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+    /// tickTime (default 2 s); session timeout bounds default to 2× and 20× it.
+    pub fn tick_time(mut self, d: Duration) -> Self {
+        self.tick_time = d;
+        self
+    }
+    /// Lowest negotiable session timeout.
+    pub fn min_session_timeout(mut self, d: Duration) -> Self {
+        self.min_session_timeout = Some(d);
+        self
+    }
+    /// Highest negotiable session timeout.
+    pub fn max_session_timeout(mut self, d: Duration) -> Self {
+        self.max_session_timeout = Some(d);
+        self
+    }
+    /// Largest accepted request (default 0xfffff, like `jute.maxbuffer`).
+    pub fn max_packet(mut self, bytes: usize) -> Self {
+        self.max_packet = bytes;
+        self
+    }
+    /// A `user:BASE64` digest (ZooKeeper's superDigest) whose holder bypasses ACLs.
+    pub fn super_digest(mut self, digest: impl Into<String>) -> Self {
+        self.super_digest = Some(digest.into());
+        self
+    }
+    /// Enables TTL nodes (`zookeeper.extendedTypesEnabled`).
+    pub fn extended_types(mut self, on: bool) -> Self {
+        self.extended_types = on;
+        self
+    }
+    /// Enabled four-letter words (default `srvr`, like a real server).
+    pub fn four_letter_words(mut self, words: FourLetterWords) -> Self {
+        self.four_letter_words = words;
+        self
+    }
+    /// How long a new connection may stay silent before its ConnectRequest (default 10 s).
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+    /// How often empty containers and expired TTL nodes are reaped (default 100 ms; a real
+    /// server checks every 60 s).
+    pub fn reap_interval(mut self, d: Duration) -> Self {
+        self.reap_interval = d;
+        self
+    }
+
+    fn core_config(&self, secret: u64) -> Result<Config, Error> {
+        let tick = self.tick_time.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let min = self
+            .min_session_timeout
+            .map_or(tick.saturating_mul(2), |d| {
+                d.as_millis().min(i32::MAX as u128) as i32
+            });
+        let max = self
+            .max_session_timeout
+            .map_or(tick.saturating_mul(20), |d| {
+                d.as_millis().min(i32::MAX as u128) as i32
+            });
+        if min > max {
+            return Err(Error::Config(format!(
+                "min session timeout {min} ms exceeds max {max} ms"
+            )));
+        }
+        Ok(Config {
+            tick_time: tick,
+            min_session_timeout: min,
+            max_session_timeout: max,
+            super_digest: self.super_digest.clone(),
+            extended_types: self.extended_types,
+            secret,
+            reap_interval: self.reap_interval.as_millis() as i64,
+            record_txns: false,
+        })
+    }
+
+    /// Starts the server.
+    pub async fn start(self) -> Result<Server, Error> {
+        // Session passwords need an unpredictable seed; the core itself draws none.
+        let secret = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_i64(now_ms());
+            h.finish()
+        };
+        let cfg = self.core_config(secret)?;
+        let core = Core::new(cfg, now_ms());
+        let running = Running::start(&self, self.listen, core).await?;
+        Ok(Server {
+            builder: self,
+            running: Some(running),
+            addr: None,
+            saved: None,
+        })
+        .map(|mut s| {
+            s.addr = s.running.as_ref().map(|r| r.ctx.local_addr);
+            s
+        })
+    }
+}
+
+/// A live listener and its tasks.
+#[derive(Debug)]
+struct Running {
+    ctx: Arc<Ctx>,
+    shutdown: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    ticker: JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(b: &Builder, addr: SocketAddr, core: Core) -> Result<Running, Error> {
+        let bind = |e| Error::Bind { addr, source: e };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(bind)?;
+        socket.set_reuseaddr(true).map_err(bind)?;
+        socket.bind(addr).map_err(bind)?;
+        let listener: TcpListener = socket.listen(1024).map_err(bind)?;
+        let local_addr = listener.local_addr().map_err(bind)?;
+        let tick_ms = (b.tick_time.as_millis() as u64 / 2).clamp(5, 50);
+        let (paused, _) = watch::channel(false);
+        let ctx = Arc::new(Ctx {
+            shared: Mutex::new(Shared {
+                core,
+                conns: HashMap::new(),
+                next_conn: 1,
+            }),
+            net: NetConfig {
+                max_packet: b.max_packet,
+                four_letter_words: b.four_letter_words.clone(),
+                handshake_timeout: b.handshake_timeout,
+                tick_interval: Duration::from_millis(tick_ms),
+            },
+            local_addr,
+            paused,
+            paused_until: Mutex::new(None),
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let accept = tokio::spawn(net::accept_loop(listener, ctx.clone(), rx.clone()));
+        let ticker = tokio::spawn(net::ticker(ctx.clone(), rx));
+        tracing::info!(addr = %local_addr, "zkit-testkit server listening");
+        Ok(Running {
+            ctx,
+            shutdown,
+            accept,
+            ticker,
+        })
+    }
+
+    async fn stop(mut self) -> Database {
+        let _ = self.shutdown.send(true);
+        let _ = (&mut self.accept).await;
+        let _ = (&mut self.ticker).await;
+        let mut g = self.ctx.lock();
+        let cfg = g.core.config().clone();
+        let core = std::mem::replace(&mut g.core, Core::new(cfg, 0));
+        core.into_db()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.accept.abort();
+        self.ticker.abort();
+    }
+}
+
+/// One session as listed by [`Server::sessions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionSummary {
+    /// Session id.
+    pub id: i64,
+    /// Negotiated timeout.
+    pub timeout: Duration,
+    /// Whether a connection is attached.
+    pub connected: bool,
+    /// Ephemeral nodes it owns.
+    pub ephemerals: Vec<String>,
+}
+
+/// One watch as listed by [`Server::watches`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WatchSummary {
+    /// Session of the watching connection (None before its handshake).
+    pub session: Option<i64>,
+    /// Watched path.
+    pub path: String,
+    /// Kind of watch.
+    pub kind: WatchKind,
+}
+
+/// An in-process ZooKeeper server. Dropping it shuts it down.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), zkit_testkit::Error> {
+/// let server = zkit_testkit::Server::start().await?;
+/// let connect = server.connect_string(); // "127.0.0.1:PORT"
+/// # let _ = connect;
+/// server.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    builder: Builder,
+    running: Option<Running>,
+    addr: Option<SocketAddr>,
+    saved: Option<(Database, Config)>,
+}
+
+impl Server {
+    /// Starts a server with default settings on `127.0.0.1:0`.
+    pub async fn start() -> Result<Server, Error> {
+        Builder::default().start().await
+    }
+
+    /// A builder for custom settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.unwrap_or(self.builder.listen)
+    }
+
+    /// `127.0.0.1:PORT`, for a client's connect string.
+    pub fn connect_string(&self) -> String {
+        self.addr().to_string()
+    }
+
+    /// Stops listening and closes every connection. Data and sessions are kept for
+    /// [`Server::restart`].
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let cfg = r.ctx.lock().core.config().clone();
+            let db = r.stop().await;
+            self.saved = Some((db, cfg));
+            tracing::info!(addr = %self.addr(), "server stopped");
+        }
+    }
+
+    /// Stops (if running) and starts again on the same port with the same data and sessions.
+    pub async fn restart(&mut self) -> Result<(), Error> {
+        self.stop().await;
+        let Some((db, cfg)) = self.saved.take() else {
+            return Err(Error::Config("nothing to restart".into()));
+        };
+        let core = Core::with_db(cfg, db, now_ms());
+        let running = Running::start(&self.builder, self.addr(), core).await?;
+        self.running = Some(running);
+        Ok(())
+    }
+
+    /// Whether the server is running.
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    fn ctx(&self) -> Option<&Arc<Ctx>> {
+        self.running.as_ref().map(|r| &r.ctx)
+    }
+
+    /// Expires a session now, like the server's session tracker would: ephemerals deleted,
+    /// watchers notified, its connection closed. False if there is no such session.
+    pub fn expire_session(&self, session_id: i64) -> bool {
+        self.ctx()
+            .is_some_and(|c| c.with_core(|core| core.expire_session(session_id, now_ms())))
+    }
+
+    /// Closes the connection of a session (the session survives; the client can reconnect).
+    pub fn close_session_connection(&self, session_id: i64) -> bool {
+        self.ctx()
+            .is_some_and(|c| c.with_core(|core| core.close_session_connection(session_id)))
+    }
+
+    /// Closes every client connection.
+    pub fn close_all_connections(&self) {
+        if let Some(c) = self.ctx() {
+            c.with_core(|core| core.close_all_connections());
+        }
+    }
+
+    /// Stops answering (a stalled server) until [`Server::resume`].
+    pub fn pause_responses(&self) {
+        if let Some(c) = self.ctx() {
+            let _ = c.paused.send(true);
+            tracing::info!("server paused");
+        }
+    }
+
+    /// Stops answering for `d`, then resumes by itself.
+    pub fn pause(&self, d: Duration) {
+        if let Some(c) = self.ctx() {
+            *c.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(tokio::time::Instant::now() + d);
+            let _ = c.paused.send(true);
+            tracing::info!(?d, "server paused");
+        }
+    }
+
+    /// Resumes after a pause; sessions get a full timeout from now.
+    pub fn resume(&self) {
+        if let Some(c) = self.ctx() {
+            net::resume(c);
+        }
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> Vec<SessionSummary> {
+        let Some(c) = self.ctx() else {
+            return Vec::new();
+        };
+        c.lock()
+            .core
+            .sessions()
+            .into_iter()
+            .map(|s| SessionSummary {
+                id: s.id,
+                timeout: Duration::from_millis(s.timeout.max(0) as u64),
+                connected: s.conn.is_some(),
+                ephemerals: s.ephemerals,
+            })
+            .collect()
+    }
+
+    /// Registered watches.
+    pub fn watches(&self) -> Vec<WatchSummary> {
+        let Some(c) = self.ctx() else {
+            return Vec::new();
+        };
+        let g = c.lock();
+        g.core
+            .watch_manager()
+            .list()
+            .into_iter()
+            .map(|(conn, path, kind)| WatchSummary {
+                session: g.core.session_of(conn),
+                path,
+                kind,
+            })
+            .collect()
+    }
+
+    /// Runs `f` with read access to the core (tree, sessions) for assertions.
+    pub fn inspect<R>(&self, f: impl FnOnce(&Core) -> R) -> Option<R> {
+        self.ctx().map(|c| f(&c.lock().core))
+    }
+}
