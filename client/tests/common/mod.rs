@@ -50,6 +50,8 @@ pub struct Target {
 }
 
 enum Backend {
+    /// The in-process testkit: one server per test, so faults touch nobody else.
+    Testkit(tokio::sync::Mutex<zkit_testkit::Server>),
     /// Real Apache ZooKeeper run by `scripts/zookeeper.sh`.
     Real {
         script: PathBuf,
@@ -116,13 +118,26 @@ impl Target {
                     },
                 }
             }
-            None => panic!("set ZK_TEST_CONNECT (the testkit target is not wired in yet)"),
+            None => {
+                let mut b =
+                    zkit_testkit::Server::builder().reap_interval(Duration::from_millis(100));
+                if std::env::var("ZK_EXTENDED_TYPES").is_ok_and(|v| v == "1") {
+                    b = b.extended_types(true);
+                }
+                let server = b.start().await.expect("start testkit server");
+                Target {
+                    connect: server.connect_string(),
+                    real: false,
+                    backend: Backend::Testkit(tokio::sync::Mutex::new(server)),
+                }
+            }
         }
     }
 
     /// Whether this target can inject `cap`.
     pub fn supports(&self, cap: Capability) -> bool {
         match &self.backend {
+            Backend::Testkit(_) => cap != Capability::Ensemble,
             Backend::Real { dir, ensemble, .. } => match cap {
                 Capability::Restart | Capability::StopStart => dir.is_some(),
                 Capability::Ensemble => ensemble.is_some(),
@@ -145,6 +160,7 @@ impl Target {
         FaultGuard {
             _lock: lock,
             recover: match &self.backend {
+                Backend::Testkit(_) => None,
                 Backend::Real { script, dir, .. } => Some((script.clone(), dir.clone())),
             },
         }
@@ -154,6 +170,7 @@ impl Target {
     /// it serves again.
     pub async fn restart(&self) {
         match &self.backend {
+            Backend::Testkit(s) => s.lock().await.restart().await.expect("restart testkit"),
             Backend::Real { script, dir, .. } => {
                 let dir = dir.as_ref().expect("Capability::Restart needs ZK_TEST_DIR");
                 run_script(script, &["restart", dir.to_str().unwrap()]).await;
@@ -164,6 +181,7 @@ impl Target {
     /// Stops the standalone server (its address refuses connections until [`start`](Self::start)).
     pub async fn stop(&self) {
         match &self.backend {
+            Backend::Testkit(s) => s.lock().await.stop().await,
             Backend::Real { script, dir, .. } => {
                 let dir = dir
                     .as_ref()
@@ -181,8 +199,9 @@ impl Target {
 
     /// Expires a session now, as the server would after its timeout. Returns false when the
     /// target cannot (real ZooKeeper); check [`Capability::ExpireSession`] first.
-    pub async fn expire_session(&self, _session_id: i64) -> bool {
+    pub async fn expire_session(&self, session_id: i64) -> bool {
         match &self.backend {
+            Backend::Testkit(s) => s.lock().await.expire_session(session_id),
             Backend::Real { .. } => false,
         }
     }
@@ -190,6 +209,7 @@ impl Target {
     /// The ensemble, when the target has one.
     pub fn ensemble(&self) -> Option<Ensemble> {
         match &self.backend {
+            Backend::Testkit(_) => None,
             Backend::Real {
                 script, ensemble, ..
             } => ensemble.as_ref().map(|(connect, dir)| Ensemble {
