@@ -95,7 +95,8 @@ pub enum OpResult {
     Create {
         /// Its path (with sequence suffix).
         path: String,
-        /// Its Stat.
+        /// Its Stat. Apache ZooKeeper 3.8 answers plain creates inside a multi with the path
+        /// only, so this is all zeros for them; container and TTL creates carry a real Stat.
         stat: Stat,
     },
     /// A node was deleted.

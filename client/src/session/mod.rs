@@ -267,7 +267,9 @@ impl Session {
                 read_only: Some(self.cfg.read_only),
             },
         );
-        if !self.state.is_terminal() {
+        // A session that exists stays Disconnected (suspended) while we look for a server;
+        // only the very first session shows Connecting.
+        if !self.state.is_terminal() && self.session_id == 0 {
             self.set_state(SessionState::Connecting);
         }
     }

@@ -317,3 +317,15 @@ fn malformed_frames_are_errors_not_panics() {
     s.begin_handshake(now, now + Duration::from_secs(1));
     assert!(s.on_frame(Bytes::from_static(&[1, 2]), now).is_err());
 }
+
+#[test]
+fn reconnecting_an_existing_session_stays_disconnected_until_connected() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    s.on_connection_lost();
+    assert_eq!(s.state(), SessionState::Disconnected);
+    s.begin_handshake(now, now + Duration::from_secs(10));
+    assert_eq!(s.state(), SessionState::Disconnected);
+    s.on_frame(connect_response(30_000, 0x42), now).unwrap();
+    assert_eq!(s.state(), SessionState::Connected);
+}
