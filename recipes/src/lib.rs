@@ -5,6 +5,7 @@
 //! | [`state`] | the connection-state model (Connected / Suspended / Reconnected / Lost), loss policies and signals |
 //! | [`znode`] | protected sequential creation, sequence ordering, parent creation |
 //! | [`lock`] | [`Mutex`](lock::Mutex) (Curator-compatible node names) |
+//! | [`leader`] | [`LeaderLatch`](leader::LeaderLatch), [`LeaderSelector`](leader::LeaderSelector) |
 //!
 //! Every recipe has the same shape: `Recipe::new(client, path, options)`, async methods to
 //! acquire or wait, a guard whose `Drop` releases best-effort and an `async fn release()` when the
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod leader;
 pub mod lock;
 pub mod state;
 pub mod znode;

@@ -201,7 +201,12 @@ pub struct LossSignal {
 impl LossSignal {
     /// The loss, if it happened.
     pub fn reason(&self) -> Option<LossReason> {
-        *self.rx.borrow()
+        match *self.rx.borrow() {
+            Some(r) => Some(r),
+            // The monitor is gone without a reason only when its owner released or was dropped.
+            None if self.rx.has_changed().is_err() => Some(LossReason::Released),
+            None => None,
+        }
     }
 
     /// Whether it is lost.

@@ -1,0 +1,444 @@
+//! Leader election: [`LeaderLatch`] (am I the leader? wait for it, be told when it is lost) and
+//! [`LeaderSelector`] (run a task while leader; it is cancelled when leadership is lost).
+//!
+//! Every participant creates a protected ephemeral-sequential node `<path>/_c_<uuid>-latch-<seq>`
+//! holding its id (Curator's `LeaderLatch` naming); the lowest sequence leads and every other
+//! participant watches only its predecessor. Leadership is tied to a [`LossSignal`]: under the
+//! default [`LossPolicy::Suspended`] the leader is told as soon as its connection drops, before
+//! the ensemble can expire its session and elect someone else. After any loss the participant
+//! deletes its node (if the session still has it) and queues again at the back, like Curator's
+//! `reset()`; after an expiry that needs a client built with `recreate_on_expiry(true)`,
+//! otherwise the latch ends.
+//!
+//! ```no_run
+//! # async fn f() -> zkit_recipes::Result<()> {
+//! use zkit_recipes::leader::{LeaderLatch, LeaderOptions};
+//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let latch = LeaderLatch::start(&zk, "/election/scheduler", LeaderOptions::new("node-1")).await?;
+//! loop {
+//!     let term = latch.leadership().await?;
+//!     tokio::select! {
+//!         reason = term.lost() => eprintln!("no longer leader: {reason:?}"),
+//!         _ = schedule_jobs() => {}
+//!     }
+//! }
+//! # }
+//! # async fn schedule_jobs() {}
+//! ```
+
+use std::future::Future;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use zkit::{Client, CreateMode, Error as ZkError};
+
+use crate::state::{wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal, TaskGuard};
+use crate::znode::{delete_quietly, join, name_of, retry, sorted_members, ProtectedCreate};
+use crate::{Error, Result};
+
+/// Curator's `LeaderLatch` node name.
+pub const LATCH_NAME: &str = "latch-";
+
+/// Options of a [`LeaderLatch`] / [`LeaderSelector`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LeaderOptions {
+    /// This participant's id (stored in its node; shown by [`LeaderLatch::participants`]).
+    pub id: String,
+    /// When the leader must consider leadership gone.
+    pub loss_policy: LossPolicy,
+}
+
+impl LeaderOptions {
+    /// Options for participant `id`.
+    pub fn new(id: impl Into<String>) -> Self {
+        LeaderOptions {
+            id: id.into(),
+            loss_policy: LossPolicy::default(),
+        }
+    }
+    /// Sets the loss policy.
+    pub fn loss_policy(mut self, p: LossPolicy) -> Self {
+        self.loss_policy = p;
+        self
+    }
+}
+
+/// One participant of an election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Participant {
+    /// Its id.
+    pub id: String,
+    /// Its node's name.
+    pub node: String,
+    /// Whether it is the leader (first in the queue).
+    pub is_leader: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Role {
+    Follower,
+    Leader(LossSignal),
+    Closed(Option<LossReason>),
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    path: String,
+    opts: LeaderOptions,
+    role: watch::Sender<Role>,
+    node: StdMutex<Option<String>>,
+    requeue: Notify,
+}
+
+/// A participant in a leader election. See the [module docs](self).
+#[derive(Debug)]
+pub struct LeaderLatch {
+    inner: Arc<Inner>,
+    task: StdMutex<Option<TaskGuard>>,
+}
+
+/// One term of leadership: resolve [`lost`](Self::lost) to learn when it ends.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    signal: LossSignal,
+}
+
+impl Leadership {
+    /// Resolves when this term ends (at once if it already has).
+    pub async fn lost(&self) -> LossReason {
+        self.signal.lost().await
+    }
+    /// Whether this term is still on.
+    pub fn is_current(&self) -> bool {
+        !self.signal.is_lost()
+    }
+    /// The loss signal, to hand to other tasks.
+    pub fn loss_signal(&self) -> LossSignal {
+        self.signal.clone()
+    }
+}
+
+impl LeaderLatch {
+    /// Joins the election at `path` (created as a container when missing).
+    pub async fn start(client: &Client, path: &str, options: LeaderOptions) -> Result<LeaderLatch> {
+        wait_connected(client).await?;
+        let (role, _) = watch::channel(Role::Follower);
+        let inner = Arc::new(Inner {
+            client: client.clone(),
+            path: path.to_owned(),
+            opts: options,
+            role,
+            node: StdMutex::new(None),
+            requeue: Notify::new(),
+        });
+        let task = tokio::spawn(run(inner.clone()));
+        Ok(LeaderLatch {
+            inner,
+            task: StdMutex::new(Some(TaskGuard(task))),
+        })
+    }
+
+    /// This participant's id.
+    pub fn id(&self) -> &str {
+        &self.inner.opts.id
+    }
+
+    /// Whether this participant leads right now.
+    pub fn is_leader(&self) -> bool {
+        matches!(&*self.inner.role.borrow(), Role::Leader(s) if !s.is_lost())
+    }
+
+    /// Waits until this participant leads; fails if the latch is closed or its session is gone
+    /// for good.
+    pub async fn leadership(&self) -> Result<Leadership> {
+        let mut rx = self.inner.role.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                Role::Leader(s) if !s.is_lost() => return Ok(Leadership { signal: s.clone() }),
+                Role::Closed(Some(r)) => return Err(Error::Lost(*r)),
+                Role::Closed(None) => return Err(Error::Closed),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
+    }
+
+    /// Like [`leadership`](Self::leadership), failing with [`Error::Timeout`] after `timeout`.
+    pub async fn leadership_timeout(&self, timeout: Duration) -> Result<Leadership> {
+        tokio::time::timeout(timeout, self.leadership())
+            .await
+            .map_err(|_| Error::Timeout)?
+    }
+
+    /// Gives up leadership (if held) and queues again at the back.
+    pub fn requeue(&self) {
+        self.inner.requeue.notify_one();
+    }
+
+    /// The participants in queue order (the leader first).
+    pub async fn participants(&self) -> Result<Vec<Participant>> {
+        participants(&self.inner.client, &self.inner.path).await
+    }
+
+    /// The current leader, if any.
+    pub async fn leader(&self) -> Result<Option<Participant>> {
+        Ok(self.participants().await?.into_iter().next())
+    }
+
+    /// Leaves the election: a leader is told first (reason `Released`), then its node is deleted.
+    pub async fn close(&self) -> Result<()> {
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(mut task) = task {
+            // Stop the election task and wait until it is gone: its leadership monitor is dropped
+            // with it, which tells a leader (reason `Released`) before the node is deleted below.
+            task.0.abort();
+            let _ = (&mut task.0).await;
+        }
+        self.inner.role.send_replace(Role::Closed(None));
+        let node = self.inner.node.lock().ok().and_then(|mut n| n.take());
+        if let Some(node) = node {
+            match delete_quietly(&self.inner.client, &node).await {
+                Ok(()) => {}
+                Err(e) if e.is_session_gone() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LeaderLatch {
+    fn drop(&mut self) {
+        self.inner.role.send_replace(Role::Closed(None));
+        let node = self.inner.node.lock().ok().and_then(|mut n| n.take());
+        if let (Some(node), Ok(h)) = (node, tokio::runtime::Handle::try_current()) {
+            // Best effort: the ephemeral goes with the session anyway.
+            let client = self.inner.client.clone();
+            h.spawn(async move {
+                let _ = delete_quietly(&client, &node).await;
+            });
+        }
+    }
+}
+
+/// The participants of the election at `path`, in queue order.
+pub async fn participants(client: &Client, path: &str) -> Result<Vec<Participant>> {
+    let kids = match retry(client, || client.get_children(path)).await {
+        Ok(k) => k,
+        Err(ZkError::NoNode) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for node in sorted_members(kids, |n| n.contains(LATCH_NAME)) {
+        match retry(client, || client.get_data(&join(path, &node))).await {
+            Ok((data, _)) => out.push(Participant {
+                id: String::from_utf8_lossy(&data).into_owned(),
+                is_leader: out.is_empty(),
+                node,
+            }),
+            Err(ZkError::NoNode) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+enum Turn {
+    /// Queue again (our node is gone, or we gave up / lost leadership).
+    Requeue,
+    /// The session is gone for good and will not come back.
+    End(LossReason),
+}
+
+async fn run(inner: Arc<Inner>) {
+    let client = &inner.client;
+    loop {
+        if let Err(e) = wait_connected(client).await {
+            let r = if e == ZkError::SessionExpired {
+                LossReason::SessionExpired
+            } else {
+                LossReason::SessionClosed
+            };
+            inner.role.send_replace(Role::Closed(Some(r)));
+            return;
+        }
+        let pc = ProtectedCreate::new(&inner.path, LATCH_NAME, CreateMode::EphemeralSequential);
+        let node = match pc.create(client, inner.opts.id.as_bytes()).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "election: create failed; retrying");
+                if !e.is_session_gone() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            }
+        };
+        *inner.node.lock().expect("node") = Some(node.clone());
+        let turn = take_part(&inner, &node).await;
+        inner.role.send_if_modified(|r| {
+            if matches!(r, Role::Leader(_)) {
+                *r = Role::Follower;
+                true
+            } else {
+                false
+            }
+        });
+        // Leave the queue before joining it again (a no-op when the session took the node).
+        *inner.node.lock().expect("node") = None;
+        // Waits for the connection when suspended; fails (harmlessly) once the session is gone.
+        let _ = delete_quietly(client, &node).await;
+        if let Turn::End(r) = turn {
+            inner.role.send_replace(Role::Closed(Some(r)));
+            return;
+        }
+    }
+}
+
+async fn take_part(inner: &Inner, node: &str) -> Turn {
+    let client = &inner.client;
+    let session_id = client.session_id();
+    let ours = name_of(node).to_owned();
+    loop {
+        let kids = match client.get_children(&inner.path).await {
+            Ok(k) => k,
+            Err(e) if e.is_retryable() => match wait_connected(client).await {
+                Ok(()) => continue,
+                Err(_) => return Turn::Requeue,
+            },
+            Err(_) => return Turn::Requeue,
+        };
+        if client.session_id() != session_id {
+            return Turn::Requeue;
+        }
+        let queue = sorted_members(kids, |n| n.contains(LATCH_NAME));
+        let Some(idx) = queue.iter().position(|n| *n == ours) else {
+            return Turn::Requeue;
+        };
+        if idx == 0 {
+            let (monitor, signal) = LossMonitor::start(
+                client,
+                session_id,
+                Some(node.to_owned()),
+                inner.opts.loss_policy,
+            );
+            inner.role.send_replace(Role::Leader(signal.clone()));
+            tracing::info!(id = %inner.opts.id, node = %node, "became leader");
+            tokio::select! {
+                r = signal.lost() => {
+                    tracing::info!(id = %inner.opts.id, reason = ?r, "leadership lost");
+                }
+                _ = inner.requeue.notified() => {
+                    monitor.finish(LossReason::Released);
+                }
+            }
+            return Turn::Requeue;
+        }
+        inner.role.send_replace(Role::Follower);
+        let pred = join(&inner.path, &queue[idx - 1]);
+        match client.exists_and_watch(&pred).await {
+            Ok((None, _)) => continue,
+            Ok((Some(_), w)) => {
+                tokio::select! {
+                    r = w => match r {
+                        Ok(_) => continue,
+                        Err(e) if e.is_session_gone() => return Turn::Requeue,
+                        Err(_) => continue,
+                    },
+                    _ = inner.requeue.notified() => return Turn::Requeue,
+                }
+            }
+            Err(e) if e.is_retryable() => {
+                if wait_connected(client).await.is_err() {
+                    return Turn::Requeue;
+                }
+            }
+            Err(e) if e.is_session_gone() => return Turn::Requeue,
+            Err(_) => return Turn::End(LossReason::SessionClosed),
+        }
+    }
+}
+
+/// Runs a task whenever this participant leads; the task is cancelled (dropped) as soon as
+/// leadership is lost. With `auto_requeue` the participant queues again after each term (whether
+/// the task finished or was cancelled); without, it leaves after the first term.
+///
+/// ```no_run
+/// # async fn f() -> zkit_recipes::Result<()> {
+/// use zkit_recipes::leader::{LeaderOptions, LeaderSelector};
+/// let zk = zkit::Client::connect("127.0.0.1:2181").await?;
+/// let selector = LeaderSelector::start(&zk, "/election/compactor", LeaderOptions::new("n1"), true,
+///     |_term| async { compact().await }).await?;
+/// # let _ = selector;
+/// # Ok(()) }
+/// # async fn compact() {}
+/// ```
+#[derive(Debug)]
+pub struct LeaderSelector {
+    latch: Arc<LeaderLatch>,
+    _task: TaskGuard,
+}
+
+impl LeaderSelector {
+    /// Joins the election and runs `task` in each term of leadership.
+    pub async fn start<F, Fut>(
+        client: &Client,
+        path: &str,
+        options: LeaderOptions,
+        auto_requeue: bool,
+        mut task: F,
+    ) -> Result<LeaderSelector>
+    where
+        F: FnMut(Leadership) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let latch = Arc::new(LeaderLatch::start(client, path, options).await?);
+        let l = latch.clone();
+        let t = tokio::spawn(async move {
+            loop {
+                let Ok(term) = l.leadership().await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = task(term.clone()) => {}
+                    _ = term.lost() => {}
+                }
+                if !auto_requeue {
+                    let _ = l.close().await;
+                    return;
+                }
+                if term.is_current() {
+                    // The task finished: give the term up (a lost term re-queues by itself).
+                    l.requeue();
+                }
+                // Wait until this term is over before looking for the next one.
+                term.lost().await;
+            }
+        });
+        Ok(LeaderSelector {
+            latch,
+            _task: TaskGuard(t),
+        })
+    }
+
+    /// Whether this participant leads right now.
+    pub fn is_leader(&self) -> bool {
+        self.latch.is_leader()
+    }
+
+    /// The participants in queue order (the leader first).
+    pub async fn participants(&self) -> Result<Vec<Participant>> {
+        self.latch.participants().await
+    }
+
+    /// Leaves the election (a running task is cancelled first).
+    pub async fn close(self) -> Result<()> {
+        drop(self._task);
+        self.latch.close().await
+    }
+}

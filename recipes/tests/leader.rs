@@ -1,0 +1,209 @@
+//! Leader election: one leader, hand-over on close, on expiry (the old leader told before the
+//! new one acts), selector tasks cancelled on loss and re-queued.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+
+use common::{bounded, eventually};
+use zkit_recipes::leader::{LeaderLatch, LeaderOptions, LeaderSelector};
+use zkit_recipes::state::LossReason;
+
+type Log = Arc<StdMutex<Vec<(String, &'static str)>>>;
+
+/// Records each term of `latch` in `log` until the latch ends.
+fn record_terms(latch: Arc<LeaderLatch>, log: Log) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok(term) = latch.leadership().await {
+            log.lock().unwrap().push((latch.id().to_owned(), "gained"));
+            term.lost().await;
+            log.lock().unwrap().push((latch.id().to_owned(), "lost"));
+        }
+    })
+}
+
+async fn single_leader(latches: &[Arc<LeaderLatch>]) -> usize {
+    let leaders = || -> Vec<usize> {
+        (0..latches.len())
+            .filter(|i| latches[*i].is_leader())
+            .collect()
+    };
+    eventually("exactly one leader", || async { leaders().len() == 1 }).await;
+    leaders()[0]
+}
+
+#[tokio::test]
+async fn one_leader_and_close_hands_over_after_the_old_leader_is_told() {
+    let t = target!();
+    let ns = t.namespace("leader-close").await;
+    let log: Log = Default::default();
+    let mut latches = Vec::new();
+    for i in 0..3 {
+        let zk = ns.client().await;
+        let l = LeaderLatch::start(&zk, "/election", LeaderOptions::new(format!("p{i}")))
+            .await
+            .unwrap();
+        latches.push(Arc::new(l));
+    }
+    for l in &latches {
+        record_terms(l.clone(), log.clone());
+    }
+    let leader = single_leader(&latches).await;
+    let ps = latches[0].participants().await.unwrap();
+    assert_eq!(ps.len(), 3);
+    assert!(ps[0].is_leader);
+    assert_eq!(ps[0].id, latches[leader].id());
+    let term = latches[leader].leadership().await.unwrap();
+    latches[leader].close().await.unwrap();
+    assert_eq!(term.lost().await, LossReason::Released);
+    let rest: Vec<_> = latches
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, l)| l.clone())
+        .collect();
+    let next = single_leader(&rest).await;
+    assert_ne!(rest[next].id(), latches[leader].id());
+    eventually("new leader recorded", || async {
+        let l = log.lock().unwrap();
+        l.iter().filter(|e| e.1 == "gained").count() == 2
+    })
+    .await;
+    let log = log.lock().unwrap().clone();
+    let old = latches[leader].id();
+    let lost = log.iter().position(|e| e.0 == old && e.1 == "lost");
+    let gained = log.iter().position(|e| e.0 != old && e.1 == "gained");
+    assert!(lost < gained, "old leader told first: {log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_session_expiry_leaves_exactly_one_leader_and_the_old_one_is_told_first() {
+    let t = target!();
+    let ns = t.namespace("leader-expiry").await;
+    let log: Log = Default::default();
+    let mut fs = Vec::new();
+    let mut latches = Vec::new();
+    for i in 0..3 {
+        let f = ns.faulty_client(true).await;
+        let l = LeaderLatch::start(&f.client, "/election", LeaderOptions::new(format!("p{i}")))
+            .await
+            .unwrap();
+        latches.push(Arc::new(l));
+        fs.push(f);
+    }
+    for l in &latches {
+        record_terms(l.clone(), log.clone());
+    }
+    let leader = single_leader(&latches).await;
+    let old = latches[leader].id().to_owned();
+    let old_session = fs[leader].client.session_id();
+    let term = latches[leader].leadership().await.unwrap();
+    fs[leader].expire().await;
+    assert!(!term.is_current(), "told by the time its session is gone");
+    eventually("another participant leads", || async {
+        latches.iter().any(|l| l.is_leader() && l.id() != old)
+    })
+    .await;
+    let now = single_leader(&latches).await;
+    assert_ne!(latches[now].id(), old);
+    // The old participant re-joined on its new session, at the back of the queue.
+    eventually("old participant re-queued", || async {
+        let ps = latches[now].participants().await.unwrap();
+        ps.len() == 3 && ps[0].id == latches[now].id() && ps[2].id == old
+    })
+    .await;
+    assert_ne!(fs[leader].client.session_id(), old_session);
+    let log = log.lock().unwrap().clone();
+    let lost = log.iter().position(|e| e.0 == old && e.1 == "lost");
+    let gained = log.iter().position(|e| e.0 != old && e.1 == "gained");
+    assert!(
+        lost.is_some() && lost < gained,
+        "old leader told first: {log:?}"
+    );
+}
+
+#[tokio::test]
+async fn selector_task_is_cancelled_when_leadership_is_lost_and_requeued() {
+    let t = target!();
+    let ns = t.namespace("selector-cancel").await;
+    let f = ns.faulty_client(false).await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    struct OnDrop(Arc<AtomicUsize>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let (s, c) = (started.clone(), cancelled.clone());
+    let sel = LeaderSelector::start(
+        &f.client,
+        "/election",
+        LeaderOptions::new("a"),
+        true,
+        move |_| {
+            s.fetch_add(1, Ordering::SeqCst);
+            let guard = OnDrop(c.clone());
+            async move {
+                let _g = guard;
+                std::future::pending::<()>().await
+            }
+        },
+    )
+    .await
+    .unwrap();
+    eventually("task started", || async {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    f.drop_connection();
+    eventually("task cancelled", || async {
+        cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    eventually("leader again after requeue", || async {
+        started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert!(sel.is_leader());
+    sel.close().await.unwrap();
+    assert_eq!(cancelled.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn selectors_take_turns_when_tasks_finish() {
+    let t = target!();
+    let ns = t.namespace("selector-turns").await;
+    let runs: Arc<StdMutex<Vec<String>>> = Default::default();
+    let mut sels = Vec::new();
+    for id in ["a", "b"] {
+        let zk = ns.client().await;
+        let r = runs.clone();
+        sels.push(
+            LeaderSelector::start(
+                &zk,
+                "/election",
+                LeaderOptions::new(id),
+                true,
+                move |term| {
+                    let r = r.clone();
+                    async move {
+                        assert!(term.is_current());
+                        r.lock().unwrap().push(id.to_owned());
+                    }
+                },
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    eventually("both led twice", || async {
+        let r = runs.lock().unwrap();
+        r.iter().filter(|x| *x == "a").count() >= 2 && r.iter().filter(|x| *x == "b").count() >= 2
+    })
+    .await;
+    for s in sels {
+        bounded("close", s.close()).await.unwrap();
+    }
+}
