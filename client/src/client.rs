@@ -37,6 +37,7 @@ pub struct ClientBuilder {
     connect: String,
     opts: ClientOptions,
     auth: Vec<(String, Bytes)>,
+    resume: Option<(i64, Bytes)>,
 }
 
 impl ClientBuilder {
@@ -76,6 +77,13 @@ impl ClientBuilder {
         self.opts.backoff_max = max;
         self
     }
+    /// Re-attaches an existing session (id and password from [`Client::session_id`] and
+    /// [`Client::session_password`]) instead of creating a new one. If it has expired,
+    /// `connect` fails with `SessionExpired`.
+    pub fn resume_session(mut self, session_id: i64, password: impl Into<Bytes>) -> Self {
+        self.resume = Some((session_id, password.into()));
+        self
+    }
     /// An auth credential sent right after the session is established (and after reconnects).
     pub fn auth(mut self, scheme: &str, auth: impl Into<Bytes>) -> Self {
         self.auth.push((scheme.to_owned(), auth.into()));
@@ -89,7 +97,7 @@ impl ClientBuilder {
         let state_tx = StateTx::new();
         let state_rx = state_tx.current.subscribe();
         let changes = state_tx.changes.clone();
-        let session = Session::new(
+        let mut session = Session::new(
             SessionConfig {
                 timeout: opts.session_timeout,
                 read_only: opts.read_only,
@@ -97,6 +105,9 @@ impl ClientBuilder {
             state_tx,
             tokio::time::Instant::now(),
         );
+        if let Some((id, pw)) = self.resume {
+            session.resume(id, pw);
+        }
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let info = Arc::new(Mutex::new(SessionInfo::default()));
         let (first_tx, first_rx) = oneshot::channel();
@@ -214,6 +225,7 @@ impl Client {
             connect: connect_string.to_owned(),
             opts: ClientOptions::default(),
             auth: Vec::new(),
+            resume: None,
         }
     }
 

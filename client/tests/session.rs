@@ -299,3 +299,52 @@ async fn close_ends_the_session_for_watchers_and_the_state_stream() {
     assert_eq!(a.get_data("/").await.map(|_| ()), Err(Error::Closed));
     b.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_session_can_be_resumed_by_id_and_password() {
+    let t = Target::new().await;
+    let _g = t.shared().await;
+    let ns = t.namespace().await;
+    // The first handle reaches the server through a proxy we can cut, so that it does not
+    // win the session back (ZooKeeper hands a session to whichever connection attached last).
+    let proxy = Proxy::start(&t.connect).await;
+    let a = Client::builder(&format!("{}{}", proxy.addr, chroot_of(&t, &ns)))
+        .session_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    a.create("/mine", b"", &CreateOptions::ephemeral())
+        .await
+        .unwrap();
+    proxy.block();
+    wait_state(&a, LIMIT, |s| s == SessionState::Disconnected).await;
+    let b = Client::builder(&ns)
+        .resume_session(a.session_id(), a.session_password())
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(b.session_id(), a.session_id());
+    // The ephemeral belongs to the resumed session.
+    let eph = b.get_ephemerals("/").await.unwrap();
+    assert_eq!(eph, vec!["/mine".to_string()]);
+    // Closing it through the second handle ends the session for the first too.
+    b.close().await.unwrap();
+    proxy.unblock();
+    wait_state(&a, LIMIT, |s| s == SessionState::Expired).await;
+    a.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn resuming_with_a_wrong_password_is_refused_as_expired() {
+    let t = Target::new().await;
+    let _g = t.shared().await;
+    let (a, ns) = t.client().await;
+    let r = Client::builder(&ns)
+        .resume_session(a.session_id(), vec![0u8; 16])
+        .connect()
+        .await;
+    assert_eq!(r.err(), Some(Error::SessionExpired));
+    // The real owner is unaffected.
+    a.exists("/").await.unwrap();
+    a.close().await.unwrap();
+}

@@ -198,6 +198,12 @@ impl Session {
         }
     }
 
+    /// Makes the first handshake re-attach an existing session instead of creating one.
+    pub fn resume(&mut self, session_id: i64, passwd: Bytes) {
+        self.session_id = session_id;
+        self.passwd = passwd;
+    }
+
     /// Current state.
     pub fn state(&self) -> SessionState {
         self.state
