@@ -99,7 +99,10 @@ async fn leader_session_expiry_leaves_exactly_one_leader_and_the_old_one_is_told
     let old = latches[leader].id().to_owned();
     let old_session = fs[leader].client.session_id();
     let term = latches[leader].leadership().await.unwrap();
-    fs[leader].expire().await;
+    // A real expiry: the leader is cut off for a session timeout. (An instant server-side expiry
+    // of a still-connected session can elect the next leader before any client library could
+    // tell the old one; see the next test.)
+    fs[leader].isolate_until_expired().await;
     assert!(!term.is_current(), "told by the time its session is gone");
     eventually("another participant leads", || async {
         latches.iter().any(|l| l.is_leader() && l.id() != old)
@@ -206,4 +209,29 @@ async fn selectors_take_turns_when_tasks_finish() {
     for s in sels {
         bounded("close", s.close()).await.unwrap();
     }
+}
+
+/// The testkit can expire a session server-side while its client is still connected (an
+/// administrator's kill, not a timeout). No client can be told before the others see the node
+/// go, but the old leader is told promptly and exactly one leader remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instant_expiry_of_the_leader_still_leaves_exactly_one_leader() {
+    let t = target!();
+    let ns = t.namespace("leader-kill").await;
+    let mut fs = Vec::new();
+    let mut latches = Vec::new();
+    for i in 0..3 {
+        let f = ns.faulty_client(true).await;
+        let l = LeaderLatch::start(&f.client, "/election", LeaderOptions::new(format!("p{i}")))
+            .await
+            .unwrap();
+        latches.push(Arc::new(l));
+        fs.push(f);
+    }
+    let leader = single_leader(&latches).await;
+    let term = latches[leader].leadership().await.unwrap();
+    fs[leader].expire().await;
+    bounded("old leader told", term.lost()).await;
+    let now = single_leader(&latches).await;
+    assert_ne!(now, leader);
 }

@@ -1,13 +1,12 @@
 //! Test harness for the recipes: a [`Target`] server, a fresh namespace (chroot) per test, and
 //! per-client fault injection through a TCP [`Proxy`].
 //!
-//! The target is real Apache ZooKeeper at `ZK_TEST_CONNECT` (e.g. started with
-//! `scripts/zookeeper.sh start-standalone DIR`; run it with a short tickTime such as
-//! `ZK_TICK_TIME=200` so expiry tests take seconds). When `ZK_TEST_DIR` names the server's
-//! directory, tests that restart the whole server run too. When `ZK_TEST_CONNECT` is unset the
-//! tests are skipped with a message; once `zkit-testkit` lands, [`Target::get`] starts an
-//! in-process server instead (the only place that needs to change), and `Proxy` faults can be
-//! replaced by the testkit's own `expire_session` / `close_session_connection`.
+//! By default every test starts its own in-process `zkit-testkit` server (fast ticks) and faults
+//! use its controls (`expire_session`, `close_session_connection`). With `ZK_TEST_CONNECT` set the
+//! target is real Apache ZooKeeper (e.g. `ZK_TICK_TIME=200 scripts/zookeeper.sh start-standalone
+//! DIR`; a short tickTime keeps expiry tests to seconds) and faults go through a per-client TCP
+//! [`Proxy`]: a cut connection, or a partition held until the client has seen its session expire.
+//! When `ZK_TEST_DIR` names the real server's directory, whole-server restarts are available too.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -30,13 +29,14 @@ pub const BOUND: Duration = Duration::from_secs(60);
 pub struct Target {
     connect: String,
     dir: Option<String>,
+    testkit: Option<Arc<zkit_testkit::Server>>,
 }
 
 /// Returns the target or skips the test (returns from it) when there is none.
 #[macro_export]
 macro_rules! target {
     () => {
-        match common::Target::get() {
+        match common::Target::get().await {
             Some(t) => t,
             None => {
                 eprintln!("skipped: set ZK_TEST_CONNECT (see recipes/tests/common/mod.rs)");
@@ -47,14 +47,32 @@ macro_rules! target {
 }
 
 impl Target {
-    /// The configured target, if any.
-    pub fn get() -> Option<Target> {
-        let connect = std::env::var("ZK_TEST_CONNECT").ok()?;
+    /// Real ZooKeeper at `ZK_TEST_CONNECT`, else a fresh in-process testkit server.
+    pub async fn get() -> Option<Target> {
         let _ = tracing_init();
+        if let Ok(connect) = std::env::var("ZK_TEST_CONNECT") {
+            return Some(Target {
+                connect,
+                dir: std::env::var("ZK_TEST_DIR").ok(),
+                testkit: None,
+            });
+        }
+        let server = zkit_testkit::Server::builder()
+            .tick_time(Duration::from_millis(100))
+            .min_session_timeout(Duration::from_millis(200))
+            .start()
+            .await
+            .expect("start the testkit server");
         Some(Target {
-            connect,
-            dir: std::env::var("ZK_TEST_DIR").ok(),
+            connect: server.connect_string(),
+            dir: None,
+            testkit: Some(Arc::new(server)),
         })
+    }
+
+    /// Whether this is real Apache ZooKeeper.
+    pub fn is_real(&self) -> bool {
+        self.testkit.is_none()
     }
 
     /// The first host (what proxies forward to).
@@ -137,7 +155,8 @@ impl Ns {
             .expect("connect")
     }
 
-    /// A client behind its own fault proxy.
+    /// A client whose connection and session the test can break. Its connections go through
+    /// a [`Proxy`] in any case (for [`Faulty::isolate_until_expired`]).
     pub async fn faulty_client(&self, recreate: bool) -> Faulty {
         let proxy = Proxy::start(&self.target.upstream()).await;
         let client = builder(&self.connect_string(&proxy.addr.to_string()))
@@ -145,7 +164,11 @@ impl Ns {
             .connect()
             .await
             .expect("connect through proxy");
-        Faulty { client, proxy }
+        Faulty {
+            client,
+            proxy,
+            server: self.target.testkit.clone(),
+        }
     }
 }
 
@@ -156,25 +179,46 @@ fn builder(connect: &str) -> zkit::ClientBuilder {
         .backoff(Duration::from_millis(10), Duration::from_millis(200))
 }
 
-/// A client and the proxy its connections go through.
-#[derive(Debug)]
+/// A client and the fault controls for it: the testkit's, or a proxy in front of a real server.
 pub struct Faulty {
     pub client: Client,
     pub proxy: Proxy,
+    server: Option<Arc<zkit_testkit::Server>>,
 }
 
 impl Faulty {
     /// Drops the client's connection; the session survives (the client reconnects).
     pub fn drop_connection(&self) {
-        self.proxy.cut();
+        match &self.server {
+            Some(s) => {
+                s.close_session_connection(self.client.session_id());
+            }
+            None => self.proxy.cut(),
+        }
     }
 
-    /// Expires the client's session: cuts it off from the server until the client has seen
-    /// `Expired` (by then the server has expired it too: the client waits 4/3 of the timeout).
+    /// Expires the session the way it happens in production: the client is cut off from the
+    /// server (so it sees a disconnect at once) until the server has expired the session and the
+    /// client has seen `Expired`.
+    pub async fn isolate_until_expired(&self) {
+        self.expire_with(true).await
+    }
+
+    /// Expires the session: on the testkit at once, server-side, while the client is still
+    /// connected (it learns when the server closes its connection); on a real server by
+    /// isolation.
     pub async fn expire(&self) {
+        self.expire_with(self.server.is_none()).await
+    }
+
+    async fn expire_with(&self, isolate: bool) {
         let mut states = self.client.state_changes();
         let old = self.client.session_id();
-        self.proxy.partition(true);
+        if isolate {
+            self.proxy.partition(true);
+        } else if let Some(s) = &self.server {
+            s.expire_session(old);
+        }
         let seen = async {
             if self.client.session_id() != old {
                 return;
