@@ -269,6 +269,11 @@ impl Driver {
         let mut inbuf = BytesMut::with_capacity(64 * 1024);
         let mut out = Bytes::new();
         let mut handshaken = false;
+        // One timer for the connection, moved when the session's next deadline moves.
+        let far = || Instant::now() + Duration::from_secs(3600);
+        let mut armed = self.session.next_deadline().unwrap_or_else(far);
+        let sleep = sleep_until(armed);
+        tokio::pin!(sleep);
         loop {
             if out.is_empty() {
                 if let Some(b) = self.session.take_output() {
@@ -281,10 +286,11 @@ impl Driver {
                 }
                 return (handshaken, Ended::Terminal);
             }
-            let deadline = self
-                .session
-                .next_deadline()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let deadline = self.session.next_deadline().unwrap_or_else(far);
+            if deadline != armed {
+                armed = deadline;
+                sleep.as_mut().reset(deadline);
+            }
             tokio::select! {
                 r = rd.read_buf(&mut inbuf) => {
                     match r {
@@ -333,8 +339,19 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                    // Write the batch now if the socket takes it, saving a trip round the loop.
+                    if out.is_empty() {
+                        if let Some(b) = self.session.take_output() {
+                            out = b;
+                            match wr.try_write(&out) {
+                                Ok(n) => { out.advance(n); self.session.on_sent(Instant::now()); }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(e) => return (handshaken, Ended::Lost(format!("write: {e}"))),
+                            }
+                        }
+                    }
                 }
-                _ = sleep_until(deadline) => {
+                _ = &mut sleep => {
                     if let Err(e) = self.session.on_timer(Instant::now()) {
                         return (handshaken, Ended::Lost(e.to_string()));
                     }

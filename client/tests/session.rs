@@ -348,3 +348,38 @@ async fn resuming_with_a_wrong_password_is_refused_as_expired() {
     a.exists("/").await.unwrap();
     a.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_stalled_server_is_left_after_two_thirds_of_the_timeout_and_the_session_survives() {
+    let t = Target::new().await;
+    if !t.supports(Capability::Stall) {
+        eprintln!("skipped: target cannot stall its server");
+        return;
+    }
+    let _g = t.exclusive().await;
+    let ns = t.namespace().await;
+    let zk = Client::builder(&ns)
+        .session_timeout(Duration::from_secs(6))
+        .connect()
+        .await
+        .unwrap();
+    let id = zk.session_id();
+    let timeout = zk.negotiated_timeout();
+    let started = std::time::Instant::now();
+    t.stall().await;
+    // No bytes for 2/3 of the timeout: the client gives the connection up.
+    let pending = zk.get_data("/");
+    wait_state(&zk, LIMIT, |s| s == SessionState::Disconnected).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= timeout * 2 / 3 - Duration::from_millis(100),
+        "{waited:?}"
+    );
+    assert_eq!(pending.await, Err(Error::ConnectionLoss));
+    t.unstall().await;
+    // Back within the session timeout: same session.
+    wait_state(&zk, LIMIT, |s| s.is_connected()).await;
+    assert_eq!(zk.session_id(), id);
+    zk.exists("/").await.unwrap();
+    zk.close().await.unwrap();
+}

@@ -633,7 +633,7 @@ impl Session {
             );
             return Err(Error::ConnectionLoss);
         }
-        if now >= self.last_send + self.ping_interval() && self.out.is_empty() {
+        if now >= self.last_send + self.ping_interval() {
             let at = begin_frame(&mut self.out);
             RequestHeader {
                 xid: xid::PING,

@@ -38,6 +38,8 @@ pub enum Capability {
     ExpireSession,
     /// A 3-server ensemble whose members can be stopped and started (`ensemble`).
     Ensemble,
+    /// Stall the server (it accepts bytes but answers nothing) and resume it (`stall`).
+    Stall,
 }
 
 /// Where the tests run.
@@ -139,7 +141,7 @@ impl Target {
         match &self.backend {
             Backend::Testkit(_) => cap != Capability::Ensemble,
             Backend::Real { dir, ensemble, .. } => match cap {
-                Capability::Restart | Capability::StopStart => dir.is_some(),
+                Capability::Restart | Capability::StopStart | Capability::Stall => dir.is_some(),
                 Capability::Ensemble => ensemble.is_some(),
                 // Real ZooKeeper has no "expire this session now" command.
                 Capability::ExpireSession => false,
@@ -203,6 +205,41 @@ impl Target {
         match &self.backend {
             Backend::Testkit(s) => s.lock().await.expire_session(session_id),
             Backend::Real { .. } => false,
+        }
+    }
+
+    /// Stalls the standalone server (no answers, connections stay open) until
+    /// [`unstall`](Self::unstall): the testkit pauses its responses, a real server gets SIGSTOP.
+    pub async fn stall(&self) {
+        self.signal_or_pause(true).await
+    }
+
+    /// Ends a [`stall`](Self::stall).
+    pub async fn unstall(&self) {
+        self.signal_or_pause(false).await
+    }
+
+    async fn signal_or_pause(&self, stop: bool) {
+        match &self.backend {
+            Backend::Testkit(s) => {
+                let s = s.lock().await;
+                if stop {
+                    s.pause_responses()
+                } else {
+                    s.resume()
+                }
+            }
+            Backend::Real { dir, .. } => {
+                let dir = dir.as_ref().expect("Capability::Stall needs ZK_TEST_DIR");
+                let pid = std::fs::read_to_string(dir.join("pid")).expect("server pid file");
+                let sig = if stop { "-STOP" } else { "-CONT" };
+                let st = tokio::process::Command::new("kill")
+                    .args([sig, pid.trim()])
+                    .status()
+                    .await
+                    .expect("kill");
+                assert!(st.success(), "kill {sig} {pid}");
+            }
         }
     }
 
