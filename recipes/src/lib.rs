@@ -6,6 +6,8 @@
 //! | [`znode`] | protected sequential creation, sequence ordering, parent creation |
 //! | [`lock`] | [`Mutex`](lock::Mutex) (Curator-compatible node names) |
 //! | [`leader`] | [`LeaderLatch`](leader::LeaderLatch), [`LeaderSelector`](leader::LeaderSelector) |
+//! | [`cache`] | [`NodeCache`](cache::NodeCache) |
+//! | [`config`] | [`ConfigWatch`](config::ConfigWatch) |
 //!
 //! Every recipe has the same shape: `Recipe::new(client, path, options)`, async methods to
 //! acquire or wait, a guard whose `Drop` releases best-effort and an `async fn release()` when the
@@ -16,6 +18,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
+pub mod config;
 pub mod error;
 pub mod leader;
 pub mod lock;

@@ -1,0 +1,197 @@
+//! [`NodeCache`]: one znode's data and Stat kept current in memory, with every change (including
+//! deletion and re-creation) as a `watch` channel update.
+//!
+//! The cache re-reads the node after each watch event, after every reconnect (a change made
+//! while the connection was down is seen even if no event for it arrives) and after a session
+//! expiry when the client re-creates sessions (`recreate_on_expiry(true)`); with a client that
+//! does not, it keeps the last value and [`NodeCache::is_live`] turns false.
+//!
+//! ```no_run
+//! # async fn f() -> zkit_recipes::Result<()> {
+//! use zkit_recipes::cache::NodeCache;
+//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let cache = NodeCache::start(&zk, "/config/feature-flags").await?;
+//! let mut changes = cache.subscribe();
+//! while changes.changed().await.is_ok() {
+//!     match &*changes.borrow() {
+//!         Some(node) => println!("version {}: {} bytes", node.stat.version, node.data.len()),
+//!         None => println!("deleted"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use zkit::{Client, Error as ZkError, SessionState, Stat};
+
+use crate::state::TaskGuard;
+use crate::Result;
+
+/// A node's data and Stat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeData {
+    /// The data.
+    pub data: Bytes,
+    /// The Stat it was read with.
+    pub stat: Stat,
+}
+
+/// A cached znode. See the [module docs](self).
+#[derive(Debug)]
+pub struct NodeCache {
+    rx: watch::Receiver<Option<NodeData>>,
+    live: Arc<AtomicBool>,
+    _task: TaskGuard,
+}
+
+impl NodeCache {
+    /// Starts caching `path` and waits for the first read.
+    pub async fn start(client: &Client, path: &str) -> Result<NodeCache> {
+        let (value, first) =
+            match crate::znode::retry(client, || read_or_absent(client, path)).await? {
+                Read::Present(d, w) => (Some(d), w),
+                Read::Absent(w) => (None, w),
+            };
+        let (tx, rx) = watch::channel(value);
+        let live = Arc::new(AtomicBool::new(true));
+        let task = tokio::spawn(run(
+            client.clone(),
+            path.to_owned(),
+            tx,
+            live.clone(),
+            Some(first),
+        ));
+        Ok(NodeCache {
+            rx,
+            live,
+            _task: TaskGuard(task),
+        })
+    }
+
+    /// The current value (`None`: the node does not exist).
+    pub fn current(&self) -> Option<NodeData> {
+        self.rx.borrow().clone()
+    }
+
+    /// A receiver that sees every change (`changed().await`), deletion as `None`.
+    pub fn subscribe(&self) -> watch::Receiver<Option<NodeData>> {
+        self.rx.clone()
+    }
+
+    /// Whether the cache still follows the server (false once its session is gone for good).
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+}
+
+enum Read {
+    Present(NodeData, zkit::OneshotWatcher),
+    Absent(zkit::OneshotWatcher),
+}
+
+async fn read_or_absent(client: &Client, path: &str) -> zkit::Result<Read> {
+    loop {
+        match client.get_data_and_watch(path).await {
+            Ok((data, stat, w)) => return Ok(Read::Present(NodeData { data, stat }, w)),
+            Err(ZkError::NoNode) => match client.exists_and_watch(path).await? {
+                (Some(_), _) => continue,
+                (None, w) => return Ok(Read::Absent(w)),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn publish(tx: &watch::Sender<Option<NodeData>>, v: Option<NodeData>) {
+    tx.send_if_modified(|cur| {
+        let same = match (&*cur, &v) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.stat.czxid == b.stat.czxid && a.stat.mzxid == b.stat.mzxid,
+            _ => false,
+        };
+        if !same {
+            *cur = v;
+        }
+        !same
+    });
+}
+
+/// Waits until the client can serve requests again. After an expiry this waits for the re-created
+/// session; returns false when the client is closed (or will never connect again).
+async fn usable(client: &Client) -> bool {
+    let mut rx = client.state_watch();
+    loop {
+        let s = *rx.borrow_and_update();
+        match s {
+            s if s.is_connected() => return true,
+            SessionState::Closed | SessionState::AuthFailed => return false,
+            _ => {}
+        }
+        if rx.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
+async fn run(
+    client: Client,
+    path: String,
+    tx: watch::Sender<Option<NodeData>>,
+    live: Arc<AtomicBool>,
+    first: Option<zkit::OneshotWatcher>,
+) {
+    let mut states = client.state_changes();
+    let mut watch = first;
+    loop {
+        let w = match watch.take() {
+            Some(w) => w,
+            None => {
+                if !usable(&client).await {
+                    live.store(false, Ordering::SeqCst);
+                    return;
+                }
+                match read_or_absent(&client, &path).await {
+                    Ok(Read::Present(d, w)) => {
+                        publish(&tx, Some(d));
+                        w
+                    }
+                    Ok(Read::Absent(w)) => {
+                        publish(&tx, None);
+                        w
+                    }
+                    Err(e) => {
+                        tracing::debug!(path = %path, error = %e, "cache read failed; retrying");
+                        if e.is_session_gone() && !usable(&client).await {
+                            live.store(false, Ordering::SeqCst);
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        // Wait for the watch, or for a reconnect (re-read then: a change made while the
+        // connection was down must not be missed).
+        let mut was_down = false;
+        let mut w = w;
+        loop {
+            tokio::select! {
+                _ = &mut w => break,
+                s = states.next() => match s {
+                    None => {
+                        live.store(false, Ordering::SeqCst);
+                        return;
+                    }
+                    Some(s) if s.is_connected() && was_down => break,
+                    Some(s) if !s.is_connected() => was_down = true,
+                    Some(_) => {}
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! [`ConfigWatch<T>`]: a typed configuration value for config-reloading services, decoded from
+//! one znode by a user function and exposed as a [`tokio::sync::watch::Receiver<T>`].
+//!
+//! Built on [`NodeCache`], so it never misses the last version across reconnects and (with a
+//! client built with `recreate_on_expiry(true)`) across session expiry: it re-reads the node
+//! whenever the connection comes back. A version that fails to decode is reported through
+//! [`ConfigWatch::errors`] and the last good value stays in place.
+//!
+//! ```no_run
+//! # async fn f() -> zkit_recipes::Result<()> {
+//! use zkit_recipes::config::ConfigWatch;
+//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let cfg = ConfigWatch::start(&zk, "/config/limits", |bytes: Option<&[u8]>| {
+//!     let text = std::str::from_utf8(bytes.unwrap_or(b"100")).map_err(|e| e.to_string())?;
+//!     text.trim().parse::<u32>().map_err(|e| e.to_string())
+//! })
+//! .await?;
+//! let mut limit = cfg.receiver();
+//! while limit.changed().await.is_ok() {
+//!     println!("new limit: {}", *limit.borrow());
+//! }
+//! # Ok(()) }
+//! ```
+
+use tokio::sync::watch;
+use zkit::Client;
+
+use crate::cache::{NodeCache, NodeData};
+use crate::state::TaskGuard;
+use crate::{Error, Result};
+
+/// A version of the node that did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecodeFailure {
+    /// The node's data version (`None`: the node was deleted).
+    pub version: Option<i32>,
+    /// The decoder's message.
+    pub message: String,
+}
+
+/// A decoded configuration value. See the [module docs](self).
+#[derive(Debug)]
+pub struct ConfigWatch<T> {
+    rx: watch::Receiver<T>,
+    errors: watch::Receiver<Option<DecodeFailure>>,
+    _task: TaskGuard,
+}
+
+impl<T: Send + Sync + 'static> ConfigWatch<T> {
+    /// Watches `path`; `decode` gets the node's data (`None` when the node does not exist). Fails
+    /// if the current version does not decode.
+    pub async fn start<F, E>(client: &Client, path: &str, decode: F) -> Result<ConfigWatch<T>>
+    where
+        F: Fn(Option<&[u8]>) -> std::result::Result<T, E> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let cache = NodeCache::start(client, path).await?;
+        let mut changes = cache.subscribe();
+        let first = changes.borrow_and_update().clone();
+        let value = decode(first.as_ref().map(|d| &d.data[..])).map_err(|e| Error::BadData {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let (tx, rx) = watch::channel(value);
+        let (etx, errors) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let _cache = cache; // owned by the task: dropped with it
+            while changes.changed().await.is_ok() {
+                let node: Option<NodeData> = changes.borrow_and_update().clone();
+                match decode(node.as_ref().map(|d| &d.data[..])) {
+                    Ok(v) => {
+                        etx.send_replace(None);
+                        tx.send_replace(v);
+                    }
+                    Err(e) => {
+                        tracing::warn!(version = ?node.as_ref().map(|n| n.stat.version), "config did not decode; keeping the last good value");
+                        etx.send_replace(Some(DecodeFailure {
+                            version: node.map(|n| n.stat.version),
+                            message: e.to_string(),
+                        }));
+                    }
+                }
+            }
+        });
+        Ok(ConfigWatch {
+            rx,
+            errors,
+            _task: TaskGuard(task),
+        })
+    }
+
+    /// The value's receiver (`borrow()` for the current value, `changed().await` for the next).
+    pub fn receiver(&self) -> watch::Receiver<T> {
+        self.rx.clone()
+    }
+
+    /// The latest decode failure (`None` once a later version decoded).
+    pub fn errors(&self) -> watch::Receiver<Option<DecodeFailure>> {
+        self.errors.clone()
+    }
+}
