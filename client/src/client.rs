@@ -272,6 +272,17 @@ impl Client {
         StateStream::new(self.inner.changes.subscribe())
     }
 
+    /// Whether this client creates a new session by itself after expiry
+    /// ([`ClientBuilder::recreate_on_expiry`]).
+    pub fn recreates_on_expiry(&self) -> bool {
+        self.inner.opts.recreate_on_expiry
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
     /// The chroot this client was built with.
     pub fn chroot(&self) -> Option<&str> {
         self.inner.chroot.as_deref()
