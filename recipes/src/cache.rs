@@ -3,8 +3,11 @@
 //!
 //! The cache re-reads the node after each watch event, after every reconnect (a change made
 //! while the connection was down is seen even if no event for it arrives) and after a session
-//! expiry when the client re-creates sessions (`recreate_on_expiry(true)`); with a client that
-//! does not, it keeps the last value and [`NodeCache::is_live`] turns false.
+//! expiry when the client re-creates sessions (`recreate_on_expiry(true)`). With a client that
+//! does not ([`Client::recreates_on_expiry`] is false), an expiry ends the cache: it keeps the
+//! last value, [`NodeCache::is_live`] turns false, [`NodeCache::ended`] resolves and every
+//! receiver's `changed()` fails (the sending side is dropped). A closed client ends it the same
+//! way.
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
@@ -87,6 +90,13 @@ impl NodeCache {
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::SeqCst)
     }
+
+    /// Resolves when the cache stops following the server (its session expired on a client that
+    /// does not re-create sessions, or the client was closed); at once if it already has.
+    pub async fn ended(&self) {
+        let mut rx = self.rx.clone();
+        while rx.changed().await.is_ok() {}
+    }
 }
 
 enum Read {
@@ -122,14 +132,16 @@ fn publish(tx: &watch::Sender<Option<NodeData>>, v: Option<NodeData>) {
 }
 
 /// Waits until the client can serve requests again. After an expiry this waits for the re-created
-/// session; returns false when the client is closed (or will never connect again).
-async fn usable(client: &Client) -> bool {
+/// session; returns false when the client is closed, or expired and does not re-create sessions
+/// (it will never connect again).
+pub(crate) async fn usable(client: &Client) -> bool {
     let mut rx = client.state_watch();
     loop {
         let s = *rx.borrow_and_update();
         match s {
             s if s.is_connected() => return true,
             SessionState::Closed | SessionState::AuthFailed => return false,
+            SessionState::Expired if !client.recreates_on_expiry() => return false,
             _ => {}
         }
         if rx.changed().await.is_err() {
@@ -184,6 +196,12 @@ async fn run(
                 _ = &mut w => break,
                 s = states.next() => match s {
                     None => {
+                        live.store(false, Ordering::SeqCst);
+                        return;
+                    }
+                    Some(s) if s.is_terminal() && !(s == SessionState::Expired && client.recreates_on_expiry()) => {
+                        // Closed, or expired for good: the cache will never be current again.
+                        tracing::debug!(path = %path, state = ?s, "cache ends");
                         live.store(false, Ordering::SeqCst);
                         return;
                     }

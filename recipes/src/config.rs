@@ -4,7 +4,9 @@
 //! Built on [`NodeCache`], so it never misses the last version across reconnects and (with a
 //! client built with `recreate_on_expiry(true)`) across session expiry: it re-reads the node
 //! whenever the connection comes back. A version that fails to decode is reported through
-//! [`ConfigWatch::errors`] and the last good value stays in place.
+//! [`ConfigWatch::errors`] and the last good value stays in place. On a client that does not
+//! re-create sessions an expiry ends the watch: [`ConfigWatch::is_live`] turns false and the
+//! receivers' `changed()` fails.
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
@@ -98,5 +100,18 @@ impl<T: Send + Sync + 'static> ConfigWatch<T> {
     /// The latest decode failure (`None` once a later version decoded).
     pub fn errors(&self) -> watch::Receiver<Option<DecodeFailure>> {
         self.errors.clone()
+    }
+
+    /// Whether the value still follows the server. False once the session expired on a client
+    /// that does not re-create sessions (or the client was closed): the last value stays, and
+    /// every receiver's `changed()` fails from then on.
+    pub fn is_live(&self) -> bool {
+        self.rx.has_changed().is_ok()
+    }
+
+    /// Resolves when the value stops following the server (see [`is_live`](Self::is_live)).
+    pub async fn ended(&self) {
+        let mut rx = self.rx.clone();
+        while rx.changed().await.is_ok() {}
     }
 }

@@ -106,3 +106,40 @@ async fn decode_errors_are_reported_and_the_last_good_value_stays() {
         .await
         .unwrap();
 }
+
+/// A client that does not re-create sessions never connects again after an expiry: the cache
+/// must end (not wait forever) and say so.
+#[tokio::test]
+async fn node_cache_ends_after_expiry_without_session_recreation() {
+    let t = target!();
+    let ns = t.namespace("cache-expiry-ends").await;
+    let writer = ns.client().await;
+    put(&writer, "/n", b"1").await;
+    let f = ns.faulty_client(false).await;
+    assert!(!f.client.recreates_on_expiry());
+    let cache = NodeCache::start(&f.client, "/n").await.unwrap();
+    let mut rx = cache.subscribe();
+    assert!(cache.is_live());
+    f.expire().await;
+    bounded("cache ends", cache.ended()).await;
+    assert!(!cache.is_live());
+    assert!(rx.changed().await.is_err(), "receivers see the end");
+    assert_eq!(&cache.current().unwrap().data[..], b"1", "last value kept");
+}
+
+#[tokio::test]
+async fn config_watch_ends_after_expiry_without_session_recreation() {
+    let t = target!();
+    let ns = t.namespace("config-expiry-ends").await;
+    let writer = ns.client().await;
+    put(&writer, "/cfg", b"3").await;
+    let f = ns.faulty_client(false).await;
+    let cfg = ConfigWatch::start(&f.client, "/cfg", parse).await.unwrap();
+    let mut rx = cfg.receiver();
+    assert!(cfg.is_live());
+    f.expire().await;
+    bounded("config watch ends", cfg.ended()).await;
+    assert!(!cfg.is_live());
+    assert!(rx.changed().await.is_err());
+    assert_eq!(*rx.borrow(), 3, "last good value kept");
+}
