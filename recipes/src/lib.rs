@@ -8,6 +8,7 @@
 //! | [`leader`] | [`LeaderLatch`](leader::LeaderLatch), [`LeaderSelector`](leader::LeaderSelector) |
 //! | [`cache`] | [`NodeCache`](cache::NodeCache) |
 //! | [`config`] | [`ConfigWatch`](config::ConfigWatch) |
+//! | [`barrier`] | [`Barrier`](barrier::Barrier), [`DoubleBarrier`](barrier::DoubleBarrier) |
 //!
 //! Every recipe has the same shape: `Recipe::new(client, path, options)`, async methods to
 //! acquire or wait, a guard whose `Drop` releases best-effort and an `async fn release()` when the
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod barrier;
 pub mod cache;
 pub mod config;
 pub mod error;
