@@ -8,6 +8,7 @@
 //! | [`leader`] | [`LeaderLatch`](leader::LeaderLatch), [`LeaderSelector`](leader::LeaderSelector) |
 //! | [`cache`] | [`NodeCache`](cache::NodeCache) |
 //! | [`config`] | [`ConfigWatch`](config::ConfigWatch) |
+//! | [`queue`] | [`DistributedQueue`](queue::DistributedQueue) |
 //! | [`barrier`] | [`Barrier`](barrier::Barrier), [`DoubleBarrier`](barrier::DoubleBarrier) |
 //!
 //! Every recipe has the same shape: `Recipe::new(client, path, options)`, async methods to
@@ -25,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod leader;
 pub mod lock;
+pub mod queue;
 pub mod state;
 pub mod znode;
 
