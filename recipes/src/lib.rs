@@ -5,8 +5,15 @@
 //! | [`state`] | the connection-state model (Connected / Suspended / Reconnected / Lost), loss policies and signals |
 //! | [`znode`] | protected sequential creation, sequence ordering, parent creation |
 //! | [`lock`] | [`Mutex`](lock::Mutex) (Curator-compatible node names) |
+//! | [`rwlock`] | [`RwLock`](rwlock::RwLock) (readers and writers, writers not starved) |
+//! | [`semaphore`] | [`Semaphore`](semaphore::Semaphore) (N leases) |
+//! | [`multilock`] | [`MultiLock`](multilock::MultiLock) (several locks, all or nothing) |
 //! | [`leader`] | [`LeaderLatch`](leader::LeaderLatch), [`LeaderSelector`](leader::LeaderSelector) |
 //! | [`cache`] | [`NodeCache`](cache::NodeCache) |
+//! | [`treecache`] | [`TreeCache`](treecache::TreeCache) (a subtree in memory, persistent recursive watch) |
+//! | [`group`] | [`GroupMember`](group::GroupMember) |
+//! | [`discovery`] | [`ServiceDiscovery`](discovery::ServiceDiscovery) (ephemeral instances with a payload) |
+//! | [`counter`] | [`SharedCounter`](counter::SharedCounter) (compare-and-set) |
 //! | [`config`] | [`ConfigWatch`](config::ConfigWatch) |
 //! | [`queue`] | [`DistributedQueue`](queue::DistributedQueue) |
 //! | [`barrier`] | [`Barrier`](barrier::Barrier), [`DoubleBarrier`](barrier::DoubleBarrier) |
@@ -23,11 +30,18 @@
 pub mod barrier;
 pub mod cache;
 pub mod config;
+pub mod counter;
+pub mod discovery;
 pub mod error;
+pub mod group;
 pub mod leader;
 pub mod lock;
+pub mod multilock;
 pub mod queue;
+pub mod rwlock;
+pub mod semaphore;
 pub mod state;
+pub mod treecache;
 pub mod znode;
 
 pub use error::{Error, Result};

@@ -75,11 +75,28 @@ pub struct Mutex {
     inner: Arc<Inner>,
 }
 
+/// How a lock node decides whether it holds the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// Exclusive among `lock-` (and kazoo `__lock__`) nodes.
+    Mutex,
+    /// Exclusive among `__READ__` and `__WRIT__` nodes (a write lock).
+    Write,
+    /// Shared: held unless a `__WRIT__` node comes before it (a read lock).
+    Read,
+}
+
+/// Curator's `InterProcessReadWriteLock` read-node name.
+pub const READ_LOCK_NAME: &str = "__READ__";
+/// Curator's `InterProcessReadWriteLock` write-node name.
+pub const WRITE_LOCK_NAME: &str = "__WRIT__";
+
 #[derive(Debug)]
 struct Inner {
     client: Client,
     path: String,
     lock_name: String,
+    flavor: Flavor,
     opts: MutexOptions,
     /// Serialises acquisitions through this value, so re-entrancy is well defined.
     acquiring: tokio::sync::Mutex<()>,
@@ -113,11 +130,17 @@ impl Mutex {
         lock_name: &str,
         options: MutexOptions,
     ) -> Mutex {
+        let flavor = match lock_name {
+            READ_LOCK_NAME => Flavor::Read,
+            WRITE_LOCK_NAME => Flavor::Write,
+            _ => Flavor::Mutex,
+        };
         Mutex {
             inner: Arc::new(Inner {
                 client: client.clone(),
                 path: path.to_owned(),
                 lock_name: lock_name.to_owned(),
+                flavor,
                 opts: options,
                 acquiring: tokio::sync::Mutex::new(()),
                 held: StdMutex::new(None),
@@ -172,10 +195,23 @@ impl Mutex {
     }
 
     fn is_member(&self, name: &str) -> bool {
-        if self.inner.lock_name == LOCK_NAME {
-            is_lock_node(name)
-        } else {
-            name.contains(&self.inner.lock_name)
+        match self.inner.flavor {
+            Flavor::Read | Flavor::Write => {
+                name.contains(READ_LOCK_NAME) || name.contains(WRITE_LOCK_NAME)
+            }
+            Flavor::Mutex if self.inner.lock_name == LOCK_NAME => is_lock_node(name),
+            Flavor::Mutex => name.contains(&self.inner.lock_name),
+        }
+    }
+
+    /// `None` when the node at `idx` holds the lock, else the index of the node to watch.
+    fn blocker(&self, queue: &[String], idx: usize) -> Option<usize> {
+        match self.inner.flavor {
+            Flavor::Mutex | Flavor::Write => idx.checked_sub(1),
+            // A reader waits only for the nearest writer queued before it.
+            Flavor::Read => queue[..idx]
+                .iter()
+                .rposition(|n| n.contains(WRITE_LOCK_NAME)),
         }
     }
 
@@ -246,14 +282,14 @@ impl Mutex {
                     LossReason::NodeDeleted
                 }));
             };
-            if idx == 0 {
+            let Some(blocker) = self.blocker(&queue, idx) else {
                 break;
-            }
+            };
             if !wait {
                 drop(cleanup);
                 return Ok(None);
             }
-            let pred = join(&self.inner.path, &queue[idx - 1]);
+            let pred = join(&self.inner.path, &queue[blocker]);
             match client.exists_and_watch(&pred).await {
                 Ok((None, _)) => continue,
                 Ok((Some(_), w)) => {

@@ -1,0 +1,189 @@
+//! [`SharedCounter`]: a 64-bit integer in one znode, changed by compare-and-set on the node's
+//! version (Curator's `SharedCount` / `DistributedAtomicLong`).
+//!
+//! The value is stored big-endian: 8 bytes (`DistributedAtomicLong`'s format), or 4 bytes when
+//! the node already holds a 4-byte `SharedCount` value that the new value fits (so Java readers
+//! keep working). A missing node reads as 0 and is created on the first write.
+//!
+//! ```no_run
+//! # async fn f() -> zkit_recipes::Result<()> {
+//! use zkit_recipes::counter::SharedCounter;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
+//! let hits = SharedCounter::new(&zk, "/counters/hits");
+//! let n = hits.add(1).await?; // a CAS loop: retried when another writer got in first
+//! let current = hits.get().await?;
+//! if !hits.try_set(current.value * 2, current.version).await? {
+//!     println!("someone else changed it since {n}");
+//! }
+//! # Ok(()) }
+//! ```
+
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+
+use crate::znode::{ensure_path, retry};
+use crate::{Error, Result};
+
+/// A counter value and the node version it was read at (`-1`: the node does not exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Versioned {
+    /// The value.
+    pub value: i64,
+    /// The node's data version (`-1`: no node yet).
+    pub version: i32,
+    /// The stored width in bytes (4 or 8; 8 for a missing node).
+    width: usize,
+}
+
+/// A shared counter. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct SharedCounter {
+    client: Client,
+    path: String,
+}
+
+impl SharedCounter {
+    /// The counter at `path`.
+    pub fn new(client: &Client, path: &str) -> SharedCounter {
+        SharedCounter {
+            client: client.clone(),
+            path: path.to_owned(),
+        }
+    }
+
+    /// The counter's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The current value and version.
+    pub async fn get(&self) -> Result<Versioned> {
+        let c = &self.client;
+        match retry(c, || c.get_data(&self.path)).await {
+            Ok((data, stat)) => {
+                let (value, width) = decode(&self.path, &data)?;
+                Ok(Versioned {
+                    value,
+                    version: stat.version,
+                    width,
+                })
+            }
+            Err(ZkError::NoNode) => Ok(Versioned {
+                value: 0,
+                version: -1,
+                width: 8,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets the value if the node is still at `version` (`-1`: if it does not exist yet);
+    /// returns whether it was set.
+    pub async fn try_set(&self, value: i64, version: i32) -> Result<bool> {
+        let width = if version >= 0 {
+            self.get().await?.width
+        } else {
+            8
+        };
+        self.cas(value, version, width).await
+    }
+
+    async fn cas(&self, value: i64, version: i32, width: usize) -> Result<bool> {
+        let c = &self.client;
+        let bytes = encode(value, width);
+        if version < 0 {
+            let parent = match self.path.rfind('/') {
+                Some(0) | None => "/",
+                Some(i) => &self.path[..i],
+            };
+            ensure_path(c, parent, CreateMode::Persistent).await?;
+            // A retried create that finds the node cannot tell whether it was its own: the CAS
+            // then reports failure and the caller reads again.
+            return match retry(c, || {
+                c.create(&self.path, &bytes, &CreateOptions::persistent())
+            })
+            .await
+            {
+                Ok(_) => Ok(true),
+                Err(ZkError::NodeExists) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
+        match c.set_data(&self.path, &bytes, Some(version)).await {
+            Ok(_) => Ok(true),
+            Err(ZkError::BadVersion | ZkError::NoNode) => Ok(false),
+            Err(e) if e.is_retryable() => {
+                // Unknown outcome: applied iff the node is now at version + 1 with our value.
+                crate::state::wait_connected(c).await?;
+                let now = self.get().await?;
+                Ok(now.version == version.wrapping_add(1) && now.value == value)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets the value unconditionally.
+    pub async fn set(&self, value: i64) -> Result<()> {
+        loop {
+            let cur = self.get().await?;
+            if self.cas(value, cur.version, cur.width).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Adds `delta` (compare-and-set, retried on conflict); returns the new value.
+    pub async fn add(&self, delta: i64) -> Result<i64> {
+        loop {
+            let cur = self.get().await?;
+            let next = cur.value.wrapping_add(delta);
+            let width = if cur.width == 4 && i32::try_from(next).is_err() {
+                8
+            } else {
+                cur.width
+            };
+            if self.cas(next, cur.version, width).await? {
+                return Ok(next);
+            }
+        }
+    }
+}
+
+fn decode(path: &str, data: &[u8]) -> Result<(i64, usize)> {
+    match data.len() {
+        0 => Ok((0, 8)),
+        4 => Ok((
+            i32::from_be_bytes([data[0], data[1], data[2], data[3]]) as i64,
+            4,
+        )),
+        8 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(data);
+            Ok((i64::from_be_bytes(b), 8))
+        }
+        n => Err(Error::BadData {
+            path: path.to_owned(),
+            reason: format!("a counter is 4 or 8 bytes, found {n}"),
+        }),
+    }
+}
+
+fn encode(value: i64, width: usize) -> Vec<u8> {
+    match (width, i32::try_from(value)) {
+        (4, Ok(v)) => v.to_be_bytes().to_vec(),
+        _ => value.to_be_bytes().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_in_both_widths() {
+        assert_eq!(decode("/c", &encode(-5, 8)).unwrap(), (-5, 8));
+        assert_eq!(decode("/c", &encode(7, 4)).unwrap(), (7, 4));
+        assert_eq!(encode(i64::MAX, 4).len(), 8, "widened when it does not fit");
+        assert!(decode("/c", b"abc").is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! [`Semaphore`]: at most N holders at a time (Curator's `InterProcessSemaphoreV2`, same
+//! `locks` / `leases` layout and `lease-` node names).
+//!
+//! A lease is an ephemeral-sequential node under `<path>/leases`. To take one, a contender first
+//! takes the internal [`Mutex`] at `<path>/locks` (so contenders line up in order, without a
+//! herd), adds its lease node and, while there are more than N lease nodes, waits for a change of
+//! the lease list; then it releases the internal mutex. A lease ends when its holder releases it
+//! or its session ends.
+//!
+//! ```no_run
+//! # async fn f() -> zkit_recipes::Result<()> {
+//! use zkit_recipes::semaphore::{Semaphore, SemaphoreOptions};
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
+//! let pool = Semaphore::new(&zk, "/semaphores/db", SemaphoreOptions::new(5));
+//! let lease = pool.acquire().await?;
+//! tokio::select! {
+//!     reason = lease.lost() => eprintln!("lease lost: {reason:?}"),
+//!     _ = query_the_database() => {}
+//! }
+//! lease.release().await?;
+//! # Ok(()) }
+//! # async fn query_the_database() {}
+//! ```
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zkit::{Client, CreateMode, Error as ZkError};
+
+use crate::lock::{Mutex, MutexOptions};
+use crate::state::{wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::znode::{
+    delete_quietly, join, name_of, retry, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper,
+};
+use crate::{Error, Result};
+
+/// Curator's lease-node name.
+pub const LEASE_NAME: &str = "lease-";
+
+/// Options of a [`Semaphore`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SemaphoreOptions {
+    /// How many leases may be held at once.
+    pub max_leases: usize,
+    /// When a lease holder must consider its lease gone.
+    pub loss_policy: LossPolicy,
+    /// Bytes stored in each lease node.
+    pub data: Vec<u8>,
+}
+
+impl SemaphoreOptions {
+    /// Options for `max_leases` leases.
+    pub fn new(max_leases: usize) -> Self {
+        SemaphoreOptions {
+            max_leases,
+            loss_policy: LossPolicy::default(),
+            data: Vec::new(),
+        }
+    }
+    /// Sets the loss policy.
+    pub fn loss_policy(mut self, p: LossPolicy) -> Self {
+        self.loss_policy = p;
+        self
+    }
+    /// Sets the lease nodes' data.
+    pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into();
+        self
+    }
+}
+
+/// A distributed counting semaphore. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Semaphore {
+    client: Client,
+    leases: String,
+    lock: Mutex,
+    opts: SemaphoreOptions,
+    reaper: Arc<OnceLock<Reaper>>,
+}
+
+impl Semaphore {
+    /// A semaphore at `path` (its nodes are created as containers when missing).
+    pub fn new(client: &Client, path: &str, options: SemaphoreOptions) -> Semaphore {
+        Semaphore {
+            client: client.clone(),
+            leases: join(path, "leases"),
+            lock: Mutex::new(client, &join(path, "locks"), MutexOptions::default()),
+            opts: options,
+            reaper: Default::default(),
+        }
+    }
+
+    /// The lease nodes present now.
+    pub async fn leases(&self) -> Result<Vec<String>> {
+        let c = &self.client;
+        match retry(c, || c.get_children(&self.leases)).await {
+            Ok(k) => Ok(k.into_iter().filter(|n| n.contains(LEASE_NAME)).collect()),
+            Err(ZkError::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits for a lease.
+    pub async fn acquire(&self) -> Result<Lease> {
+        self.acquire_inner(None).await
+    }
+
+    /// Waits for a lease at most `timeout`; on timeout returns [`Error::Timeout`] and leaves no
+    /// node behind.
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Lease> {
+        self.acquire_inner(Some(Instant::now() + timeout)).await
+    }
+
+    fn reaper(&self) -> &Reaper {
+        self.reaper.get_or_init(|| Reaper::spawn(&self.client))
+    }
+
+    async fn acquire_inner(&self, deadline: Option<Instant>) -> Result<Lease> {
+        if self.opts.max_leases == 0 {
+            return Err(Error::InvalidArgument("a semaphore needs leases".into()));
+        }
+        let c = &self.client;
+        let pc = ProtectedCreate::new(&self.leases, LEASE_NAME, CreateMode::EphemeralSequential);
+        let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Prefix(pc.clone()));
+        let work = async {
+            let gate = self.lock.acquire().await?;
+            let node = pc.create(c, &self.opts.data).await?;
+            cleanup.set(Cleanup::Delete(node.clone()));
+            let session_id = c.session_id();
+            let ours = name_of(&node).to_owned();
+            loop {
+                let (kids, w) = match c.get_children_and_watch(&self.leases).await {
+                    Ok((k, _, w)) => (k, w),
+                    Err(e) if e.is_retryable() => {
+                        wait_connected(c).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(Error::from(e)),
+                };
+                let kids: Vec<String> = kids
+                    .into_iter()
+                    .filter(|n| n.contains(LEASE_NAME))
+                    .collect();
+                if !kids.contains(&ours) {
+                    return Err(Error::Lost(if c.session_id() != session_id {
+                        LossReason::SessionChanged
+                    } else {
+                        LossReason::NodeDeleted
+                    }));
+                }
+                if kids.len() <= self.opts.max_leases {
+                    break;
+                }
+                tracing::debug!(node = %node, leases = kids.len(), "waiting for a lease");
+                if let Err(e) = w.await {
+                    if e.is_session_gone() {
+                        return Err(e.into());
+                    }
+                }
+            }
+            // Let the next contender in line look; a failure to release is harmless (the
+            // internal lock node is ephemeral).
+            let _ = gate.release().await;
+            Ok((node, session_id))
+        };
+        let (node, session_id) = match deadline {
+            Some(d) => tokio::time::timeout_at(d, work)
+                .await
+                .map_err(|_| Error::Timeout)??,
+            None => work.await?,
+        };
+        cleanup.disarm();
+        let (monitor, signal) =
+            LossMonitor::start(c, session_id, Some(node.clone()), self.opts.loss_policy);
+        Ok(Lease {
+            semaphore: self.clone(),
+            node,
+            monitor,
+            signal,
+            done: false,
+        })
+    }
+}
+
+/// One lease of a [`Semaphore`]. Release it with [`release`](Self::release); dropping it
+/// releases in the background.
+#[derive(Debug)]
+#[must_use = "dropping the lease releases it"]
+pub struct Lease {
+    semaphore: Semaphore,
+    node: String,
+    monitor: LossMonitor,
+    signal: LossSignal,
+    done: bool,
+}
+
+impl Lease {
+    /// The lease node's path.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Resolves when the lease is (or may be) lost.
+    pub async fn lost(&self) -> LossReason {
+        self.signal.lost().await
+    }
+
+    /// Whether the lease is still held (no loss reported).
+    pub fn is_held(&self) -> bool {
+        !self.signal.is_lost()
+    }
+
+    /// Releases the lease and waits for the server.
+    pub async fn release(mut self) -> Result<()> {
+        self.done = true;
+        self.monitor.finish(LossReason::Released);
+        match delete_quietly(&self.semaphore.client, &self.node).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_session_gone() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.done {
+            self.monitor.finish(LossReason::Released);
+            self.semaphore
+                .reaper()
+                .submit(Cleanup::Delete(self.node.clone()));
+        }
+    }
+}
