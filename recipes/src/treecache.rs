@@ -350,7 +350,7 @@ async fn run(
             tokio::select! {
                 ev = watcher.next() => match ev {
                     Some(Ok(ev)) => {
-                        if !depth(&root, &ev.path).is_some_and(|d| opts.max_depth.map_or(true, |m| d <= m)) {
+                        if !depth(&root, &ev.path).is_some_and(|d| !opts.max_depth.is_some_and(|m| d > m)) {
                             continue;
                         }
                         match ev.event_type {
@@ -371,9 +371,8 @@ async fn run(
                         if !usable(&client).await {
                             return shared.end();
                         }
-                        match crate::znode::retry(&client, || client.add_watch(&root, true)).await {
-                            Ok(w) => watcher = w,
-                            Err(_) => {}
+                        if let Ok(w) = crate::znode::retry(&client, || client.add_watch(&root, true)).await {
+                            watcher = w;
                         }
                         break;
                     }
