@@ -269,7 +269,7 @@ pub struct WatchSummary {
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), zkit_testkit::Error> {
-/// let server = zkit_testkit::Server::start().await?;
+/// let mut server = zkit_testkit::Server::start().await?;
 /// let connect = server.connect_string(); // "127.0.0.1:PORT"
 /// # let _ = connect;
 /// server.stop().await;

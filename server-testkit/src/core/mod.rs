@@ -143,6 +143,8 @@ pub struct Core {
     conns: BTreeMap<ConnId, ConnInfo>,
     session_conn: HashMap<i64, ConnId>,
     deadlines: HashMap<i64, i64>,
+    /// Timeouts negotiated on re-attach (local to this server, not replicated).
+    timeouts: HashMap<i64, i32>,
     next_session: i64,
     last_reap: i64,
     started: i64,
@@ -175,6 +177,7 @@ impl Core {
             conns: BTreeMap::new(),
             session_conn: HashMap::new(),
             deadlines,
+            timeouts: HashMap::new(),
             next_session,
             last_reap: now,
             started: now,
@@ -301,9 +304,12 @@ impl Core {
 
     /// Keeps every session alive as of `now` (after a pause of the whole server).
     pub fn touch_all(&mut self, now: i64) {
-        for (s, d) in self.deadlines.iter_mut() {
-            let to = self.db.sessions.get(s).copied().unwrap_or(0) as i64;
-            *d = (*d).max(now + to);
+        let ids: Vec<i64> = self.deadlines.keys().copied().collect();
+        for s in ids {
+            let to = self.timeout_of(s).unwrap_or(0) as i64;
+            if let Some(d) = self.deadlines.get_mut(&s) {
+                *d = (*d).max(now + to);
+            }
         }
     }
 
@@ -344,9 +350,9 @@ impl Core {
         self.db
             .sessions
             .iter()
-            .map(|(id, to)| SessionInfo {
+            .map(|(id, _)| SessionInfo {
                 id: *id,
-                timeout: *to,
+                timeout: self.timeout_of(*id).unwrap_or(0),
                 conn: self.session_conn.get(id).copied(),
                 ephemerals: self.db.tree.ephemerals_of(*id),
             })
@@ -462,12 +468,19 @@ impl Core {
             }),
         );
         self.deadlines.remove(&session);
+        self.timeouts.remove(&session);
         self.commit(&txn)
     }
 
+    /// The timeout a session is currently held to.
+    fn timeout_of(&self, session: i64) -> Option<i32> {
+        let replicated = self.db.sessions.get(&session)?;
+        Some(*self.timeouts.get(&session).unwrap_or(replicated))
+    }
+
     fn touch(&mut self, session: i64, now: i64) {
-        if let Some(to) = self.db.sessions.get(&session) {
-            self.deadlines.insert(session, now + *to as i64);
+        if let Some(to) = self.timeout_of(session) {
+            self.deadlines.insert(session, now + to as i64);
         }
     }
 

@@ -79,7 +79,9 @@ impl Core {
             }
             let ok = self.db.sessions.contains_key(&id) && req.passwd == self.password(id);
             if ok {
-                self.db.sessions.insert(id, timeout);
+                // Like ZooKeeper, the session is touched with the newly negotiated timeout from
+                // now on; the replicated session table keeps the original one.
+                self.timeouts.insert(id, timeout);
                 tracing::info!(session_id = format_args!("0x{id:x}"), "session re-attached");
             } else {
                 tracing::info!(
