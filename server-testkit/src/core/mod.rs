@@ -349,8 +349,8 @@ impl Core {
     pub fn sessions(&self) -> Vec<SessionInfo> {
         self.db
             .sessions
-            .iter()
-            .map(|(id, _)| SessionInfo {
+            .keys()
+            .map(|id| SessionInfo {
                 id: *id,
                 timeout: self.timeout_of(*id).unwrap_or(0),
                 conn: self.session_conn.get(id).copied(),
