@@ -209,8 +209,15 @@ impl Running {
             paused_until: Mutex::new(None),
         });
         let (shutdown, rx) = watch::channel(false);
-        let accept = tokio::spawn(net::accept_loop(listener, ctx.clone(), rx.clone()));
-        let ticker = tokio::spawn(net::ticker(ctx.clone(), rx));
+        let span = tracing::info_span!("server", addr = %local_addr);
+        let accept = tokio::spawn(tracing::Instrument::instrument(
+            net::accept_loop(listener, ctx.clone(), rx.clone()),
+            span.clone(),
+        ));
+        let ticker = tokio::spawn(tracing::Instrument::instrument(
+            net::ticker(ctx.clone(), rx),
+            span,
+        ));
         tracing::info!(addr = %local_addr, "zkit-testkit server listening");
         Ok(Running {
             ctx,

@@ -126,7 +126,11 @@ pub(crate) async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let ctx = ctx.clone();
                     let sd = shutdown.clone();
-                    tasks.spawn(conn::serve(stream, remote, ctx, sd));
+                    let span = tracing::debug_span!("zk_conn", %remote);
+                    tasks.spawn(tracing::Instrument::instrument(
+                        conn::serve(stream, remote, ctx, sd),
+                        span,
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
