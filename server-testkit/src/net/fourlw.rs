@@ -111,7 +111,12 @@ pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
     // session id -> paths, from the connection's watches.
     let mut by_session: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
     let mut by_path: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    for (conn, path, _) in core.watch_manager().list() {
+    // Like ZooKeeper's dumpWatches / getWatchesSummary: the data-watch table only (it also
+    // holds persistent watches); one-shot child watches are not listed.
+    for (conn, path, kind) in core.watch_manager().list() {
+        if kind == crate::core::WatchKind::Child {
+            continue;
+        }
         let sid = core.session_of(conn).unwrap_or(0);
         by_session.entry(sid).or_default().insert(path.clone());
         by_path.entry(path).or_default().insert(sid);
@@ -186,12 +191,12 @@ pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
             }
         }
         "wchs" => {
+            let total: usize = by_path.values().map(|s| s.len()).sum();
             let _ = write!(
                 s,
-                "{} connections watching {} paths\nTotal watches:{}\n",
+                "{} connections watching {} paths\nTotal watches:{total}\n",
                 by_session.len(),
                 by_path.len(),
-                core.watch_manager().count()
             );
         }
         "wchc" => {
