@@ -260,3 +260,29 @@ async fn server_starts_fast() {
     eprintln!("startup to first served request: {best:?}");
     assert!(best < Duration::from_millis(100), "{best:?}");
 }
+
+#[tokio::test]
+async fn drop_shuts_everything_down() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Server>();
+    let s = Server::start().await.unwrap();
+    let addr = s.connect_string();
+    let mut c = RawClient::connect(&addr).await;
+    c.ping().await;
+    drop(s);
+    assert!(
+        c.closed_by_server().await,
+        "connection tasks are aborted with the server"
+    );
+    eventually(|| std::net::TcpStream::connect(&addr).is_err()).await;
+}
+
+#[tokio::test]
+async fn builder_rejects_inverted_session_bounds() {
+    let r = Server::builder()
+        .min_session_timeout(Duration::from_secs(10))
+        .max_session_timeout(Duration::from_secs(5))
+        .start()
+        .await;
+    assert!(matches!(r, Err(zkit_testkit::Error::Config(_))));
+}
