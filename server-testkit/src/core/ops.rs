@@ -340,6 +340,13 @@ impl Core {
                 }
                 OpCode::Multi => {
                     let m: MultiRequest = decode(r)?;
+                    // A read op inside a write multi fails the whole request like 3.8 does.
+                    if m.ops
+                        .iter()
+                        .any(|o| matches!(o, MultiOp::GetData(_) | MultiOp::GetChildren(_)))
+                    {
+                        return Err(MARSHALLING);
+                    }
                     Ok(prep.multi(&m.ops))
                 }
                 OpCode::Reconfig => {
@@ -352,7 +359,7 @@ impl Core {
         };
         let txn = Txn::new(session, h.xid, zxid, now, body);
         let rc = self.commit(&txn);
-        if op == OpCode::Multi {
+        if op == OpCode::Multi && rc.txn_type == OpCode::Multi.code() {
             let results = rc
                 .multi
                 .iter()
