@@ -20,8 +20,8 @@ async fn eventually(mut f: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn reattach_with_password_and_reject_a_wrong_one() {
-    let s = Server::start().await.unwrap();
-    let addr = s.connect_string();
+    // Also runs against a real server (ZKIT_TEST_SERVER).
+    let (_s, addr) = server().await;
     let mut c = RawClient::connect(&addr).await;
     let e = unique("eph");
     c.create(&e, b"", 1).await.unwrap();

@@ -103,6 +103,8 @@ pub struct ConnInfo {
     pub last_cxid: i32,
     /// Last zxid sent in a reply.
     pub last_zxid: i64,
+    /// Last operation, as the `cons` four-letter word names it (`GETD`, `CREA`, ...).
+    pub last_op: &'static str,
     /// When the connection was opened.
     pub established: i64,
     /// Whether the client omitted the readOnly byte (pre-3.4 client).
@@ -247,6 +249,7 @@ impl Core {
                 sent: 0,
                 last_cxid: 0,
                 last_zxid: 0,
+                last_op: "NA",
                 established: now,
                 old_client: false,
                 closing: false,

@@ -132,6 +132,7 @@ impl Core {
         self.touch(session, now);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_cxid = h.xid;
+            c.last_op = op_name(h.op);
         }
         tracing::debug!(conn, xid = h.xid, op = h.op, "request");
         let Ok(op) = OpCode::from_code(h.op) else {
@@ -596,5 +597,35 @@ fn push_id(ids: &mut Vec<Id>, scheme: &str, id: &str) {
     };
     if !ids.contains(&new) {
         ids.push(new);
+    }
+}
+
+/// The short operation names of `FinalRequestProcessor` (the `lop` field of `cons`).
+fn op_name(op: i32) -> &'static str {
+    match op {
+        1 | 15 | 19 | 21 => "CREA",
+        2 | 20 => "DELE",
+        3 => "EXIS",
+        4 => "GETD",
+        5 => "SETD",
+        6 => "GETA",
+        7 => "SETA",
+        8 | 12 => "GETC",
+        9 => "SYNC",
+        11 => "PING",
+        13 => "CHEC",
+        14 => "MULT",
+        16 => "RECO",
+        17 => "CHKW",
+        18 => "REMW",
+        22 => "MLTR",
+        101 => "SETW",
+        105 => "STW2",
+        103 => "GETE",
+        104 => "GETACN",
+        106 => "ADDW",
+        107 => "HOMI",
+        -11 => "CLOS",
+        _ => "NA",
     }
 }

@@ -96,8 +96,9 @@ pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
                 let to = db.sessions.get(&sid).copied().unwrap_or(0);
                 let _ = write!(
                     s,
-                    ",sid=0x{sid:x},lop=NA,est={},to={to},lcxid=0x{:x},lzxid=0x{:x},lresp={},\
+                    ",sid=0x{sid:x},lop={},est={},to={to},lcxid=0x{:x},lzxid=0x{:x},lresp={},\
                      llat=0,minlat=0,avglat=0,maxlat=0",
+                    c.last_op,
                     c.established,
                     c.last_cxid,
                     c.last_zxid,
