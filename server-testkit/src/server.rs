@@ -97,9 +97,10 @@ impl Builder {
         self.extended_types = on;
         self
     }
-    /// Enabled four-letter words (default `srvr`, like a real server).
-    pub fn four_letter_words(mut self, words: FourLetterWords) -> Self {
-        self.four_letter_words = words;
+    /// Enabled four-letter words (default `srvr`, like a real server): a [`FourLetterWords`]
+    /// or a list such as `"ruok,srvr,mntr"` (`"*"` for all).
+    pub fn four_letter_words(mut self, words: impl Into<FourLetterWords>) -> Self {
+        self.four_letter_words = words.into();
         self
     }
     /// How long a new connection may stay silent before its ConnectRequest (default 10 s).

@@ -61,6 +61,13 @@ impl FourLetterWords {
     }
 }
 
+impl From<&str> for FourLetterWords {
+    /// Same as [`FourLetterWords::parse`]: `"ruok,srvr"` or `"*"`.
+    fn from(list: &str) -> Self {
+        FourLetterWords::parse(list)
+    }
+}
+
 /// The text answer to `word` (already known to be a four-letter word).
 pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
     if !ctx.net.four_letter_words.allows(word) {
