@@ -1,0 +1,277 @@
+//! Differential test: the same seeded random sequence of operations against the testkit and a
+//! real ZooKeeper (`ZKIT_TEST_SERVER=host:port`, ideally otherwise idle); every reply and
+//! notification must match after normalising zxids, times and session ids.
+//! Seed: `ZKIT_DIFF_SEED`; length: `ZKIT_DIFF_OPS`. Skipped without a real server.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use zkit::proto::*;
+use zkit_testkit::Server;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// One step's observable outcome, normalised.
+fn normalise(frames: Vec<Reply>, base: i64, session: i64) -> Vec<String> {
+    let z = |x: i64| if x > base { x - base } else { x.min(0) };
+    let st = |s: &Stat| {
+        format!(
+            "czxid={} mzxid={} pzxid={} v={} cv={} av={} owner={} len={} kids={}",
+            z(s.czxid),
+            z(s.mzxid),
+            z(s.pzxid),
+            s.version,
+            s.cversion,
+            s.aversion,
+            if s.ephemeral_owner == session {
+                "me".to_string()
+            } else {
+                s.ephemeral_owner.to_string()
+            },
+            s.data_length,
+            s.num_children
+        )
+    };
+    frames
+        .into_iter()
+        .map(|r| {
+            if r.header.xid == -1 {
+                let e = r.event();
+                return format!("event {} {}", e.event_type, e.path);
+            }
+            let mut s = format!("reply err={} zxid={}", r.header.err, z(r.header.zxid));
+            if r.header.err == 0 && !r.body.is_empty() {
+                s.push(' ');
+                s.push_str(&describe(&r, &st));
+            }
+            s
+        })
+        .collect()
+}
+
+thread_local! {
+    static LAST_OP: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+fn describe(r: &Reply, st: &dyn Fn(&Stat) -> String) -> String {
+    match LAST_OP.with(|c| c.get()) {
+        1 => r.decode::<PathResponse>().path,
+        15 => {
+            let c: Create2Response = r.decode();
+            format!("{} {}", c.path, st(&c.stat))
+        }
+        3 | 5 => st(&r.decode::<StatResponse>().stat),
+        4 => {
+            let g: GetDataResponse = r.decode();
+            format!("{:?} {}", g.data, st(&g.stat))
+        }
+        12 => {
+            let g: GetChildren2Response = r.decode();
+            let mut c = g.children;
+            c.sort();
+            format!("{c:?} {}", st(&g.stat))
+        }
+        14 => {
+            let m: MultiResponse = r.decode();
+            m.results
+                .iter()
+                .map(|x| match x {
+                    MultiResult::Create(p) => format!("create {p}"),
+                    MultiResult::SetData(s) => format!("set {}", st(s)),
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+        _ => format!("{:?}", r.body),
+    }
+}
+
+fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn frame::Encodable>) {
+    let pick = |rng: &mut Rng| -> String {
+        match rng.below(4) {
+            0 => format!("{root}/n{}", rng.below(4)),
+            _ => {
+                let base = known[rng.below(known.len())].clone();
+                // Never the root of the run itself: a sequential create there would make a
+                // sibling whose name depends on everything else on the server.
+                if rng.below(2) == 0 && base != root {
+                    base
+                } else {
+                    format!("{base}/n{}", rng.below(3))
+                }
+            }
+        }
+    };
+    let path = pick(rng);
+    let data = Some(Bytes::from(vec![b'x'; rng.below(4)]));
+    match rng.below(10) {
+        0 | 1 => (
+            OpCode::Create,
+            Box::new(CreateRequest {
+                path,
+                data,
+                acl: open_acl(),
+                flags: rng.below(4) as i32,
+            }),
+        ),
+        2 => (
+            OpCode::Create2,
+            Box::new(CreateRequest {
+                path,
+                data,
+                acl: open_acl(),
+                flags: rng.below(4) as i32,
+            }),
+        ),
+        3 => (
+            OpCode::Delete,
+            Box::new(DeleteRequest {
+                path,
+                version: rng.below(3) as i32 - 1,
+            }),
+        ),
+        4 => (
+            OpCode::SetData,
+            Box::new(SetDataRequest {
+                path,
+                data,
+                version: rng.below(3) as i32 - 1,
+            }),
+        ),
+        5 => (
+            OpCode::Exists,
+            Box::new(PathWatchRequest {
+                path,
+                watch: rng.below(2) == 0,
+            }),
+        ),
+        6 => (
+            OpCode::GetData,
+            Box::new(PathWatchRequest {
+                path,
+                watch: rng.below(2) == 0,
+            }),
+        ),
+        7 => (
+            OpCode::GetChildren2,
+            Box::new(PathWatchRequest {
+                path,
+                watch: rng.below(2) == 0,
+            }),
+        ),
+        _ => {
+            let mut ops = Vec::new();
+            for _ in 0..=rng.below(3) {
+                let p = pick(rng);
+                ops.push(match rng.below(4) {
+                    0 => MultiOp::Create {
+                        op: OpCode::Create,
+                        req: CreateRequest {
+                            path: p,
+                            data: None,
+                            acl: open_acl(),
+                            flags: rng.below(4) as i32,
+                        },
+                    },
+                    1 => MultiOp::Delete(DeleteRequest {
+                        path: p,
+                        version: -1,
+                    }),
+                    2 => MultiOp::SetData(SetDataRequest {
+                        path: p,
+                        data: None,
+                        version: rng.below(3) as i32 - 1,
+                    }),
+                    _ => MultiOp::Check(CheckVersionRequest {
+                        path: p,
+                        version: rng.below(2) as i32,
+                    }),
+                });
+            }
+            (OpCode::Multi, Box::new(MultiRequest { ops }))
+        }
+    }
+}
+
+async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
+    let mut c = RawClient::connect(addr).await;
+    let base = c.ping().await.zxid;
+    let mut out = Vec::new();
+    let mut rng = Rng(seed | 1);
+    c.create(root, b"", 0).await.unwrap();
+    let mut known = vec![root.to_string()];
+    for i in 0..n {
+        let (op, body) = gen_step(&mut rng, root, &known);
+        let xid = c.send(op, Some(body.as_ref())).await;
+        let mut frames = Vec::new();
+        loop {
+            let r = c.next().await.expect("open");
+            let done = r.header.xid == xid;
+            frames.push(r);
+            if done {
+                break;
+            }
+        }
+        LAST_OP.with(|c| c.set(op.code()));
+        if let Some(last) = frames.last() {
+            if last.header.err == 0 && (op == OpCode::Create || op == OpCode::Create2) {
+                let p = if op == OpCode::Create {
+                    last.decode::<PathResponse>().path
+                } else {
+                    last.decode::<Create2Response>().path
+                };
+                known.push(p);
+            }
+        }
+        for line in normalise(frames, base, c.session_id) {
+            out.push(format!("{i} {op:?} {}", line.replace(root, "R")));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn random_operations_match_a_real_server() {
+    let Ok(real) = std::env::var("ZKIT_TEST_SERVER") else {
+        eprintln!("ZKIT_TEST_SERVER not set: differential test skipped");
+        return;
+    };
+    let seed: u64 = std::env::var("ZKIT_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let n: usize = std::env::var("ZKIT_DIFF_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1500);
+    eprintln!("differential seed {seed}, {n} ops");
+    let ours = Server::start().await.unwrap();
+    let root = unique("diff");
+    let a = run(&real, &root, seed, n).await;
+    let b = run(&ours.connect_string(), &root, seed, n).await;
+    for (x, y) in a.iter().zip(b.iter()) {
+        assert_eq!(x, y, "first difference (real vs testkit), seed {seed}");
+    }
+    assert_eq!(a.len(), b.len());
+    let count = |pat: &str| a.iter().filter(|l| l.contains(pat)).count();
+    eprintln!(
+        "{} frames compared: {} events, {} errors, {} multi aborts",
+        a.len(),
+        count(" event "),
+        a.iter().filter(|l| l.contains("reply err=-")).count(),
+        count("Error(-2)") + count("Error(0)")
+    );
+}
