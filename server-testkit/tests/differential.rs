@@ -24,7 +24,7 @@ impl Rng {
 }
 
 /// One step's observable outcome, normalised.
-fn normalise(frames: Vec<Reply>, base: i64, session: i64) -> Vec<String> {
+fn normalise(frames: Vec<Reply>, base: i64, sessions: &[i64]) -> Vec<String> {
     let z = |x: i64| if x > base { x - base } else { x.min(0) };
     let st = |s: &Stat| {
         format!(
@@ -35,10 +35,9 @@ fn normalise(frames: Vec<Reply>, base: i64, session: i64) -> Vec<String> {
             s.version,
             s.cversion,
             s.aversion,
-            if s.ephemeral_owner == session {
-                "me".to_string()
-            } else {
-                s.ephemeral_owner.to_string()
+            match sessions.iter().position(|x| *x == s.ephemeral_owner) {
+                Some(i) => format!("s{i}"),
+                None => s.ephemeral_owner.to_string(),
             },
             s.data_length,
             s.num_children
@@ -79,9 +78,8 @@ fn describe(r: &Reply, st: &dyn Fn(&Stat) -> String) -> String {
         }
         12 => {
             let g: GetChildren2Response = r.decode();
-            let mut c = g.children;
-            c.sort();
-            format!("{c:?} {}", st(&g.stat))
+            // Unsorted: the order is ZooKeeper's HashSet order.
+            format!("{:?} {}", g.children, st(&g.stat))
         }
         14 => {
             let m: MultiResponse = r.decode();
@@ -207,38 +205,69 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
 }
 
 async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
-    let mut c = RawClient::connect(addr).await;
-    let base = c.ping().await.zxid;
+    // Two clients; after each step the other one pings, so the notifications the step caused
+    // are read at a deterministic point. Now and then a client closes its session (its
+    // ephemerals go) and reconnects.
+    let mut clients = vec![
+        RawClient::connect(addr).await,
+        RawClient::connect(addr).await,
+    ];
+    let mut sessions: Vec<i64> = clients.iter().map(|c| c.session_id).collect();
+    let base = clients[0].ping().await.zxid;
     let mut out = Vec::new();
     let mut rng = Rng(seed | 1);
-    c.create(root, b"", 0).await.unwrap();
+    clients[0].create(root, b"", 0).await.unwrap();
     let mut known = vec![root.to_string()];
     for i in 0..n {
-        let (op, body) = gen_step(&mut rng, root, &known);
-        let xid = c.send(op, Some(body.as_ref())).await;
-        let mut frames = Vec::new();
+        let who = rng.below(2);
+        if rng.below(100) == 0 {
+            let h = clients[who].close_session().await;
+            out.push(format!("{i} c{who} close err={}", h.err));
+            clients[who] = RawClient::connect(addr).await;
+            sessions.push(clients[who].session_id);
+        } else {
+            let (op, body) = gen_step(&mut rng, root, &known);
+            let c = &mut clients[who];
+            let xid = c.send(op, Some(body.as_ref())).await;
+            let mut frames = Vec::new();
+            loop {
+                let r = c.next().await.expect("open");
+                let done = r.header.xid == xid;
+                frames.push(r);
+                if done {
+                    break;
+                }
+            }
+            LAST_OP.with(|c| c.set(op.code()));
+            if let Some(last) = frames.last() {
+                if last.header.err == 0 && (op == OpCode::Create || op == OpCode::Create2) {
+                    let p = if op == OpCode::Create {
+                        last.decode::<PathResponse>().path
+                    } else {
+                        last.decode::<Create2Response>().path
+                    };
+                    known.push(p);
+                }
+            }
+            for line in normalise(frames, base, &sessions) {
+                out.push(format!("{i} c{who} {op:?} {}", line.replace(root, "R")));
+            }
+        }
+        let other = &mut clients[1 - who];
+        other.send_xid(-2, OpCode::Ping, None).await;
         loop {
-            let r = c.next().await.expect("open");
-            let done = r.header.xid == xid;
-            frames.push(r);
-            if done {
+            let r = other.next().await.expect("open");
+            if r.header.xid == -2 {
                 break;
             }
-        }
-        LAST_OP.with(|c| c.set(op.code()));
-        if let Some(last) = frames.last() {
-            if last.header.err == 0 && (op == OpCode::Create || op == OpCode::Create2) {
-                let p = if op == OpCode::Create {
-                    last.decode::<PathResponse>().path
-                } else {
-                    last.decode::<Create2Response>().path
-                };
-                known.push(p);
+            for line in normalise(vec![r], base, &sessions) {
+                out.push(format!("{i} c{} {}", 1 - who, line.replace(root, "R")));
             }
         }
-        for line in normalise(frames, base, c.session_id) {
-            out.push(format!("{i} {op:?} {}", line.replace(root, "R")));
-        }
+    }
+    // Leave no sessions behind to expire later (that would shift a real server's zxids).
+    for c in &mut clients {
+        c.close_session().await;
     }
     out
 }

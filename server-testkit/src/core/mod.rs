@@ -13,6 +13,7 @@
 
 mod acl;
 mod db;
+mod jhash;
 mod ops;
 mod prep;
 mod tree;
@@ -33,6 +34,7 @@ use zkit::proto::{Id, Record, ReplyHeader, WatcherEvent};
 
 pub use acl::{check_acl, digest, fixup_acl};
 pub use db::{ApplyResult, Database};
+pub use jhash::{java_string_hash, JavaHashSet};
 pub use prep::{CreateArgs, Prep};
 pub use tree::{Change, DataTree, Node, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};

@@ -567,7 +567,7 @@ impl Core {
     ) -> Result<(Vec<String>, Stat), i32> {
         let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
         check_acl(&n.acl, perms::READ, ids)?;
-        let children = n.children.iter().cloned().collect();
+        let children = n.children.iter_order();
         let stat = n.client_stat(self.cfg.extended_types);
         if q.watch {
             self.watches.add(conn, &q.path, WatchKind::Child);
@@ -585,7 +585,13 @@ impl Core {
         self.db
             .tree
             .get(path)
-            .map(|n| n.children.iter().map(|c| join(path, c)).collect())
+            .map(|n| {
+                n.children
+                    .iter_order()
+                    .iter()
+                    .map(|c| join(path, c))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

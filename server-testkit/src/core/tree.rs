@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::jhash::JavaHashSet;
+
 use bytes::Bytes;
 use zkit::proto::path::{basename, parent};
 use zkit::proto::{perms, Acl, Id, Stat, CONTAINER_EPHEMERAL_OWNER};
@@ -85,8 +87,8 @@ pub struct Node {
     pub acl: Vec<Acl>,
     /// Persisted stat.
     pub stat: StatPersisted,
-    /// Child names, sorted (ZooKeeper returns hash order; sorted is one valid order).
-    pub children: BTreeSet<String>,
+    /// Child names, iterated in Java `HashSet` order like ZooKeeper's `DataNode`.
+    pub children: JavaHashSet,
 }
 
 impl Node {
@@ -95,7 +97,7 @@ impl Node {
             data,
             acl,
             stat,
-            children: BTreeSet::new(),
+            children: JavaHashSet::with_capacity(8),
         }
     }
 
@@ -162,7 +164,9 @@ pub type Code = i32;
 #[derive(Debug, Clone)]
 pub struct DataTree {
     nodes: HashMap<String, Node>,
-    ephemerals: HashMap<i64, BTreeSet<String>>,
+    /// Per session, like ZooKeeper: the set stays (and keeps its capacity) when emptied, and
+    /// goes when the session is killed.
+    ephemerals: HashMap<i64, JavaHashSet>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
     extended_types: bool,
@@ -225,11 +229,12 @@ impl DataTree {
         self.data_size
     }
 
-    /// Ephemeral paths owned by `session`, sorted.
+    /// Ephemeral paths owned by `session`, in the order ZooKeeper hands them out (the
+    /// iteration order of a clone of its `HashSet`).
     pub fn ephemerals_of(&self, session: i64) -> Vec<String> {
         self.ephemerals
             .get(&session)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.clone_order())
             .unwrap_or_default()
     }
 
@@ -238,15 +243,21 @@ impl DataTree {
         let mut v: Vec<_> = self
             .ephemerals
             .iter()
-            .map(|(k, s)| (*k, s.iter().cloned().collect()))
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, s)| (*k, s.clone_order()))
             .collect();
         v.sort();
         v
     }
 
+    /// Forgets a session's ephemeral set (ZooKeeper's `killSession`).
+    pub fn forget_session(&mut self, session: i64) {
+        self.ephemerals.remove(&session);
+    }
+
     /// Total number of ephemeral nodes.
     pub fn ephemeral_count(&self) -> usize {
-        self.ephemerals.values().map(|s| s.len()).sum()
+        self.ephemerals.values().map(JavaHashSet::len).sum()
     }
 
     /// Container paths.
@@ -265,9 +276,9 @@ impl DataTree {
         let mut stack = vec![path.to_owned()];
         while let Some(p) = stack.pop() {
             if let Some(n) = self.nodes.get(&p) {
-                for c in &n.children {
+                for c in n.children.iter_order() {
                     count += 1;
-                    stack.push(join(&p, c));
+                    stack.push(join(&p, &c));
                 }
             }
         }
@@ -333,7 +344,7 @@ impl DataTree {
             NodeKind::Ephemeral => {
                 self.ephemerals
                     .entry(owner)
-                    .or_default()
+                    .or_insert_with(|| JavaHashSet::with_capacity(16))
                     .insert(path.to_owned());
             }
             NodeKind::Persistent => {}
@@ -380,9 +391,6 @@ impl DataTree {
                 let owner = node.stat.ephemeral_owner;
                 if let Some(set) = self.ephemerals.get_mut(&owner) {
                     set.remove(path);
-                    if set.is_empty() {
-                        self.ephemerals.remove(&owner);
-                    }
                 }
             }
             NodeKind::Persistent => {}
