@@ -93,7 +93,40 @@ fn describe(r: &Reply, st: &dyn Fn(&Stat) -> String) -> String {
                 .collect::<Vec<_>>()
                 .join("; ")
         }
+        6 => {
+            let g: GetAclResponse = r.decode();
+            format!("{:?} {}", g.acl, st(&g.stat))
+        }
+        7 => st(&r.decode::<StatResponse>().stat),
+        103 => format!("{:?}", r.decode::<GetChildrenResponse>().children),
+        104 | 106 => format!("{}", r.decode::<IntResponse>().value),
         _ => format!("{:?}", r.body),
+    }
+}
+
+fn acl_variant(rng: &mut Rng) -> Vec<Acl> {
+    let a = |perms, scheme: &str, id: &str| Acl {
+        perms,
+        id: Id {
+            scheme: scheme.into(),
+            id: id.into(),
+        },
+    };
+    match rng.below(7) {
+        0 => open_acl(),
+        1 => vec![a(perms::READ, "world", "anyone")],
+        2 => vec![a(perms::ALL, "auth", "")],
+        3 => vec![a(perms::ALL, "digest", "u:smGaoVKd/cQkjm7b88GyorAUz20=")],
+        4 => vec![
+            a(perms::ALL, "ip", "127.0.0.1"),
+            a(perms::READ, "world", "anyone"),
+        ],
+        5 => vec![],
+        _ => vec![a(
+            perms::ALL & !perms::DELETE & !perms::CREATE,
+            "world",
+            "anyone",
+        )],
     }
 }
 
@@ -115,7 +148,7 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
     };
     let path = pick(rng);
     let data = Some(Bytes::from(vec![b'x'; rng.below(4)]));
-    match rng.below(10) {
+    match rng.below(16) {
         0 | 1 => (
             OpCode::Create,
             Box::new(CreateRequest {
@@ -170,6 +203,62 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
                 watch: rng.below(2) == 0,
             }),
         ),
+        10 => (
+            OpCode::SetAcl,
+            Box::new(SetAclRequest {
+                path,
+                acl: acl_variant(rng),
+                version: rng.below(3) as i32 - 1,
+            }),
+        ),
+        11 => match rng.below(3) {
+            0 => (OpCode::GetAcl, Box::new(PathRequest { path })),
+            1 => (OpCode::GetAllChildrenNumber, Box::new(PathRequest { path })),
+            _ => (OpCode::GetEphemerals, Box::new(PathRequest { path })),
+        },
+        12 => match rng.below(3) {
+            0 => (
+                OpCode::AddWatch,
+                Box::new(AddWatchRequest {
+                    path,
+                    mode: rng.below(2) as i32,
+                }),
+            ),
+            1 => (
+                OpCode::RemoveWatches,
+                Box::new(WatchesRequest {
+                    path,
+                    watcher_type: 1 + rng.below(3) as i32,
+                }),
+            ),
+            _ => (
+                OpCode::CheckWatches,
+                Box::new(WatchesRequest {
+                    path,
+                    watcher_type: 1 + rng.below(3) as i32,
+                }),
+            ),
+        },
+        13 => {
+            let cred: &'static [u8] = [&b"u:p"[..], b"v:q"][rng.below(2)];
+            (
+                OpCode::Auth,
+                Box::new(AuthPacket {
+                    auth_type: 0,
+                    scheme: "digest".into(),
+                    auth: Bytes::from_static(cred),
+                }),
+            )
+        }
+        14 => (
+            OpCode::Create,
+            Box::new(CreateRequest {
+                path,
+                data: None,
+                acl: acl_variant(rng),
+                flags: rng.below(2) as i32,
+            }),
+        ),
         _ => {
             let mut ops = Vec::new();
             for _ in 0..=rng.below(3) {
@@ -204,6 +293,29 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
     }
 }
 
+/// The interesting request fields, for failure reports.
+fn request_summary(op: OpCode, body: &dyn frame::Encodable) -> String {
+    let mut b = bytes::BytesMut::new();
+    body.encode_into(&mut b);
+    let b = b.freeze();
+    match op {
+        OpCode::Exists | OpCode::GetData | OpCode::GetChildren2 => {
+            let r = PathWatchRequest::from_bytes(b).unwrap();
+            format!("{} watch={}", r.path, r.watch)
+        }
+        OpCode::CheckWatches | OpCode::RemoveWatches => {
+            let r = WatchesRequest::from_bytes(b).unwrap();
+            format!("{} type={}", r.path, r.watcher_type)
+        }
+        OpCode::AddWatch => {
+            let r = AddWatchRequest::from_bytes(b).unwrap();
+            format!("{} mode={}", r.path, r.mode)
+        }
+        OpCode::Multi | OpCode::Auth => String::new(),
+        _ => String::from_bytes(b).unwrap_or_default(),
+    }
+}
+
 async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
     // Two clients; after each step the other one pings, so the notifications the step caused
     // are read at a deterministic point. Now and then a client closes its session (its
@@ -227,6 +339,7 @@ async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
             sessions.push(clients[who].session_id);
         } else {
             let (op, body) = gen_step(&mut rng, root, &known);
+            let req = request_summary(op, body.as_ref()).replace(root, "R");
             let c = &mut clients[who];
             let xid = c.send(op, Some(body.as_ref())).await;
             let mut frames = Vec::new();
@@ -250,7 +363,10 @@ async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
                 }
             }
             for line in normalise(frames, base, &sessions) {
-                out.push(format!("{i} c{who} {op:?} {}", line.replace(root, "R")));
+                out.push(format!(
+                    "{i} c{who} {op:?}({req}) {}",
+                    line.replace(root, "R")
+                ));
             }
         }
         let other = &mut clients[1 - who];
@@ -291,8 +407,17 @@ async fn random_operations_match_a_real_server() {
     let root = unique("diff");
     let a = run(&real, &root, seed, n).await;
     let b = run(&ours.connect_string(), &root, seed, n).await;
-    for (x, y) in a.iter().zip(b.iter()) {
-        assert_eq!(x, y, "first difference (real vs testkit), seed {seed}");
+    if let Some(i) = a.iter().zip(b.iter()).position(|(x, y)| x != y) {
+        let dir = std::env::temp_dir();
+        let _ = std::fs::write(dir.join("zkit-diff-real.txt"), a.join("\n"));
+        let _ = std::fs::write(dir.join("zkit-diff-testkit.txt"), b.join("\n"));
+        for line in &a[i.saturating_sub(40)..i] {
+            eprintln!("  {line}");
+        }
+        panic!(
+            "first difference, seed {seed}:\n  real:    {}\n  testkit: {}",
+            a[i], b[i]
+        );
     }
     assert_eq!(a.len(), b.len());
     let count = |pat: &str| a.iter().filter(|l| l.contains(pat)).count();

@@ -141,3 +141,99 @@ async fn exists_watch_on_missing_node_and_child_watch() {
     w.ping().await;
     assert_eq!(events(&mut w), vec![(1, p.clone()), (4, p.clone())]);
 }
+
+#[tokio::test]
+async fn one_shot_watch_turns_a_persistent_data_watch_into_one_shot_like_3_8() {
+    let (_s, addr) = server().await;
+    let mut c = RawClient::connect(&addr).await;
+    let q = unique("mode");
+    let r = c
+        .call(
+            OpCode::AddWatch,
+            Some(&AddWatchRequest {
+                path: q.clone(),
+                mode: 0,
+            }),
+        )
+        .await;
+    assert_eq!(r.header.err, 0);
+    let _ = c.exists(&q, true).await; // replaces the data-table mode with a one-shot watch
+    c.create(&q, b"", 0).await.unwrap();
+    c.set_data(&q, b"x", -1).await.unwrap();
+    c.create(&format!("{q}/k"), b"", 0).await.unwrap();
+    c.create(&format!("{q}/k2"), b"", 0).await.unwrap();
+    c.ping().await;
+    assert_eq!(
+        events(&mut c),
+        vec![(1, q.clone()), (4, q.clone()), (4, q.clone())]
+    );
+    // checkWatches answers for the path, whoever watches it (3.6-3.8 containsWatcher).
+    let mut other = RawClient::connect(&addr).await;
+    let req = WatchesRequest {
+        path: q.clone(),
+        watcher_type: 1,
+    };
+    assert_eq!(
+        other
+            .call(OpCode::CheckWatches, Some(&req))
+            .await
+            .header
+            .err,
+        0
+    );
+    assert_eq!(
+        other
+            .call(OpCode::RemoveWatches, Some(&req))
+            .await
+            .header
+            .err,
+        -121
+    );
+}
+
+#[tokio::test]
+async fn notifications_need_read_permission_on_the_node() {
+    // CVE-2024-23944, fixed in Debian's 3.8.0-11+deb12u2: events are filtered by the ACL.
+    let (_s, addr) = server().await;
+    let mut owner = RawClient::connect(&addr).await;
+    let mut spy = RawClient::connect(&addr).await;
+    let pkt = AuthPacket {
+        auth_type: 0,
+        scheme: "digest".into(),
+        auth: bytes::Bytes::from_static(b"owner:pw"),
+    };
+    owner.send_xid(-4, OpCode::Auth, Some(&pkt)).await;
+    owner.wait(-4).await;
+    let base = unique("secret");
+    owner.create(&base, b"", 0).await.unwrap();
+    let r = spy
+        .call(
+            OpCode::AddWatch,
+            Some(&AddWatchRequest {
+                path: base.clone(),
+                mode: 1,
+            }),
+        )
+        .await;
+    assert_eq!(r.header.err, 0);
+    let private = vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "auth".into(),
+            id: String::new(),
+        },
+    }];
+    let req = CreateRequest {
+        path: format!("{base}/hidden"),
+        data: None,
+        acl: private,
+        flags: 0,
+    };
+    assert_eq!(owner.call(OpCode::Create, Some(&req)).await.header.err, 0);
+    owner
+        .create(&format!("{base}/visible"), b"", 0)
+        .await
+        .unwrap();
+    spy.ping().await;
+    assert_eq!(events(&mut spy), vec![(1, format!("{base}/visible"))]);
+}

@@ -417,6 +417,14 @@ impl Core {
 
     fn notify(&mut self, fired: Vec<Fired>) {
         for f in fired {
+            // Like a patched 3.8 server (CVE-2024-23944): no event without READ on the node.
+            let allowed = self
+                .conns
+                .get(&f.conn)
+                .is_some_and(|c| check_acl(&f.acl, zkit::proto::perms::READ, &c.auth).is_ok());
+            if !allowed {
+                continue;
+            }
             let mut b = BytesMut::new();
             let at = begin_frame(&mut b);
             // 3.8 servers send notifications with zxid -1.
@@ -447,9 +455,19 @@ impl Core {
         let mut fired = Vec::new();
         for ch in changes {
             match ch {
-                Change::Created(p) => self.watches.created(&p, &mut fired),
-                Change::Deleted(p) => self.watches.deleted(&p, &mut fired),
-                Change::DataChanged(p) => self.watches.data_changed(&p, &mut fired),
+                Change::Created {
+                    path,
+                    acl,
+                    parent_acl,
+                } => self.watches.created(&path, &acl, &parent_acl, &mut fired),
+                Change::Deleted {
+                    path,
+                    acl,
+                    parent_acl,
+                } => self.watches.deleted(&path, &acl, &parent_acl, &mut fired),
+                Change::DataChanged { path, acl } => {
+                    self.watches.data_changed(&path, &acl, &mut fired)
+                }
             }
         }
         self.notify(fired);

@@ -245,6 +245,7 @@ impl Core {
                 conn,
                 event,
                 path: path.clone(),
+                acl: Vec::new(),
             })
         };
         for p in &sw.data_watches {

@@ -146,15 +146,47 @@ pub fn read_acl() -> Vec<Acl> {
     }]
 }
 
-/// A change to the tree that may fire watches, in the order it happened.
+/// A change to the tree that may fire watches, in the order it happened, with the ACLs that
+/// decide who may see the notification (CVE-2024-23944: a watcher without READ on the node —
+/// or on the parent, for a child event — is not told).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A node was created.
-    Created(String),
+    Created {
+        /// Its path.
+        path: String,
+        /// Its ACL.
+        acl: Vec<Acl>,
+        /// Its parent's ACL.
+        parent_acl: Vec<Acl>,
+    },
     /// A node was deleted.
-    Deleted(String),
+    Deleted {
+        /// Its path.
+        path: String,
+        /// Its ACL.
+        acl: Vec<Acl>,
+        /// Its parent's ACL.
+        parent_acl: Vec<Acl>,
+    },
     /// A node's data was set.
-    DataChanged(String),
+    DataChanged {
+        /// Its path.
+        path: String,
+        /// Its ACL.
+        acl: Vec<Acl>,
+    },
+}
+
+impl Change {
+    /// The changed node's path.
+    pub fn path(&self) -> &str {
+        match self {
+            Change::Created { path, .. }
+            | Change::Deleted { path, .. }
+            | Change::DataChanged { path, .. } => path,
+        }
+    }
 }
 
 /// Error codes the tree itself can produce while applying (only on inconsistent txns).
@@ -319,6 +351,7 @@ impl DataTree {
             p.stat.pzxid = zxid;
         }
         p.children.insert(name);
+        let parent_acl = p.acl.clone();
         let stat = StatPersisted {
             czxid: zxid,
             mzxid: zxid,
@@ -331,7 +364,7 @@ impl DataTree {
             pzxid: zxid,
         };
         self.data_size += path.len() + data.as_ref().map_or(0, |d| d.len());
-        let node = Node::new(data, acl, stat);
+        let node = Node::new(data, acl.clone(), stat);
         let client = node.client_stat(extended);
         self.nodes.insert(path.to_owned(), node);
         match NodeKind::of(owner, extended) {
@@ -349,7 +382,11 @@ impl DataTree {
             }
             NodeKind::Persistent => {}
         }
-        changes.push(Change::Created(path.to_owned()));
+        changes.push(Change::Created {
+            path: path.to_owned(),
+            acl,
+            parent_acl,
+        });
         Ok(client)
     }
 
@@ -374,11 +411,13 @@ impl DataTree {
             .data_size
             .saturating_sub(path.len() + node.data.as_ref().map_or(0, |d| d.len()));
         let parent_path = parent(path);
+        let mut parent_acl = Vec::new();
         if let Some(p) = self.nodes.get_mut(parent_path) {
             p.children.remove(basename(path));
             if zxid > p.stat.pzxid {
                 p.stat.pzxid = zxid;
             }
+            parent_acl = p.acl.clone();
         }
         match NodeKind::of(node.stat.ephemeral_owner, self.extended_types) {
             NodeKind::Container => {
@@ -395,7 +434,11 @@ impl DataTree {
             }
             NodeKind::Persistent => {}
         }
-        changes.push(Change::Deleted(path.to_owned()));
+        changes.push(Change::Deleted {
+            path: path.to_owned(),
+            acl: node.acl,
+            parent_acl,
+        });
         Ok(())
     }
 
@@ -421,7 +464,11 @@ impl DataTree {
         n.stat.version = version;
         let stat = n.client_stat(extended);
         self.data_size = self.data_size.saturating_sub(old) + new;
-        changes.push(Change::DataChanged(path.to_owned()));
+        let acl = n.acl.clone();
+        changes.push(Change::DataChanged {
+            path: path.to_owned(),
+            acl,
+        });
         Ok(stat)
     }
 
@@ -481,14 +528,9 @@ mod tests {
         assert_eq!((s.cversion, s.pzxid, s.num_children), (2, 4, 0));
         // The persisted counter (used for sequential names) only counts creates.
         assert_eq!(t.get("/d").unwrap().stat.cversion, 1);
-        assert_eq!(
-            ch,
-            vec![
-                Change::Created("/d".into()),
-                Change::Created("/d/x".into()),
-                Change::Deleted("/d/x".into())
-            ]
-        );
+        let paths: Vec<_> = ch.iter().map(|c| c.path()).collect();
+        assert_eq!(paths, vec!["/d", "/d/x", "/d/x"]);
+        assert!(matches!(ch[2], Change::Deleted { .. }));
     }
 
     #[test]

@@ -116,18 +116,16 @@ pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
             let _ = id;
         }
     };
-    // session id -> paths, from the connection's watches.
+    // Like ZooKeeper's dumpWatches / getWatchesSummary: the data-watch table only (it also
+    // holds persistent watches).
     let mut by_session: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
     let mut by_path: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    // Like ZooKeeper's dumpWatches / getWatchesSummary: the data-watch table only (it also
-    // holds persistent watches); one-shot child watches are not listed.
-    for (conn, path, kind) in core.watch_manager().list() {
-        if kind == crate::core::WatchKind::Child {
-            continue;
-        }
+    for (conn, paths) in core.watch_manager().data_table() {
         let sid = core.session_of(conn).unwrap_or(0);
-        by_session.entry(sid).or_default().insert(path.clone());
-        by_path.entry(path).or_default().insert(sid);
+        for path in paths {
+            by_session.entry(sid).or_default().insert(path.clone());
+            by_path.entry(path).or_default().insert(sid);
+        }
     }
     match word {
         "ruok" => s.push_str("imok"),
