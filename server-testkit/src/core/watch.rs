@@ -125,19 +125,17 @@ impl Table {
             if let Some(set) = self.table.get_mut(&local) {
                 let mut fired_once = Vec::new();
                 for conn in set.iter() {
-                    match self.modes.get(&(*conn, local.clone())) {
-                        Some(Mode::Recursive) => {
-                            if event != EventType::NodeChildrenChanged {
-                                selected.insert(*conn);
-                            }
-                        }
-                        mode if !at_parent => {
+                    let mode = self.modes.get(&(*conn, local.clone()));
+                    if mode == Some(&Mode::Recursive) {
+                        // Recursive watches never see child events.
+                        if event != EventType::NodeChildrenChanged {
                             selected.insert(*conn);
-                            if mode.is_none() {
-                                fired_once.push(*conn);
-                            }
                         }
-                        _ => {}
+                    } else if !at_parent {
+                        selected.insert(*conn);
+                        if mode.is_none() {
+                            fired_once.push(*conn);
+                        }
                     }
                 }
                 for conn in fired_once {
