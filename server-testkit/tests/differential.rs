@@ -1,7 +1,9 @@
 //! Differential test: the same seeded random sequence of operations against the testkit and a
 //! real ZooKeeper (`ZKIT_TEST_SERVER=host:port`, ideally otherwise idle); every reply and
 //! notification must match after normalising zxids, times and session ids.
-//! Seed: `ZKIT_DIFF_SEED`; length: `ZKIT_DIFF_OPS`. Skipped without a real server.
+//! Seed: `ZKIT_DIFF_SEED`; length: `ZKIT_DIFF_OPS`. Skipped without a real server. Sessions left
+//! behind by an aborted run expire within 30 s on the real server and shift its zxids: wait, or
+//! use a fresh server. On failure both transcripts are written to the temp directory.
 
 mod common;
 
@@ -325,6 +327,7 @@ async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
         RawClient::connect(addr).await,
     ];
     let mut sessions: Vec<i64> = clients.iter().map(|c| c.session_id).collect();
+    let mut last_seen = [0i64; 2];
     let base = clients[0].ping().await.zxid;
     let mut out = Vec::new();
     let mut rng = Rng(seed | 1);
@@ -332,11 +335,55 @@ async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
     let mut known = vec![root.to_string()];
     for i in 0..n {
         let who = rng.below(2);
-        if rng.below(100) == 0 {
+        if rng.below(60) == 0 {
+            // Drop the connection, re-attach the session elsewhere and re-register watches.
+            let (id, pw) = (clients[who].session_id, clients[who].passwd.clone());
+            let (mut c, resp) = RawClient::connect_with(addr, id, pw, 30000).await;
+            out.push(format!("{i} c{who} reattach timeout={}", resp.timeout));
+            let mut list = || -> Vec<String> {
+                (0..rng.below(3))
+                    .map(|_| {
+                        let k = &known[rng.below(known.len())];
+                        if rng.below(2) == 0 {
+                            k.clone()
+                        } else {
+                            format!("{k}/n{}", rng.below(3))
+                        }
+                    })
+                    .collect()
+            };
+            let sw = SetWatches2 {
+                relative_zxid: last_seen[who],
+                data_watches: list(),
+                exist_watches: list(),
+                child_watches: list(),
+                persistent_watches: list(),
+                persistent_recursive_watches: list(),
+            };
+            c.send_xid(-8, OpCode::SetWatches2, Some(&sw)).await;
+            let mut frames = Vec::new();
+            loop {
+                let r = c.next().await.expect("open");
+                let done = r.header.xid == -8;
+                frames.push(r);
+                if done {
+                    break;
+                }
+            }
+            LAST_OP.with(|c| c.set(105));
+            for line in normalise(frames, base, &sessions) {
+                out.push(format!(
+                    "{i} c{who} SetWatches2 {}",
+                    line.replace(root, "R")
+                ));
+            }
+            clients[who] = c;
+        } else if rng.below(100) == 0 {
             let h = clients[who].close_session().await;
             out.push(format!("{i} c{who} close err={}", h.err));
             clients[who] = RawClient::connect(addr).await;
             sessions.push(clients[who].session_id);
+            last_seen[who] = 0;
         } else {
             let (op, body) = gen_step(&mut rng, root, &known);
             let req = request_summary(op, body.as_ref()).replace(root, "R");
@@ -352,6 +399,9 @@ async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
                 }
             }
             LAST_OP.with(|c| c.set(op.code()));
+            for f in &frames {
+                last_seen[who] = last_seen[who].max(f.header.zxid);
+            }
             if let Some(last) = frames.last() {
                 if last.header.err == 0 && (op == OpCode::Create || op == OpCode::Create2) {
                     let p = if op == OpCode::Create {
@@ -374,6 +424,7 @@ async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
         loop {
             let r = other.next().await.expect("open");
             if r.header.xid == -2 {
+                last_seen[1 - who] = last_seen[1 - who].max(r.header.zxid);
                 break;
             }
             for line in normalise(vec![r], base, &sessions) {
