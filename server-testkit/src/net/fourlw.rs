@@ -69,7 +69,7 @@ impl From<&str> for FourLetterWords {
 }
 
 /// The text answer to `word` (already known to be a four-letter word).
-pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
+pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> String {
     if !ctx.net.four_letter_words.allows(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
@@ -115,6 +115,8 @@ pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
             let _ = writeln!(s, ")");
             let _ = id;
         }
+        // The connection asking is listed too, like on a real server.
+        let _ = writeln!(s, " /{remote}[0](queued=0,recved=1,sent=0)");
     };
     // Like ZooKeeper's dumpWatches / getWatchesSummary: the data-watch table only (it also
     // holds persistent watches).
