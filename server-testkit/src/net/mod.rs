@@ -11,8 +11,8 @@ mod fourlw;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
@@ -23,12 +23,19 @@ use crate::core::{ConnId, Core, Output};
 
 pub use fourlw::{FourLetterWords, ALL_WORDS};
 
-/// Wall clock in ms since the epoch: the only clock the core sees.
+/// The only clock the core sees: ms since the epoch, read once from the wall clock and then
+/// advanced by the monotonic clock, so a wall-clock jump can neither expire every session nor
+/// make times run backwards.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    static ANCHOR: OnceLock<(Instant, i64)> = OnceLock::new();
+    let (at, wall) = ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        (Instant::now(), wall)
+    });
+    wall + at.elapsed().as_millis() as i64
 }
 
 /// What a connection's writer is asked to do.
