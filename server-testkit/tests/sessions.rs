@@ -287,3 +287,19 @@ async fn builder_rejects_inverted_session_bounds() {
         .await;
     assert!(matches!(r, Err(zkit_testkit::Error::Config(_))));
 }
+
+#[tokio::test]
+async fn paused_tokio_clock_drives_session_expiry() {
+    let s = Server::start().await.unwrap();
+    let addr = s.connect_string();
+    let mut c = RawClient::connect(&addr).await;
+    let e = unique("eph");
+    c.create(&e, b"", 1).await.unwrap();
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(20)).await;
+    c.ping().await; // still alive, and touched
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert!(c.closed_by_server().await, "expired after 30 s of silence");
+    tokio::time::resume();
+    assert!(s.sessions().is_empty());
+}

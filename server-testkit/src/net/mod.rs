@@ -12,7 +12,7 @@ mod fourlw;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
@@ -24,16 +24,17 @@ use crate::core::{ConnId, Core, Output};
 pub use fourlw::{FourLetterWords, ALL_WORDS};
 
 /// The only clock the core sees: ms since the epoch, read once from the wall clock and then
-/// advanced by the monotonic clock, so a wall-clock jump can neither expire every session nor
-/// make times run backwards.
+/// advanced by tokio's monotonic clock, so a wall-clock jump can neither expire every session
+/// nor make times run backwards — and a test that pauses tokio's clock
+/// (`tokio::time::pause()` / `advance()`) also controls session expiry and TTLs.
 pub fn now_ms() -> i64 {
-    static ANCHOR: OnceLock<(Instant, i64)> = OnceLock::new();
+    static ANCHOR: OnceLock<(tokio::time::Instant, i64)> = OnceLock::new();
     let (at, wall) = ANCHOR.get_or_init(|| {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        (Instant::now(), wall)
+        (tokio::time::Instant::now(), wall)
     });
     wall + at.elapsed().as_millis() as i64
 }
