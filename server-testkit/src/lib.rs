@@ -1,11 +1,35 @@
 //! # zkit-testkit: an in-process, wire-compatible Apache ZooKeeper server for tests
 //!
-//! Start a server on `127.0.0.1:0` in milliseconds, point any ZooKeeper client at
-//! [`Server::connect_string`], and use the fault controls real servers cannot give: expire one
-//! session, cut one connection, stall the server.
+//! Start a server on `127.0.0.1:0` in well under a millisecond, point any ZooKeeper client (zkit,
+//! the Java client, kazoo, ...) at [`Server::connect_string`], and use the fault controls real
+//! servers cannot give: expire one session, cut one connection, stall the server, restart it with
+//! the same data.
 //!
-//! The server is a sans-IO [`core`] (data tree, txns, sessions, watches, ACLs) driven by a small
-//! tokio shell ([`net`]).
+//! ```no_run
+//! use std::time::Duration;
+//! use zkit_testkit::{FourLetterWords, Server};
+//!
+//! # async fn demo() -> Result<(), zkit_testkit::Error> {
+//! let mut server = Server::builder()
+//!     .tick_time(Duration::from_millis(200))
+//!     .four_letter_words(FourLetterWords::all())
+//!     .start()
+//!     .await?;
+//! let connect_string = server.connect_string(); // "127.0.0.1:PORT"
+//! # let _ = connect_string;
+//! // ... connect a client, create an ephemeral node ...
+//! for session in server.sessions() {
+//!     server.expire_session(session.id); // ephemerals go, watchers are told
+//! }
+//! server.pause(Duration::from_secs(1)); // a stalled server
+//! server.restart().await?; // same port, same data and sessions
+//! server.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The server is a sans-IO [`core`] (data tree with ZooKeeper's Stat rules, request -> txn
+//! preparation, one txn apply function, sessions, watches, ACLs) driven by a small tokio shell
+//! ([`net`]). The binary `zkit-server` serves the same thing to non-Rust users.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -13,4 +37,5 @@ pub mod core;
 pub mod net;
 mod server;
 
+pub use net::FourLetterWords;
 pub use server::{Builder, Error, Server, SessionSummary, WatchSummary};

@@ -97,9 +97,10 @@ impl Builder {
         self.extended_types = on;
         self
     }
-    /// Enabled four-letter words (default `srvr`, like a real server).
-    pub fn four_letter_words(mut self, words: FourLetterWords) -> Self {
-        self.four_letter_words = words;
+    /// Enabled four-letter words (default `srvr`, like a real server): a [`FourLetterWords`]
+    /// or a list such as `"ruok,srvr,mntr"` (`"*"` for all).
+    pub fn four_letter_words(mut self, words: impl Into<FourLetterWords>) -> Self {
+        self.four_letter_words = words.into();
         self
     }
     /// How long a new connection may stay silent before its ConnectRequest (default 10 s).
@@ -209,8 +210,15 @@ impl Running {
             paused_until: Mutex::new(None),
         });
         let (shutdown, rx) = watch::channel(false);
-        let accept = tokio::spawn(net::accept_loop(listener, ctx.clone(), rx.clone()));
-        let ticker = tokio::spawn(net::ticker(ctx.clone(), rx));
+        let span = tracing::info_span!("server", addr = %local_addr);
+        let accept = tokio::spawn(tracing::Instrument::instrument(
+            net::accept_loop(listener, ctx.clone(), rx.clone()),
+            span.clone(),
+        ));
+        let ticker = tokio::spawn(tracing::Instrument::instrument(
+            net::ticker(ctx.clone(), rx),
+            span,
+        ));
         tracing::info!(addr = %local_addr, "zkit-testkit server listening");
         Ok(Running {
             ctx,
@@ -269,7 +277,7 @@ pub struct WatchSummary {
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), zkit_testkit::Error> {
-/// let server = zkit_testkit::Server::start().await?;
+/// let mut server = zkit_testkit::Server::start().await?;
 /// let connect = server.connect_string(); // "127.0.0.1:PORT"
 /// # let _ = connect;
 /// server.stop().await;

@@ -20,8 +20,8 @@ async fn eventually(mut f: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn reattach_with_password_and_reject_a_wrong_one() {
-    let s = Server::start().await.unwrap();
-    let addr = s.connect_string();
+    // Also runs against a real server (ZKIT_TEST_SERVER).
+    let (_s, addr) = server().await;
     let mut c = RawClient::connect(&addr).await;
     let e = unique("eph");
     c.create(&e, b"", 1).await.unwrap();
@@ -191,7 +191,8 @@ async fn set_watches_replays_changes_since_relative_zxid() {
         ]
     );
     let w = s.watches();
-    assert!(w
+    // One registration per path and table: the recursive mode replaced the exists watch.
+    assert!(!w
         .iter()
         .any(|w| w.path == missing && w.kind == WatchKind::Data));
     assert!(w
@@ -259,4 +260,46 @@ async fn server_starts_fast() {
     }
     eprintln!("startup to first served request: {best:?}");
     assert!(best < Duration::from_millis(100), "{best:?}");
+}
+
+#[tokio::test]
+async fn drop_shuts_everything_down() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Server>();
+    let s = Server::start().await.unwrap();
+    let addr = s.connect_string();
+    let mut c = RawClient::connect(&addr).await;
+    c.ping().await;
+    drop(s);
+    assert!(
+        c.closed_by_server().await,
+        "connection tasks are aborted with the server"
+    );
+    eventually(|| std::net::TcpStream::connect(&addr).is_err()).await;
+}
+
+#[tokio::test]
+async fn builder_rejects_inverted_session_bounds() {
+    let r = Server::builder()
+        .min_session_timeout(Duration::from_secs(10))
+        .max_session_timeout(Duration::from_secs(5))
+        .start()
+        .await;
+    assert!(matches!(r, Err(zkit_testkit::Error::Config(_))));
+}
+
+#[tokio::test]
+async fn paused_tokio_clock_drives_session_expiry() {
+    let s = Server::start().await.unwrap();
+    let addr = s.connect_string();
+    let mut c = RawClient::connect(&addr).await;
+    let e = unique("eph");
+    c.create(&e, b"", 1).await.unwrap();
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(20)).await;
+    c.ping().await; // still alive, and touched
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert!(c.closed_by_server().await, "expired after 30 s of silence");
+    tokio::time::resume();
+    assert!(s.sessions().is_empty());
 }

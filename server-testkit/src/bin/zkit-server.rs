@@ -147,6 +147,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -170,7 +171,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let mut server = match args.builder.listen(addr).start().await {
             Ok(s) => s,
             Err(e) => {
@@ -183,5 +184,9 @@ fn main() -> ExitCode {
         tracing::info!("shutting down");
         server.stop().await;
         ExitCode::SUCCESS
-    })
+    });
+    let t = std::time::Instant::now();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    tracing::debug!(elapsed = ?t.elapsed(), "runtime shut down");
+    code
 }

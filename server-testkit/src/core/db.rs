@@ -148,6 +148,7 @@ impl Database {
                         rc.killed.push(p);
                     }
                 }
+                self.tree.forget_session(h.client_id);
                 self.sessions.remove(&h.client_id);
                 Ok(None)
             }

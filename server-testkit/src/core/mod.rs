@@ -13,6 +13,7 @@
 
 mod acl;
 mod db;
+mod jhash;
 mod ops;
 mod prep;
 mod tree;
@@ -33,6 +34,7 @@ use zkit::proto::{Id, Record, ReplyHeader, WatcherEvent};
 
 pub use acl::{check_acl, digest, fixup_acl};
 pub use db::{ApplyResult, Database};
+pub use jhash::{java_string_hash, JavaHashSet};
 pub use prep::{CreateArgs, Prep};
 pub use tree::{Change, DataTree, Node, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
@@ -103,6 +105,8 @@ pub struct ConnInfo {
     pub last_cxid: i32,
     /// Last zxid sent in a reply.
     pub last_zxid: i64,
+    /// Last operation, as the `cons` four-letter word names it (`GETD`, `CREA`, ...).
+    pub last_op: &'static str,
     /// When the connection was opened.
     pub established: i64,
     /// Whether the client omitted the readOnly byte (pre-3.4 client).
@@ -143,6 +147,8 @@ pub struct Core {
     conns: BTreeMap<ConnId, ConnInfo>,
     session_conn: HashMap<i64, ConnId>,
     deadlines: HashMap<i64, i64>,
+    /// Timeouts negotiated on re-attach (local to this server, not replicated).
+    timeouts: HashMap<i64, i32>,
     next_session: i64,
     last_reap: i64,
     started: i64,
@@ -175,6 +181,7 @@ impl Core {
             conns: BTreeMap::new(),
             session_conn: HashMap::new(),
             deadlines,
+            timeouts: HashMap::new(),
             next_session,
             last_reap: now,
             started: now,
@@ -244,6 +251,7 @@ impl Core {
                 sent: 0,
                 last_cxid: 0,
                 last_zxid: 0,
+                last_op: "NA",
                 established: now,
                 old_client: false,
                 closing: false,
@@ -301,9 +309,12 @@ impl Core {
 
     /// Keeps every session alive as of `now` (after a pause of the whole server).
     pub fn touch_all(&mut self, now: i64) {
-        for (s, d) in self.deadlines.iter_mut() {
-            let to = self.db.sessions.get(s).copied().unwrap_or(0) as i64;
-            *d = (*d).max(now + to);
+        let ids: Vec<i64> = self.deadlines.keys().copied().collect();
+        for s in ids {
+            let to = self.timeout_of(s).unwrap_or(0) as i64;
+            if let Some(d) = self.deadlines.get_mut(&s) {
+                *d = (*d).max(now + to);
+            }
         }
     }
 
@@ -343,10 +354,10 @@ impl Core {
     pub fn sessions(&self) -> Vec<SessionInfo> {
         self.db
             .sessions
-            .iter()
-            .map(|(id, to)| SessionInfo {
+            .keys()
+            .map(|id| SessionInfo {
                 id: *id,
-                timeout: *to,
+                timeout: self.timeout_of(*id).unwrap_or(0),
                 conn: self.session_conn.get(id).copied(),
                 ephemerals: self.db.tree.ephemerals_of(*id),
             })
@@ -406,6 +417,14 @@ impl Core {
 
     fn notify(&mut self, fired: Vec<Fired>) {
         for f in fired {
+            // Like a patched 3.8 server (CVE-2024-23944): no event without READ on the node.
+            let allowed = self
+                .conns
+                .get(&f.conn)
+                .is_some_and(|c| check_acl(&f.acl, zkit::proto::perms::READ, &c.auth).is_ok());
+            if !allowed {
+                continue;
+            }
             let mut b = BytesMut::new();
             let at = begin_frame(&mut b);
             // 3.8 servers send notifications with zxid -1.
@@ -436,9 +455,19 @@ impl Core {
         let mut fired = Vec::new();
         for ch in changes {
             match ch {
-                Change::Created(p) => self.watches.created(&p, &mut fired),
-                Change::Deleted(p) => self.watches.deleted(&p, &mut fired),
-                Change::DataChanged(p) => self.watches.data_changed(&p, &mut fired),
+                Change::Created {
+                    path,
+                    acl,
+                    parent_acl,
+                } => self.watches.created(&path, &acl, &parent_acl, &mut fired),
+                Change::Deleted {
+                    path,
+                    acl,
+                    parent_acl,
+                } => self.watches.deleted(&path, &acl, &parent_acl, &mut fired),
+                Change::DataChanged { path, acl } => {
+                    self.watches.data_changed(&path, &acl, &mut fired)
+                }
             }
         }
         self.notify(fired);
@@ -462,12 +491,19 @@ impl Core {
             }),
         );
         self.deadlines.remove(&session);
+        self.timeouts.remove(&session);
         self.commit(&txn)
     }
 
+    /// The timeout a session is currently held to.
+    fn timeout_of(&self, session: i64) -> Option<i32> {
+        let replicated = self.db.sessions.get(&session)?;
+        Some(*self.timeouts.get(&session).unwrap_or(replicated))
+    }
+
     fn touch(&mut self, session: i64, now: i64) {
-        if let Some(to) = self.db.sessions.get(&session) {
-            self.deadlines.insert(session, now + *to as i64);
+        if let Some(to) = self.timeout_of(session) {
+            self.deadlines.insert(session, now + to as i64);
         }
     }
 

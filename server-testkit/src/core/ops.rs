@@ -79,7 +79,9 @@ impl Core {
             }
             let ok = self.db.sessions.contains_key(&id) && req.passwd == self.password(id);
             if ok {
-                self.db.sessions.insert(id, timeout);
+                // Like ZooKeeper, the session is touched with the newly negotiated timeout from
+                // now on; the replicated session table keeps the original one.
+                self.timeouts.insert(id, timeout);
                 tracing::info!(session_id = format_args!("0x{id:x}"), "session re-attached");
             } else {
                 tracing::info!(
@@ -130,6 +132,7 @@ impl Core {
         self.touch(session, now);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_cxid = h.xid;
+            c.last_op = op_name(h.op);
         }
         tracing::debug!(conn, xid = h.xid, op = h.op, "request");
         let Ok(op) = OpCode::from_code(h.op) else {
@@ -242,6 +245,7 @@ impl Core {
                 conn,
                 event,
                 path: path.clone(),
+                acl: Vec::new(),
             })
         };
         for p in &sw.data_watches {
@@ -338,6 +342,13 @@ impl Core {
                 }
                 OpCode::Multi => {
                     let m: MultiRequest = decode(r)?;
+                    // A read op inside a write multi fails the whole request like 3.8 does.
+                    if m.ops
+                        .iter()
+                        .any(|o| matches!(o, MultiOp::GetData(_) | MultiOp::GetChildren(_)))
+                    {
+                        return Err(MARSHALLING);
+                    }
                     Ok(prep.multi(&m.ops))
                 }
                 OpCode::Reconfig => {
@@ -350,7 +361,7 @@ impl Core {
         };
         let txn = Txn::new(session, h.xid, zxid, now, body);
         let rc = self.commit(&txn);
-        if op == OpCode::Multi {
+        if op == OpCode::Multi && rc.txn_type == OpCode::Multi.code() {
             let results = rc
                 .multi
                 .iter()
@@ -557,7 +568,7 @@ impl Core {
     ) -> Result<(Vec<String>, Stat), i32> {
         let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
         check_acl(&n.acl, perms::READ, ids)?;
-        let children = n.children.iter().cloned().collect();
+        let children = n.children.iter_order();
         let stat = n.client_stat(self.cfg.extended_types);
         if q.watch {
             self.watches.add(conn, &q.path, WatchKind::Child);
@@ -575,7 +586,13 @@ impl Core {
         self.db
             .tree
             .get(path)
-            .map(|n| n.children.iter().map(|c| join(path, c)).collect())
+            .map(|n| {
+                n.children
+                    .iter_order()
+                    .iter()
+                    .map(|c| join(path, c))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -587,5 +604,35 @@ fn push_id(ids: &mut Vec<Id>, scheme: &str, id: &str) {
     };
     if !ids.contains(&new) {
         ids.push(new);
+    }
+}
+
+/// The short operation names of `FinalRequestProcessor` (the `lop` field of `cons`).
+fn op_name(op: i32) -> &'static str {
+    match op {
+        1 | 15 | 19 | 21 => "CREA",
+        2 | 20 => "DELE",
+        3 => "EXIS",
+        4 => "GETD",
+        5 => "SETD",
+        6 => "GETA",
+        7 => "SETA",
+        8 | 12 => "GETC",
+        9 => "SYNC",
+        11 => "PING",
+        13 => "CHEC",
+        14 => "MULT",
+        16 => "RECO",
+        17 => "CHKW",
+        18 => "REMW",
+        22 => "MLTR",
+        101 => "SETW",
+        105 => "STW2",
+        103 => "GETE",
+        104 => "GETACN",
+        106 => "ADDW",
+        107 => "HOMI",
+        -11 => "CLOS",
+        _ => "NA",
     }
 }

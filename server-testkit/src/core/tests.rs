@@ -548,3 +548,179 @@ fn old_clients_get_no_read_only_byte() {
         o => panic!("{o:?}"),
     }
 }
+
+/// xorshift64*: a tiny deterministic generator for the fuzz test (the core has none).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Feeds valid, mutated and truncated requests of every opcode into the core: it must never
+/// panic. Seed from `ZKIT_FUZZ_SEED`, iterations from `ZKIT_FUZZ_ITERS`.
+#[test]
+fn random_and_mutated_frames_never_panic() {
+    let seed: u64 = std::env::var("ZKIT_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1234);
+    let iters: usize = std::env::var("ZKIT_FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    eprintln!("fuzz seed {seed}, {iters} inputs");
+    let mut rng = Rng(seed | 1);
+    let mut h = H::with(Config {
+        extended_types: true,
+        super_digest: Some(digest("super:s")),
+        reap_interval: 1,
+        ..Config::default()
+    });
+    let paths = [
+        "/",
+        "/a",
+        "/a/b",
+        "/zookeeper",
+        "/zookeeper/config",
+        "/a/",
+        "a",
+        "",
+        "/a/b/c",
+    ];
+    let ops = [
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 100, 101, 102,
+        103, 104, 105, 106, 107, -11, 10, 999,
+    ];
+    let mut conns: Vec<ConnId> = Vec::new();
+    for i in 0..iters {
+        if conns.is_empty() || rng.below(50) == 0 {
+            let c = 1000 + i as ConnId;
+            h.core.conn_opened(c, H::addr(), h.now);
+            let mut b = BytesMut::new();
+            let req = ConnectRequest {
+                timeout: rng.below(100_000) as i32 - 10,
+                session_id: if rng.below(4) == 0 {
+                    rng.next() as i64
+                } else {
+                    0
+                },
+                passwd: Bytes::from_static(&[0; 16]),
+                read_only: Some(false),
+                ..Default::default()
+            };
+            req.encode(&mut b);
+            h.core.receive(c, b.freeze(), h.now);
+            conns.push(c);
+        }
+        let conn = conns[rng.below(conns.len())];
+        let path = paths[rng.below(paths.len())].to_owned();
+        let op = ops[rng.below(ops.len())];
+        let mut b = BytesMut::new();
+        RequestHeader { xid: i as i32, op }.encode(&mut b);
+        match op {
+            1 | 15 | 19 => CreateRequest {
+                path,
+                data: None,
+                acl: if rng.below(5) == 0 {
+                    vec![]
+                } else {
+                    tree::open_acl()
+                },
+                flags: rng.below(8) as i32 - 1,
+            }
+            .encode(&mut b),
+            21 => CreateTtlRequest {
+                path,
+                data: None,
+                acl: tree::open_acl(),
+                flags: rng.below(8) as i32,
+                ttl: rng.below(3) as i64 - 1,
+            }
+            .encode(&mut b),
+            2 | 13 => DeleteRequest {
+                path,
+                version: rng.below(3) as i32 - 1,
+            }
+            .encode(&mut b),
+            5 => SetDataRequest {
+                path,
+                data: Some(Bytes::from_static(b"x")),
+                version: -1,
+            }
+            .encode(&mut b),
+            14 | 22 => MultiRequest {
+                ops: vec![
+                    MultiOp::Check(CheckVersionRequest {
+                        path: path.clone(),
+                        version: 0,
+                    }),
+                    MultiOp::GetData(PathWatchRequest { path, watch: true }),
+                ],
+            }
+            .encode(&mut b),
+            100 => AuthPacket {
+                auth_type: 0,
+                scheme: ["digest", "ip", "x"][rng.below(3)].into(),
+                auth: Bytes::from_static(b"super:s"),
+            }
+            .encode(&mut b),
+            101 | 105 => SetWatches2 {
+                relative_zxid: rng.below(10) as i64,
+                data_watches: vec![path.clone()],
+                exist_watches: vec![path.clone()],
+                child_watches: vec![path.clone()],
+                persistent_watches: vec![path.clone()],
+                persistent_recursive_watches: vec![path],
+            }
+            .encode(&mut b),
+            17 | 18 | 106 => WatchesRequest {
+                path,
+                watcher_type: rng.below(7) as i32,
+            }
+            .encode(&mut b),
+            _ => PathWatchRequest { path, watch: true }.encode(&mut b),
+        }
+        let mut bytes = b.to_vec();
+        match rng.below(4) {
+            0 => {
+                let n = rng.below(bytes.len() + 1);
+                bytes.truncate(n);
+            }
+            1 => {
+                for _ in 0..=rng.below(4) {
+                    let at = rng.below(bytes.len().max(1));
+                    if let Some(x) = bytes.get_mut(at) {
+                        *x = rng.next() as u8;
+                    }
+                }
+            }
+            2 => bytes.extend((0..rng.below(16)).map(|_| rng.next() as u8)),
+            _ => {}
+        }
+        h.core.receive(conn, Bytes::from(bytes), h.now);
+        for o in h.core.take_output() {
+            if let Output::Close(c, _) = o {
+                h.core.conn_closed(c);
+                conns.retain(|x| *x != c);
+            }
+        }
+        if rng.below(20) == 0 {
+            h.now += rng.below(50_000) as i64;
+            h.core.tick(h.now);
+            for o in h.core.take_output() {
+                if let Output::Close(c, _) = o {
+                    h.core.conn_closed(c);
+                    conns.retain(|x| *x != c);
+                }
+            }
+        }
+    }
+}

@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::jhash::JavaHashSet;
+
 use bytes::Bytes;
 use zkit::proto::path::{basename, parent};
 use zkit::proto::{perms, Acl, Id, Stat, CONTAINER_EPHEMERAL_OWNER};
@@ -85,8 +87,8 @@ pub struct Node {
     pub acl: Vec<Acl>,
     /// Persisted stat.
     pub stat: StatPersisted,
-    /// Child names, sorted (ZooKeeper returns hash order; sorted is one valid order).
-    pub children: BTreeSet<String>,
+    /// Child names, iterated in Java `HashSet` order like ZooKeeper's `DataNode`.
+    pub children: JavaHashSet,
 }
 
 impl Node {
@@ -95,7 +97,7 @@ impl Node {
             data,
             acl,
             stat,
-            children: BTreeSet::new(),
+            children: JavaHashSet::with_capacity(8),
         }
     }
 
@@ -144,15 +146,47 @@ pub fn read_acl() -> Vec<Acl> {
     }]
 }
 
-/// A change to the tree that may fire watches, in the order it happened.
+/// A change to the tree that may fire watches, in the order it happened, with the ACLs that
+/// decide who may see the notification (CVE-2024-23944: a watcher without READ on the node —
+/// or on the parent, for a child event — is not told).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A node was created.
-    Created(String),
+    Created {
+        /// Its path.
+        path: String,
+        /// Its ACL.
+        acl: Vec<Acl>,
+        /// Its parent's ACL.
+        parent_acl: Vec<Acl>,
+    },
     /// A node was deleted.
-    Deleted(String),
+    Deleted {
+        /// Its path.
+        path: String,
+        /// Its ACL.
+        acl: Vec<Acl>,
+        /// Its parent's ACL.
+        parent_acl: Vec<Acl>,
+    },
     /// A node's data was set.
-    DataChanged(String),
+    DataChanged {
+        /// Its path.
+        path: String,
+        /// Its ACL.
+        acl: Vec<Acl>,
+    },
+}
+
+impl Change {
+    /// The changed node's path.
+    pub fn path(&self) -> &str {
+        match self {
+            Change::Created { path, .. }
+            | Change::Deleted { path, .. }
+            | Change::DataChanged { path, .. } => path,
+        }
+    }
 }
 
 /// Error codes the tree itself can produce while applying (only on inconsistent txns).
@@ -162,7 +196,9 @@ pub type Code = i32;
 #[derive(Debug, Clone)]
 pub struct DataTree {
     nodes: HashMap<String, Node>,
-    ephemerals: HashMap<i64, BTreeSet<String>>,
+    /// Per session, like ZooKeeper: the set stays (and keeps its capacity) when emptied, and
+    /// goes when the session is killed.
+    ephemerals: HashMap<i64, JavaHashSet>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
     extended_types: bool,
@@ -225,11 +261,12 @@ impl DataTree {
         self.data_size
     }
 
-    /// Ephemeral paths owned by `session`, sorted.
+    /// Ephemeral paths owned by `session`, in the order ZooKeeper hands them out (the
+    /// iteration order of a clone of its `HashSet`).
     pub fn ephemerals_of(&self, session: i64) -> Vec<String> {
         self.ephemerals
             .get(&session)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.clone_order())
             .unwrap_or_default()
     }
 
@@ -238,15 +275,21 @@ impl DataTree {
         let mut v: Vec<_> = self
             .ephemerals
             .iter()
-            .map(|(k, s)| (*k, s.iter().cloned().collect()))
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, s)| (*k, s.clone_order()))
             .collect();
         v.sort();
         v
     }
 
+    /// Forgets a session's ephemeral set (ZooKeeper's `killSession`).
+    pub fn forget_session(&mut self, session: i64) {
+        self.ephemerals.remove(&session);
+    }
+
     /// Total number of ephemeral nodes.
     pub fn ephemeral_count(&self) -> usize {
-        self.ephemerals.values().map(|s| s.len()).sum()
+        self.ephemerals.values().map(JavaHashSet::len).sum()
     }
 
     /// Container paths.
@@ -265,9 +308,9 @@ impl DataTree {
         let mut stack = vec![path.to_owned()];
         while let Some(p) = stack.pop() {
             if let Some(n) = self.nodes.get(&p) {
-                for c in &n.children {
+                for c in n.children.iter_order() {
                     count += 1;
-                    stack.push(join(&p, c));
+                    stack.push(join(&p, &c));
                 }
             }
         }
@@ -308,6 +351,7 @@ impl DataTree {
             p.stat.pzxid = zxid;
         }
         p.children.insert(name);
+        let parent_acl = p.acl.clone();
         let stat = StatPersisted {
             czxid: zxid,
             mzxid: zxid,
@@ -320,7 +364,7 @@ impl DataTree {
             pzxid: zxid,
         };
         self.data_size += path.len() + data.as_ref().map_or(0, |d| d.len());
-        let node = Node::new(data, acl, stat);
+        let node = Node::new(data, acl.clone(), stat);
         let client = node.client_stat(extended);
         self.nodes.insert(path.to_owned(), node);
         match NodeKind::of(owner, extended) {
@@ -333,12 +377,16 @@ impl DataTree {
             NodeKind::Ephemeral => {
                 self.ephemerals
                     .entry(owner)
-                    .or_default()
+                    .or_insert_with(|| JavaHashSet::with_capacity(16))
                     .insert(path.to_owned());
             }
             NodeKind::Persistent => {}
         }
-        changes.push(Change::Created(path.to_owned()));
+        changes.push(Change::Created {
+            path: path.to_owned(),
+            acl,
+            parent_acl,
+        });
         Ok(client)
     }
 
@@ -363,11 +411,13 @@ impl DataTree {
             .data_size
             .saturating_sub(path.len() + node.data.as_ref().map_or(0, |d| d.len()));
         let parent_path = parent(path);
+        let mut parent_acl = Vec::new();
         if let Some(p) = self.nodes.get_mut(parent_path) {
             p.children.remove(basename(path));
             if zxid > p.stat.pzxid {
                 p.stat.pzxid = zxid;
             }
+            parent_acl = p.acl.clone();
         }
         match NodeKind::of(node.stat.ephemeral_owner, self.extended_types) {
             NodeKind::Container => {
@@ -380,14 +430,15 @@ impl DataTree {
                 let owner = node.stat.ephemeral_owner;
                 if let Some(set) = self.ephemerals.get_mut(&owner) {
                     set.remove(path);
-                    if set.is_empty() {
-                        self.ephemerals.remove(&owner);
-                    }
                 }
             }
             NodeKind::Persistent => {}
         }
-        changes.push(Change::Deleted(path.to_owned()));
+        changes.push(Change::Deleted {
+            path: path.to_owned(),
+            acl: node.acl,
+            parent_acl,
+        });
         Ok(())
     }
 
@@ -413,7 +464,11 @@ impl DataTree {
         n.stat.version = version;
         let stat = n.client_stat(extended);
         self.data_size = self.data_size.saturating_sub(old) + new;
-        changes.push(Change::DataChanged(path.to_owned()));
+        let acl = n.acl.clone();
+        changes.push(Change::DataChanged {
+            path: path.to_owned(),
+            acl,
+        });
         Ok(stat)
     }
 
@@ -473,14 +528,9 @@ mod tests {
         assert_eq!((s.cversion, s.pzxid, s.num_children), (2, 4, 0));
         // The persisted counter (used for sequential names) only counts creates.
         assert_eq!(t.get("/d").unwrap().stat.cversion, 1);
-        assert_eq!(
-            ch,
-            vec![
-                Change::Created("/d".into()),
-                Change::Created("/d/x".into()),
-                Change::Deleted("/d/x".into())
-            ]
-        );
+        let paths: Vec<_> = ch.iter().map(|c| c.path()).collect();
+        assert_eq!(paths, vec!["/d", "/d/x", "/d/x"]);
+        assert!(matches!(ch[2], Change::Deleted { .. }));
     }
 
     #[test]

@@ -1,31 +1,27 @@
-//! Watches, per connection (a connection is ZooKeeper's `Watcher`): one-shot data/exists and
-//! child watches, persistent and persistent-recursive watches (`WatchManager.java`).
+//! Watches, per connection (a connection is ZooKeeper's `Watcher`), modelled on the 3.6–3.8
+//! `WatchManager` + `WatcherModeManager` and checked against a real 3.8 server.
 //!
-//! Like ZooKeeper there are two tables, data and child. Persistent watches live in both. A change
-//! triggers one table for one path; every connection that matches gets at most one event per
-//! trigger.
+//! There are two tables, data (data and exists watches) and child. In each table a connection
+//! is registered at most once per path, with ONE mode: standard (one-shot), persistent or
+//! persistent-recursive; the last registration wins. So on a 3.8 server a one-shot getData watch
+//! set on a path that has a persistent watch turns the data side of it into a one-shot watch.
+//! addWatch registers in both tables. A change triggers one table for one path (and, for
+//! recursive watches, its ancestors); each selected connection gets one event per trigger.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use zkit::proto::EventType;
+use zkit::proto::{Acl, EventType};
 
 use super::ConnId;
 
-/// Modes a connection holds on one path in one table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Modes {
-    standard: bool,
-    persistent: bool,
-    recursive: bool,
+/// A registration's mode; standard watches have no entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Persistent,
+    Recursive,
 }
 
-impl Modes {
-    fn is_empty(&self) -> bool {
-        !(self.standard || self.persistent || self.recursive)
-    }
-}
-
-/// Which kind of watch.
+/// Which kind of watch (for listings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum WatchKind {
@@ -39,103 +35,145 @@ pub enum WatchKind {
     PersistentRecursive,
 }
 
-/// One table (data or child).
+/// One `WatchManager`.
 #[derive(Debug, Default, Clone)]
 struct Table {
-    by_path: HashMap<String, BTreeMap<ConnId, Modes>>,
-    recursive_count: usize,
+    table: HashMap<String, BTreeSet<ConnId>>,
+    paths: HashMap<ConnId, HashSet<String>>,
+    modes: HashMap<(ConnId, String), Mode>,
+    recursive: usize,
 }
 
 impl Table {
-    fn modes_mut(&mut self, path: &str, conn: ConnId) -> &mut Modes {
-        self.by_path
-            .entry(path.to_owned())
-            .or_default()
-            .entry(conn)
-            .or_default()
-    }
-
-    fn add(&mut self, path: &str, conn: ConnId, f: impl FnOnce(&mut Modes)) {
-        let m = self.modes_mut(path, conn);
-        let was = m.recursive;
-        f(m);
-        if m.recursive && !was {
-            self.recursive_count += 1;
+    fn set_mode(&mut self, conn: ConnId, path: &str, mode: Option<Mode>) {
+        let key = (conn, path.to_owned());
+        let old = match mode {
+            Some(m) => self.modes.insert(key, m),
+            None => self.modes.remove(&key),
+        };
+        let was = old == Some(Mode::Recursive);
+        let is = mode == Some(Mode::Recursive);
+        if was && !is {
+            self.recursive -= 1;
+        } else if is && !was {
+            self.recursive += 1;
         }
     }
 
-    fn cleanup(&mut self, path: &str, conn: ConnId) {
-        if let Some(map) = self.by_path.get_mut(path) {
-            if map.get(&conn).is_some_and(|m| m.is_empty()) {
-                map.remove(&conn);
-            }
-            if map.is_empty() {
-                self.by_path.remove(path);
-            }
-        }
+    fn add(&mut self, path: &str, conn: ConnId, mode: Option<Mode>) {
+        self.table.entry(path.to_owned()).or_default().insert(conn);
+        self.paths.entry(conn).or_default().insert(path.to_owned());
+        self.set_mode(conn, path, mode);
     }
 
-    /// Removes modes selected by `f` (which returns whether anything was removed).
-    fn remove(&mut self, path: &str, conn: ConnId, f: impl FnOnce(&mut Modes) -> bool) -> bool {
-        let Some(m) = self.by_path.get_mut(path).and_then(|m| m.get_mut(&conn)) else {
+    /// `WatchManager.containsWatcher` as 3.6–3.8 have it: true when ANY connection watches
+    /// `path` in this table ("at the leaf node, all watcher types match"), or when this
+    /// connection has a recursive watch there.
+    fn contains(&self, path: &str, conn: ConnId) -> bool {
+        self.table.get(path).is_some_and(|s| !s.is_empty())
+            || self.modes.get(&(conn, path.to_owned())) == Some(&Mode::Recursive)
+    }
+
+    fn remove(&mut self, path: &str, conn: ConnId) -> bool {
+        if !self.paths.get_mut(&conn).is_some_and(|p| p.remove(path)) {
+            return false;
+        }
+        let Some(set) = self.table.get_mut(path) else {
             return false;
         };
-        let was = m.recursive;
-        let removed = f(m);
-        if was && !m.recursive {
-            self.recursive_count -= 1;
+        if !set.remove(&conn) {
+            return false;
         }
-        self.cleanup(path, conn);
-        removed
+        if set.is_empty() {
+            self.table.remove(path);
+        }
+        self.set_mode(conn, path, None);
+        true
     }
 
-    fn contains(&self, path: &str, conn: ConnId, f: impl Fn(&Modes) -> bool) -> bool {
-        self.by_path
-            .get(path)
-            .and_then(|m| m.get(&conn))
-            .is_some_and(f)
+    fn remove_conn(&mut self, conn: ConnId) {
+        if let Some(paths) = self.paths.remove(&conn) {
+            for p in paths {
+                if let Some(set) = self.table.get_mut(&p) {
+                    set.remove(&conn);
+                    if set.is_empty() {
+                        self.table.remove(&p);
+                    }
+                }
+                self.set_mode(conn, &p, None);
+            }
+        }
     }
 
-    /// `WatchManager.triggerWatch`: returns the connections to notify, minus `suppress`.
+    fn size(&self) -> usize {
+        self.table.values().map(BTreeSet::len).sum()
+    }
+
+    /// `WatchManager.triggerWatch`: returns every selected connection (the "processed" set);
+    /// `fire` gets those not in `suppress`.
     fn trigger(
         &mut self,
         path: &str,
         event: EventType,
         suppress: &BTreeSet<ConnId>,
+        fire: &mut dyn FnMut(ConnId),
     ) -> BTreeSet<ConnId> {
-        let mut out = BTreeSet::new();
-        // Exact path: every mode.
-        if let Some(map) = self.by_path.get_mut(path) {
-            for (conn, m) in map.iter_mut() {
-                if m.standard
-                    || m.persistent
-                    || (m.recursive && event != EventType::NodeChildrenChanged)
-                {
-                    out.insert(*conn);
-                }
-                m.standard = false;
-            }
-            map.retain(|_, m| !m.is_empty());
-            if map.is_empty() {
-                self.by_path.remove(path);
-            }
-        }
-        // Ancestors: recursive watches only, never for child events.
-        if self.recursive_count > 0 && event != EventType::NodeChildrenChanged {
-            let mut p = path;
-            while p != "/" {
-                p = zkit::proto::path::parent(p);
-                if let Some(map) = self.by_path.get(p) {
-                    for (conn, m) in map {
-                        if m.recursive {
-                            out.insert(*conn);
+        let mut selected = BTreeSet::new();
+        let mut local = path.to_owned();
+        let mut at_parent = false;
+        loop {
+            if let Some(set) = self.table.get_mut(&local) {
+                let mut fired_once = Vec::new();
+                for conn in set.iter() {
+                    let mode = self.modes.get(&(*conn, local.clone()));
+                    if mode == Some(&Mode::Recursive) {
+                        // Recursive watches never see child events.
+                        if event != EventType::NodeChildrenChanged {
+                            selected.insert(*conn);
+                        }
+                    } else if !at_parent {
+                        selected.insert(*conn);
+                        if mode.is_none() {
+                            fired_once.push(*conn);
                         }
                     }
                 }
+                for conn in fired_once {
+                    set.remove(&conn);
+                    if let Some(p) = self.paths.get_mut(&conn) {
+                        p.remove(&local);
+                    }
+                }
+                if set.is_empty() {
+                    self.table.remove(&local);
+                }
+            }
+            if self.recursive == 0 || local == "/" {
+                break;
+            }
+            local = zkit::proto::path::parent(&local).to_owned();
+            at_parent = true;
+        }
+        for conn in &selected {
+            if !suppress.contains(conn) {
+                fire(*conn);
             }
         }
-        out.retain(|c| !suppress.contains(c));
-        out
+        selected
+    }
+
+    fn list(&self, data: bool, out: &mut BTreeSet<(ConnId, String, WatchKind)>) {
+        for (path, set) in &self.table {
+            for conn in set {
+                let kind = match self.modes.get(&(*conn, path.clone())) {
+                    Some(Mode::Persistent) => WatchKind::Persistent,
+                    Some(Mode::Recursive) => WatchKind::PersistentRecursive,
+                    None if data => WatchKind::Data,
+                    None => WatchKind::Child,
+                };
+                out.insert((*conn, path.clone(), kind));
+            }
+        }
     }
 }
 
@@ -144,7 +182,6 @@ impl Table {
 pub struct WatchManager {
     data: Table,
     child: Table,
-    by_conn: HashMap<ConnId, BTreeSet<String>>,
 }
 
 /// A notification to deliver.
@@ -156,173 +193,130 @@ pub struct Fired {
     pub event: EventType,
     /// Path of the changed node.
     pub path: String,
+    /// ACL a watcher needs READ on to be told (empty: anyone).
+    pub acl: Vec<Acl>,
 }
 
 impl WatchManager {
-    /// Registers a watch.
+    /// Registers a watch: a one-shot data/exists or child watch, or an addWatch in both
+    /// tables.
     pub fn add(&mut self, conn: ConnId, path: &str, kind: WatchKind) {
         match kind {
-            WatchKind::Data => self.data.add(path, conn, |m| m.standard = true),
-            WatchKind::Child => self.child.add(path, conn, |m| m.standard = true),
+            WatchKind::Data => self.data.add(path, conn, None),
+            WatchKind::Child => self.child.add(path, conn, None),
             WatchKind::Persistent => {
-                self.data.add(path, conn, |m| m.persistent = true);
-                self.child.add(path, conn, |m| m.persistent = true);
+                self.data.add(path, conn, Some(Mode::Persistent));
+                self.child.add(path, conn, Some(Mode::Persistent));
             }
             WatchKind::PersistentRecursive => {
-                self.data.add(path, conn, |m| m.recursive = true);
-                self.child.add(path, conn, |m| m.recursive = true);
+                self.data.add(path, conn, Some(Mode::Recursive));
+                self.child.add(path, conn, Some(Mode::Recursive));
             }
         }
-        self.by_conn
-            .entry(conn)
-            .or_default()
-            .insert(path.to_owned());
     }
 
     /// A node was created.
-    pub fn created(&mut self, path: &str, out: &mut Vec<Fired>) {
+    pub fn created(&mut self, path: &str, acl: &[Acl], parent_acl: &[Acl], out: &mut Vec<Fired>) {
         let none = BTreeSet::new();
-        let c = self.data.trigger(path, EventType::NodeCreated, &none);
-        push(out, c, EventType::NodeCreated, path);
+        let ev = EventType::NodeCreated;
+        self.data
+            .trigger(path, ev, &none, &mut push(out, ev, path, acl));
         let parent = zkit::proto::path::parent(path);
-        let c = self
-            .child
-            .trigger(parent, EventType::NodeChildrenChanged, &none);
-        push(out, c, EventType::NodeChildrenChanged, parent);
+        let ev = EventType::NodeChildrenChanged;
+        self.child
+            .trigger(parent, ev, &none, &mut push(out, ev, parent, parent_acl));
     }
 
     /// A node was deleted.
-    pub fn deleted(&mut self, path: &str, out: &mut Vec<Fired>) {
+    pub fn deleted(&mut self, path: &str, acl: &[Acl], parent_acl: &[Acl], out: &mut Vec<Fired>) {
         let none = BTreeSet::new();
-        let c = self.data.trigger(path, EventType::NodeDeleted, &none);
-        let c2 = self.child.trigger(path, EventType::NodeDeleted, &c);
-        push(out, c, EventType::NodeDeleted, path);
-        push(out, c2, EventType::NodeDeleted, path);
+        let ev = EventType::NodeDeleted;
+        let processed = self
+            .data
+            .trigger(path, ev, &none, &mut push(out, ev, path, acl));
+        self.child
+            .trigger(path, ev, &processed, &mut push(out, ev, path, acl));
         let parent = zkit::proto::path::parent(path);
-        let c = self
-            .child
-            .trigger(parent, EventType::NodeChildrenChanged, &none);
-        push(out, c, EventType::NodeChildrenChanged, parent);
+        let ev = EventType::NodeChildrenChanged;
+        self.child
+            .trigger(parent, ev, &none, &mut push(out, ev, parent, parent_acl));
     }
 
     /// A node's data changed.
-    pub fn data_changed(&mut self, path: &str, out: &mut Vec<Fired>) {
-        let c = self
-            .data
-            .trigger(path, EventType::NodeDataChanged, &BTreeSet::new());
-        push(out, c, EventType::NodeDataChanged, path);
+    pub fn data_changed(&mut self, path: &str, acl: &[Acl], out: &mut Vec<Fired>) {
+        let ev = EventType::NodeDataChanged;
+        self.data
+            .trigger(path, ev, &BTreeSet::new(), &mut push(out, ev, path, acl));
     }
 
-    /// Whether `conn` has a watch of the given WatcherType code on `path` (checkWatches).
+    /// checkWatches for WatcherType 1 (children), 2 (data) or 3 (any). Like a 3.8 server, this
+    /// also answers true when another connection watches the path.
     pub fn contains(&self, conn: ConnId, path: &str, watcher_type: i32) -> bool {
-        let any = |m: &Modes| !m.is_empty();
         match watcher_type {
-            1 => self.child.contains(path, conn, any),
-            2 => self.data.contains(path, conn, any),
-            3 => self.child.contains(path, conn, any) || self.data.contains(path, conn, any),
-            4 => self.data.contains(path, conn, |m| m.persistent),
-            5 => self.data.contains(path, conn, |m| m.recursive),
+            1 => self.child.contains(path, conn),
+            2 => self.data.contains(path, conn),
+            3 => self.child.contains(path, conn) || self.data.contains(path, conn),
             _ => false,
         }
     }
 
-    /// Removes watches of a WatcherType code (removeWatches); false when none matched.
+    /// removeWatches for WatcherType 1, 2 or 3; false when nothing was removed.
     pub fn remove(&mut self, conn: ConnId, path: &str, watcher_type: i32) -> bool {
-        let all = |m: &mut Modes| {
-            let had = !m.is_empty();
-            *m = Modes::default();
-            had
-        };
-        let removed = match watcher_type {
-            1 => self.child.remove(path, conn, all),
-            2 => self.data.remove(path, conn, all),
+        match watcher_type {
+            1 => self.child.remove(path, conn),
+            2 => self.data.remove(path, conn),
             3 => {
-                let a = self.child.remove(path, conn, all);
-                let b = self.data.remove(path, conn, all);
-                a || b
-            }
-            4 | 5 => {
-                let rec = watcher_type == 5;
-                let f = |m: &mut Modes| {
-                    let slot = if rec {
-                        &mut m.recursive
-                    } else {
-                        &mut m.persistent
-                    };
-                    std::mem::replace(slot, false)
-                };
-                let a = self.data.remove(path, conn, f);
-                let b = self.child.remove(path, conn, f);
+                let a = self.child.remove(path, conn);
+                let b = self.data.remove(path, conn);
                 a || b
             }
             _ => false,
-        };
-        if removed
-            && !self.data.contains(path, conn, |_| true)
-            && !self.child.contains(path, conn, |_| true)
-        {
-            if let Some(s) = self.by_conn.get_mut(&conn) {
-                s.remove(path);
-            }
         }
-        removed
     }
 
     /// Drops every watch of a closed connection.
     pub fn remove_conn(&mut self, conn: ConnId) {
-        if let Some(paths) = self.by_conn.remove(&conn) {
-            for p in paths {
-                let all = |m: &mut Modes| {
-                    *m = Modes::default();
-                    true
-                };
-                self.data.remove(&p, conn, all);
-                self.child.remove(&p, conn, all);
-            }
-        }
+        self.data.remove_conn(conn);
+        self.child.remove_conn(conn);
     }
 
-    /// Every watch: (connection, path, kind), sorted.
+    /// Every watch: (connection, path, kind), sorted; a persistent watch is listed once.
     pub fn list(&self) -> Vec<(ConnId, String, WatchKind)> {
-        let mut v = Vec::new();
-        for (table, is_data) in [(&self.data, true), (&self.child, false)] {
-            for (path, map) in &table.by_path {
-                for (conn, m) in map {
-                    if m.standard {
-                        let k = if is_data {
-                            WatchKind::Data
-                        } else {
-                            WatchKind::Child
-                        };
-                        v.push((*conn, path.clone(), k));
-                    }
-                    if is_data && m.persistent {
-                        v.push((*conn, path.clone(), WatchKind::Persistent));
-                    }
-                    if is_data && m.recursive {
-                        v.push((*conn, path.clone(), WatchKind::PersistentRecursive));
-                    }
-                }
-            }
-        }
-        v.sort();
-        v
+        let mut set = BTreeSet::new();
+        self.data.list(true, &mut set);
+        self.child.list(false, &mut set);
+        set.into_iter().collect()
     }
 
-    /// Number of (connection, path) watch registrations across both tables (`wchs` total).
+    /// The data table's registrations by connection (what `wchc`/`wchp`/`wchs` show).
+    pub fn data_table(&self) -> BTreeMap<ConnId, BTreeSet<String>> {
+        self.data
+            .paths
+            .iter()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(c, p)| (*c, p.iter().cloned().collect()))
+            .collect()
+    }
+
+    /// Registrations across both tables (`zk_watch_count`).
     pub fn count(&self) -> usize {
-        self.data.by_path.values().map(|m| m.len()).sum::<usize>()
-            + self.child.by_path.values().map(|m| m.len()).sum::<usize>()
+        self.data.size() + self.child.size()
     }
 }
 
-fn push(out: &mut Vec<Fired>, conns: BTreeSet<ConnId>, event: EventType, path: &str) {
-    for conn in conns {
+fn push<'a>(
+    out: &'a mut Vec<Fired>,
+    event: EventType,
+    path: &'a str,
+    acl: &'a [Acl],
+) -> impl FnMut(ConnId) + 'a {
+    move |conn| {
         out.push(Fired {
             conn,
             event,
             path: path.to_owned(),
-        });
+            acl: acl.to_vec(),
+        })
     }
 }
 
@@ -335,8 +329,8 @@ mod tests {
         let mut w = WatchManager::default();
         w.add(1, "/a", WatchKind::Data);
         let mut out = vec![];
-        w.data_changed("/a", &mut out);
-        w.data_changed("/a", &mut out);
+        w.data_changed("/a", &[], &mut out);
+        w.data_changed("/a", &[], &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(w.count(), 0);
     }
@@ -348,19 +342,21 @@ mod tests {
         w.add(1, "/a", WatchKind::Child);
         w.add(2, "/", WatchKind::Child);
         let mut out = vec![];
-        w.deleted("/a", &mut out);
+        w.deleted("/a", &[], &[], &mut out);
         assert_eq!(
             out,
             vec![
                 Fired {
                     conn: 1,
                     event: EventType::NodeDeleted,
-                    path: "/a".into()
+                    path: "/a".into(),
+                    acl: vec![],
                 },
                 Fired {
                     conn: 2,
                     event: EventType::NodeChildrenChanged,
-                    path: "/".into()
+                    path: "/".into(),
+                    acl: vec![],
                 }
             ]
         );
@@ -371,13 +367,36 @@ mod tests {
         let mut w = WatchManager::default();
         w.add(1, "/a", WatchKind::PersistentRecursive);
         let mut out = vec![];
-        w.created("/a/b/c", &mut out);
-        w.data_changed("/a/b/c", &mut out);
-        w.created("/ab", &mut out);
+        w.created("/a/b/c", &[], &[], &mut out);
+        w.data_changed("/a/b/c", &[], &mut out);
+        w.created("/ab", &[], &[], &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].event, EventType::NodeCreated);
         assert_eq!(out[1].event, EventType::NodeDataChanged);
-        assert_eq!(w.count(), 2); // still registered in both tables
+        assert_eq!(w.count(), 2); // registered in both tables
+    }
+
+    #[test]
+    fn a_one_shot_watch_replaces_the_persistent_mode_like_3_8() {
+        let mut w = WatchManager::default();
+        w.add(1, "/q", WatchKind::Persistent);
+        w.add(1, "/q", WatchKind::Data);
+        let mut out = vec![];
+        w.created("/q", &[], &[], &mut out);
+        w.data_changed("/q", &[], &mut out);
+        w.created("/q/k", &[], &[], &mut out);
+        w.created("/q/k2", &[], &[], &mut out);
+        let evs: Vec<_> = out.iter().map(|f| f.event).collect();
+        assert_eq!(
+            evs,
+            vec![
+                EventType::NodeCreated,
+                EventType::NodeChildrenChanged,
+                EventType::NodeChildrenChanged
+            ]
+        );
+        assert!(!w.contains(1, "/q", 2));
+        assert!(w.contains(1, "/q", 1));
     }
 
     #[test]
@@ -385,12 +404,12 @@ mod tests {
         let mut w = WatchManager::default();
         w.add(1, "/a", WatchKind::Persistent);
         let mut out = vec![];
-        w.created("/a/x", &mut out);
-        w.created("/a/y", &mut out);
+        w.created("/a/x", &[], &[], &mut out);
+        w.created("/a/y", &[], &[], &mut out);
         assert_eq!(out.len(), 2);
-        assert!(w.contains(1, "/a", 4));
-        assert!(w.remove(1, "/a", 4));
-        assert!(!w.remove(1, "/a", 4));
+        assert!(w.contains(1, "/a", 3));
+        assert!(w.remove(1, "/a", 3));
+        assert!(!w.remove(1, "/a", 3));
         assert!(w.list().is_empty());
     }
 }

@@ -45,7 +45,7 @@ pub(crate) async fn serve(
     }
     if is_known_word(&rbuf[..4]) {
         let word = String::from_utf8_lossy(&rbuf[..4]).into_owned();
-        let text = fourlw::answer(&word, &ctx);
+        let text = fourlw::answer(&word, &ctx, remote);
         tracing::debug!(%remote, word = %word, "four-letter word");
         let _ = wr.write_all(text.as_bytes()).await;
         let _ = wr.shutdown().await;

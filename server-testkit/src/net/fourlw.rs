@@ -61,8 +61,15 @@ impl FourLetterWords {
     }
 }
 
+impl From<&str> for FourLetterWords {
+    /// Same as [`FourLetterWords::parse`]: `"ruok,srvr"` or `"*"`.
+    fn from(list: &str) -> Self {
+        FourLetterWords::parse(list)
+    }
+}
+
 /// The text answer to `word` (already known to be a four-letter word).
-pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
+pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> String {
     if !ctx.net.four_letter_words.allows(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
@@ -96,8 +103,9 @@ pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
                 let to = db.sessions.get(&sid).copied().unwrap_or(0);
                 let _ = write!(
                     s,
-                    ",sid=0x{sid:x},lop=NA,est={},to={to},lcxid=0x{:x},lzxid=0x{:x},lresp={},\
+                    ",sid=0x{sid:x},lop={},est={},to={to},lcxid=0x{:x},lzxid=0x{:x},lresp={},\
                      llat=0,minlat=0,avglat=0,maxlat=0",
+                    c.last_op,
                     c.established,
                     c.last_cxid,
                     c.last_zxid,
@@ -107,14 +115,19 @@ pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
             let _ = writeln!(s, ")");
             let _ = id;
         }
+        // The connection asking is listed too, like on a real server.
+        let _ = writeln!(s, " /{remote}[0](queued=0,recved=1,sent=0)");
     };
-    // session id -> paths, from the connection's watches.
+    // Like ZooKeeper's dumpWatches / getWatchesSummary: the data-watch table only (it also
+    // holds persistent watches).
     let mut by_session: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
     let mut by_path: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    for (conn, path, _) in core.watch_manager().list() {
+    for (conn, paths) in core.watch_manager().data_table() {
         let sid = core.session_of(conn).unwrap_or(0);
-        by_session.entry(sid).or_default().insert(path.clone());
-        by_path.entry(path).or_default().insert(sid);
+        for path in paths {
+            by_session.entry(sid).or_default().insert(path.clone());
+            by_path.entry(path).or_default().insert(sid);
+        }
     }
     match word {
         "ruok" => s.push_str("imok"),
@@ -186,12 +199,12 @@ pub(crate) fn answer(word: &str, ctx: &Ctx) -> String {
             }
         }
         "wchs" => {
+            let total: usize = by_path.values().map(|s| s.len()).sum();
             let _ = write!(
                 s,
-                "{} connections watching {} paths\nTotal watches:{}\n",
+                "{} connections watching {} paths\nTotal watches:{total}\n",
                 by_session.len(),
                 by_path.len(),
-                core.watch_manager().count()
             );
         }
         "wchc" => {

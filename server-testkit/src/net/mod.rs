@@ -11,7 +11,7 @@ mod fourlw;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -23,12 +23,20 @@ use crate::core::{ConnId, Core, Output};
 
 pub use fourlw::{FourLetterWords, ALL_WORDS};
 
-/// Wall clock in ms since the epoch: the only clock the core sees.
+/// The only clock the core sees: ms since the epoch, read once from the wall clock and then
+/// advanced by tokio's monotonic clock, so a wall-clock jump can neither expire every session
+/// nor make times run backwards — and a test that pauses tokio's clock
+/// (`tokio::time::pause()` / `advance()`) also controls session expiry and TTLs.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    static ANCHOR: OnceLock<(tokio::time::Instant, i64)> = OnceLock::new();
+    let (at, wall) = ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        (tokio::time::Instant::now(), wall)
+    });
+    wall + at.elapsed().as_millis() as i64
 }
 
 /// What a connection's writer is asked to do.
@@ -126,7 +134,11 @@ pub(crate) async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let ctx = ctx.clone();
                     let sd = shutdown.clone();
-                    tasks.spawn(conn::serve(stream, remote, ctx, sd));
+                    let span = tracing::debug_span!("zk_conn", %remote);
+                    tasks.spawn(tracing::Instrument::instrument(
+                        conn::serve(stream, remote, ctx, sd),
+                        span,
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

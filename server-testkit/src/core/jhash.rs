@@ -1,0 +1,155 @@
+//! A set of strings that iterates in the order a `java.util.HashSet<String>` would.
+//!
+//! ZooKeeper keeps a node's children and a session's ephemerals in `HashSet`s, so getChildren,
+//! getEphemerals and the order in which a closing session's ephemerals are deleted (hence the
+//! order of its NodeDeleted events) follow Java's hash order. This reproduces it: the bucket is
+//! `(h ^ h >>> 16) & (capacity - 1)` with `h = String.hashCode()`, entries of one bucket keep
+//! insertion order, the table doubles when its size exceeds 3/4 of its capacity and never
+//! shrinks. (Tree bins, used only after 8 collisions in one bucket of a 64+ table, are not
+//! modelled.)
+
+use std::collections::HashMap;
+
+/// `String.hashCode()`: over UTF-16 code units, wrapping.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32))
+}
+
+fn spread(s: &str) -> u32 {
+    let h = java_string_hash(s) as u32;
+    h ^ (h >> 16)
+}
+
+/// `HashMap.tableSizeFor`: the next power of two ≥ `c` (at least 1).
+fn table_size_for(c: usize) -> usize {
+    c.max(1).next_power_of_two()
+}
+
+/// A string set with Java `HashSet` iteration order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JavaHashSet {
+    /// Element -> insertion sequence number.
+    items: HashMap<String, u64>,
+    /// Table capacity once allocated (0 = not allocated yet).
+    cap: usize,
+    /// Capacity the first insertion allocates.
+    initial: usize,
+    seq: u64,
+}
+
+impl JavaHashSet {
+    /// `new HashSet<>(initial)`; `new HashSet<>()` is 16.
+    pub fn with_capacity(initial: usize) -> JavaHashSet {
+        JavaHashSet {
+            items: HashMap::new(),
+            cap: 0,
+            initial: table_size_for(initial),
+            seq: 0,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Whether `s` is in the set.
+    pub fn contains(&self, s: &str) -> bool {
+        self.items.contains_key(s)
+    }
+
+    /// Adds `s`; false if it was there.
+    pub fn insert(&mut self, s: String) -> bool {
+        if self.items.contains_key(&s) {
+            return false;
+        }
+        if self.cap == 0 {
+            self.cap = self.initial;
+        }
+        self.seq += 1;
+        self.items.insert(s, self.seq);
+        if self.items.len() * 4 > self.cap * 3 {
+            self.cap *= 2;
+        }
+        true
+    }
+
+    /// Removes `s`; false if it was not there.
+    pub fn remove(&mut self, s: &str) -> bool {
+        self.items.remove(s).is_some()
+    }
+
+    /// Elements in Java iteration order.
+    pub fn iter_order(&self) -> Vec<String> {
+        let mask = self.cap.max(1) as u32 - 1;
+        let mut v: Vec<(u32, u64, &String)> = self
+            .items
+            .iter()
+            .map(|(k, seq)| (spread(k) & mask, *seq, k))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, _, k)| k.clone()).collect()
+    }
+
+    /// Elements in the iteration order of `set.clone()` (ZooKeeper hands out clones): the clone
+    /// is sized for the current size, entries inserted in this set's order.
+    pub fn clone_order(&self) -> Vec<String> {
+        let src = self.iter_order();
+        if src.is_empty() {
+            return src;
+        }
+        // JDK 17 HashMap.putMapEntries: tableSizeFor((int) (size / 0.75f + 1.0f)).
+        let t = (src.len() as f32 / 0.75f32 + 1.0f32) as usize;
+        let mask = table_size_for(t) as u32 - 1;
+        let mut v: Vec<(u32, usize, String)> = src
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (spread(&k) & mask, i, k))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, _, k)| k).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_codes() {
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("hello"), 99162322);
+        assert_eq!(java_string_hash("zookeeper"), 1_600_681_804);
+    }
+
+    #[test]
+    fn zookeeper_children_order_like_a_real_server() {
+        // A real 3.8 server lists /zookeeper as [config, quota].
+        let mut s = JavaHashSet::with_capacity(8);
+        s.insert("quota".into());
+        s.insert("config".into());
+        assert_eq!(s.iter_order(), vec!["config", "quota"]);
+    }
+
+    #[test]
+    fn grows_and_keeps_bucket_order() {
+        let mut s = JavaHashSet::with_capacity(8);
+        for i in 0..20 {
+            s.insert(format!("n{i}"));
+        }
+        assert_eq!(s.cap, 32);
+        assert_eq!(s.iter_order().len(), 20);
+        for i in 0..20 {
+            s.remove(&format!("n{i}"));
+        }
+        assert!(s.is_empty());
+        assert_eq!(s.cap, 32, "never shrinks");
+    }
+}
