@@ -11,6 +11,7 @@
 
 pub mod core;
 pub mod net;
+pub mod persist;
 mod server;
 
 pub use server::{Builder, Error, Server, SessionSummary, WatchSummary};
