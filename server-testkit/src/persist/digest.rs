@@ -136,6 +136,16 @@ impl Journal {
         }
     }
 
+    /// A journal whose tree digest is already known.
+    pub fn with_digest(digest: i64, zxid: i64) -> Journal {
+        Journal {
+            digest: digest as u64,
+            last_zxid: zxid,
+            pending: Vec::new(),
+            record: true,
+        }
+    }
+
     /// Keeps the digest but does not queue txns (recovery replay).
     pub fn digest_only(tree: &DataTree, zxid: i64) -> Journal {
         Journal {
