@@ -23,10 +23,11 @@ use crate::core::Database;
 /// are durable).
 pub type Deliver = Box<dyn FnOnce() + Send>;
 
-/// Reads the live database and the journal's `(last zxid, digest)`; false when the server is
-/// gone.
-pub type DbAccess =
-    Box<dyn Fn(&mut dyn FnMut(&Database, Option<(i64, i64)>)) -> bool + Send + Sync>;
+/// A visit of the live database with the journal's `(last zxid, digest)`.
+pub type Visit<'a> = dyn FnMut(&Database, Option<(i64, i64)>) + 'a;
+
+/// Runs a [`Visit`] under the server's lock; false when the server is gone.
+pub type DbAccess = Box<dyn Fn(&mut Visit<'_>) -> bool + Send + Sync>;
 
 enum Cmd {
     Batch(Vec<Logged>, Deliver),

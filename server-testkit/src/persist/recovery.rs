@@ -221,6 +221,8 @@ pub fn recover(
                 data_after,
             } => {
                 let next_start = files.get(i + 1).map(|(z, _)| *z);
+                // (`map_or`, not `is_none_or`: the workspace supports Rust 1.80.)
+                #[allow(clippy::unnecessary_map_or)]
                 let nothing_lost = next_start.map_or(true, |n| n <= last + 1);
                 if !data_after && nothing_lost {
                     tracing::warn!(file = %path.display(), offset, reason = %reason, "dropping torn final log entry");

@@ -94,8 +94,8 @@ pub(super) async fn prepare(b: &mut Builder, cfg: Config) -> Result<Core, Error>
 pub(super) fn attach(b: &Builder, ctx: &Arc<Ctx>) -> Option<Arc<Pipeline>> {
     let dir = b.persist.data_dir.clone()?;
     let weak: Weak<Ctx> = Arc::downgrade(ctx);
-    let access = Box::new(
-        move |f: &mut dyn FnMut(&Database, Option<(i64, i64)>)| -> bool {
+    let access: crate::persist::pipeline::DbAccess =
+        Box::new(move |f: &mut crate::persist::pipeline::Visit<'_>| -> bool {
             let Some(ctx) = weak.upgrade() else {
                 return false;
             };
@@ -103,8 +103,7 @@ pub(super) fn attach(b: &Builder, ctx: &Arc<Ctx>) -> Option<Arc<Pipeline>> {
             let j = g.core.journal().map(|j| (j.last_zxid(), j.digest()));
             f(g.core.db(), j);
             true
-        },
-    );
+        });
     let last = ctx.lock().core.db().last_zxid;
     let p = Arc::new(Pipeline::start(&dir, b.persist.opts.clone(), last, access));
     ctx.lock().persist = Some(p.clone());
