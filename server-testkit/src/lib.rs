@@ -35,6 +35,7 @@
 
 pub mod core;
 pub mod net;
+pub mod persist;
 mod server;
 
 pub use net::FourLetterWords;

@@ -27,7 +27,13 @@ pub enum Error {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The data dir could not be recovered or written.
+    #[error(transparent)]
+    Persist(#[from] crate::persist::PersistError),
 }
+
+#[path = "persist/server_api.rs"]
+mod persist_api;
 
 /// Configures a [`Server`].
 #[derive(Debug, Clone)]
@@ -42,6 +48,8 @@ pub struct Builder {
     four_letter_words: FourLetterWords,
     handshake_timeout: Duration,
     reap_interval: Duration,
+    /// Persistence: data dir, options, backup to seed it from (see `persist_api`).
+    persist: persist_api::PersistConfig,
 }
 
 impl Default for Builder {
@@ -57,6 +65,7 @@ impl Default for Builder {
             four_letter_words: FourLetterWords::default(),
             handshake_timeout: Duration::from_secs(10),
             reap_interval: Duration::from_millis(100),
+            persist: Default::default(),
         }
     }
 }
@@ -145,7 +154,7 @@ impl Builder {
     }
 
     /// Starts the server.
-    pub async fn start(self) -> Result<Server, Error> {
+    pub async fn start(mut self) -> Result<Server, Error> {
         // Session passwords need an unpredictable seed; the core itself draws none.
         let secret = {
             use std::hash::{BuildHasher, Hasher};
@@ -154,7 +163,7 @@ impl Builder {
             h.finish()
         };
         let cfg = self.core_config(secret)?;
-        let core = Core::new(cfg, now_ms());
+        let core = persist_api::prepare(&mut self, cfg).await?;
         let running = Running::start(&self, self.listen, core).await?;
         Ok(Server {
             builder: self,
@@ -176,6 +185,7 @@ struct Running {
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
     ticker: JoinHandle<()>,
+    persist: Option<Arc<crate::persist::pipeline::Pipeline>>,
 }
 
 impl Running {
@@ -198,6 +208,7 @@ impl Running {
                 core,
                 conns: HashMap::new(),
                 next_conn: 1,
+                persist: None,
             }),
             net: NetConfig {
                 max_packet: b.max_packet,
@@ -209,6 +220,7 @@ impl Running {
             paused,
             paused_until: Mutex::new(None),
         });
+        let persist = persist_api::attach(b, &ctx);
         let (shutdown, rx) = watch::channel(false);
         let span = tracing::info_span!("server", addr = %local_addr);
         let accept = tokio::spawn(tracing::Instrument::instrument(
@@ -225,6 +237,7 @@ impl Running {
             shutdown,
             accept,
             ticker,
+            persist,
         })
     }
 
@@ -232,6 +245,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = (&mut self.accept).await;
         let _ = (&mut self.ticker).await;
+        persist_api::detach(&self.ctx, self.persist.take()).await;
         let mut g = self.ctx.lock();
         let cfg = g.core.config().clone();
         let core = std::mem::replace(&mut g.core, Core::new(cfg, 0));
@@ -329,7 +343,11 @@ impl Server {
         let Some((db, cfg)) = self.saved.take() else {
             return Err(Error::Config("nothing to restart".into()));
         };
-        let core = Core::with_db(cfg, db, now_ms());
+        let core = match persist_api::prepare(&mut self.builder, cfg.clone()).await? {
+            // With a data dir the restarted server recovers from disk, like a real one.
+            core if self.builder.persist.data_dir.is_some() => core,
+            _ => Core::with_db(cfg, db, now_ms()),
+        };
         let running = Running::start(&self.builder, self.addr(), core).await?;
         self.running = Some(running);
         Ok(())

@@ -25,6 +25,11 @@ OPTIONS:
     --super-digest USER:BASE64    superDigest: this digest user bypasses ACLs
     --extended-types              enable TTL nodes (zookeeper.extendedTypesEnabled)
     --four-letter-words LIST      comma separated whitelist, or * for all (default srvr)
+    --data-dir DIR                keep data in a ZooKeeper dataDir (DIR/version-2), recovered at start
+    --no-fsync                    do not fsync the txn log (forceSync=no)
+    --snap-count N                txns between snapshots (default 100000)
+    --purge-keep N                after each snapshot keep only the N newest (default: keep all)
+    --truncate-corrupt            cut the log at a corrupt entry instead of refusing to start
     -h, --help                    print this help
 
 The bound address is printed on stderr as `zkit-server listening on HOST:PORT`.
@@ -41,6 +46,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut host = "127.0.0.1".to_owned();
     let mut port: u16 = 2181;
     let mut b = Server::builder();
+    let mut popts = zkit_testkit::persist::PersistOptions::default();
     let mut it = args.peekable();
     fn ms(v: &str, flag: &str) -> Result<Duration, String> {
         v.parse::<u64>()
@@ -90,13 +96,27 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
             }
             "--extended-types" => b = b.extended_types(true),
             "--four-letter-words" => b = b.four_letter_words(FourLetterWords::parse(&value()?)),
+            "--data-dir" => b = b.data_dir(value()?),
+            "--no-fsync" => popts = popts.force_sync(false),
+            "--truncate-corrupt" => popts = popts.truncate_corrupt(true),
+            "--snap-count" | "--purge-keep" => {
+                let v = value()?;
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("{flag} expects a number, got {v:?}"))?;
+                popts = if flag == "--snap-count" {
+                    popts.snap_count(n)
+                } else {
+                    popts.purge_keep(Some(n as usize))
+                };
+            }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
     Ok(Some(Args {
         host,
         port,
-        builder: b,
+        builder: b.persist_options(popts),
     }))
 }
 

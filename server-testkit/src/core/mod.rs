@@ -155,6 +155,8 @@ pub struct Core {
     counters: Counters,
     out: Vec<Output>,
     txns: Vec<Txn>,
+    /// Persistence hook: committed txns with their tree digests, for the txn log.
+    journal: Option<crate::persist::Journal>,
 }
 
 impl Core {
@@ -188,6 +190,7 @@ impl Core {
             counters: Counters::default(),
             out: Vec::new(),
             txns: Vec::new(),
+            journal: None,
         }
     }
 
@@ -209,6 +212,21 @@ impl Core {
     /// Takes the txns committed since the last call (only with [`Config::record_txns`]).
     pub fn drain_txns(&mut self) -> Vec<Txn> {
         std::mem::take(&mut self.txns)
+    }
+
+    /// Installs (or removes) the persistence journal that records every committed txn.
+    pub fn set_journal(&mut self, journal: Option<crate::persist::Journal>) {
+        self.journal = journal;
+    }
+
+    /// The persistence journal, if any.
+    pub fn journal(&self) -> Option<&crate::persist::Journal> {
+        self.journal.as_ref()
+    }
+
+    /// The persistence journal, mutable (to take the committed txns).
+    pub fn journal_mut(&mut self) -> Option<&mut crate::persist::Journal> {
+        self.journal.as_mut()
     }
 
     /// Takes the pending outputs.
@@ -448,7 +466,11 @@ impl Core {
     /// Applies a txn and queues the notifications it causes.
     fn commit(&mut self, txn: &Txn) -> ApplyResult {
         let mut changes = Vec::new();
+        let pre = self.journal.as_ref().map(|j| j.before(&self.db.tree, txn));
         let rc = self.db.apply(txn, &mut changes);
+        if let (Some(j), Some(pre)) = (self.journal.as_mut(), pre) {
+            j.after(&self.db.tree, txn, pre);
+        }
         if self.cfg.record_txns {
             self.txns.push(txn.clone());
         }

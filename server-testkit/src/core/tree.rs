@@ -489,6 +489,78 @@ impl DataTree {
     }
 }
 
+/// Loading from a snapshot (used by `persist`): nodes arrive parent first with their stored stat.
+impl DataTree {
+    /// A tree with no nodes at all, not even the root; fill it with [`DataTree::restore_node`].
+    pub fn empty(extended_types: bool) -> DataTree {
+        DataTree {
+            nodes: HashMap::new(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            extended_types,
+            data_size: 0,
+        }
+    }
+
+    /// Inserts a node as stored (`""` or `/` is the root); its parent must already be there.
+    /// Children are linked as they arrive. Err names what is wrong.
+    pub fn restore_node(
+        &mut self,
+        path: &str,
+        data: Option<Bytes>,
+        acl: Vec<Acl>,
+        stat: StatPersisted,
+    ) -> Result<(), &'static str> {
+        let path = if path.is_empty() { ROOT } else { path };
+        if self.nodes.contains_key(path) {
+            return Err("duplicate node");
+        }
+        if path != ROOT {
+            if !path.starts_with('/') || path.ends_with('/') {
+                return Err("invalid path");
+            }
+            let p = self.nodes.get_mut(parent(path)).ok_or("parent missing")?;
+            p.children.insert(basename(path).to_owned());
+        }
+        self.data_size += path.len() + data.as_ref().map_or(0, |d| d.len());
+        match NodeKind::of(stat.ephemeral_owner, self.extended_types) {
+            NodeKind::Container => {
+                self.containers.insert(path.to_owned());
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.insert(path.to_owned());
+            }
+            NodeKind::Ephemeral => {
+                self.ephemerals
+                    .entry(stat.ephemeral_owner)
+                    .or_default()
+                    .insert(path.to_owned());
+            }
+            NodeKind::Persistent => {}
+        }
+        self.nodes
+            .insert(path.to_owned(), Node::new(data, acl, stat));
+        Ok(())
+    }
+
+    /// `DataTree.setCversionPzxid`: replaying a create that finds its node already there (a
+    /// fuzzy snapshot) still advances the parent's cversion and pzxid.
+    pub fn set_cversion_pzxid(&mut self, path: &str, cversion: i32, zxid: i64) {
+        if let Some(n) = self.nodes.get_mut(path) {
+            let cv = if cversion == -1 {
+                n.stat.cversion.wrapping_add(1)
+            } else {
+                cversion
+            };
+            if cv > n.stat.cversion {
+                n.stat.cversion = cv;
+                n.stat.pzxid = zxid;
+            }
+        }
+    }
+}
+
 /// `parent` + `/` + `child`, without doubling the root's slash.
 pub fn join(parent: &str, child: &str) -> String {
     if parent == ROOT || parent.is_empty() {

@@ -71,24 +71,42 @@ pub(crate) struct Shared {
     pub core: Core,
     pub conns: HashMap<ConnId, mpsc::UnboundedSender<Msg>>,
     pub next_conn: ConnId,
+    /// With a data dir: the txn log writer that releases outputs once their txns are durable.
+    pub persist: Option<std::sync::Arc<crate::persist::pipeline::Pipeline>>,
 }
 
 impl Shared {
     /// Routes the core's outputs to the connection queues.
     pub fn dispatch(&mut self) {
-        for o in self.core.take_output() {
-            match o {
-                Output::Send(c, f) => {
-                    if let Some(tx) = self.conns.get(&c) {
-                        let _ = tx.send(Msg::Frame(f));
-                    }
-                }
-                Output::Close(c, reason) => {
-                    if let Some(tx) = self.conns.get(&c) {
-                        let _ = tx.send(Msg::Close(reason));
-                    }
-                }
+        let out = self.core.take_output();
+        let conns = &self.conns;
+        let route = move |o: Output| match o {
+            Output::Send(c, f) => conns.get(&c).map(|tx| (tx.clone(), Msg::Frame(f))),
+            Output::Close(c, r) => conns.get(&c).map(|tx| (tx.clone(), Msg::Close(r))),
+        };
+        if let Some(p) = &self.persist {
+            // Txns go to the log first; their outputs (and any output queued behind them) are
+            // sent by the log writer once the txns are durable.
+            let txns = self
+                .core
+                .journal_mut()
+                .map(|j| j.take())
+                .unwrap_or_default();
+            if !txns.is_empty() || p.busy() {
+                let sends: Vec<_> = out.into_iter().filter_map(route).collect();
+                p.submit(
+                    txns,
+                    Box::new(move || {
+                        for (tx, m) in sends {
+                            let _ = tx.send(m);
+                        }
+                    }),
+                );
+                return;
             }
+        }
+        for (tx, m) in out.into_iter().filter_map(route) {
+            let _ = tx.send(m);
         }
     }
 }

@@ -1,0 +1,199 @@
+//! The persistence side of [`Server`] and [`Builder`] (a child module of `server`, kept in
+//! `persist/` so the server file stays small): data dir options, recovery at start, attaching
+//! the log writer, snapshots, backups, crash simulation.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use super::{Builder, Error, Server};
+use crate::core::{Config, Core, Database};
+use crate::net::{now_ms, Ctx};
+use crate::persist::backup::{backup_dir, restore_into, BackupInfo};
+use crate::persist::pipeline::Pipeline;
+use crate::persist::{recover, Journal, PersistError, PersistOptions, RecoveryReport};
+
+/// Persistence settings held by the [`Builder`].
+#[derive(Debug, Clone, Default)]
+pub(super) struct PersistConfig {
+    pub data_dir: Option<PathBuf>,
+    pub opts: PersistOptions,
+    pub restore_from: Option<PathBuf>,
+    pub last_report: Option<RecoveryReport>,
+}
+
+impl Builder {
+    /// Keeps the data in a ZooKeeper data dir (`DIR/version-2/{log,snapshot}.*`): recovered at
+    /// start, every write logged and fsynced before it is acknowledged. In memory by default.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.persist.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Log, snapshot, purge and recovery settings (used with [`Builder::data_dir`]).
+    pub fn persist_options(mut self, opts: PersistOptions) -> Self {
+        self.persist.opts = opts;
+        self
+    }
+
+    /// Seeds the (empty) data dir from a backup made by [`Server::backup_to`], a real ZooKeeper
+    /// data dir or its `version-2` directory. Without [`Builder::data_dir`] a fresh directory
+    /// under the system temp dir is used (and kept).
+    pub fn restore_from(mut self, backup: impl Into<PathBuf>) -> Self {
+        self.persist.restore_from = Some(backup.into());
+        self
+    }
+
+    /// Point-in-time restore: recover only txns up to `zxid` (later ones are set aside under
+    /// `version-2/after-restore/`).
+    pub fn restore_to_zxid(mut self, zxid: i64) -> Self {
+        self.persist.opts.restore_to_zxid = Some(zxid);
+        self
+    }
+}
+
+fn fresh_temp_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "zkit-restore-{}-{}-{}",
+        std::process::id(),
+        now_ms(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Builds the core: recovered from the data dir when there is one, else fresh.
+pub(super) async fn prepare(b: &mut Builder, cfg: Config) -> Result<Core, Error> {
+    if b.persist.restore_from.is_some() && b.persist.data_dir.is_none() {
+        b.persist.data_dir = Some(fresh_temp_dir());
+    }
+    let Some(dir) = b.persist.data_dir.clone() else {
+        return Ok(Core::new(cfg, now_ms()));
+    };
+    let from = b.persist.restore_from.take();
+    let opts = b.persist.opts.clone();
+    let extended = cfg.extended_types;
+    let rec = tokio::task::spawn_blocking(move || -> Result<_, PersistError> {
+        if let Some(src) = from {
+            restore_into(&src, &dir)?;
+        }
+        recover(&dir, &opts, extended)
+    })
+    .await
+    .map_err(|e| Error::Config(format!("recovery task failed: {e}")))??;
+    // A point-in-time restore happens once; later restarts recover everything on disk.
+    b.persist.opts.restore_to_zxid = None;
+    let last = rec.db.last_zxid;
+    let mut core = Core::with_db(cfg, rec.db, now_ms());
+    core.set_journal(Some(Journal::with_digest(rec.digest, last)));
+    b.persist.last_report = Some(rec.report);
+    Ok(core)
+}
+
+/// Starts the log writer for a freshly started listener and wires it into the dispatch path.
+pub(super) fn attach(b: &Builder, ctx: &Arc<Ctx>) -> Option<Arc<Pipeline>> {
+    let dir = b.persist.data_dir.clone()?;
+    let weak: Weak<Ctx> = Arc::downgrade(ctx);
+    let access: crate::persist::pipeline::DbAccess =
+        Box::new(move |f: &mut crate::persist::pipeline::Visit<'_>| -> bool {
+            let Some(ctx) = weak.upgrade() else {
+                return false;
+            };
+            let g = ctx.lock();
+            let j = g.core.journal().map(|j| (j.last_zxid(), j.digest()));
+            f(g.core.db(), j);
+            true
+        });
+    let last = ctx.lock().core.db().last_zxid;
+    let p = Arc::new(Pipeline::start(&dir, b.persist.opts.clone(), last, access));
+    ctx.lock().persist = Some(p.clone());
+    Some(p)
+}
+
+/// Graceful stop of the log writer (everything queued is written and delivered).
+pub(super) async fn detach(ctx: &Arc<Ctx>, p: Option<Arc<Pipeline>>) {
+    ctx.lock().persist = None;
+    if let Some(p) = p {
+        let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+    }
+}
+
+impl Server {
+    /// Starts a server from a backup ([`Server::backup_to`]) or any ZooKeeper data dir, in a new
+    /// data dir under the system temp dir. Use [`Builder::restore_from`] for more control.
+    pub async fn from_backup(backup: impl AsRef<Path>) -> Result<Server, Error> {
+        Server::builder()
+            .restore_from(backup.as_ref())
+            .start()
+            .await
+    }
+
+    /// The data dir, when the server persists.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.builder.persist.data_dir.as_deref()
+    }
+
+    /// What the last start-up recovery found and did.
+    pub fn recovery_report(&self) -> Option<&RecoveryReport> {
+        self.builder.persist.last_report.as_ref()
+    }
+
+    fn pipeline(&self) -> Result<Arc<Pipeline>, Error> {
+        self.running
+            .as_ref()
+            .and_then(|r| r.persist.clone())
+            .ok_or_else(|| Error::Config("server is not running with a data dir".into()))
+    }
+
+    /// Takes a snapshot now (writes go on while it is written); returns its path.
+    pub async fn snapshot_now(&self) -> Result<PathBuf, Error> {
+        let p = self.pipeline()?;
+        tokio::task::spawn_blocking(move || p.snapshot_now())
+            .await
+            .map_err(|e| Error::Config(format!("snapshot task failed: {e}")))?
+            .map_err(Error::from)
+    }
+
+    /// Writes a consistent backup to `dest`: a fresh snapshot and the logs after it, cut at a
+    /// point where every earlier txn is written. Start a server from it with
+    /// [`Server::from_backup`].
+    pub async fn backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupInfo, Error> {
+        let p = self.pipeline()?;
+        let data_dir = self.data_dir().map(Path::to_owned).unwrap_or_default();
+        let dest = dest.as_ref().to_owned();
+        tokio::task::spawn_blocking(move || -> Result<BackupInfo, PersistError> {
+            p.snapshot_now()?;
+            let limit = p.flush();
+            backup_dir(&data_dir, &dest, limit)
+        })
+        .await
+        .map_err(|e| Error::Config(format!("backup task failed: {e}")))?
+        .map_err(Error::from)
+    }
+
+    /// Deletes old snapshots and logs, keeping the `keep` newest snapshots.
+    pub fn purge(&self, keep: usize) -> Result<Vec<PathBuf>, Error> {
+        let dir = self
+            .data_dir()
+            .ok_or_else(|| Error::Config("server has no data dir".into()))?;
+        Ok(crate::persist::purge(dir, keep)?)
+    }
+
+    /// Crash simulation: the server stops at once, no pending reply is sent, and the log is cut
+    /// back to its last fsync (with `force_sync` off: to what was written). [`Server::restart`]
+    /// then recovers from the data dir.
+    pub async fn kill(&mut self) {
+        let Some(mut r) = self.running.take() else {
+            return;
+        };
+        let cfg = r.ctx.lock().core.config().clone();
+        // The dead pipeline stays wired in: whatever the connections still produce queues
+        // behind it and is never sent.
+        if let Some(p) = r.persist.take() {
+            let _ = tokio::task::spawn_blocking(move || p.kill()).await;
+        }
+        drop(r);
+        self.saved = Some((Database::new(cfg.extended_types), cfg));
+        tracing::info!(addr = %self.addr(), "server killed");
+    }
+}
