@@ -198,6 +198,15 @@ fn depth(root: &str, path: &str) -> Option<usize> {
     Some(rest.split('/').count())
 }
 
+/// Whether `path` is mirrored: under `root`, at most `max_depth` levels down.
+fn in_scope(root: &str, path: &str, max_depth: Option<usize>) -> bool {
+    match (depth(root, path), max_depth) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(d), Some(m)) => d <= m,
+    }
+}
+
 /// Reads the subtree at `root` (at most `max_depth` levels).
 async fn load(client: &Client, root: &str, max_depth: Option<usize>) -> zkit::Result<Tree> {
     let mut tree = Tree::new();
@@ -350,7 +359,7 @@ async fn run(
             tokio::select! {
                 ev = watcher.next() => match ev {
                     Some(Ok(ev)) => {
-                        if !depth(&root, &ev.path).is_some_and(|d| !opts.max_depth.is_some_and(|m| d > m)) {
+                        if !in_scope(&root, &ev.path, opts.max_depth) {
                             continue;
                         }
                         match ev.event_type {
