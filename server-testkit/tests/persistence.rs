@@ -43,7 +43,7 @@ fn dump_core(core: &Core) -> Dump {
     let mut stack = vec!["/".to_owned()];
     while let Some(p) = stack.pop() {
         if let Some(n) = tree.get(&p) {
-            for c in &n.children {
+            for c in &n.children.iter_order() {
                 stack.push(if p == "/" {
                     format!("/{c}")
                 } else {

@@ -534,7 +534,7 @@ impl DataTree {
             NodeKind::Ephemeral => {
                 self.ephemerals
                     .entry(stat.ephemeral_owner)
-                    .or_default()
+                    .or_insert_with(|| JavaHashSet::with_capacity(16))
                     .insert(path.to_owned());
             }
             NodeKind::Persistent => {}

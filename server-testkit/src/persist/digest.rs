@@ -55,8 +55,8 @@ pub fn tree_digest(tree: &DataTree) -> i64 {
             if counted(&p) {
                 sum = sum.wrapping_add(node_digest(&p, n));
             }
-            for c in &n.children {
-                stack.push(super::join(&p, c));
+            for c in n.children.iter_order() {
+                stack.push(super::join(&p, &c));
             }
         }
     }

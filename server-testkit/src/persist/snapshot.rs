@@ -133,7 +133,7 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
                 nodes.put_i64(idx);
                 put_stat(&mut nodes, &n.stat);
                 count += 1;
-                for c in n.children.iter().rev() {
+                for c in n.children.iter_order().iter().rev() {
                     stack.push(join(&path, c));
                 }
             }
