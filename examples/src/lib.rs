@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+pub mod demos;
+
 /// Where an example runs: an embedded testkit server it owns, or an external ensemble.
 pub struct Target {
     /// Connect string (no chroot).
@@ -46,6 +48,31 @@ impl Target {
             }
         }
     }
+}
+
+impl Target {
+    /// Creates a fresh namespace `/<name>-<random>` and returns a connect string chrooted to it.
+    pub async fn namespace(&self, name: &str) -> Result<String, zkit::Error> {
+        let ns = format!("/{name}-{:08x}", nonce());
+        let root = zkit::Client::connect(&self.connect).await?;
+        root.create(&ns, b"", &zkit::CreateOptions::persistent())
+            .await?;
+        root.close().await?;
+        Ok(format!("{}{ns}", self.connect))
+    }
+}
+
+/// A number that differs between runs (for namespace names).
+pub fn nonce() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+        .unwrap_or(0)
+}
+
+/// Milliseconds since `t`.
+pub fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
 }
 
 /// Prints one narrative line.

@@ -1,5 +1,6 @@
 //! The zkit tour: a client session against an embedded testkit server (or `--connect`),
-//! covering creates, watches, transactions, persistent watches, sessions and faults.
+//! covering creates, watches, transactions, persistent watches, sessions and faults, then the
+//! recipes: a lock hand-off, a leader election and a config reload.
 //!
 //! ```sh
 //! cargo run -p zkit-examples --bin tour
@@ -11,7 +12,7 @@ use zkit::{Client, CreateMode, CreateOptions, EventType, Op, SessionState};
 use zkit_examples::{init_tracing, section, step, Target};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> zkit_examples::demos::DemoResult {
     init_tracing();
     println!("zkit tour");
     let target = Target::from_args().await;
@@ -160,6 +161,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     writer.close().await?;
     root.close().await?;
+
+    section("recipes: a lock hand-off");
+    let t = Instant::now();
+    let connect = target.namespace("tour-lock").await?;
+    zkit_examples::demos::lock(&connect, 4, 10).await?;
+    step(&format!("lock section took {:.0} ms", ms(t)));
+
+    section("recipes: a leader election");
+    let t = Instant::now();
+    let connect = target.namespace("tour-leader").await?;
+    zkit_examples::demos::leader(&connect).await?;
+    step(&format!("election section took {:.0} ms", ms(t)));
+
+    section("recipes: a config reload");
+    let t = Instant::now();
+    let connect = target.namespace("tour-config").await?;
+    zkit_examples::demos::config(&connect).await?;
+    step(&format!("config section took {:.0} ms", ms(t)));
     println!("\ntour done.");
     Ok(())
 }
