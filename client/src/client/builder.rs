@@ -1,0 +1,163 @@
+//! [`ClientBuilder`]: options, then `connect`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Client, Inner};
+use crate::driver::{Command, Driver, SessionInfo};
+use crate::error::{Error, Result};
+use crate::options::{ClientOptions, ConnectString, HostList};
+use crate::session::{Session, SessionConfig, StateTx};
+
+/// Builds a [`Client`].
+///
+/// ```no_run
+/// # async fn f() -> zkit::Result<()> {
+/// use std::time::Duration;
+/// let client = zkit::Client::builder("127.0.0.1:2181/app")
+///     .session_timeout(Duration::from_secs(10))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    pub(super) connect: String,
+    pub(super) opts: ClientOptions,
+    pub(super) auth: Vec<(String, Bytes)>,
+    pub(super) resume: Option<(i64, Bytes)>,
+}
+
+impl ClientBuilder {
+    /// Requested session timeout (default 30 s; the server clamps it).
+    pub fn session_timeout(mut self, t: Duration) -> Self {
+        self.opts.session_timeout = t;
+        self
+    }
+    /// How long [`connect`](Self::connect) waits for a session (default 30 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.opts.connect_timeout = t;
+        self
+    }
+    /// Fail a request with `RequestTimeout` if unanswered for this long.
+    pub fn request_timeout(mut self, t: Duration) -> Self {
+        self.opts.request_timeout = Some(t);
+        self
+    }
+    /// Accept read-only servers.
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.opts.read_only = yes;
+        self
+    }
+    /// Create a new session automatically after expiry.
+    pub fn recreate_on_expiry(mut self, yes: bool) -> Self {
+        self.opts.recreate_on_expiry = yes;
+        self
+    }
+    /// Largest frame accepted from the server (default 0xfffff like `jute.maxbuffer`).
+    pub fn max_packet(mut self, bytes: usize) -> Self {
+        self.opts.max_packet = bytes;
+        self
+    }
+    /// Reconnect backoff: first step and cap.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.opts.backoff_base = base;
+        self.opts.backoff_max = max;
+        self
+    }
+    /// Re-attaches an existing session (id and password from [`Client::session_id`] and
+    /// [`Client::session_password`]) instead of creating a new one. If it has expired,
+    /// `connect` fails with `SessionExpired`.
+    pub fn resume_session(mut self, session_id: i64, password: impl Into<Bytes>) -> Self {
+        self.resume = Some((session_id, password.into()));
+        self
+    }
+    /// An auth credential sent right after the session is established (and after reconnects).
+    pub fn auth(mut self, scheme: &str, auth: impl Into<Bytes>) -> Self {
+        self.auth.push((scheme.to_owned(), auth.into()));
+        self
+    }
+
+    /// Connects and waits until the session is established (or fails after the connect timeout).
+    pub async fn connect(self) -> Result<Client> {
+        let cs: ConnectString = self.connect.parse()?;
+        let opts = Arc::new(self.opts);
+        let state_tx = StateTx::new();
+        let state_rx = state_tx.current.subscribe();
+        let changes = state_tx.changes.clone();
+        let mut session = Session::new(
+            SessionConfig {
+                timeout: opts.session_timeout,
+                read_only: opts.read_only,
+            },
+            state_tx,
+            tokio::time::Instant::now(),
+        );
+        if let Some((id, pw)) = self.resume {
+            session.resume(id, pw);
+        }
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let info = Arc::new(Mutex::new(SessionInfo::default()));
+        let (first_tx, first_rx) = oneshot::channel();
+        let driver = Driver::new(
+            session,
+            HostList::new(cs.hosts.clone()),
+            opts.clone(),
+            cmd_rx,
+            info.clone(),
+            first_tx,
+        );
+        let mut auth_waiters = Vec::new();
+        for (scheme, auth) in self.auth {
+            let (tx, rx) = oneshot::channel();
+            let _ = cmd_tx.send(Command::Auth {
+                scheme,
+                auth,
+                waiter: tx,
+            });
+            auth_waiters.push(rx);
+        }
+        let task = tokio::spawn(driver.run());
+        let client = Client {
+            inner: Arc::new(Inner {
+                cmd: cmd_tx,
+                state: state_rx,
+                changes,
+                info,
+                chroot: cs.chroot.map(Arc::from),
+                opts: opts.clone(),
+                task: Mutex::new(Some(task)),
+            }),
+        };
+        match tokio::time::timeout(opts.connect_timeout, first_rx).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(e),
+            Ok(Err(_)) => return Err(Error::Closed),
+            Err(_) => {
+                let why = client
+                    .inner
+                    .info
+                    .lock()
+                    .ok()
+                    .and_then(|i| i.last_error.clone())
+                    .unwrap_or_else(|| "no server answered".into());
+                let _ = client.close_with_timeout(Duration::from_millis(100)).await;
+                return Err(Error::ConnectFailed(format!(
+                    "no session within {:?}: {why}",
+                    opts.connect_timeout
+                )));
+            }
+        }
+        for w in auth_waiters {
+            match w.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(Error::Closed),
+            }
+        }
+        Ok(client)
+    }
+}

@@ -1,0 +1,268 @@
+//! [`Client`]: a cheap `Clone` handle with one method per ZooKeeper operation.
+//!
+//! `mod.rs` holds the handle and its plumbing, `builder.rs` the [`ClientBuilder`], `nodes.rs`
+//! the node operations and `admin.rs` transactions, watches, auth and configuration.
+//!
+//! Every method queues its request when it is *called* (not when the returned future is first
+//! polled), so requests reach the server in call order and many can be in flight at once.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::driver::{Command, SessionInfo};
+use crate::error::{Error, Result};
+use crate::ops::{Op, OpResult, ReadOp, ReadResult};
+use crate::options::{ClientOptions, CreateOptions};
+use crate::proto::path::validate_path;
+use crate::proto::*;
+use crate::session::watches::{PendingWatch, Sink, WatchKind};
+use crate::session::{Reply, Request, SessionState};
+use crate::watcher::{strip_chroot, OneshotWatcher, PersistentWatcher, Registration, StateStream};
+
+mod admin;
+mod builder;
+mod nodes;
+
+pub use builder::ClientBuilder;
+
+#[derive(Debug)]
+struct Inner {
+    cmd: mpsc::UnboundedSender<Command>,
+    state: watch::Receiver<SessionState>,
+    changes: tokio::sync::broadcast::Sender<SessionState>,
+    info: Arc<Mutex<SessionInfo>>,
+    chroot: Option<Arc<str>>,
+    opts: Arc<ClientOptions>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A ZooKeeper client: one session, one connection at a time, many requests in flight.
+///
+/// Cheap to clone; all clones share the session. When the last clone (and every watcher) is
+/// dropped, the session is closed in the background; call [`close`](Client::close) to wait for it.
+///
+/// ```no_run
+/// # async fn f() -> zkit::Result<()> {
+/// use zkit::{Client, CreateOptions};
+/// let zk = Client::connect("127.0.0.1:2181").await?;
+/// let (path, _stat) = zk.create("/greeting", b"hello", &CreateOptions::persistent()).await?;
+/// let (data, stat) = zk.get_data(&path).await?;
+/// assert_eq!(&data[..], b"hello");
+/// zk.set_data(&path, b"bye", Some(stat.version)).await?;
+/// zk.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+type Fut<T> = std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
+
+fn ready<T: Send + 'static>(r: Result<T>) -> Fut<T> {
+    Box::pin(std::future::ready(r))
+}
+
+fn version(v: Option<i32>) -> i32 {
+    v.unwrap_or(-1)
+}
+
+impl Client {
+    /// Connects with default options.
+    pub async fn connect(connect_string: &str) -> Result<Client> {
+        Self::builder(connect_string).connect().await
+    }
+
+    /// A builder for a client with options.
+    pub fn builder(connect_string: &str) -> ClientBuilder {
+        ClientBuilder {
+            connect: connect_string.to_owned(),
+            opts: ClientOptions::default(),
+            auth: Vec::new(),
+            resume: None,
+        }
+    }
+
+    /// The session id (`0x…` in logs).
+    pub fn session_id(&self) -> i64 {
+        self.inner.info.lock().map(|i| i.id).unwrap_or(0)
+    }
+
+    /// The session password (with the id, enough to re-attach the session).
+    pub fn session_password(&self) -> Bytes {
+        self.inner
+            .info
+            .lock()
+            .map(|i| i.passwd.clone())
+            .unwrap_or_default()
+    }
+
+    /// The timeout the server granted.
+    pub fn negotiated_timeout(&self) -> Duration {
+        self.inner
+            .info
+            .lock()
+            .map(|i| i.timeout)
+            .unwrap_or_default()
+    }
+
+    /// The server currently connected to, if any.
+    pub fn connected_server(&self) -> Option<std::net::SocketAddr> {
+        self.inner.info.lock().ok().and_then(|i| i.server)
+    }
+
+    /// The current session state.
+    pub fn state(&self) -> SessionState {
+        *self.inner.state.borrow()
+    }
+
+    /// A watch receiver of the current state (for `changed().await` / `wait_for`).
+    pub fn state_watch(&self) -> watch::Receiver<SessionState> {
+        self.inner.state.clone()
+    }
+
+    /// Every state transition from now on, as a stream.
+    pub fn state_changes(&self) -> StateStream {
+        StateStream::new(self.inner.changes.subscribe())
+    }
+
+    /// Whether this client creates a new session by itself after expiry
+    /// ([`ClientBuilder::recreate_on_expiry`]).
+    pub fn recreates_on_expiry(&self) -> bool {
+        self.inner.opts.recreate_on_expiry
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    /// The chroot this client was built with.
+    pub fn chroot(&self) -> Option<&str> {
+        self.inner.chroot.as_deref()
+    }
+
+    fn server_path(&self, path: &str, sequential: bool) -> Result<String> {
+        validate_path(path, sequential)?;
+        Ok(match &self.inner.chroot {
+            None => path.to_owned(),
+            Some(c) if path == "/" => c.to_string(),
+            Some(c) => format!("{c}{path}"),
+        })
+    }
+
+    fn strip(&self, path: String) -> String {
+        strip_chroot(self.inner.chroot.as_deref(), path)
+    }
+
+    fn send(&self, op: OpCode, body: Bytes, watch: Option<PendingWatch>) -> Fut<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.inner.cmd.send(Command::Request(Request {
+            op,
+            body,
+            watch,
+            responder: Some(tx),
+        }));
+        let timeout = self.inner.opts.request_timeout;
+        let state = self.inner.state.clone();
+        Box::pin(async move {
+            let r = match timeout {
+                Some(t) => tokio::time::timeout(t, rx)
+                    .await
+                    .map_err(|_| Error::RequestTimeout)?,
+                None => rx.await,
+            };
+            // The driver is gone once the session is over: say why (expired, auth failed), not
+            // just "closed".
+            let reply = r.map_err(|_| gone_error(&state))??;
+            if reply.err != 0 {
+                return Err(Error::from_code(reply.err));
+            }
+            Ok(reply)
+        })
+    }
+
+    /// A pending watch plus the handle parts for it.
+    fn watch_parts(
+        &self,
+        server_path: &str,
+        kind: WatchKind,
+        sink: Sink,
+    ) -> (PendingWatch, Registration) {
+        let id = next_watch_id();
+        (
+            PendingWatch {
+                path: server_path.to_owned(),
+                kind,
+                id,
+                sink,
+            },
+            Registration {
+                cmd: self.inner.cmd.clone(),
+                path: server_path.to_owned(),
+                kind,
+                id,
+                chroot: self.inner.chroot.clone(),
+            },
+        )
+    }
+
+    fn oneshot_watch(&self, server_path: &str, kind: WatchKind) -> (PendingWatch, OneshotWatcher) {
+        let (tx, rx) = oneshot::channel();
+        let (pw, reg) = self.watch_parts(server_path, kind, Sink::Oneshot(tx));
+        (pw, OneshotWatcher::new(rx, reg))
+    }
+
+    /// Closes the session: sends closeSession and waits for the reply (ephemerals are deleted
+    /// by then). Every clone of this client is closed.
+    pub async fn close(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.inner.cmd.send(Command::Close(tx));
+        let r = match rx.await {
+            Ok(Ok(_)) | Err(_) => Ok(()),
+            Ok(Err(Error::ConnectionLoss)) | Ok(Err(Error::Closed)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+        };
+        let task = self.inner.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        r
+    }
+
+    async fn close_with_timeout(&self, t: Duration) -> Result<()> {
+        match tokio::time::timeout(t, self.close()).await {
+            Ok(r) => r,
+            Err(_) => {
+                if let Some(task) = self.inner.task.lock().ok().and_then(|mut t| t.take()) {
+                    task.abort();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The error for a request the driver dropped unanswered: the session's terminal error.
+fn gone_error(state: &watch::Receiver<SessionState>) -> Error {
+    state.borrow().terminal_error().unwrap_or(Error::Closed)
+}
+
+fn exists_reply(r: Result<Reply>) -> Result<Option<Stat>> {
+    match r {
+        Ok(reply) => Ok(Some(StatResponse::from_bytes(reply.body)?.stat)),
+        Err(Error::NoNode) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn next_watch_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,313 @@
+//! Node operations: create, delete, exists, data, ACLs, children, sync.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use super::*;
+
+impl Client {
+    /// Creates a node; returns its path (with any sequence suffix) and Stat.
+    ///
+    /// The opcode follows the mode: createContainer for containers, createTTL for TTL modes,
+    /// create2 otherwise.
+    pub fn create(
+        &self,
+        path: &str,
+        data: impl AsRef<[u8]>,
+        options: &CreateOptions,
+    ) -> impl Future<Output = Result<(String, Stat)>> + Send + 'static {
+        let (op, body) = match self.create_request(path, data.as_ref(), options) {
+            Ok(x) => x,
+            Err(e) => return ready(Err(e)),
+        };
+        let fut = self.send(op, body, None);
+        let this = self.clone();
+        Box::pin(async move {
+            let r = Create2Response::from_bytes(fut.await?.body)?;
+            Ok((this.strip(r.path), r.stat))
+        })
+    }
+
+    pub(super) fn create_request(
+        &self,
+        path: &str,
+        data: &[u8],
+        o: &CreateOptions,
+    ) -> Result<(OpCode, Bytes)> {
+        let p = self.server_path(path, o.mode.is_sequential())?;
+        let data = Some(Bytes::copy_from_slice(data));
+        if o.mode.is_ttl() {
+            let ttl = o.ttl.map(|t| t.as_millis() as i64).unwrap_or(0);
+            if ttl <= 0 || ttl > MAX_TTL {
+                return Err(Error::BadArguments(format!("TTL {ttl} ms out of range")));
+            }
+            let r = CreateTtlRequest {
+                path: p,
+                data,
+                acl: o.acl.clone(),
+                flags: o.mode.code(),
+                ttl,
+            };
+            return Ok((OpCode::CreateTtl, r.to_bytes()));
+        }
+        if o.ttl.is_some() {
+            return Err(Error::BadArguments("TTL given for a non-TTL mode".into()));
+        }
+        let r = CreateRequest {
+            path: p,
+            data,
+            acl: o.acl.clone(),
+            flags: o.mode.code(),
+        };
+        let op = if o.mode.is_container() {
+            OpCode::CreateContainer
+        } else {
+            OpCode::Create2
+        };
+        Ok((op, r.to_bytes()))
+    }
+
+    /// Deletes a node (`version` `None` = any version).
+    pub fn delete(
+        &self,
+        path: &str,
+        version_: Option<i32>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let fut = self.server_path(path, false).map(|p| {
+            self.send(
+                OpCode::Delete,
+                DeleteRequest {
+                    path: p,
+                    version: version(version_),
+                }
+                .to_bytes(),
+                None,
+            )
+        });
+        async move {
+            fut?.await?;
+            Ok(())
+        }
+    }
+
+    fn path_watch_request(
+        &self,
+        op: OpCode,
+        path: &str,
+        watch: Option<WatchKind>,
+    ) -> Result<(String, Fut<Reply>, Option<OneshotWatcher>)> {
+        let p = self.server_path(path, false)?;
+        let (pw, w) = match watch {
+            Some(kind) => {
+                let (pw, w) = self.oneshot_watch(&p, kind);
+                (Some(pw), Some(w))
+            }
+            None => (None, None),
+        };
+        let body = PathWatchRequest {
+            path: p.clone(),
+            watch: watch.is_some(),
+        }
+        .to_bytes();
+        Ok((p, self.send(op, body, pw), w))
+    }
+
+    /// The node's Stat, or `None` if it does not exist.
+    pub fn exists(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Stat>>> + Send + 'static {
+        let r = self.path_watch_request(OpCode::Exists, path, None);
+        async move {
+            let (_, fut, _) = r?;
+            exists_reply(fut.await)
+        }
+    }
+
+    /// Like [`exists`](Self::exists), and leaves a watch that fires on create, delete or data
+    /// change (also when the node does not exist yet).
+    pub fn exists_and_watch(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<(Option<Stat>, OneshotWatcher)>> + Send + 'static {
+        let r = self.path_watch_request(OpCode::Exists, path, Some(WatchKind::Exist));
+        async move {
+            let (_, fut, w) = r?;
+            let stat = exists_reply(fut.await)?;
+            Ok((stat, w.expect("watch requested")))
+        }
+    }
+
+    /// The node's data and Stat.
+    pub fn get_data(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + 'static {
+        let r = self.path_watch_request(OpCode::GetData, path, None);
+        async move {
+            let (_, fut, _) = r?;
+            let d = GetDataResponse::from_bytes(fut.await?.body)?;
+            Ok((d.data.unwrap_or_default(), d.stat))
+        }
+    }
+
+    /// Like [`get_data`](Self::get_data), and leaves a watch for data change or delete.
+    pub fn get_data_and_watch(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<(Bytes, Stat, OneshotWatcher)>> + Send + 'static {
+        let r = self.path_watch_request(OpCode::GetData, path, Some(WatchKind::Data));
+        async move {
+            let (_, fut, w) = r?;
+            let d = GetDataResponse::from_bytes(fut.await?.body)?;
+            Ok((
+                d.data.unwrap_or_default(),
+                d.stat,
+                w.expect("watch requested"),
+            ))
+        }
+    }
+
+    /// Sets the node's data (`version` `None` = any); returns the new Stat.
+    pub fn set_data(
+        &self,
+        path: &str,
+        data: impl AsRef<[u8]>,
+        version_: Option<i32>,
+    ) -> impl Future<Output = Result<Stat>> + Send + 'static {
+        let data = Bytes::copy_from_slice(data.as_ref());
+        let fut = self.server_path(path, false).map(|p| {
+            self.send(
+                OpCode::SetData,
+                SetDataRequest {
+                    path: p,
+                    data: Some(data),
+                    version: version(version_),
+                }
+                .to_bytes(),
+                None,
+            )
+        });
+        async move { Ok(StatResponse::from_bytes(fut?.await?.body)?.stat) }
+    }
+
+    /// The node's ACL and Stat.
+    pub fn get_acl(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<(Vec<Acl>, Stat)>> + Send + 'static {
+        let fut = self
+            .server_path(path, false)
+            .map(|p| self.send(OpCode::GetAcl, PathRequest { path: p }.to_bytes(), None));
+        async move {
+            let r = GetAclResponse::from_bytes(fut?.await?.body)?;
+            Ok((r.acl, r.stat))
+        }
+    }
+
+    /// Sets the node's ACL (`version` = expected aversion, `None` = any); returns the new Stat.
+    pub fn set_acl(
+        &self,
+        path: &str,
+        acl: Vec<Acl>,
+        version_: Option<i32>,
+    ) -> impl Future<Output = Result<Stat>> + Send + 'static {
+        let fut = self.server_path(path, false).map(|p| {
+            self.send(
+                OpCode::SetAcl,
+                SetAclRequest {
+                    path: p,
+                    acl,
+                    version: version(version_),
+                }
+                .to_bytes(),
+                None,
+            )
+        });
+        async move { Ok(StatResponse::from_bytes(fut?.await?.body)?.stat) }
+    }
+
+    /// The node's child names (unordered, as the server gives them).
+    pub fn get_children(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
+        let r = self.path_watch_request(OpCode::GetChildren, path, None);
+        async move {
+            let (_, fut, _) = r?;
+            Ok(GetChildrenResponse::from_bytes(fut.await?.body)?.children)
+        }
+    }
+
+    /// Child names and the parent's Stat (getChildren2).
+    pub fn get_children_with_stat(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<(Vec<String>, Stat)>> + Send + 'static {
+        let r = self.path_watch_request(OpCode::GetChildren2, path, None);
+        async move {
+            let (_, fut, _) = r?;
+            let c = GetChildren2Response::from_bytes(fut.await?.body)?;
+            Ok((c.children, c.stat))
+        }
+    }
+
+    /// Child names, parent Stat, and a watch for child changes or delete.
+    pub fn get_children_and_watch(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<(Vec<String>, Stat, OneshotWatcher)>> + Send + 'static {
+        let r = self.path_watch_request(OpCode::GetChildren2, path, Some(WatchKind::Child));
+        async move {
+            let (_, fut, w) = r?;
+            let c = GetChildren2Response::from_bytes(fut.await?.body)?;
+            Ok((c.children, c.stat, w.expect("watch requested")))
+        }
+    }
+
+    /// Number of descendants of a node (getAllChildrenNumber).
+    pub fn get_all_children_number(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<i32>> + Send + 'static {
+        let fut = self.server_path(path, false).map(|p| {
+            self.send(
+                OpCode::GetAllChildrenNumber,
+                PathRequest { path: p }.to_bytes(),
+                None,
+            )
+        });
+        async move { Ok(IntResponse::from_bytes(fut?.await?.body)?.value) }
+    }
+
+    /// Paths of this session's ephemerals under `prefix` (`/` for all).
+    pub fn get_ephemerals(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
+        let fut = self.server_path(prefix, false).map(|p| {
+            self.send(
+                OpCode::GetEphemerals,
+                PathRequest { path: p }.to_bytes(),
+                None,
+            )
+        });
+        let this = self.clone();
+        async move {
+            let r = GetChildrenResponse::from_bytes(fut?.await?.body)?;
+            Ok(r.children.into_iter().map(|p| this.strip(p)).collect())
+        }
+    }
+
+    /// Waits until the server this client talks to has caught up with the leader for `path`.
+    pub fn sync(&self, path: &str) -> impl Future<Output = Result<()>> + Send + 'static {
+        let fut = self
+            .server_path(path, false)
+            .map(|p| self.send(OpCode::Sync, PathRequest { path: p }.to_bytes(), None));
+        async move {
+            fut?.await?;
+            Ok(())
+        }
+    }
+}
