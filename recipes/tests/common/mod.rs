@@ -75,6 +75,11 @@ impl Target {
         self.testkit.is_none()
     }
 
+    /// The server's host list, without a chroot (for foreign clients).
+    pub fn connect_string_hosts(&self) -> &str {
+        self.connect.split('/').next().unwrap_or(&self.connect)
+    }
+
     /// The first host (what proxies forward to).
     fn upstream(&self) -> String {
         let hosts = self.connect.split('/').next().unwrap_or(&self.connect);
