@@ -404,6 +404,7 @@ async fn main() -> DemoResult {
     drop(server);
 
     let mut started = None;
+    let mut kazoo = None;
     let real = if testkit_only {
         None
     } else {
@@ -430,6 +431,7 @@ async fn main() -> DemoResult {
         };
         step(&format!("real ZooKeeper at {c}"));
         let r = run_all(&c, "real ZooKeeper").await;
+        kazoo = kazoo_lock(&c);
         if let Some(dir) = &started {
             let _ = std::process::Command::new(script())
                 .arg("stop")
@@ -456,5 +458,45 @@ async fn main() -> DemoResult {
             m.p99()
         );
     }
+    if let (Some((ka, ka99, kr, kr99)), Some(real)) = (kazoo, real.as_ref()) {
+        println!(
+            "| kazoo Lock acquire, uncontended (same server) | 500 | - | - | {ka:.2} | {ka99:.2} |"
+        );
+        println!(
+            "| kazoo Lock release, uncontended (same server) | 500 | - | - | {kr:.2} | {kr99:.2} |"
+        );
+        if let (Some(a), Some(r)) = (real.first(), real.get(1)) {
+            println!(
+                "\nzkit Mutex vs kazoo Lock on the same real server, p50: acquire {:.2}x, release {:.2}x (kazoo time / zkit time)",
+                ka / a.p50(),
+                kr / r.p50()
+            );
+        }
+    } else if !testkit_only {
+        println!("\n(kazoo comparison skipped: set KAZOO_PYTHON to a python with kazoo)");
+    }
     Ok(())
+}
+
+/// kazoo's Lock on the same server: (acquire p50, p99, release p50, p99) in ms, when
+/// `KAZOO_PYTHON` names a python with kazoo.
+fn kazoo_lock(connect: &str) -> Option<(f64, f64, f64, f64)> {
+    let python = std::env::var("KAZOO_PYTHON").ok()?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/kazoo_lock_bench.py");
+    let out = std::process::Command::new(python)
+        .args([script, connect, "500"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "kazoo bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.len() == 4).then(|| (v[0], v[1], v[2], v[3]))
 }
