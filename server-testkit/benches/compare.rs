@@ -184,18 +184,34 @@ async fn throughput(addr: &str, label: &str) -> Vec<(OpCode, f64)> {
 
 #[tokio::main]
 async fn main() {
-    let real = std::env::args().skip(1).find(|a| a.contains(':'));
+    let given = std::env::args().skip(1).find(|a| a.contains(':'));
     let mut times: Vec<Duration> = Vec::new();
     for _ in 0..50 {
         times.push(startup().await);
     }
     times.sort();
+    let ours_startup = times[times.len() / 2];
     println!(
         "testkit startup to first served request: min {:?}, median {:?}, max {:?}",
         times[0],
-        times[times.len() / 2],
+        ours_startup,
         times[times.len() - 1]
     );
+    // Without an address, start a real Apache ZooKeeper (scripts/zookeeper.sh) and time it from
+    // launch to its first served request, the same measure as the testkit's.
+    let mut started = None;
+    let real = match given {
+        Some(r) => Some(r),
+        None => real_server().map(|(dir, addr, took)| {
+            println!(
+                "real ZooKeeper startup (JVM launch to first served request): {took:?}; \
+                 ratio real/testkit {:.0}x",
+                took.as_secs_f64() / ours_startup.as_secs_f64()
+            );
+            started = Some(dir);
+            addr
+        }),
+    };
     let server = zkit_testkit::Server::start().await.unwrap();
     let ours = throughput(&server.connect_string(), "testkit").await;
     if let Some(real) = real {
@@ -204,4 +220,36 @@ async fn main() {
             println!("ratio testkit/real {op:?}: {:.2}", a / b);
         }
     }
+    if let Some(dir) = started {
+        let _ = std::process::Command::new(script())
+            .arg("stop")
+            .arg(&dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn script() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/zookeeper.sh").to_owned()
+}
+
+/// Starts a real standalone server; returns its dir, address and launch-to-served time.
+fn real_server() -> Option<(std::path::PathBuf, String, Duration)> {
+    let dir = std::env::temp_dir().join(format!("zkit-compare-{}", std::process::id()));
+    let t = Instant::now();
+    let out = std::process::Command::new(script())
+        .arg("start-standalone")
+        .arg(&dir)
+        .env("ZK_LOG_LEVEL", "WARN")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("no real server: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let addr = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    // First served request: a session handshake.
+    let rt = tokio::runtime::Handle::current();
+    let _ = tokio::task::block_in_place(|| rt.block_on(connect(&addr)));
+    Some((dir, addr, t.elapsed()))
 }
