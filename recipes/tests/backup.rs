@@ -500,3 +500,99 @@ async fn large_round_trip(dirs: usize, per_dir: usize) {
 async fn hundred_thousand_node_tree_round_trips_client_side() {
     large_round_trip(100, 999).await;
 }
+
+/// With `ZK_TEST_CONNECT` this is the real-ZooKeeper check: a tree of every kind the server
+/// supports is exported from it and imported into a testkit, then exported from the testkit and
+/// imported back into it; both copies compare equal (paths, data, ACLs; kinds on the testkit).
+#[tokio::test]
+async fn target_and_a_testkit_round_trip_both_ways_on_target() {
+    let t = target!();
+    let ns = t.namespace("backup-cross").await;
+    let zk = ns.client().await;
+    zk.add_auth("digest", AUTH.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let acl = vec![
+        Acl::digest(perms::ALL, "backup-user", "secret"),
+        Acl::new(perms::READ, "world", "anyone"),
+    ];
+    create(&zk, "/src", b"top", CreateOptions::persistent()).await;
+    create(
+        &zk,
+        "/src/jobs",
+        b"",
+        CreateOptions::new(CreateMode::Container),
+    )
+    .await;
+    for i in 0..200 {
+        let data: Vec<u8> = (0..i).map(|b| b as u8).collect();
+        create(
+            &zk,
+            &format!("/src/jobs/j{i}"),
+            &data,
+            CreateOptions::persistent(),
+        )
+        .await;
+    }
+    create(
+        &zk,
+        "/src/acl",
+        b"a",
+        CreateOptions::persistent().acl(acl.clone()),
+    )
+    .await;
+    create(
+        &zk,
+        "/src/acl/inner",
+        b"b",
+        CreateOptions::persistent().acl(acl),
+    )
+    .await;
+    create(&zk, "/src/eph", b"", CreateOptions::ephemeral()).await;
+    let ttl = CreateOptions::new(CreateMode::PersistentWithTtl).ttl(Duration::from_secs(3600));
+    let has_ttl = zk.create("/src/lease", b"t", &ttl).await.is_ok();
+    eprintln!("TTL nodes supported by the target: {has_ttl}");
+    let opts = ExportOptions::new()
+        .declare_kind("/src/jobs", Kind::Container)
+        .declare_kind("/src/jobs/*", Kind::Persistent)
+        .declare_kind("/src/lease", Kind::Ttl(Duration::from_secs(3600)));
+    let mut file = Vec::new();
+    let ex = backup::export(&zk, "/src", &mut file, &opts).await.unwrap();
+    assert_eq!(ex.nodes, 204 + u64::from(has_ttl));
+    assert_eq!(ex.ephemerals_skipped, 1);
+
+    let kit = server().await;
+    let k = authed(&kit.connect_string()).await;
+    let into = ImportOptions::new().path_prefix("/from-target");
+    backup::import(&k, &file[..], &into).await.unwrap();
+    let want = walk(&zk, "/src").await;
+    assert_eq!(walk(&k, "/from-target").await, want);
+    let kinds = dump(&kit, "/from-target");
+    assert_eq!(kinds["/jobs"].2, NodeKind::Container);
+    if has_ttl {
+        assert_eq!(kinds["/lease"].2, NodeKind::Ttl(3_600_000));
+    }
+
+    let mut back = Vec::new();
+    let opts = opts_for_copy(has_ttl);
+    backup::export(&k, "/from-target", &mut back, &opts)
+        .await
+        .unwrap();
+    let r = backup::import(&zk, &back[..], &ImportOptions::new().path_prefix("/back"))
+        .await
+        .unwrap();
+    assert_eq!(r.created, 204 + u64::from(has_ttl));
+    assert_eq!(walk(&zk, "/back").await, want);
+}
+
+/// The kind rules for the testkit copy (`/from-target`).
+fn opts_for_copy(has_ttl: bool) -> ExportOptions {
+    let o = ExportOptions::new()
+        .declare_kind("/from-target/jobs", Kind::Container)
+        .declare_kind("/from-target/jobs/*", Kind::Persistent);
+    if has_ttl {
+        o.declare_kind("/from-target/lease", Kind::Ttl(Duration::from_secs(3600)))
+    } else {
+        o
+    }
+}

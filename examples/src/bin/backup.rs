@@ -13,7 +13,8 @@
 //! ```
 //!
 //! `--kind` declares kinds a client cannot see (ZooKeeper reports containers and TTL nodes as
-//! persistent); `--auth` authenticates with a digest identity first.
+//! persistent); `--auth` authenticates with a digest identity first; `--window` sets how many
+//! nodes are read or created at once (default 256).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -26,8 +27,8 @@ type Res<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage:
   backup                                              embedded round-trip demo
-  backup backup  --connect HOST:PORT --path /sub --out FILE [--kind PATH=container|ttl:MS|persistent]... [--auth USER:PASS]
-  backup restore --connect HOST:PORT --in FILE [--dry-run] [--existing skip|overwrite|fail] [--path-prefix /target] [--auth USER:PASS]
+  backup backup  --connect HOST:PORT --path /sub --out FILE [--kind PATH=container|ttl:MS|persistent]... [--auth USER:PASS] [--window N]
+  backup restore --connect HOST:PORT --in FILE [--dry-run] [--existing skip|overwrite|fail] [--path-prefix /target] [--auth USER:PASS] [--window N]
   backup verify  --in FILE";
 
 #[derive(Default)]
@@ -40,6 +41,7 @@ struct Args {
     existing: ExistingPolicy,
     dry_run: bool,
     kinds: Vec<(String, Kind)>,
+    window: Option<usize>,
 }
 
 fn parse_kind(s: &str) -> Res<(String, Kind)> {
@@ -68,6 +70,7 @@ fn parse(args: &[String]) -> Res<Args> {
             "--auth" => a.auth = Some(value()?),
             "--existing" => a.existing = value()?.parse()?,
             "--kind" => a.kinds.push(parse_kind(&value()?)?),
+            "--window" => a.window = Some(value()?.parse()?),
             "--dry-run" => a.dry_run = true,
             other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
@@ -108,6 +111,9 @@ async fn cmd_backup(a: &Args) -> Res {
     for (p, k) in &a.kinds {
         opts = opts.declare_kind(p, *k);
     }
+    if let Some(w) = a.window {
+        opts = opts.window(w);
+    }
     let r = backup::export_to_file(&zk, path, out, &opts).await?;
     println!(
         "{path} -> {out}: {} nodes, {} data bytes, {} file bytes, crc {:#010x}; {} ephemerals skipped, {} vanished, {} kinds declared, in {:.0} ms",
@@ -145,6 +151,9 @@ async fn cmd_restore(a: &Args) -> Res {
         .progress(progress("imported"));
     if let Some(p) = &a.prefix {
         opts = opts.path_prefix(p.clone());
+    }
+    if let Some(w) = a.window {
+        opts = opts.window(w);
     }
     let r = backup::import_file(&zk, file, &opts).await?;
     print_import(&r);

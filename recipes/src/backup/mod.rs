@@ -10,6 +10,10 @@
 //!   [`ExistingPolicy`] says what happens to nodes that already exist.
 //! - [`verify`] / [`verify_file`] check a file without any server.
 //!
+//! The export reads each node with a multiRead (getData + getChildren) and a getACL, so the
+//! source must be ZooKeeper 3.6 or later; the import needs nothing newer than 3.5 (containers;
+//! TTL nodes need `zookeeper.extendedTypesEnabled=true` on the target).
+//!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::backup::Result<()> {
 //! use zkit_recipes::backup::{self, ExistingPolicy, ExportOptions, ImportOptions, Kind};
