@@ -74,7 +74,7 @@ impl ExportOptions {
     /// the exporting client names them (inside its chroot).
     pub fn declare_kind(mut self, path: &str, kind: Kind) -> Self {
         let (p, below_only) = match path.strip_suffix("/*") {
-            Some(p) if p.is_empty() => ("/".to_owned(), true),
+            Some("") => ("/".to_owned(), true),
             Some(p) => (p.to_owned(), true),
             None => (path.to_owned(), false),
         };
@@ -103,7 +103,10 @@ impl ExportOptions {
             let hit = below || (!below_only && path == p);
             // `/p/*` is the longer pattern (`/p/`) and wins below `/p` over `/p`.
             let rank = p.len() + usize::from(*below_only);
-            if hit && best.map_or(true, |(r, _)| rank > r) {
+            // (`map_or`, not `is_none_or`: the workspace supports Rust 1.80.)
+            #[allow(clippy::unnecessary_map_or)]
+            let better = best.map_or(true, |(r, _)| rank > r);
+            if hit && better {
                 best = Some((rank, *kind));
             }
         }

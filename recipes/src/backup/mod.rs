@@ -8,7 +8,8 @@
 //! - [`import`] / [`import_file`] stream the file back, parents before children, with a bounded
 //!   window of pipelined creates; a dry run reports what would be created, overwritten or skipped;
 //!   [`ExistingPolicy`] says what happens to nodes that already exist.
-//! - [`verify`] / [`verify_file`] check a file without any server.
+//! - [`verify`] / [`verify_file`] check a file without any server; [`BackupWriter`] and
+//!   [`BackupReader`] are the format's encoder and validating streaming decoder.
 //!
 //! The export reads each node with a multiRead (getData + getChildren) and a getACL, so the
 //! source must be ZooKeeper 3.6 or later; the import needs nothing newer than 3.5 (containers;
@@ -105,14 +106,14 @@ use std::time::Duration;
 mod export;
 mod format;
 mod import;
+mod reader;
 
 pub use export::{export, export_to_file, ExportOptions, ExportReport};
-pub use format::{
-    BackupReader, BackupWriter, Crc32, Header, NodeRecord, Trailer, MAGIC, MAX_FRAME, VERSION,
-};
+pub use format::{BackupWriter, Crc32, Header, NodeRecord, Trailer, MAGIC, MAX_FRAME, VERSION};
 pub use import::{
     import, import_file, verify, verify_file, Action, ExistingPolicy, ImportOptions, ImportReport,
 };
+pub use reader::BackupReader;
 
 /// What a backup or restore can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -254,7 +255,10 @@ impl Reporter {
     }
     pub(crate) fn tick(&self, nodes: u64, bytes: u64) {
         if let Some(f) = &self.f {
-            if nodes % self.every == 0 {
+            // (`%`, not `is_multiple_of`: the workspace supports Rust 1.80.)
+            #[allow(clippy::manual_is_multiple_of)]
+            let due = nodes % self.every == 0;
+            if due {
                 (f.0)(Progress {
                     nodes,
                     bytes,
