@@ -383,3 +383,50 @@ async fn a_stalled_server_is_left_after_two_thirds_of_the_timeout_and_the_sessio
     zk.exists("/").await.unwrap();
     zk.close().await.unwrap();
 }
+
+/// A server that is behind the client's last zxid must refuse the session (it closes the
+/// connection unanswered) and the client must move on to another server, keeping its session.
+#[tokio::test]
+async fn a_server_behind_our_last_zxid_is_refused_and_the_next_one_tried() {
+    let t = Target::new().await;
+    if t.real {
+        eprintln!("skipped: needs two independent in-process servers");
+        return;
+    }
+    let mut ahead = zkit_testkit::Server::start().await.unwrap();
+    let behind = zkit_testkit::Server::start().await.unwrap();
+    // `behind` sits behind a proxy that refuses connections until the session lives on `ahead`.
+    let proxy = Proxy::start(&behind.connect_string()).await;
+    proxy.block();
+    let zk = Client::builder(&format!("{},{}", ahead.connect_string(), proxy.addr))
+        .session_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(zk.connected_server(), Some(ahead.addr()));
+    for i in 0..20 {
+        zk.create(&format!("/n{i}"), b"", &CreateOptions::persistent())
+            .await
+            .unwrap();
+    }
+    let id = zk.session_id();
+    proxy.unblock();
+    ahead.stop().await;
+    wait_state(&zk, LIMIT, |s| s == SessionState::Disconnected).await;
+    // The client tries `behind` again and again; each time it is refused.
+    let tried = proxy.forwarded();
+    within(LIMIT, "the lagging server is tried twice", async {
+        while proxy.forwarded() < tried + 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(zk.state(), SessionState::Disconnected);
+    assert!(behind.sessions().is_empty(), "{:?}", behind.sessions());
+    ahead.restart().await.unwrap();
+    wait_state(&zk, LIMIT, |s| s.is_connected()).await;
+    assert_eq!(zk.session_id(), id);
+    assert_eq!(zk.connected_server(), Some(ahead.addr()));
+    assert!(zk.exists("/n19").await.unwrap().is_some());
+    zk.close().await.unwrap();
+}

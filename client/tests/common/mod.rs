@@ -393,6 +393,7 @@ pub struct Proxy {
     /// Address to connect to instead of the server.
     pub addr: SocketAddr,
     blocked: watch::Sender<bool>,
+    forwarded: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -403,6 +404,8 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let (blocked, rx) = watch::channel(false);
         let upstream: Arc<str> = upstream.into();
+        let forwarded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = forwarded.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -413,6 +416,7 @@ impl Proxy {
                     drop(down);
                     continue;
                 }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let upstream = upstream.clone();
                 let mut rx = rx.clone();
                 conns.spawn(async move {
@@ -430,6 +434,7 @@ impl Proxy {
         Proxy {
             addr,
             blocked,
+            forwarded,
             task,
         }
     }
@@ -437,6 +442,11 @@ impl Proxy {
     /// Cuts every connection and refuses new ones.
     pub fn block(&self) {
         self.blocked.send_replace(true);
+    }
+
+    /// How many connections were let through so far.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Lets connections through again.
