@@ -119,7 +119,7 @@ fn parse_args() -> Result<Args, String> {
             _ => return Err(format!("unknown option {name}\n\n{USAGE}")),
         }
     }
-    if a.windows.iter().any(|&w| w == 0) {
+    if a.windows.contains(&0) {
         return Err("--windows: a window must be at least 1".into());
     }
     Ok(a)

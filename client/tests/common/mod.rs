@@ -53,7 +53,7 @@ pub struct Target {
 
 enum Backend {
     /// The in-process testkit: one server per test, so faults touch nobody else.
-    Testkit(tokio::sync::Mutex<zkit_testkit::Server>),
+    Testkit(Box<tokio::sync::Mutex<zkit_testkit::Server>>),
     /// Real Apache ZooKeeper run by `scripts/zookeeper.sh`.
     Real {
         script: PathBuf,
@@ -130,7 +130,7 @@ impl Target {
                 Target {
                     connect: server.connect_string(),
                     real: false,
-                    backend: Backend::Testkit(tokio::sync::Mutex::new(server)),
+                    backend: Backend::Testkit(Box::new(tokio::sync::Mutex::new(server))),
                 }
             }
         }
@@ -330,7 +330,7 @@ impl Ensemble {
             let port = text
                 .lines()
                 .filter_map(|l| l.strip_prefix("clientPort="))
-                .last()
+                .next_back()
                 .and_then(|p| p.trim().parse::<u16>().ok());
             if port == Some(addr.port()) {
                 return n;

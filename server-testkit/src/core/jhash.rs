@@ -120,6 +120,14 @@ impl JavaHashSet {
     }
 }
 
+impl PartialEq for JavaHashSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter_order() == other.iter_order()
+    }
+}
+
+impl Eq for JavaHashSet {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,11 +164,3 @@ mod tests {
         assert_eq!(s.cap, 32, "never shrinks");
     }
 }
-
-impl PartialEq for JavaHashSet {
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter_order() == other.iter_order()
-    }
-}
-
-impl Eq for JavaHashSet {}
