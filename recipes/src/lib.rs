@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`state`] | the connection-state model (Connected / Suspended / Reconnected / Lost), loss policies and signals |
 //! | [`znode`] | protected sequential creation, sequence ordering, parent creation |
-//! | [`lock`] | [`Mutex`](lock::Mutex) (Curator-compatible node names) |
+//! | [`lock`] | [`Mutex`] (Curator-compatible node names) |
 //! | [`rwlock`] | [`RwLock`](rwlock::RwLock) (readers and writers, writers not starved) |
 //! | [`semaphore`] | [`Semaphore`](semaphore::Semaphore) (N leases) |
 //! | [`multilock`] | [`MultiLock`](multilock::MultiLock) (several locks, all or nothing) |

@@ -32,7 +32,7 @@ fn open_acl() -> Vec<zkit::Acl> {
     zkit::Acl::open_unsafe()
 }
 
-/// N creates: 1000 parents /p<k>, then children /p<k>/c<i>.
+/// N creates: 1000 parents `/p<k>`, then children `/p<k>/c<i>`.
 fn gen(dir: &Path, n: u64) -> Res<()> {
     let v = version_dir(dir);
     std::fs::create_dir_all(&v).map_err(e)?;
