@@ -24,7 +24,8 @@ OPTIONS:
     --max-packet BYTES            largest accepted request (default 1048575)
     --super-digest USER:BASE64    superDigest: this digest user bypasses ACLs
     --extended-types              enable TTL nodes (zookeeper.extendedTypesEnabled)
-    --four-letter-words LIST      comma separated whitelist, or * for all (default srvr)
+    --four-letter-words LIST      comma separated whitelist, or * for all (default srvr, like
+                                  4lw.commands.whitelist); ruok is always answered (readiness)
     --data-dir DIR                keep data in a ZooKeeper dataDir (DIR/version-2), recovered at start
     --no-fsync                    do not fsync the txn log (forceSync=no)
     --snap-count N                txns between snapshots (default 100000)
@@ -47,6 +48,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut port: u16 = 2181;
     let mut b = Server::builder();
     let mut popts = zkit_testkit::persist::PersistOptions::default();
+    let mut words = "srvr".to_owned();
     let mut it = args.peekable();
     fn ms(v: &str, flag: &str) -> Result<Duration, String> {
         v.parse::<u64>()
@@ -95,7 +97,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
                 b = b.super_digest(v);
             }
             "--extended-types" => b = b.extended_types(true),
-            "--four-letter-words" => b = b.four_letter_words(FourLetterWords::parse(&value()?)),
+            "--four-letter-words" => words = value()?,
             "--data-dir" => b = b.data_dir(value()?),
             "--no-fsync" => popts = popts.force_sync(false),
             "--truncate-corrupt" => popts = popts.truncate_corrupt(true),
@@ -113,6 +115,8 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
+    // `ruok` is always answered so scripts can poll for readiness; the rest follows the list.
+    b = b.four_letter_words(FourLetterWords::parse(&format!("{words},ruok")));
     Ok(Some(Args {
         host,
         port,
