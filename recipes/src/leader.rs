@@ -90,7 +90,10 @@ struct Inner {
     path: String,
     opts: LeaderOptions,
     role: watch::Sender<Role>,
+    /// Our node while it may exist (until its delete is done), so `close` can remove it.
     node: StdMutex<Option<String>>,
+    /// The create in flight, so `close` can remove the node it may have made.
+    creating: StdMutex<Option<ProtectedCreate>>,
     requeue: Notify,
 }
 
@@ -133,6 +136,7 @@ impl LeaderLatch {
             opts: options,
             role,
             node: StdMutex::new(None),
+            creating: StdMutex::new(None),
             requeue: Notify::new(),
         });
         let task = tokio::spawn(run(inner.clone()));
@@ -201,27 +205,41 @@ impl LeaderLatch {
             let _ = (&mut task.0).await;
         }
         self.inner.role.send_replace(Role::Closed(None));
-        let node = self.inner.node.lock().ok().and_then(|mut n| n.take());
-        if let Some(node) = node {
-            match delete_quietly(&self.inner.client, &node).await {
-                Ok(()) => {}
-                Err(e) if e.is_session_gone() => {}
-                Err(e) => return Err(e.into()),
-            }
+        match leave(&self.inner).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_session_gone() => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
+}
+
+/// Deletes the node the election task left (or may have made, when a create was in flight).
+async fn leave(inner: &Inner) -> Result<()> {
+    let node = inner.node.lock().ok().and_then(|mut n| n.take());
+    let creating = inner.creating.lock().ok().and_then(|mut c| c.take());
+    if let Some(node) = node {
+        delete_quietly(&inner.client, &node).await?;
+    }
+    if let Some(pc) = creating {
+        if let Some(node) = pc.find(&inner.client).await? {
+            delete_quietly(&inner.client, &node).await?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for LeaderLatch {
     fn drop(&mut self) {
         self.inner.role.send_replace(Role::Closed(None));
-        let node = self.inner.node.lock().ok().and_then(|mut n| n.take());
-        if let (Some(node), Ok(h)) = (node, tokio::runtime::Handle::try_current()) {
+        // Stop the election task first: it must not create a node after the clean-up looked.
+        drop(self.task.lock().ok().and_then(|mut t| t.take()));
+        let pending = self.inner.node.lock().is_ok_and(|n| n.is_some())
+            || self.inner.creating.lock().is_ok_and(|c| c.is_some());
+        if let (true, Ok(h)) = (pending, tokio::runtime::Handle::try_current()) {
             // Best effort: the ephemeral goes with the session anyway.
-            let client = self.inner.client.clone();
+            let inner = self.inner.clone();
             h.spawn(async move {
-                let _ = delete_quietly(&client, &node).await;
+                let _ = leave(&inner).await;
             });
         }
     }
@@ -269,9 +287,12 @@ async fn run(inner: Arc<Inner>) {
             return;
         }
         let pc = ProtectedCreate::new(&inner.path, LATCH_NAME, CreateMode::EphemeralSequential);
+        *inner.creating.lock().expect("creating") = Some(pc.clone());
         let node = match pc.create(client, inner.opts.id.as_bytes()).await {
             Ok(n) => n,
             Err(e) => {
+                // `creating` stays set until the next attempt replaces it: harmless, a `close`
+                // meanwhile just finds nothing under the prefix.
                 tracing::debug!(error = %e, "election: create failed; retrying");
                 if !e.is_session_gone() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -280,6 +301,7 @@ async fn run(inner: Arc<Inner>) {
             }
         };
         *inner.node.lock().expect("node") = Some(node.clone());
+        *inner.creating.lock().expect("creating") = None;
         let turn = take_part(&inner, &node).await;
         inner.role.send_if_modified(|r| {
             if matches!(r, Role::Leader(_)) {
@@ -290,9 +312,10 @@ async fn run(inner: Arc<Inner>) {
             }
         });
         // Leave the queue before joining it again (a no-op when the session took the node).
-        *inner.node.lock().expect("node") = None;
         // Waits for the connection when suspended; fails (harmlessly) once the session is gone.
+        // The node stays recorded until then, so a `close` in the meantime still deletes it.
         let _ = delete_quietly(client, &node).await;
+        *inner.node.lock().expect("node") = None;
         if let Turn::End(r) = turn {
             inner.role.send_replace(Role::Closed(Some(r)));
             return;

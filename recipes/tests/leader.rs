@@ -235,3 +235,48 @@ async fn instant_expiry_of_the_leader_still_leaves_exactly_one_leader() {
     let now = single_leader(&latches).await;
     assert_ne!(now, leader);
 }
+
+/// A leader that loses its connection queues to delete its node once reconnected; closing the
+/// latch in that window must still delete the node, or it stays behind as a phantom leader (its
+/// session is alive) and nobody else is ever elected.
+#[tokio::test]
+async fn closing_a_suspended_leader_deletes_its_node_after_reconnect() {
+    let t = target!();
+    let ns = t.namespace("leader-close-suspended").await;
+    let f = ns.faulty_client(false).await;
+    let a = LeaderLatch::start(&f.client, "/election", LeaderOptions::new("a"))
+        .await
+        .unwrap();
+    let term = bounded("a leads", a.leadership()).await.unwrap();
+    let zk = ns.client().await;
+    let b = LeaderLatch::start(&zk, "/election", LeaderOptions::new("b"))
+        .await
+        .unwrap();
+    eventually("b queued", || async {
+        b.participants().await.unwrap().len() == 2
+    })
+    .await;
+    f.proxy.partition(true);
+    assert_eq!(bounded("a told", term.lost()).await, LossReason::Suspended);
+    // Let the election task move on to deleting its node (it waits for the connection).
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    let closing = tokio::spawn(async move { a.close().await });
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    f.proxy.partition(false);
+    bounded("close", closing).await.unwrap().unwrap();
+    let mut states = f.client.state_watch();
+    bounded("a reconnected", states.wait_for(|s| s.is_connected()))
+        .await
+        .unwrap();
+    let ps = b.participants().await.unwrap();
+    assert_eq!(
+        ps.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        vec!["b"],
+        "the closed latch left its node behind"
+    );
+    bounded("b leads", b.leadership()).await.unwrap();
+}
