@@ -379,8 +379,16 @@ impl Member {
         let path = &self.barrier.path;
         let ours = crate::znode::name_of(&self.node).to_owned();
         let mut ours_exists = true;
+        // The members of our round: those present at our first look. A node that appears later
+        // belongs to the next round (the barrier is reused as soon as one member is out) and
+        // waits in `enter` for us: waiting for it would deadlock.
+        let mut round: Option<Vec<String>> = None;
         loop {
-            let members = member_nodes(c, path).await?;
+            let mut members = member_nodes(c, path).await?;
+            match &round {
+                None => round = Some(members.clone()),
+                Some(r) => members.retain(|m| r.contains(m)),
+            }
             let idx = members.iter().position(|m| *m == ours);
             if idx.is_none() {
                 // Deleted by us below, or gone with an expired session: either way we are out.

@@ -224,3 +224,60 @@ async fn double_barrier_with_a_member_that_dies() {
     })
     .await;
 }
+
+/// A member that already deleted its node in `leave` and is slow to hear that the lowest left
+/// (here: its connection is down meanwhile) must not mistake the next round's first member for
+/// someone of its own round and wait for it: that member waits in `enter` for this one, a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_barrier_reused_at_once_does_not_strand_a_slow_leaver() {
+    let t = target!();
+    let ns = t.namespace("double-barrier-reuse").await;
+    let admin = ns.client().await;
+    let fa = ns.faulty_client(false).await;
+    let fb = ns.faulty_client(false).await;
+    let opts = || DoubleBarrierOptions::new(2);
+    let (ba, bb) = (
+        DoubleBarrier::new(&fa.client, "/b", opts()),
+        DoubleBarrier::new(&fb.client, "/b", opts()),
+    );
+    let (ma, mb) = tokio::join!(ba.enter(), bb.enter());
+    let (ma, mb) = (ma.unwrap(), mb.unwrap());
+    // The lowest member leaves last; the other one (slow) is cut off once it has left.
+    let ((low, low_b), (high, high_f, high_b)) = if ma.node() < mb.node() {
+        ((ma, ba), (mb, &fb, bb))
+    } else {
+        ((mb, bb), (ma, &fa, ba))
+    };
+    let high_node = high.node().to_owned();
+    let leaving = tokio::spawn(high.leave());
+    eventually("slow member deleted its node", || async {
+        admin.exists(&high_node).await.unwrap().is_none()
+    })
+    .await;
+    high_f.proxy.partition(true);
+    bounded("lowest leaves", low.leave()).await.unwrap();
+    // Round two starts at once.
+    let next = tokio::spawn(async move { low_b.enter().await });
+    eventually("round two's first member in", || async {
+        member_count(&admin).await == 1
+    })
+    .await;
+    high_f.proxy.partition(false);
+    bounded("slow member done leaving", leaving)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = bounded("slow member enters round two", high_b.enter())
+        .await
+        .unwrap();
+    let first = bounded("round two complete", next).await.unwrap().unwrap();
+    drop((again, first));
+}
+
+async fn member_count(admin: &zkit::Client) -> usize {
+    children(admin, "/b")
+        .await
+        .into_iter()
+        .filter(|c| c != "ready")
+        .count()
+}
