@@ -228,7 +228,9 @@ impl Driver {
     /// Connects to one address, handshakes and serves until the connection ends.
     /// Returns whether the handshake completed, and why it ended.
     async fn connect_and_serve(&mut self, addr: SocketAddr) -> (bool, Ended) {
-        let connect_timeout = self.opts.connect_timeout_per_host(self.hosts.len());
+        let connect_timeout = self
+            .opts
+            .connect_timeout_per_host(self.session.negotiated_timeout(), self.hosts.len());
         let start = Instant::now();
         let span =
             tracing::info_span!("zk_session", server = %addr, session_id = tracing::field::Empty);
@@ -353,6 +355,9 @@ impl Driver {
                 }
                 _ = &mut sleep => {
                     if let Err(e) = self.session.on_timer(Instant::now()) {
+                        if self.session.state().is_terminal() {
+                            return (handshaken, Ended::Terminal);
+                        }
                         return (handshaken, Ended::Lost(e.to_string()));
                     }
                 }

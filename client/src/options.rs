@@ -152,9 +152,15 @@ impl ClientOptions {
         cap / 2 + cap.mul_f64(fastrand::f64() / 2.0)
     }
 
-    /// TCP connect + handshake budget per host (session timeout / host count, like Java).
-    pub(crate) fn connect_timeout_per_host(&self, hosts: usize) -> Duration {
-        (self.session_timeout / hosts.max(1) as u32).max(Duration::from_millis(100))
+    /// TCP connect + handshake budget per host: session timeout / host count, like Java, using
+    /// the negotiated timeout once there is one (the server may have granted far less).
+    pub(crate) fn connect_timeout_per_host(&self, negotiated: Duration, hosts: usize) -> Duration {
+        let timeout = if negotiated.is_zero() {
+            self.session_timeout
+        } else {
+            negotiated
+        };
+        (timeout / hosts.max(1) as u32).max(Duration::from_millis(100))
     }
 }
 
@@ -278,6 +284,19 @@ mod tests {
         ] {
             assert!(bad.parse::<ConnectString>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn per_host_connect_budget_follows_the_negotiated_timeout() {
+        let o = ClientOptions::default();
+        assert_eq!(
+            o.connect_timeout_per_host(Duration::ZERO, 3),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            o.connect_timeout_per_host(Duration::from_secs(3), 3),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

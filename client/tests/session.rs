@@ -430,3 +430,37 @@ async fn a_server_behind_our_last_zxid_is_refused_and_the_next_one_tried() {
     assert!(zk.exists("/n19").await.unwrap().is_some());
     zk.close().await.unwrap();
 }
+
+/// The server grants far less than the client asked for and then stalls: the client must expire
+/// the session after 4/3 of the *negotiated* timeout, even while a reconnect handshake to the
+/// stalled server is still unanswered (its per-host budget is the negotiated timeout too).
+#[tokio::test]
+async fn a_stalled_server_expires_a_clamped_session_on_time_even_mid_handshake() {
+    let t = Target::new().await;
+    if t.real {
+        eprintln!("skipped: needs an in-process server with a small maxSessionTimeout");
+        return;
+    }
+    let server = zkit_testkit::Server::builder()
+        .min_session_timeout(Duration::from_secs(1))
+        .max_session_timeout(Duration::from_secs(2))
+        .start()
+        .await
+        .unwrap();
+    let zk = Client::builder(&server.connect_string())
+        .session_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    let timeout = zk.negotiated_timeout();
+    assert!(timeout <= Duration::from_secs(2), "{timeout:?}");
+    let started = std::time::Instant::now();
+    server.pause_responses();
+    wait_state(&zk, LIMIT, |s| s == SessionState::Expired).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < timeout * 4 / 3 + Duration::from_secs(2),
+        "expired only after {waited:?}"
+    );
+    assert_eq!(zk.exists("/").await, Err(Error::SessionExpired));
+}

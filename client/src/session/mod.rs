@@ -605,7 +605,8 @@ impl Session {
     /// When [`on_timer`](Self::on_timer) must run next.
     pub fn next_deadline(&self) -> Option<Instant> {
         if let Some(d) = self.handshake_deadline {
-            return Some(d);
+            // A handshake nobody answers must not outlive the session (ZOOKEEPER-4508).
+            return Some(self.local_expiry_deadline().map_or(d, |e| e.min(d)));
         }
         if self.connected_now() {
             let ping = self.last_send + self.ping_interval();
@@ -618,6 +619,9 @@ impl Session {
     /// Runs timers: sends a ping when idle, reports a dead connection.
     pub fn on_timer(&mut self, now: Instant) -> Result<(), Error> {
         if let Some(d) = self.handshake_deadline {
+            if self.check_local_expiry(now) {
+                return Err(Error::SessionExpired);
+            }
             if now >= d {
                 return Err(Error::ConnectionLoss);
             }

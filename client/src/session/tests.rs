@@ -329,3 +329,19 @@ fn reconnecting_an_existing_session_stays_disconnected_until_connected() {
     s.on_frame(connect_response(30_000, 0x42), now).unwrap();
     assert_eq!(s.state(), SessionState::Connected);
 }
+
+#[test]
+fn local_expiry_fires_while_a_handshake_is_still_unanswered() {
+    // ZOOKEEPER-4508 counts silence on any connection: a server that accepts TCP but never
+    // answers the handshake must not keep the session alive past 4/3 of its timeout.
+    let t0 = Instant::now();
+    let mut s = connected(t0);
+    s.on_connection_lost();
+    let t1 = t0 + Duration::from_secs(21);
+    s.begin_handshake(t1, t1 + Duration::from_secs(30));
+    frames(&mut s);
+    let expiry = t0 + Duration::from_secs(40);
+    assert_eq!(s.next_deadline(), Some(expiry));
+    assert_eq!(s.on_timer(expiry), Err(Error::SessionExpired));
+    assert_eq!(s.state(), SessionState::Expired);
+}
