@@ -270,6 +270,29 @@ async fn dropping_watchers_removes_them_on_the_server() {
 }
 
 #[tokio::test]
+async fn a_watcher_dropped_before_its_reply_leaves_no_watch_on_the_server() {
+    let t = Target::new().await;
+    let (zk, _) = t.client().await;
+    for n in ["/y", "/z", "/d"] {
+        zk.create(n, b"", &p()).await.unwrap();
+    }
+    // The requests are queued when called; dropping the futures drops the watchers while the
+    // replies are still on their way.
+    drop(zk.add_watch("/y", false));
+    drop(zk.add_watch("/z", true));
+    drop(zk.get_data_and_watch("/d"));
+    zk.sync("/").await.unwrap();
+    for n in ["/y", "/z", "/d"] {
+        assert_eq!(
+            zk.check_watches(n, WatcherType::Any).await,
+            Err(Error::NoWatcher),
+            "{n}"
+        );
+    }
+    zk.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn remove_all_watches_clears_the_server_side() {
     let t = Target::new().await;
     let (zk, _) = t.client().await;

@@ -476,7 +476,14 @@ impl Session {
                     self.last_zxid = self.last_zxid.max(h.zxid);
                 }
                 if let Some(w) = p.watch {
-                    self.watches.register(w, h.err);
+                    // The watcher may have been dropped while the request was in flight: its
+                    // unregistration found nothing then, so remove the watch now.
+                    let dropped = w.sink.is_closed().then(|| (w.path.clone(), w.kind, w.id));
+                    if self.watches.register(w, h.err) {
+                        if let Some((path, kind, id)) = dropped {
+                            self.unwatch(&path, kind, id);
+                        }
+                    }
                 }
                 let is_close = p.op == OpCode::CloseSession;
                 if let Some(resp) = p.responder {

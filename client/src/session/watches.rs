@@ -33,7 +33,8 @@ pub enum Sink {
 }
 
 impl Sink {
-    fn is_closed(&self) -> bool {
+    /// Whether the watcher's receiving end is gone.
+    pub fn is_closed(&self) -> bool {
         match self {
             Sink::Oneshot(s) => s.is_closed(),
             Sink::Persistent(s) => s.is_closed(),
