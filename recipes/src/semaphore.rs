@@ -76,7 +76,9 @@ impl SemaphoreOptions {
 pub struct Semaphore {
     client: Client,
     leases: String,
-    lock: Mutex,
+    /// The internal lock's path. Each acquisition takes it through a `Mutex` value of its own:
+    /// a shared value would be re-entrant, letting concurrent acquirers through together.
+    locks: String,
     opts: SemaphoreOptions,
     reaper: Arc<OnceLock<Reaper>>,
 }
@@ -87,7 +89,7 @@ impl Semaphore {
         Semaphore {
             client: client.clone(),
             leases: join(path, "leases"),
-            lock: Mutex::new(client, &join(path, "locks"), MutexOptions::default()),
+            locks: join(path, "locks"),
             opts: options,
             reaper: Default::default(),
         }
@@ -126,7 +128,9 @@ impl Semaphore {
         let pc = ProtectedCreate::new(&self.leases, LEASE_NAME, CreateMode::EphemeralSequential);
         let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Prefix(pc.clone()));
         let work = async {
-            let gate = self.lock.acquire().await?;
+            let gate = Mutex::new(c, &self.locks, MutexOptions::default())
+                .acquire()
+                .await?;
             let node = pc.create(c, &self.opts.data).await?;
             cleanup.set(Cleanup::Delete(node.clone()));
             let session_id = c.session_id();

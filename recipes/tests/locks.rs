@@ -208,3 +208,34 @@ async fn multilock_is_all_or_nothing() {
     mg.release().await.unwrap();
     assert!(holder.try_acquire().await.unwrap().is_some());
 }
+
+/// Tasks sharing one `Semaphore` value still line up behind its internal lock: if the second
+/// re-entered the first's hold of it, both would add a lease node while the semaphore is full and
+/// then wait for each other's node to go, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_sharing_a_semaphore_value_do_not_deadlock() {
+    let t = target!();
+    let ns = t.namespace("semaphore-shared-value").await;
+    let zk = ns.client().await;
+    let s = Semaphore::new(&zk, "/sem", SemaphoreOptions::new(1));
+    let first = s.acquire().await.unwrap();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let lease = s.acquire().await.unwrap();
+                lease.release().await.unwrap();
+            })
+        })
+        .collect();
+    // Both queued: one waits on the leases, the other behind it on the internal lock (with the
+    // bug: both lease nodes are in).
+    eventually("both waiters queued", || async {
+        s.leases().await.unwrap().len() == 3 || children(&zk, "/sem/locks").await.len() == 2
+    })
+    .await;
+    first.release().await.unwrap();
+    for w in waiters {
+        bounded("waiter got its lease", w).await.unwrap();
+    }
+}
