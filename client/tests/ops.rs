@@ -524,6 +524,9 @@ async fn bad_paths_fail_before_anything_is_sent() {
         "/a\u{1}",
         "/a\u{7f}",
         "/\u{fff0}",
+        // Java checks UTF-16 units: a character outside the BMP is a surrogate pair, and
+        // surrogates are in the forbidden U+D800..U+F8FF range (the server rejects it too).
+        "/a\u{1F600}",
     ];
     let p = CreateOptions::persistent();
     for path in bad {

@@ -63,6 +63,8 @@ fn validate(path: &str) -> Result<(), &'static str> {
             || (0x7f..=0x9f).contains(&u)
             || (0xd800..=0xf8ff).contains(&u)
             || (0xfff0..=0xffff).contains(&u)
+            // Java walks UTF-16 units: outside the BMP is a surrogate pair, in D800..F8FF.
+            || u > 0xffff
         {
             return Err("invalid character");
         }
@@ -108,6 +110,7 @@ mod tests {
             "/\u{7f}",
             "/\u{e000}",
             "/\u{fff5}",
+            "/\u{1F600}",
         ] {
             assert!(validate_path(bad, false).is_err(), "{bad:?}");
         }
