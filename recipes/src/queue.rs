@@ -39,8 +39,8 @@ use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OneshotWatcher, 
 use crate::cache::usable;
 use crate::state::{LossMonitor, LossPolicy, LossReason, LossSignal};
 use crate::znode::{
-    delete_quietly, ensure_path, join, retry, sorted_members, Cleanup, CleanupOnDrop,
-    ProtectedCreate, Reaper,
+    delete_owned, delete_quietly, ensure_path, in_session, join, retry, sorted_members, Cleanup,
+    CleanupOnDrop, ProtectedCreate, Reaper,
 };
 use crate::{Error, Result};
 
@@ -234,8 +234,12 @@ impl DistributedQueue {
     async fn claim(&self, lock_path: &str, name: &str) -> Result<Option<QueueItem>> {
         let c = &self.client;
         let lock = join(lock_path, name);
-        let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Delete(lock.clone()));
         let session_id = c.session_id();
+        // Only our own claim is removed: the create fails when another consumer holds the item.
+        let mut cleanup = CleanupOnDrop::new(
+            self.reaper(),
+            Cleanup::DeleteOwned(lock.clone(), session_id),
+        );
         // The ephemeral node is the claim; it goes with our session if we die mid-item.
         match c.create(&lock, b"", &CreateOptions::ephemeral()).await {
             Ok(_) => {}
@@ -275,6 +279,7 @@ impl DistributedQueue {
                     data,
                     Some(Claim {
                         lock,
+                        session_id,
                         monitor,
                         signal,
                     }),
@@ -321,6 +326,9 @@ async fn wait_either(a: OneshotWatcher, b: Option<OneshotWatcher>, mut states: z
 #[derive(Debug)]
 struct Claim {
     lock: String,
+    /// The session that owns the claim node. Once the client runs another session, a node at
+    /// `lock` may be another consumer's claim: it must not be deleted (nor the item completed).
+    session_id: i64,
     monitor: LossMonitor,
     signal: LossSignal,
 }
@@ -366,9 +374,22 @@ impl QueueItem {
             return Ok(delete_quietly(c, &self.path).await?);
         };
         let ops = || vec![Op::delete(&claim.lock, None), Op::delete(&self.path, None)];
+        let lost = || {
+            claim.monitor.finish(LossReason::SessionChanged);
+            Err(Error::Lost(
+                claim.signal.reason().unwrap_or(LossReason::SessionChanged),
+            ))
+        };
+        // Checked right before each request is queued: a request never runs on a newer session.
+        if !in_session(c, claim.session_id) {
+            return lost();
+        }
         let r = match c.multi(ops()).await {
             Err(e) if e.is_retryable() => {
                 crate::state::wait_connected(c).await?;
+                if !in_session(c, claim.session_id) {
+                    return lost();
+                }
                 match c.multi(ops()).await {
                     // The first attempt was applied.
                     Err(ZkError::MultiAborted {
@@ -397,7 +418,7 @@ impl QueueItem {
         self.done = true;
         if let Some(claim) = &self.claim {
             claim.monitor.finish(LossReason::Released);
-            match delete_quietly(&self.queue.client, &claim.lock).await {
+            match delete_owned(&self.queue.client, &claim.lock, claim.session_id).await {
                 Ok(()) => {}
                 Err(e) if e.is_session_gone() => {}
                 Err(e) => return Err(e.into()),
@@ -416,7 +437,7 @@ impl Drop for QueueItem {
             claim.monitor.finish(LossReason::Released);
             self.queue
                 .reaper()
-                .submit(Cleanup::Delete(claim.lock.clone()));
+                .submit(Cleanup::DeleteOwned(claim.lock.clone(), claim.session_id));
         }
     }
 }

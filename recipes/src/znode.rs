@@ -172,6 +172,34 @@ pub(crate) async fn delete_quietly(client: &Client, path: &str) -> zkit::Result<
     }
 }
 
+/// Whether `client` still runs session `session_id` (connected or suspended). After an expiry
+/// the client shows `Connecting` until its new session is up, and may report the old id until then.
+pub(crate) fn in_session(client: &Client, session_id: i64) -> bool {
+    client.session_id() == session_id
+        && !matches!(client.state(), zkit::SessionState::Connecting)
+        && !client.state().is_terminal()
+}
+
+/// Deletes `path` only if it is an ephemeral node of session `session_id`: once that session is
+/// gone (or a create of ours failed because the node was there), the path may name another
+/// client's node, which is left alone.
+pub(crate) async fn delete_owned(client: &Client, path: &str, session_id: i64) -> zkit::Result<()> {
+    loop {
+        let r = match client.exists(path).await {
+            Ok(Some(st)) if st.ephemeral_owner == session_id && in_session(client, session_id) => {
+                client.delete(path, Some(st.version)).await
+            }
+            Ok(_) => return Ok(()),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => return Ok(()),
+            Err(e) if e.is_retryable() => wait_connected(client).await?,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A sequential create protected by a GUID prefix: `parent/_c_<uuid>-<name><seq>`.
 #[derive(Debug, Clone)]
 pub struct ProtectedCreate {
@@ -264,6 +292,8 @@ pub(crate) struct Reaper {
 pub(crate) enum Cleanup {
     /// Delete this node.
     Delete(String),
+    /// Delete this ephemeral node of the given session, unless the client runs another by then.
+    DeleteOwned(String, i64),
     /// Delete whatever child of `parent` carries `prefix` (the create may still be in flight).
     Prefix(ProtectedCreate),
 }
@@ -276,6 +306,9 @@ impl Reaper {
             while let Some(job) = rx.recv().await {
                 let r = match &job {
                     Cleanup::Delete(p) => delete_quietly(&client, p).await.map_err(Into::into),
+                    Cleanup::DeleteOwned(p, s) => {
+                        delete_owned(&client, p, *s).await.map_err(Into::into)
+                    }
                     Cleanup::Prefix(pc) => match pc.find(&client).await {
                         Ok(Some(p)) => delete_quietly(&client, &p).await.map_err(Into::into),
                         Ok(None) => Ok(()),

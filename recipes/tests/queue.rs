@@ -204,3 +204,35 @@ async fn queue_consumers_killed_mid_item_lose_nothing() {
     })
     .await;
 }
+
+/// A consumer whose session expired while it held an item (the item went to another consumer)
+/// must not be able to complete it: that would delete the other consumer's claim and the item
+/// under it, and report success to both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_whose_claim_expired_cannot_complete_the_item() {
+    let t = target!();
+    let ns = t.namespace("queue-stale-claim").await;
+    let admin = ns.client().await;
+    DistributedQueue::new(&admin, "/q", locked())
+        .put(b"job")
+        .await
+        .unwrap();
+    let fa = ns.faulty_client(true).await;
+    let qa = DistributedQueue::new(&fa.client, "/q", locked());
+    let stale = bounded("a takes", qa.take()).await.unwrap();
+    fa.isolate_until_expired().await;
+    let qb = DistributedQueue::new(&ns.client().await, "/q", locked());
+    let fresh = bounded("b takes the redelivered item", qb.take())
+        .await
+        .unwrap();
+    assert_eq!(&fresh.data()[..], b"job");
+    let mut states = fa.client.state_watch();
+    bounded("a has a new session", states.wait_for(|s| s.is_connected()))
+        .await
+        .unwrap();
+    let r = stale.complete().await;
+    assert!(matches!(r, Err(Error::Lost(_))), "{r:?}");
+    fresh.complete().await.unwrap();
+    assert!(children(&admin, "/q").await.is_empty());
+    assert!(children(&admin, "/q-locks").await.is_empty());
+}
