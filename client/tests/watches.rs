@@ -292,6 +292,62 @@ async fn a_watcher_dropped_before_its_reply_leaves_no_watch_on_the_server() {
     zk.close().await.unwrap();
 }
 
+/// ZooKeeper 3.6–3.8 keep one mode per (connection, path): a one-shot watch set on a path that
+/// has a persistent watch replaces it, and the persistent watch is gone once the one-shot fires.
+/// The client must not let that happen to a `PersistentWatcher` silently.
+#[tokio::test]
+async fn a_persistent_watch_survives_a_one_shot_watch_firing_on_the_same_path() {
+    let t = Target::new().await;
+    let (zk, _) = t.client().await;
+    zk.create("/q", b"", &p()).await.unwrap();
+    zk.create("/r", b"", &p()).await.unwrap();
+    let mut pw = zk.add_watch("/q", false).await.unwrap();
+    let mut rw = zk.add_watch("/r", true).await.unwrap();
+    let (_, _, d) = zk.get_data_and_watch("/q").await.unwrap();
+    let (_, c) = zk.exists_and_watch("/r").await.unwrap();
+    let (_, _, ch) = zk.get_children_and_watch("/q").await.unwrap();
+    zk.set_data("/q", b"1", None).await.unwrap();
+    zk.set_data("/r", b"1", None).await.unwrap();
+    zk.create("/q/k", b"", &p()).await.unwrap();
+    assert_eq!(fired(d).await, (EventType::NodeDataChanged, "/q".into()));
+    assert_eq!(fired(c).await, (EventType::NodeDataChanged, "/r".into()));
+    assert_eq!(
+        fired(ch).await,
+        (EventType::NodeChildrenChanged, "/q".into())
+    );
+    assert_eq!(
+        next(&mut pw).await,
+        (EventType::NodeDataChanged, "/q".into())
+    );
+    assert_eq!(
+        next(&mut rw).await,
+        (EventType::NodeDataChanged, "/r".into())
+    );
+    assert_eq!(
+        next(&mut pw).await,
+        (EventType::NodeChildrenChanged, "/q".into())
+    );
+    // The persistent watches still work after the one-shots fired.
+    zk.set_data("/q", b"2", None).await.unwrap();
+    zk.set_data("/r", b"2", None).await.unwrap();
+    assert_eq!(
+        next(&mut pw).await,
+        (EventType::NodeDataChanged, "/q".into())
+    );
+    assert_eq!(
+        next(&mut rw).await,
+        (EventType::NodeDataChanged, "/r".into())
+    );
+    // A one-shot still fires when the persistent watch beside it is dropped first, even while
+    // the one-shot's request is still in flight.
+    let pending = zk.get_data_and_watch("/q");
+    drop(pw);
+    let (_, _, d) = pending.await.unwrap();
+    zk.set_data("/q", b"3", None).await.unwrap();
+    assert_eq!(fired(d).await, (EventType::NodeDataChanged, "/q".into()));
+    zk.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn remove_all_watches_clears_the_server_side() {
     let t = Target::new().await;

@@ -315,6 +315,21 @@ impl Session {
         }
         .encode(&mut self.out);
         self.out.extend_from_slice(&req.body);
+        if let Some(w) = &req.watch {
+            let flagged = matches!(
+                req.op,
+                OpCode::Exists | OpCode::GetData | OpCode::GetChildren | OpCode::GetChildren2
+            );
+            if flagged
+                && !req.body.is_empty()
+                && self.watches.covered_by_persistent(&w.path, w.kind)
+            {
+                // The persistent watch on this path delivers the events; the body's last byte is
+                // the watch flag, cleared so the server keeps the persistent mode.
+                let last = self.out.len() - 1;
+                self.out[last] = 0;
+            }
+        }
         end_frame(&mut self.out, at);
         tracing::debug!(xid, op = ?req.op, "request");
         self.inflight.push_back(Inflight {
@@ -364,6 +379,17 @@ impl Session {
     /// Unregisters a watcher; sends removeWatches when it was the last of its kind on the path.
     pub fn unwatch(&mut self, path: &str, kind: WatchKind, id: u64) {
         if let Some(t) = self.watches.unregister(path, kind, id) {
+            // A one-shot on this path still waiting for its reply may rely on this persistent
+            // watch on the server (see `covered_by_persistent`): keep it there.
+            let persistent = matches!(kind, WatchKind::Persistent | WatchKind::PersistentRecursive);
+            if persistent
+                && self
+                    .inflight
+                    .iter()
+                    .any(|i| i.watch.as_ref().is_some_and(|w| w.path == path))
+            {
+                return;
+            }
             if self.connected_now() {
                 self.write_request(Request {
                     op: OpCode::RemoveWatches,

@@ -158,6 +158,22 @@ impl WatchRegistry {
         }
     }
 
+    /// Whether a persistent watch registered on this very path already brings every event a
+    /// one-shot watch of `kind` waits for. Such a one-shot must not be set on the server:
+    /// ZooKeeper 3.6–3.8 keep one mode per (connection, path), so the one-shot would replace the
+    /// persistent watch and take it away when it fires.
+    pub fn covered_by_persistent(&self, path: &str, kind: WatchKind) -> bool {
+        let has = |k: WatchKind| self.maps[idx(k)].get(path).is_some_and(|l| !l.is_empty());
+        match kind {
+            WatchKind::Data | WatchKind::Exist => {
+                has(WatchKind::Persistent) || has(WatchKind::PersistentRecursive)
+            }
+            // A recursive watch sends no NodeChildrenChanged.
+            WatchKind::Child => has(WatchKind::Persistent),
+            WatchKind::Persistent | WatchKind::PersistentRecursive => false,
+        }
+    }
+
     /// Unregisters one watcher. Returns the watcher type code to send in a removeWatches request
     /// when the server-side watch can go without taking another local watcher's with it.
     ///
