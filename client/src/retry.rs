@@ -98,8 +98,9 @@ impl RetryPolicy {
         self.retry(op, |e| e.is_retryable()).await
     }
 
-    /// Runs an operation retrying only on timeouts and throttling, never on `ConnectionLoss`
-    /// (whose outcome is unknown): the safe default for non-idempotent writes.
+    /// Runs an operation retrying only when the server throttled it (`Throttled`: it was not
+    /// applied), never on `ConnectionLoss` or a timeout (whose outcome is unknown): the safe
+    /// default for non-idempotent writes.
     pub async fn run_write<T, F, Fut>(&self, op: F) -> Result<T>
     where
         F: FnMut() -> Fut,

@@ -219,7 +219,9 @@ impl Client {
     }
 
     /// Closes the session: sends closeSession and waits for the reply (ephemerals are deleted
-    /// by then). Every clone of this client is closed.
+    /// by then). Every clone of this client is closed. While disconnected it closes at once
+    /// without telling the server (like the Java client): the session and its ephemerals then
+    /// live on until the server expires them.
     pub async fn close(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         let _ = self.inner.cmd.send(Command::Close(tx));
