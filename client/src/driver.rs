@@ -121,6 +121,14 @@ impl Driver {
                     && !self.cmds_closed
                 {
                     tracing::info!("session expired: creating a new session");
+                    // Handles must not report the expired id once the new session is being
+                    // negotiated: clear it before the state says Connecting.
+                    if let Ok(mut i) = self.info.lock() {
+                        i.id = 0;
+                        i.passwd = Bytes::new();
+                        i.timeout = Duration::ZERO;
+                        i.server = None;
+                    }
                     self.session.renew();
                     failures = 0;
                     continue;

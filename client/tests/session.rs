@@ -464,3 +464,41 @@ async fn a_stalled_server_expires_a_clamped_session_on_time_even_mid_handshake()
     );
     assert_eq!(zk.exists("/").await, Err(Error::SessionExpired));
 }
+
+/// With `recreate_on_expiry`, the expired session's id is never reported once the client is
+/// negotiating its new session (recipes compare ids to detect a changed session).
+#[tokio::test]
+async fn a_recreated_session_never_reports_the_expired_id() {
+    let t = Target::new().await;
+    if !t.supports(Capability::ExpireSession) {
+        eprintln!("skipped: target cannot expire a session on demand");
+        return;
+    }
+    let ns = t.namespace().await;
+    let zk = Client::builder(&ns)
+        .recreate_on_expiry(true)
+        .connect()
+        .await
+        .unwrap();
+    let old = zk.session_id();
+    let mut states = zk.state_changes();
+    assert!(t.expire_session(old).await);
+    // Every state after Expired belongs to the new session: the old id is gone by then.
+    within(LIMIT, "expiry and renewal", async {
+        while states.next().await != Some(SessionState::Expired) {}
+        let next = states.next().await;
+        assert!(
+            matches!(
+                next,
+                Some(SessionState::Connecting | SessionState::Connected)
+            ),
+            "{next:?}"
+        );
+        assert_ne!(zk.session_id(), old);
+    })
+    .await;
+    wait_state(&zk, LIMIT, |s| s.is_connected()).await;
+    assert_ne!(zk.session_id(), old);
+    assert_ne!(zk.session_id(), 0);
+    zk.close().await.unwrap();
+}
