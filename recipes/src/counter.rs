@@ -88,37 +88,60 @@ impl SharedCounter {
         self.cas(value, version, width).await
     }
 
+    /// One compare-and-set. A connection loss mid-write is resolved only when the outcome is
+    /// certain (the node did not move: try again); otherwise it is [`Error::Indeterminate`],
+    /// because another writer can leave exactly the state our write would have left.
     async fn cas(&self, value: i64, version: i32, width: usize) -> Result<bool> {
         let c = &self.client;
         let bytes = encode(value, width);
-        if version < 0 {
-            let parent = match self.path.rfind('/') {
-                Some(0) | None => "/",
-                Some(i) => &self.path[..i],
-            };
-            ensure_path(c, parent, CreateMode::Persistent).await?;
-            // A retried create that finds the node cannot tell whether it was its own: the CAS
-            // then reports failure and the caller reads again.
-            return match retry(c, || {
+        loop {
+            let r = if version < 0 {
+                let parent = match self.path.rfind('/') {
+                    Some(0) | None => "/",
+                    Some(i) => &self.path[..i],
+                };
+                ensure_path(c, parent, CreateMode::Persistent).await?;
                 c.create(&self.path, &bytes, &CreateOptions::persistent())
-            })
-            .await
-            {
-                Ok(_) => Ok(true),
-                Err(ZkError::NodeExists) => Ok(false),
-                Err(e) => Err(e.into()),
+                    .await
+                    .map(|_| ())
+            } else {
+                c.set_data(&self.path, &bytes, Some(version))
+                    .await
+                    .map(|_| ())
             };
-        }
-        match c.set_data(&self.path, &bytes, Some(version)).await {
-            Ok(_) => Ok(true),
-            Err(ZkError::BadVersion | ZkError::NoNode) => Ok(false),
-            Err(e) if e.is_retryable() => {
-                // Unknown outcome: applied iff the node is now at version + 1 with our value.
-                crate::state::wait_connected(c).await?;
-                let now = self.get().await?;
-                Ok(now.version == version.wrapping_add(1) && now.value == value)
+            match r {
+                Ok(()) => return Ok(true),
+                Err(ZkError::BadVersion | ZkError::NoNode | ZkError::NodeExists) => {
+                    return Ok(false)
+                }
+                Err(e) if e.is_retryable() => {
+                    let unknown = || {
+                        Error::Indeterminate(format!(
+                            "counter {} changed while a write to it was cut off",
+                            self.path
+                        ))
+                    };
+                    match self.version_after_reconnect().await {
+                        Ok(v) if v == version => continue, // untouched: not applied
+                        _ => return Err(unknown()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The node's version once connected again and synced, retrying through further
+    /// connection losses.
+    async fn version_after_reconnect(&self) -> Result<i32> {
+        let c = &self.client;
+        loop {
+            crate::state::wait_connected(c).await?;
+            match c.sync("/").await {
+                Ok(()) => return Ok(self.get().await?.version),
+                Err(e) if e.is_retryable() => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -132,7 +155,9 @@ impl SharedCounter {
         }
     }
 
-    /// Adds `delta` (compare-and-set, retried on conflict); returns the new value.
+    /// Adds `delta` (compare-and-set, retried on conflict); returns the new value. Fails with
+    /// [`Error::Indeterminate`] when a connection loss leaves it unknown whether this add was
+    /// applied: retrying blindly could count it twice.
     pub async fn add(&self, delta: i64) -> Result<i64> {
         loop {
             let cur = self.get().await?;

@@ -27,6 +27,11 @@ pub enum Error {
     /// The recipe was closed.
     #[error("recipe closed")]
     Closed,
+    /// A write was cut off by a connection loss and its outcome cannot be known (e.g. a counter
+    /// update: another writer may have produced the very same value and version). The caller
+    /// decides whether to read and retry.
+    #[error("outcome unknown: {0}")]
+    Indeterminate(String),
     /// Invalid arguments to a recipe.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

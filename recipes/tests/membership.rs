@@ -294,3 +294,68 @@ async fn service_discovery_registers_queries_and_watches_instances() {
     r1.unregister().await.unwrap();
     assert!(d1.query("search").await.unwrap().is_empty());
 }
+
+/// Adds while connections drop at random: an add reported `Ok` is always counted, never lost to
+/// another writer that happened to write the same value; an add cut off mid-write is either
+/// retried (nothing happened) or reported `Indeterminate`, never silently counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_counter_never_reports_a_lost_add_as_done_when_connections_drop() {
+    let t = target!();
+    let ns = t.namespace("counter-faults").await;
+    let seed = std::env::var("ZK_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("seed {seed} (ZK_TEST_SEED={seed} replays the fault schedule)");
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(std::sync::Arc::new(ns.faulty_client(false).await));
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Connections drop while adds are in flight, so some are cut off mid-write.
+    let chaos = tokio::spawn({
+        let (clients, done) = (clients.clone(), done.clone());
+        async move {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_micros(rng.u64(200..3000))).await;
+                clients[rng.usize(..clients.len())].drop_connection();
+            }
+        }
+    });
+    let mut tasks = Vec::new();
+    for f in &clients {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = SharedCounter::new(&f.client, "/counters/faulty");
+            let (mut ok, mut unknown) = (0u64, 0u64);
+            for _ in 0..40 {
+                match c.add(1).await {
+                    Ok(_) => ok += 1,
+                    Err(zkit_recipes::Error::Indeterminate(_)) => unknown += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (ok, unknown)
+        }));
+    }
+    let (mut ok, mut unknown) = (0, 0);
+    for t in tasks {
+        let (o, u) = bounded("adder", t).await.unwrap();
+        ok += o;
+        unknown += u;
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    chaos.await.unwrap();
+    eprintln!("{ok} adds done, {unknown} unknown");
+    let zk = ns.client().await;
+    let v = SharedCounter::new(&zk, "/counters/faulty")
+        .get()
+        .await
+        .unwrap();
+    assert!(
+        (ok..=ok + unknown).contains(&(v.value as u64)),
+        "value {} with {ok} adds done and {unknown} unknown (seed {seed})",
+        v.value
+    );
+}
