@@ -349,17 +349,6 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
-                    // Write the batch now if the socket takes it, saving a trip round the loop.
-                    if out.is_empty() {
-                        if let Some(b) = self.session.take_output() {
-                            out = b;
-                            match wr.try_write(&out) {
-                                Ok(n) => { out.advance(n); self.session.on_sent(Instant::now()); }
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                                Err(e) => return (handshaken, Ended::Lost(format!("write: {e}"))),
-                            }
-                        }
-                    }
                 }
                 _ = &mut sleep => {
                     if let Err(e) = self.session.on_timer(Instant::now()) {
