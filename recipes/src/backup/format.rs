@@ -28,45 +28,21 @@ pub(super) const TAG_TRAILER: u8 = b'T';
 /// c.update(b"56789");
 /// assert_eq!(c.value(), 0xCBF4_3926);
 /// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Crc32(u32);
-
-const CRC_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
+#[derive(Debug, Clone)]
+pub struct Crc32(crc32fast::Hasher);
 
 impl Crc32 {
     /// A fresh checksum.
     pub fn new() -> Crc32 {
-        Crc32(0xFFFF_FFFF)
+        Crc32(crc32fast::Hasher::new())
     }
     /// Adds bytes.
     pub fn update(&mut self, bytes: &[u8]) {
-        let mut c = self.0;
-        for &b in bytes {
-            c = CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);
-        }
-        self.0 = c;
+        self.0.update(bytes);
     }
     /// The checksum of everything added so far.
     pub fn value(&self) -> u32 {
-        self.0 ^ 0xFFFF_FFFF
+        self.0.clone().finalize()
     }
 }
 
