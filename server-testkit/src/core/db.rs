@@ -63,46 +63,43 @@ impl Database {
             ..Default::default()
         };
         let res: Result<Option<Stat>, i32> = match body {
-            TxnBody::Create(t) | TxnBody::Create2(t) => {
-                rc.path = t.path.clone();
-                let owner = if t.ephemeral { h.client_id } else { 0 };
-                self.tree
-                    .create_node(
+            TxnBody::Create(_)
+            | TxnBody::Create2(_)
+            | TxnBody::CreateContainer(_)
+            | TxnBody::CreateTtl(_) => {
+                // The create kinds differ only in the owner they record.
+                let (path, data, acl, owner, parent_cversion) = match body {
+                    TxnBody::Create(t) | TxnBody::Create2(t) => (
                         &t.path,
-                        t.data.clone(),
-                        t.acl.clone(),
-                        owner,
+                        &t.data,
+                        &t.acl,
+                        if t.ephemeral { h.client_id } else { 0 },
                         t.parent_cversion,
-                        h.zxid,
-                        h.time,
-                        changes,
-                    )
-                    .map(Some)
-            }
-            TxnBody::CreateContainer(t) => {
-                rc.path = t.path.clone();
-                self.tree
-                    .create_node(
+                    ),
+                    TxnBody::CreateContainer(t) => (
                         &t.path,
-                        t.data.clone(),
-                        t.acl.clone(),
+                        &t.data,
+                        &t.acl,
                         CONTAINER_EPHEMERAL_OWNER,
                         t.parent_cversion,
-                        h.zxid,
-                        h.time,
-                        changes,
-                    )
-                    .map(Some)
-            }
-            TxnBody::CreateTtl(t) => {
-                rc.path = t.path.clone();
-                self.tree
-                    .create_node(
+                    ),
+                    TxnBody::CreateTtl(t) => (
                         &t.path,
-                        t.data.clone(),
-                        t.acl.clone(),
+                        &t.data,
+                        &t.acl,
                         zkit::proto::ttl_ephemeral_owner(t.ttl),
                         t.parent_cversion,
+                    ),
+                    _ => unreachable!("matched a create kind above"),
+                };
+                rc.path = path.clone();
+                self.tree
+                    .create_node(
+                        path,
+                        data.clone(),
+                        acl.clone(),
+                        owner,
+                        parent_cversion,
                         h.zxid,
                         h.time,
                         changes,
