@@ -42,7 +42,8 @@ impl ClientBuilder {
         self.opts.connect_timeout = t;
         self
     }
-    /// Fail a request with `RequestTimeout` if unanswered for this long.
+    /// Fail a request with `RequestTimeout` if unanswered for this long. A request that times
+    /// out while the client is disconnected is not sent after the reconnect.
     pub fn request_timeout(mut self, t: Duration) -> Self {
         self.opts.request_timeout = Some(t);
         self

@@ -43,6 +43,10 @@ struct Inner {
 
 /// A ZooKeeper client: one session, one connection at a time, many requests in flight.
 ///
+/// Requests are queued when a method is called: while connected they are written at once;
+/// while disconnected they wait for the next connection, and one whose future was dropped (or
+/// timed out) meanwhile is not sent.
+///
 /// Cheap to clone; all clones share the session. When the last clone (and every watcher) is
 /// dropped, the session is closed in the background; call [`close`](Client::close) to wait for it.
 ///

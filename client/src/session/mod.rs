@@ -560,6 +560,13 @@ impl Session {
             self.auth_waiters.push_back(w);
         }
         while let Some(req) = self.queued.pop_front() {
+            // A request whose caller gave up while we were disconnected (its future was dropped
+            // or its request timeout fired) is not sent: it must not take effect after the
+            // caller was told it failed.
+            if req.responder.as_ref().is_some_and(|r| r.is_closed()) {
+                tracing::debug!(op = ?req.op, "dropping a request its caller abandoned");
+                continue;
+            }
             self.write_request(req);
         }
         Ok(())

@@ -345,3 +345,24 @@ fn local_expiry_fires_while_a_handshake_is_still_unanswered() {
     assert_eq!(s.on_timer(expiry), Err(Error::SessionExpired));
     assert_eq!(s.state(), SessionState::Expired);
 }
+
+#[test]
+fn a_queued_request_its_caller_abandoned_is_not_sent_after_reconnect() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    s.on_connection_lost();
+    let (kept, _keep_rx) = request(OpCode::Exists);
+    let (abandoned, rx) = request(OpCode::SetData);
+    s.submit(abandoned);
+    s.submit(kept);
+    drop(rx); // the caller's request timeout fired while we were away
+    s.begin_handshake(now, now + Duration::from_secs(10));
+    frames(&mut s);
+    s.on_frame(connect_response(30_000, 0x42), now).unwrap();
+    let f = frames(&mut s);
+    let ops: Vec<i32> = f
+        .iter()
+        .map(|b| RequestHeader::from_bytes(b.clone()).unwrap().op)
+        .collect();
+    assert_eq!(ops, vec![OpCode::Exists.code()]);
+}
