@@ -2,56 +2,21 @@
 //! `Server::from_backup`) compares equal: every path, data and ACL, and the persisted Stat.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use zkit::{Acl, Client, CreateOptions};
-use zkit_testkit::core::{Core, Node};
+use zkit_testkit::core::Node;
 use zkit_testkit::persist::PersistOptions;
 use zkit_testkit::Server;
 
-/// A temp dir removed on drop.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "zkit-bkl-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod disk;
+use disk::{tree_under, TempDir};
 
 /// Every node under `root` (data, ACL, persisted Stat and child set).
 fn dump(s: &Server, root: &str) -> BTreeMap<String, Node> {
-    s.inspect(|core: &Core| {
-        let tree = &core.db().tree;
-        let mut out = BTreeMap::new();
-        let mut stack = vec![root.to_owned()];
-        while let Some(p) = stack.pop() {
-            let n = tree.get(&p).expect("node listed by its parent");
-            for c in n.children.iter_order() {
-                stack.push(format!("{p}/{c}"));
-            }
-            out.insert(p, n.clone());
-        }
-        out
-    })
-    .expect("server running")
+    s.inspect(|core| tree_under(core, root))
+        .expect("server running")
 }
 
 /// `/big` with `dirs` × `per_dir` leaves through pipelined creates (window 1 000); every 97th

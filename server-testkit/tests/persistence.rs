@@ -9,51 +9,14 @@ use zkit_testkit::core::{Core, Node};
 use zkit_testkit::persist::{self, txnlog, PersistError, PersistOptions};
 use zkit_testkit::{Error, Server};
 
-/// A temp dir removed on drop.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "zkit-it-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod disk;
+use disk::{tree_under, TempDir};
 
 /// Every node of the tree with data, ACL and persisted stat, plus the sessions.
 type Dump = (BTreeMap<String, Node>, BTreeMap<i64, i32>);
 
 fn dump_core(core: &Core) -> Dump {
-    let tree = &core.db().tree;
-    let mut out = BTreeMap::new();
-    let mut stack = vec!["/".to_owned()];
-    while let Some(p) = stack.pop() {
-        if let Some(n) = tree.get(&p) {
-            for c in &n.children.iter_order() {
-                stack.push(if p == "/" {
-                    format!("/{c}")
-                } else {
-                    format!("{p}/{c}")
-                });
-            }
-            out.insert(p, n.clone());
-        }
-    }
-    (out, core.db().sessions.clone())
+    (tree_under(core, "/"), core.db().sessions.clone())
 }
 
 fn dump(s: &Server) -> Dump {
