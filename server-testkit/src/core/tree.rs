@@ -367,21 +367,7 @@ impl DataTree {
         let node = Node::new(data, acl.clone(), stat);
         let client = node.client_stat(extended);
         self.nodes.insert(path.to_owned(), node);
-        match NodeKind::of(owner, extended) {
-            NodeKind::Container => {
-                self.containers.insert(path.to_owned());
-            }
-            NodeKind::Ttl(_) => {
-                self.ttls.insert(path.to_owned());
-            }
-            NodeKind::Ephemeral => {
-                self.ephemerals
-                    .entry(owner)
-                    .or_insert_with(|| JavaHashSet::with_capacity(16))
-                    .insert(path.to_owned());
-            }
-            NodeKind::Persistent => {}
-        }
+        self.index_kind(path, owner);
         changes.push(Change::Created {
             path: path.to_owned(),
             acl,
@@ -524,7 +510,15 @@ impl DataTree {
             p.children.insert(basename(path).to_owned());
         }
         self.data_size += path.len() + data.as_ref().map_or(0, |d| d.len());
-        match NodeKind::of(stat.ephemeral_owner, self.extended_types) {
+        self.index_kind(path, stat.ephemeral_owner);
+        self.nodes
+            .insert(path.to_owned(), Node::new(data, acl, stat));
+        Ok(())
+    }
+
+    /// Files a new node under the container, TTL or ephemeral index its owner puts it in.
+    fn index_kind(&mut self, path: &str, owner: i64) {
+        match NodeKind::of(owner, self.extended_types) {
             NodeKind::Container => {
                 self.containers.insert(path.to_owned());
             }
@@ -533,15 +527,12 @@ impl DataTree {
             }
             NodeKind::Ephemeral => {
                 self.ephemerals
-                    .entry(stat.ephemeral_owner)
+                    .entry(owner)
                     .or_insert_with(|| JavaHashSet::with_capacity(16))
                     .insert(path.to_owned());
             }
             NodeKind::Persistent => {}
         }
-        self.nodes
-            .insert(path.to_owned(), Node::new(data, acl, stat));
-        Ok(())
     }
 
     /// `DataTree.setCversionPzxid`: replaying a create that finds its node already there (a
