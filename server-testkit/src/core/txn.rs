@@ -77,8 +77,15 @@ impl TxnBody {
                     .map(|s| {
                         let mut b = BytesMut::new();
                         s.encode(&mut b);
+                        // A create2 sub-txn is written as create (1), the same record: ZooKeeper
+                        // never logs type 15 inside a multi, and its `DataTree.processTxn`
+                        // silently drops a whole multi that holds one on replay.
+                        let txn_type = match s {
+                            TxnBody::Create2(_) => OpCode::Create.code(),
+                            other => other.op().code(),
+                        };
                         SubTxn {
-                            txn_type: s.op().code(),
+                            txn_type,
                             data: b.freeze(),
                         }
                     })

@@ -12,9 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use zkit::proto::txn::{
-    CloseSessionTxn, CreateTxn, MultiTxn, SetDataTxn, SubTxn, TxnDigest, TxnHeader,
-};
+use zkit::proto::txn::{CloseSessionTxn, CreateTxn, SetDataTxn, TxnDigest, TxnHeader};
 use zkit::proto::{Acl, DecodeError, Reader, Record};
 
 use super::checksum::adler32;
@@ -46,7 +44,7 @@ pub fn file_header(magic: i32, dbid: i64) -> [u8; 16] {
 pub fn encode_entry(e: &Logged, buf: &mut BytesMut) {
     let mut payload = BytesMut::with_capacity(128);
     e.txn.hdr.encode(&mut payload);
-    encode_body(&e.txn.body, &mut payload);
+    e.txn.body.encode(&mut payload);
     if let Some(d) = e.digest {
         TxnDigest {
             version: DIGEST_VERSION,
@@ -58,30 +56,6 @@ pub fn encode_entry(e: &Logged, buf: &mut BytesMut) {
     buf.put_i32(payload.len() as i32);
     buf.put_slice(&payload);
     buf.put_u8(EOR);
-}
-
-/// Encodes a txn body for the log. Inside a multi, create2 sub-txns are written as create (1):
-/// the record is the same, and ZooKeeper's `DataTree.processTxn` rejects sub-txn type 15 (a real
-/// server never logs it), which would silently drop the whole multi on replay.
-pub fn encode_body(body: &TxnBody, buf: &mut BytesMut) {
-    match body {
-        TxnBody::Multi(subs) => MultiTxn {
-            txns: subs
-                .iter()
-                .map(|s| {
-                    let mut b = BytesMut::new();
-                    s.encode(&mut b);
-                    let code = s.op().code();
-                    SubTxn {
-                        txn_type: if code == 15 { 1 } else { code },
-                        data: b.freeze(),
-                    }
-                })
-                .collect(),
-        }
-        .encode(buf),
-        other => other.encode(buf),
-    }
 }
 
 /// Decodes an entry payload: header, body, optional digest (tolerating the older shapes
