@@ -16,7 +16,7 @@ Subcommands:
     probe    ask a real server questions the Java 3.8 client cannot (raw frames), print answers
 
 Reproduce the committed goldens:
-    python3 scripts/capture_golden.py run --out client/tests/golden/frames.txt
+    python3 scripts/capture_golden.py run --out proto/tests/golden/frames.txt
 
 The proxy cuts the connection, without forwarding, when it sees a `sync` request for
 DROP_PATH: the driver uses this to provoke reconnects (session resume + SetWatches).
@@ -730,7 +730,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--out", default="client/tests/golden/frames.txt")
+    r.add_argument("--out", default="proto/tests/golden/frames.txt")
     r.add_argument("--raw", help="also write the raw recording (JSON lines) here")
     r.add_argument("--keep", action="store_true", help="keep the server's temp dir")
     r.add_argument("--verbose", action="store_true", help="show zkCli output")

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::options::{ClientOptions, HostList};
-use crate::proto::frame::take_frame;
+use zkit_proto::frame::take_frame;
 use crate::session::watches::WatchKind;
 use crate::session::{Request, Responder, Session, SessionState};
 

@@ -1,6 +1,6 @@
 //! The one error type of zkit: a variant per ZooKeeper error code plus client-side failures.
 
-use crate::proto::codec::DecodeError;
+use zkit_proto::codec::DecodeError;
 
 /// Everything a zkit operation can fail with.
 ///
@@ -247,8 +247,8 @@ impl From<DecodeError> for Error {
     }
 }
 
-impl From<crate::proto::path::PathError> for Error {
-    fn from(e: crate::proto::path::PathError) -> Self {
+impl From<zkit_proto::path::PathError> for Error {
+    fn from(e: zkit_proto::path::PathError) -> Self {
         Error::BadArguments(e.to_string())
     }
 }

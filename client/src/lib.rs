@@ -27,16 +27,18 @@ mod driver;
 pub mod error;
 mod ops;
 mod options;
-pub mod proto;
 pub mod retry;
-pub mod session;
+mod session;
 mod watcher;
 
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
 pub use ops::{Op, OpResult, ReadOp, ReadResult};
-pub use options::{digest_id, ClientOptions, ConnectString, CreateOptions};
-pub use proto::{perms, Acl, ClientInfo, CreateMode, EventType, Id, Stat, WatcherType};
+pub use options::{ClientOptions, ConnectString, CreateOptions};
+pub use zkit_proto::{
+    digest_id, perms, ttl_of_ephemeral_owner, Acl, ClientInfo, CreateMode, EventType, Id, Stat, WatcherType,
+    CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
+};
 pub use retry::RetryPolicy;
 pub use session::SessionState;
 pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchedEvent};

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::options::CreateOptions;
-use crate::proto::Stat;
+use zkit_proto::Stat;
 
 /// One write inside a [`multi`](crate::Client::multi) transaction.
 ///

@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use sha1::{Digest, Sha1};
 
 use crate::error::Error;
-use crate::proto::{perms, Acl, CreateMode, Id};
+use zkit_proto::{Acl, CreateMode};
 
 /// A parsed connect string: `host:port[,host:port...][/chroot]`.
 ///
@@ -39,7 +37,7 @@ impl std::str::FromStr for ConnectString {
         let chroot = match chroot {
             None | Some("/") => None,
             Some(c) => {
-                crate::proto::path::validate_path(c, false)
+                zkit_proto::path::validate_path(c, false)
                     .map_err(|e| bad(&format!("chroot: {}", e.reason)))?;
                 Some(c.to_owned())
             }
@@ -134,7 +132,7 @@ impl Default for ClientOptions {
             request_timeout: None,
             read_only: false,
             recreate_on_expiry: false,
-            max_packet: crate::proto::frame::DEFAULT_MAX_PACKET,
+            max_packet: zkit_proto::frame::DEFAULT_MAX_PACKET,
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
         }
@@ -218,48 +216,6 @@ impl Default for CreateOptions {
     fn default() -> Self {
         Self::persistent()
     }
-}
-
-impl Acl {
-    /// `world:anyone` with every permission (ZooKeeper's OPEN_ACL_UNSAFE).
-    pub fn open_unsafe() -> Vec<Acl> {
-        vec![Acl::new(perms::ALL, "world", "anyone")]
-    }
-    /// Every permission for the creator's authenticated ids (CREATOR_ALL_ACL).
-    pub fn creator_all() -> Vec<Acl> {
-        vec![Acl::new(perms::ALL, "auth", "")]
-    }
-    /// Read for anyone (READ_ACL_UNSAFE).
-    pub fn read_unsafe() -> Vec<Acl> {
-        vec![Acl::new(perms::READ, "world", "anyone")]
-    }
-    /// An entry for `scheme:id`.
-    pub fn new(perms: i32, scheme: &str, id: &str) -> Acl {
-        Acl {
-            perms,
-            id: Id {
-                scheme: scheme.to_owned(),
-                id: id.to_owned(),
-            },
-        }
-    }
-    /// A digest entry for `user` with `password` (hashed the way ZooKeeper stores it).
-    pub fn digest(perms: i32, user: &str, password: &str) -> Acl {
-        Acl::new(perms, "digest", &digest_id(user, password))
-    }
-}
-
-/// ZooKeeper's digest id: `user:base64(sha1("user:password"))`.
-///
-/// ```
-/// assert_eq!(zkit::digest_id("super", "test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
-/// ```
-pub fn digest_id(user: &str, password: &str) -> String {
-    let hash = Sha1::digest(format!("{user}:{password}").as_bytes());
-    format!(
-        "{user}:{}",
-        base64::engine::general_purpose::STANDARD.encode(hash)
-    )
 }
 
 #[cfg(test)]

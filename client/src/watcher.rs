@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::driver::Command;
 use crate::error::Error;
-use crate::proto::EventType;
+use zkit_proto::EventType;
 use crate::session::watches::{RawEvent, WatchKind, WatchResult};
 use crate::session::SessionState;
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use zkit::proto::frame::{take_frame, write_record, write_request};
-use zkit::proto::*;
+use zkit_proto::frame::{take_frame, write_record, write_request};
+use zkit_proto::*;
 
 const CLIENTS: usize = 8;
 const OPS: usize = 5_000;

@@ -59,7 +59,7 @@ impl Default for Builder {
             tick_time: Duration::from_millis(2000),
             min_session_timeout: None,
             max_session_timeout: None,
-            max_packet: zkit::proto::frame::DEFAULT_MAX_PACKET,
+            max_packet: zkit_proto::frame::DEFAULT_MAX_PACKET,
             super_digest: None,
             extended_types: false,
             four_letter_words: FourLetterWords::default(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use zkit::proto::*;
+use zkit_proto::*;
 use zkit_testkit::Server;
 
 async fn extended_server() -> (Option<Server>, String) {

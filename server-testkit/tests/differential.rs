@@ -9,7 +9,7 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use zkit::proto::*;
+use zkit_proto::*;
 use zkit_testkit::Server;
 
 struct Rng(u64);

@@ -4,7 +4,7 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use zkit::proto::*;
+use zkit_proto::*;
 
 #[tokio::test]
 async fn handshake_negotiates_timeout_within_bounds() {

@@ -103,13 +103,13 @@ async fn client_that_never_reads_does_not_block_others() {
     // Pipeline many requests without reading a single reply.
     let p = unique("hog");
     hog.create(&p, &[7u8; 1000], 0).await.unwrap();
-    let req = zkit::proto::PathWatchRequest {
+    let req = zkit_proto::PathWatchRequest {
         path: p.clone(),
         watch: false,
     };
     let mut batch = BytesMut::new();
     for i in 0..5000 {
-        zkit::proto::frame::write_request(&mut batch, 100 + i, 4, Some(&req));
+        zkit_proto::frame::write_request(&mut batch, 100 + i, 4, Some(&req));
     }
     hog.stream.write_all(&batch).await.unwrap();
     still_serves(&addr).await;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use zkit::proto::*;
+use zkit_proto::*;
 use zkit_testkit::core::WatchKind;
 use zkit_testkit::Server;
 

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use zkit::proto::*;
+use zkit_proto::*;
 
 fn events(c: &mut RawClient) -> Vec<(i32, String)> {
     c.events.drain(..).map(|e| (e.event_type, e.path)).collect()

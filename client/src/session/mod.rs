@@ -15,8 +15,8 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::proto::frame::{begin_frame, end_frame, write_record};
-use crate::proto::{
+use zkit_proto::frame::{begin_frame, end_frame, write_record};
+use zkit_proto::{
     xid, AuthPacket, ConnectRequest, ConnectResponse, EventType, OpCode, Reader, Record,
     ReplyHeader, RequestHeader, SetWatches, SetWatches2, WatcherEvent, WatchesRequest,
 };

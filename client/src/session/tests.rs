@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use super::watches::{PendingWatch, Sink, WatchKind};
 use super::*;
-use crate::proto::frame::take_frame;
-use crate::proto::*;
+use zkit_proto::frame::take_frame;
+use zkit_proto::*;
 
 fn session(now: Instant) -> Session {
     Session::new(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
-use crate::proto::EventType;
+use zkit_proto::EventType;
 
 /// A node event as the server reported it (path is the server path, chroot included).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,7 +270,7 @@ fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
         cur = if p == "/" {
             None
         } else {
-            Some(crate::proto::path::parent(p))
+            Some(zkit_proto::path::parent(p))
         };
         Some(p)
     })

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use zkit::proto::{ttl_of_ephemeral_owner, CONTAINER_EPHEMERAL_OWNER};
+use zkit::{ttl_of_ephemeral_owner, CONTAINER_EPHEMERAL_OWNER};
 use zkit::{Acl, Client, ReadOp, ReadResult, Stat};
 
 use super::{

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zkit::proto::txn::CreateTxn;
+use zkit_proto::txn::CreateTxn;
 use zkit::{Client, CreateOptions};
 use zkit_testkit::core::{Database, Txn, TxnBody};
 use zkit_testkit::persist::snapshot::write_db;

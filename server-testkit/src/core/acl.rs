@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use base64::Engine;
 use sha1::{Digest, Sha1};
-use zkit::proto::{Acl, Id};
+use zkit_proto::{Acl, Id};
 
 /// Error code for a denied operation.
 pub const NO_AUTH: i32 = -102;
@@ -197,7 +197,7 @@ pub fn mask_digests(acl: &[Acl]) -> Vec<Acl> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zkit::proto::perms;
+    use zkit_proto::perms;
 
     fn id(s: &str, i: &str) -> Id {
         Id {

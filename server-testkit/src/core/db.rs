@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use zkit::proto::{Stat, CONTAINER_EPHEMERAL_OWNER};
+use zkit_proto::{Stat, CONTAINER_EPHEMERAL_OWNER};
 
 use super::tree::{Change, DataTree};
 use super::txn::{Txn, TxnBody};
@@ -87,7 +87,7 @@ impl Database {
                         &t.path,
                         &t.data,
                         &t.acl,
-                        zkit::proto::ttl_ephemeral_owner(t.ttl),
+                        zkit_proto::ttl_ephemeral_owner(t.ttl),
                         t.parent_cversion,
                     ),
                     _ => unreachable!("matched a create kind above"),
@@ -161,7 +161,7 @@ impl Database {
                                 post_failed = true;
                                 TxnBody::Error(e.clone())
                             }
-                            _ => TxnBody::Error(zkit::proto::txn::ErrorTxn {
+                            _ => TxnBody::Error(zkit_proto::txn::ErrorTxn {
                                 err: if post_failed { -2 } else { 0 },
                             }),
                         }

@@ -28,9 +28,9 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
-use zkit::proto::frame::{begin_frame, end_frame};
-use zkit::proto::txn::CloseSessionTxn;
-use zkit::proto::{Id, Record, ReplyHeader, WatcherEvent};
+use zkit_proto::frame::{begin_frame, end_frame};
+use zkit_proto::txn::CloseSessionTxn;
+use zkit_proto::{Id, Record, ReplyHeader, WatcherEvent};
 
 pub use acl::{check_acl, digest, fixup_acl};
 pub use db::{ApplyResult, Database};
@@ -439,7 +439,7 @@ impl Core {
             let allowed = self
                 .conns
                 .get(&f.conn)
-                .is_some_and(|c| check_acl(&f.acl, zkit::proto::perms::READ, &c.auth).is_ok());
+                .is_some_and(|c| check_acl(&f.acl, zkit_proto::perms::READ, &c.auth).is_ok());
             if !allowed {
                 continue;
             }
@@ -447,14 +447,14 @@ impl Core {
             let at = begin_frame(&mut b);
             // 3.8 servers send notifications with zxid -1.
             ReplyHeader {
-                xid: zkit::proto::xid::NOTIFICATION,
+                xid: zkit_proto::xid::NOTIFICATION,
                 zxid: -1,
                 err: 0,
             }
             .encode(&mut b);
             WatcherEvent {
                 event_type: f.event.code(),
-                state: zkit::proto::KeeperState::SyncConnected.code(),
+                state: zkit_proto::KeeperState::SyncConnected.code(),
                 path: f.path,
             }
             .encode(&mut b);
@@ -552,7 +552,7 @@ impl Core {
             let body = {
                 let mut prep = Prep::new(&self.db.tree, 0, &[], zxid, now);
                 prep.delete_container(&path)
-                    .unwrap_or_else(|err| TxnBody::Error(zkit::proto::txn::ErrorTxn { err }))
+                    .unwrap_or_else(|err| TxnBody::Error(zkit_proto::txn::ErrorTxn { err }))
             };
             tracing::debug!(path = %path, "reaping container/TTL node");
             self.commit(&Txn::new(0, 0, zxid, now, body));

@@ -1,9 +1,9 @@
 //! Request handling: the handshake, then one arm per opcode (`FinalRequestProcessor.java`).
 
 use bytes::{Bytes, BytesMut};
-use zkit::proto::frame::write_record;
-use zkit::proto::txn::{CreateSessionTxn, ErrorTxn};
-use zkit::proto::*;
+use zkit_proto::frame::write_record;
+use zkit_proto::txn::{CreateSessionTxn, ErrorTxn};
+use zkit_proto::*;
 
 use super::acl::{check_acl, digest, mask_digests, user_name};
 use super::prep::{CreateArgs, Prep};
@@ -207,14 +207,14 @@ impl Core {
         };
         // The auth reply carries zxid 0 on a real server.
         let mut b = BytesMut::new();
-        let at = zkit::proto::frame::begin_frame(&mut b);
+        let at = zkit_proto::frame::begin_frame(&mut b);
         ReplyHeader {
             xid,
             zxid: 0,
             err: if ok { 0 } else { AUTH_FAILED },
         }
         .encode(&mut b);
-        zkit::proto::frame::end_frame(&mut b, at);
+        zkit_proto::frame::end_frame(&mut b, at);
         self.send(conn, b.freeze());
         if !ok {
             tracing::warn!(conn, scheme = %p.scheme, "authentication failed");

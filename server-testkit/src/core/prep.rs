@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use zkit::proto::path::validate_path;
-use zkit::proto::txn::*;
-use zkit::proto::{
+use zkit_proto::path::validate_path;
+use zkit_proto::txn::*;
+use zkit_proto::{
     perms, Acl, CreateMode, Id, MultiOp, OpCode, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
 };
 
@@ -179,7 +179,7 @@ impl<'a> Prep<'a> {
         let owner = if mode.is_container() {
             CONTAINER_EPHEMERAL_OWNER
         } else if mode.is_ttl() {
-            zkit::proto::ttl_ephemeral_owner(a.ttl)
+            zkit_proto::ttl_ephemeral_owner(a.ttl)
         } else if mode.is_ephemeral() {
             self.session
         } else {

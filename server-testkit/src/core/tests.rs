@@ -1,8 +1,8 @@
 //! Core unit tests driven through frames, without sockets, on a fake clock.
 
 use bytes::{Bytes, BytesMut};
-use zkit::proto::frame::{take_frame, write_record, write_request, Encodable};
-use zkit::proto::*;
+use zkit_proto::frame::{take_frame, write_record, write_request, Encodable};
+use zkit_proto::*;
 
 use super::*;
 

@@ -14,8 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 use super::jhash::JavaHashSet;
 
 use bytes::Bytes;
-use zkit::proto::path::{basename, parent};
-use zkit::proto::{perms, Acl, Id, Stat, CONTAINER_EPHEMERAL_OWNER};
+use zkit_proto::path::{basename, parent};
+use zkit_proto::{perms, Acl, Id, Stat, CONTAINER_EPHEMERAL_OWNER};
 
 /// The root path.
 pub const ROOT: &str = "/";
@@ -69,7 +69,7 @@ impl NodeKind {
         if owner == CONTAINER_EPHEMERAL_OWNER {
             NodeKind::Container
         } else if extended_types && (owner as u64) >> 56 == 0xFF {
-            NodeKind::Ttl(owner & zkit::proto::MAX_TTL)
+            NodeKind::Ttl(owner & zkit_proto::MAX_TTL)
         } else if owner == 0 {
             NodeKind::Persistent
         } else {

@@ -1,10 +1,10 @@
 //! Txns: the unit of change. Every write request becomes one [`Txn`] (ZooKeeper's own txn
-//! records from [`zkit::proto::txn`]), and [`Database::apply`](super::Database::apply) is the only
+//! records from [`zkit_proto::txn`]), and [`Database::apply`](super::Database::apply) is the only
 //! way state changes — the same txns can later be logged, replicated and replayed.
 
 use bytes::{Bytes, BytesMut};
-use zkit::proto::txn::*;
-use zkit::proto::{DecodeError, OpCode, Reader, Record};
+use zkit_proto::txn::*;
+use zkit_proto::{DecodeError, OpCode, Reader, Record};
 
 /// The body of a txn, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]

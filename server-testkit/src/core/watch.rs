@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use zkit::proto::{Acl, EventType};
+use zkit_proto::{Acl, EventType};
 
 use super::ConnId;
 
@@ -151,7 +151,7 @@ impl Table {
             if self.recursive == 0 || local == "/" {
                 break;
             }
-            local = zkit::proto::path::parent(&local).to_owned();
+            local = zkit_proto::path::parent(&local).to_owned();
             at_parent = true;
         }
         for conn in &selected {
@@ -221,7 +221,7 @@ impl WatchManager {
         let ev = EventType::NodeCreated;
         self.data
             .trigger(path, ev, &none, &mut push(out, ev, path, acl));
-        let parent = zkit::proto::path::parent(path);
+        let parent = zkit_proto::path::parent(path);
         let ev = EventType::NodeChildrenChanged;
         self.child
             .trigger(parent, ev, &none, &mut push(out, ev, parent, parent_acl));
@@ -236,7 +236,7 @@ impl WatchManager {
             .trigger(path, ev, &none, &mut push(out, ev, path, acl));
         self.child
             .trigger(path, ev, &processed, &mut push(out, ev, path, acl));
-        let parent = zkit::proto::path::parent(path);
+        let parent = zkit_proto::path::parent(path);
         let ev = EventType::NodeChildrenChanged;
         self.child
             .trigger(parent, ev, &none, &mut push(out, ev, parent, parent_acl));

@@ -11,7 +11,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
-use zkit::proto::frame::take_frame;
+use zkit_proto::frame::take_frame;
 
 use super::{fourlw, is_known_word, now_ms, Ctx, Msg};
 use crate::core::ConnId;

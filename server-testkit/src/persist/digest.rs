@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use zkit::proto::path::parent;
+use zkit_proto::path::parent;
 
 use super::checksum::Crc32;
 use crate::core::{DataTree, Node, Txn, TxnBody};

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use zkit::proto::path::parent;
+use zkit_proto::path::parent;
 
 use super::digest::Journal;
 use super::snapshot::{looks_valid, read_snapshot, write_db};

@@ -15,7 +15,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use zkit::proto::{Acl, DecodeError, JuteWrite, Reader, Record};
+use zkit_proto::{Acl, DecodeError, JuteWrite, Reader, Record};
 
 use super::checksum::Adler32;
 use super::digest::{tree_digest, DIGEST_VERSION};
@@ -46,8 +46,8 @@ pub struct SnapshotInfo {
 /// `world:anyone` with every permission (what ACL index -1 stands for).
 pub fn open_acl() -> Vec<Acl> {
     vec![Acl {
-        perms: zkit::proto::perms::ALL,
-        id: zkit::proto::Id {
+        perms: zkit_proto::perms::ALL,
+        id: zkit_proto::Id {
             scheme: "world".into(),
             id: "anyone".into(),
         },

@@ -12,8 +12,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use zkit::proto::txn::{CloseSessionTxn, CreateTxn, SetDataTxn, TxnDigest, TxnHeader};
-use zkit::proto::{Acl, DecodeError, Reader, Record};
+use zkit_proto::txn::{CloseSessionTxn, CreateTxn, SetDataTxn, TxnDigest, TxnHeader};
+use zkit_proto::{Acl, DecodeError, Reader, Record};
 
 use super::checksum::adler32;
 use super::digest::{Logged, DIGEST_VERSION};
@@ -415,7 +415,7 @@ pub fn read_log(
 mod tests {
     use super::*;
     use crate::persist::testutil::TempDir;
-    use zkit::proto::txn::CreateSessionTxn;
+    use zkit_proto::txn::CreateSessionTxn;
 
     fn session_txn(zxid: i64) -> Logged {
         Logged {

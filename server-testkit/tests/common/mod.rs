@@ -1,4 +1,4 @@
-//! A raw-protocol test client over a tokio TcpStream, built on `zkit::proto` records.
+//! A raw-protocol test client over a tokio TcpStream, built on `zkit_proto` records.
 //!
 //! Tests run against an in-process testkit server; set `ZKIT_TEST_SERVER=host:port` to run the
 //! same exchanges against a real ZooKeeper (the caller must then expect a shared tree).
@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use zkit::proto::frame::{take_frame, write_record, write_request};
-use zkit::proto::*;
+use zkit_proto::frame::{take_frame, write_record, write_request};
+use zkit_proto::*;
 use zkit_testkit::Server;
 
 /// Starts a testkit server, or returns None plus the address of a real server to use.

@@ -1,6 +1,6 @@
-//! Golden bytes: every frame in `client/tests/golden/frames.txt` was captured from a real Java
+//! Golden bytes: every frame in `proto/tests/golden/frames.txt` was captured from a real Java
 //! client talking to a real Apache ZooKeeper 3.8.0 server (`scripts/capture_golden.py`, see
-//! `client/tests/golden/README.md` for the exact commands). Each must decode with our records and
+//! `proto/tests/golden/README.md` for the exact commands). Each must decode with our records and
 //! re-encode to the very same bytes.
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use super::frame::take_frame;
 use super::multi::{MultiRequest, MultiResponse};
 use super::records::*;
 
-const FRAMES: &str = include_str!("../../tests/golden/frames.txt");
+const FRAMES: &str = include_str!("../tests/golden/frames.txt");
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())

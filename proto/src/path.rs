@@ -13,7 +13,7 @@ pub struct PathError {
 /// Checks `path` like ZooKeeper does; a sequential create may end in `/` (the suffix follows).
 ///
 /// ```
-/// use zkit::proto::path::validate_path;
+/// use zkit_proto::path::validate_path;
 /// assert!(validate_path("/a/b", false).is_ok());
 /// assert!(validate_path("/a/", false).is_err());
 /// assert!(validate_path("/a/", true).is_ok());

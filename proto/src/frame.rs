@@ -32,7 +32,7 @@ pub enum FrameError {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use zkit::proto::frame::take_frame;
+/// use zkit_proto::frame::take_frame;
 /// let mut buf = BytesMut::from(&[0u8, 0, 0, 2, 7, 8, 0, 0][..]);
 /// assert_eq!(&take_frame(&mut buf, 1024).unwrap().unwrap()[..], &[7, 8]);
 /// assert_eq!(take_frame(&mut buf, 1024).unwrap(), None); // incomplete
