@@ -92,6 +92,90 @@ int_enum! {
     }
 }
 
+int_enum! {
+    /// Error codes of replies and txns (`KeeperException.Code`): the `err` field of a reply header,
+    /// of an `ErrorTxn` and of a multi's error result.
+    ErrorCode: "error code" {
+        /// Success (the `err` of a successful reply).
+        Ok = 0,
+        /// A server-side failure with no better code.
+        SystemError = -1,
+        /// A runtime inconsistency was found.
+        RuntimeInconsistency = -2,
+        /// A data inconsistency was found.
+        DataInconsistency = -3,
+        /// The connection to the server was lost (client side).
+        ConnectionLoss = -4,
+        /// A record could not be encoded or decoded.
+        MarshallingError = -5,
+        /// The operation is not implemented (or not enabled).
+        Unimplemented = -6,
+        /// The operation timed out.
+        OperationTimeout = -7,
+        /// Invalid arguments.
+        BadArguments = -8,
+        /// The session is not known to the server.
+        UnknownSession = -12,
+        /// A reconfig's new configuration has no quorum.
+        NewConfigNoQuorum = -13,
+        /// Another reconfig is in progress.
+        ReconfigInProgress = -14,
+        /// Base of the API errors (never sent alone).
+        ApiError = -100,
+        /// The node does not exist.
+        NoNode = -101,
+        /// Not authorised by the node's ACL.
+        NoAuth = -102,
+        /// The expected version does not match.
+        BadVersion = -103,
+        /// Ephemeral nodes cannot have children.
+        NoChildrenForEphemerals = -108,
+        /// The node already exists.
+        NodeExists = -110,
+        /// The node has children.
+        NotEmpty = -111,
+        /// The session has expired.
+        SessionExpired = -112,
+        /// Invalid callback.
+        InvalidCallback = -113,
+        /// The ACL is invalid.
+        InvalidAcl = -114,
+        /// Authentication failed.
+        AuthFailed = -115,
+        /// The session moved to another server.
+        SessionMoved = -118,
+        /// A write was sent to a read-only server.
+        NotReadOnly = -119,
+        /// Ephemerals cannot be created by a local session.
+        EphemeralOnLocalSession = -120,
+        /// No such watcher (removeWatches/checkWatches).
+        NoWatcher = -121,
+        /// The request timed out (client side).
+        RequestTimeout = -122,
+        /// Dynamic reconfiguration is disabled.
+        ReconfigDisabled = -123,
+        /// The session was closed: SASL authentication is required.
+        SessionClosedRequireSaslAuth = -124,
+        /// A hard quota was exceeded.
+        QuotaExceeded = -125,
+        /// The request was throttled by the server.
+        Throttled = -127,
+    }
+}
+
+impl ErrorCode {
+    /// Whether this is the success code.
+    pub const fn is_ok(self) -> bool {
+        matches!(self, ErrorCode::Ok)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?} ({})", self.code())
+    }
+}
+
 /// Special xids (`zk-protocol.md` §3).
 pub mod xid {
     /// Watch notification.
@@ -264,6 +348,14 @@ pub const fn ttl_of_ephemeral_owner(owner: i64) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_round_trip() {
+        for c in [0, -1, -8, -101, -110, -112, -115, -118, -127] {
+            assert_eq!(ErrorCode::from_code(c).unwrap().code(), c);
+        }
+        assert!(ErrorCode::from_code(-9999).is_err());
+    }
 
     #[test]
     fn codes_round_trip() {
