@@ -14,9 +14,9 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::options::{ClientOptions, HostList};
-use zkit_proto::frame::take_frame;
 use crate::session::watches::WatchKind;
 use crate::session::{Request, Responder, Session, SessionState};
+use zkit_proto::frame::take_frame;
 
 /// What client handles ask of the driver.
 #[derive(Debug)]

@@ -35,10 +35,10 @@ pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
 pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use options::{ClientOptions, ConnectString, CreateOptions};
-pub use zkit_proto::{
-    digest_id, perms, ttl_of_ephemeral_owner, Acl, ClientInfo, CreateMode, EventType, Id, Stat, WatcherType,
-    CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
-};
 pub use retry::RetryPolicy;
 pub use session::SessionState;
 pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchedEvent};
+pub use zkit_proto::{
+    digest_id, perms, ttl_of_ephemeral_owner, Acl, ClientInfo, CreateMode, EventType, Id, Stat,
+    WatcherType, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
+};

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-
 use crate::error::Error;
 use zkit_proto::{Acl, CreateMode};
 

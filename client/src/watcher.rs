@@ -11,9 +11,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::driver::Command;
 use crate::error::Error;
-use zkit_proto::EventType;
 use crate::session::watches::{RawEvent, WatchKind, WatchResult};
 use crate::session::SessionState;
+use zkit_proto::EventType;
 
 /// A node event delivered to a watcher (path relative to the client's chroot).
 #[derive(Debug, Clone, PartialEq, Eq)]

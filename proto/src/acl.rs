@@ -46,4 +46,3 @@ pub fn digest_id(user: &str, password: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(hash)
     )
 }
-

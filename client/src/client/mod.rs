@@ -18,11 +18,11 @@ use crate::driver::{Command, SessionInfo};
 use crate::error::{Error, Result};
 use crate::ops::{Op, OpResult, ReadOp, ReadResult};
 use crate::options::{ClientOptions, CreateOptions};
-use zkit_proto::path::validate_path;
-use zkit_proto::*;
 use crate::session::watches::{PendingWatch, Sink, WatchKind};
 use crate::session::{Reply, Request, SessionState};
 use crate::watcher::{strip_chroot, OneshotWatcher, PersistentWatcher, Registration, StateStream};
+use zkit_proto::path::validate_path;
+use zkit_proto::*;
 
 mod admin;
 mod builder;

@@ -15,12 +15,12 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::Error;
+use watches::{PendingWatch, RawEvent, WatchKind, WatchRegistry};
 use zkit_proto::frame::{begin_frame, end_frame, write_record};
 use zkit_proto::{
     xid, AuthPacket, ConnectRequest, ConnectResponse, EventType, OpCode, Reader, Record,
     ReplyHeader, RequestHeader, SetWatches, SetWatches2, WatcherEvent, WatchesRequest,
 };
-use watches::{PendingWatch, RawEvent, WatchKind, WatchRegistry};
 
 /// The session's state as the application sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

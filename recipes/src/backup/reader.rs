@@ -226,9 +226,7 @@ impl<R: AsyncRead + Unpin> BackupReader<R> {
         let kind = match (kind, ttl) {
             (0, 0) => Kind::Persistent,
             (1, 0) => Kind::Container,
-            (2, t) if t > 0 && t <= zkit::MAX_TTL => {
-                Kind::Ttl(Duration::from_millis(t as u64))
-            }
+            (2, t) if t > 0 && t <= zkit::MAX_TTL => Kind::Ttl(Duration::from_millis(t as u64)),
             (k, t) => return Err(b.bad(format!("bad kind {k} with TTL {t}"))),
         };
         let n = b.u32()? as usize;

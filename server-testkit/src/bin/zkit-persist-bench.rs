@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zkit_proto::txn::CreateTxn;
 use zkit::{Client, CreateOptions};
+use zkit_proto::txn::CreateTxn;
 use zkit_testkit::core::{Database, Txn, TxnBody};
 use zkit_testkit::persist::snapshot::write_db;
 use zkit_testkit::persist::txnlog::LogWriter;

@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use zkit_proto::path::validate_path;
 use zkit_proto::txn::*;
-use zkit_proto::{
-    perms, Acl, CreateMode, Id, MultiOp, OpCode, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
-};
+use zkit_proto::{perms, Acl, CreateMode, Id, MultiOp, OpCode, CONTAINER_EPHEMERAL_OWNER, MAX_TTL};
 
 use super::acl::{check_acl, fixup_acl};
 use super::tree::{DataTree, NodeKind, StatPersisted, CONFIG, QUOTA, ROOT, ZOOKEEPER};
