@@ -100,7 +100,7 @@ impl Client {
             };
             return Err(Error::MultiAborted {
                 index,
-                error: Box::new(Error::from_code(code)),
+                error: Box::new(Error::from_wire(code)),
                 codes,
             });
         }
@@ -161,7 +161,7 @@ impl Client {
                         stat: d.stat,
                     }),
                     MultiResult::GetChildren(c) => Ok(ReadResult::Children(c)),
-                    MultiResult::Error(c) => Err(Error::from_code(c)),
+                    MultiResult::Error(c) => Err(Error::from_wire(c)),
                     other => Err(Error::Protocol(format!("unexpected read result {other:?}"))),
                 })
                 .collect())

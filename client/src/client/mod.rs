@@ -185,7 +185,7 @@ impl Client {
             // just "closed".
             let reply = r.map_err(|_| gone_error(&state))??;
             if reply.err != 0 {
-                return Err(Error::from_code(reply.err));
+                return Err(Error::from_wire(reply.err));
             }
             Ok(reply)
         })

@@ -18,7 +18,7 @@ use crate::error::Error;
 use watches::{PendingWatch, RawEvent, WatchKind, WatchRegistry};
 use zkit_proto::frame::{begin_frame, end_frame, write_record};
 use zkit_proto::{
-    xid, AuthPacket, ConnectRequest, ConnectResponse, EventType, OpCode, Reader, Record,
+    xid, AuthPacket, ConnectRequest, ConnectResponse, ErrorCode, EventType, OpCode, Reader, Record,
     ReplyHeader, RequestHeader, SetWatches, SetWatches2, WatcherEvent, WatchesRequest,
 };
 
@@ -395,7 +395,7 @@ impl Session {
                     op: OpCode::RemoveWatches,
                     body: WatchesRequest {
                         path: path.to_owned(),
-                        watcher_type: t,
+                        watcher_type: t.code(),
                     }
                     .to_bytes(),
                     watch: None,
@@ -468,7 +468,7 @@ impl Session {
             xid::SET_WATCHES => Ok(()),
             xid::AUTH => {
                 let waiter = self.auth_waiters.pop_front().flatten();
-                if h.err == Error::AuthFailed.code().unwrap_or(-115) {
+                if h.err == ErrorCode::AuthFailed.code() {
                     if let Some(w) = waiter {
                         let _ = w.send(Err(Error::AuthFailed));
                     }
@@ -480,7 +480,7 @@ impl Session {
                     let _ = w.send(if h.err == 0 {
                         Ok(())
                     } else {
-                        Err(Error::from_code(h.err))
+                        Err(Error::from_wire(h.err))
                     });
                 }
                 Ok(())
@@ -505,7 +505,10 @@ impl Session {
                     // The watcher may have been dropped while the request was in flight: its
                     // unregistration found nothing then, so remove the watch now.
                     let dropped = w.sink.is_closed().then(|| (w.path.clone(), w.kind, w.id));
-                    if self.watches.register(w, h.err) {
+                    if self
+                        .watches
+                        .register(w, ErrorCode::from_code(h.err).ok().filter(|c| !c.is_ok()))
+                    {
                         if let Some((path, kind, id)) = dropped {
                             self.unwatch(&path, kind, id);
                         }

@@ -163,7 +163,7 @@ fn expired_handshake_fails_requests_and_watchers() {
             id: 1,
             sink: Sink::Oneshot(tx),
         },
-        0,
+        None,
     );
     s.on_connection_lost();
     assert_eq!(s.state(), SessionState::Disconnected);
@@ -195,7 +195,7 @@ fn reconnect_resends_watches_then_auth_then_requests() {
             id: 1,
             sink: Sink::Oneshot(wtx),
         },
-        0,
+        None,
     );
     let (atx, _a) = oneshot::channel();
     s.add_auth("digest".into(), Bytes::from_static(b"u:p"), atx);
@@ -241,7 +241,7 @@ fn notification_is_delivered_before_the_reply_that_follows_it() {
             id: 1,
             sink: Sink::Oneshot(wtx),
         },
-        0,
+        None,
     );
     let (r, mut rx) = request(OpCode::SetData);
     s.submit(r);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
-use zkit_proto::EventType;
+use zkit_proto::{ErrorCode, EventType, WatcherType};
 
 /// A node event as the server reported it (path is the server path, chroot included).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,13 +97,13 @@ impl WatchRegistry {
         self.next_id
     }
 
-    /// Registers a watch after its request's reply (err = the reply's error code).
+    /// Registers a watch after its request's reply (`err`: the reply's error, `None` on success).
     /// Returns false when the reply means no watch was set.
-    pub fn register(&mut self, w: PendingWatch, err: i32) -> bool {
+    pub fn register(&mut self, w: PendingWatch, err: Option<ErrorCode>) -> bool {
         let kind = match (w.kind, err) {
-            (WatchKind::Exist, 0) => WatchKind::Data,
-            (WatchKind::Exist, -101) => WatchKind::Exist,
-            (_, 0) => w.kind,
+            (WatchKind::Exist, None) => WatchKind::Data,
+            (WatchKind::Exist, Some(ErrorCode::NoNode)) => WatchKind::Exist,
+            (_, None) => w.kind,
             _ => return false,
         };
         self.maps[idx(kind)]
@@ -174,13 +174,13 @@ impl WatchRegistry {
         }
     }
 
-    /// Unregisters one watcher. Returns the watcher type code to send in a removeWatches request
+    /// Unregisters one watcher. Returns the watcher type to send in a removeWatches request
     /// when the server-side watch can go without taking another local watcher's with it.
     ///
-    /// Apache ZooKeeper 3.8 knows only types Children (1), Data (2) and Any (3), and each also
+    /// Apache ZooKeeper 3.8 knows only types Children, Data and Any, and each also
     /// strips the matching part of persistent watches on the path; so a removal is sent only when
     /// nothing else on the path would lose its events (verified against the 3.8 server).
-    pub fn unregister(&mut self, path: &str, kind: WatchKind, id: u64) -> Option<i32> {
+    pub fn unregister(&mut self, path: &str, kind: WatchKind, id: u64) -> Option<WatcherType> {
         let mut found = false;
         for k in KINDS {
             if let Some(list) = self.maps[idx(k)].get_mut(path) {
@@ -199,11 +199,14 @@ impl WatchRegistry {
         let persistent = has(WatchKind::Persistent) || has(WatchKind::PersistentRecursive);
         match kind {
             WatchKind::Data | WatchKind::Exist => {
-                (!has(WatchKind::Data) && !has(WatchKind::Exist) && !persistent).then_some(2)
+                (!has(WatchKind::Data) && !has(WatchKind::Exist) && !persistent)
+                    .then_some(WatcherType::Data)
             }
-            WatchKind::Child => (!has(WatchKind::Child) && !persistent).then_some(1),
+            WatchKind::Child => {
+                (!has(WatchKind::Child) && !persistent).then_some(WatcherType::Children)
+            }
             WatchKind::Persistent | WatchKind::PersistentRecursive => {
-                KINDS.iter().all(|&k| !has(k)).then_some(3)
+                KINDS.iter().all(|&k| !has(k)).then_some(WatcherType::Any)
             }
         }
     }
@@ -300,7 +303,7 @@ mod tests {
                 id,
                 sink: Sink::Oneshot(tx)
             },
-            -101
+            Some(ErrorCode::NoNode)
         ));
         assert_eq!(r.paths()[1], vec!["/a".to_string()]);
         let (tx, _rx) = oneshot::channel();
@@ -311,7 +314,7 @@ mod tests {
                 id: 2,
                 sink: Sink::Oneshot(tx)
             },
-            -101
+            Some(ErrorCode::NoNode)
         ));
     }
 
@@ -333,7 +336,11 @@ mod tests {
                     id,
                     sink: Sink::Oneshot(tx),
                 },
-                if k == WatchKind::Exist { -101 } else { 0 },
+                if k == WatchKind::Exist {
+                    Some(ErrorCode::NoNode)
+                } else {
+                    None
+                },
             );
             rxs.push(rx);
         }
@@ -345,7 +352,7 @@ mod tests {
                 id: 99,
                 sink: Sink::Persistent(ptx),
             },
-            0,
+            None,
         );
         r.dispatch(&ev(EventType::NodeDataChanged, "/a"));
         assert!(rxs[0].try_recv().unwrap().is_ok());
@@ -367,7 +374,7 @@ mod tests {
     #[test]
     fn unregister_reports_last_watcher_only() {
         let mut r = WatchRegistry::default();
-        for (id, k, err) in [(1, WatchKind::Data, 0), (2, WatchKind::Exist, 0)] {
+        for (id, k, err) in [(1, WatchKind::Data, None), (2, WatchKind::Exist, None)] {
             let (tx, _rx) = oneshot::channel();
             r.register(
                 PendingWatch {
@@ -380,7 +387,10 @@ mod tests {
             );
         }
         assert_eq!(r.unregister("/a", WatchKind::Data, 1), None);
-        assert_eq!(r.unregister("/a", WatchKind::Data, 2), Some(2));
+        assert_eq!(
+            r.unregister("/a", WatchKind::Data, 2),
+            Some(WatcherType::Data)
+        );
         assert_eq!(r.unregister("/a", WatchKind::Data, 2), None);
     }
 
@@ -395,7 +405,7 @@ mod tests {
                 id: 1,
                 sink: Sink::Persistent(ptx),
             },
-            0,
+            None,
         );
         let (tx, _rx) = oneshot::channel();
         r.register(
@@ -405,13 +415,13 @@ mod tests {
                 id: 2,
                 sink: Sink::Oneshot(tx),
             },
-            0,
+            None,
         );
         // removeWatches(Data) would also strip the recursive watch on a 3.8 server.
         assert_eq!(r.unregister("/a", WatchKind::Data, 2), None);
         assert_eq!(
             r.unregister("/a", WatchKind::PersistentRecursive, 1),
-            Some(3)
+            Some(WatcherType::Any)
         );
     }
 
