@@ -43,8 +43,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, EventType};
 
-use crate::cache::usable;
-use crate::state::{LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::state::{usable, LossMonitor, LossPolicy, LossReason, LossSignal};
 use crate::znode::{
     delete_quietly, ensure_path, join, new_uuid, retry, Cleanup, CleanupOnDrop, Reaper,
 };

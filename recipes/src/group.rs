@@ -25,8 +25,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
 
-use crate::cache::usable;
-use crate::state::TaskGuard;
+use crate::state::{usable, TaskGuard};
 use crate::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
 use crate::znode::{delete_quietly, ensure_path, join, retry};
 use crate::{Error, Result};

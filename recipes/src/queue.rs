@@ -36,11 +36,10 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OneshotWatcher, Op};
 
-use crate::cache::usable;
-use crate::state::{LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::state::{in_session, usable, LossMonitor, LossPolicy, LossReason, LossSignal};
 use crate::znode::{
-    delete_owned, delete_quietly, ensure_path, in_session, join, retry, sorted_members, Cleanup,
-    CleanupOnDrop, ProtectedCreate, Reaper,
+    delete_owned, delete_quietly, ensure_path, join, retry, sorted_members, Cleanup, CleanupOnDrop,
+    ProtectedCreate, Reaper,
 };
 use crate::{Error, Result};
 

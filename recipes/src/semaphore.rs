@@ -29,7 +29,9 @@ use tokio::time::Instant;
 use zkit::{Client, CreateMode, Error as ZkError};
 
 use crate::lock::{Mutex, MutexOptions};
-use crate::state::{wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::state::{
+    wait_connected, why_node_gone, LossMonitor, LossPolicy, LossReason, LossSignal,
+};
 use crate::znode::{
     delete_quietly, join, name_of, retry, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper,
 };
@@ -149,11 +151,7 @@ impl Semaphore {
                     .filter(|n| n.contains(LEASE_NAME))
                     .collect();
                 if !kids.contains(&ours) {
-                    return Err(Error::Lost(if c.session_id() != session_id {
-                        LossReason::SessionChanged
-                    } else {
-                        LossReason::NodeDeleted
-                    }));
+                    return Err(Error::Lost(why_node_gone(c, session_id)));
                 }
                 if kids.len() <= self.opts.max_leases {
                     break;

@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use tokio::sync::{broadcast, watch};
 use zkit::{Client, Error as ZkError, EventType, PersistentWatcher};
 
-use crate::cache::{usable, NodeData};
-use crate::state::TaskGuard;
+use crate::cache::NodeData;
+use crate::state::{ended_for_good, usable, TaskGuard};
 use crate::znode::join;
 use crate::{Error, Result};
 
@@ -388,7 +388,7 @@ async fn run(
                 },
                 s = states.next() => match s {
                     None => return shared.end(),
-                    Some(s) if s.is_terminal() && !(s == zkit::SessionState::Expired && client.recreates_on_expiry()) => {
+                    Some(s) if ended_for_good(&client, s) => {
                         return shared.end();
                     }
                     Some(s) if s.is_connected() && was_down => {

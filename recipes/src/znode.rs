@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
 
-use crate::state::wait_connected;
+use crate::state::{in_session, wait_connected};
 use crate::Result;
 
 /// Curator's protected-name prefix (`ZKPaths.PROTECTED_PREFIX`).
@@ -170,14 +170,6 @@ pub(crate) async fn delete_quietly(client: &Client, path: &str) -> zkit::Result<
         Ok(()) | Err(ZkError::NoNode) => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-/// Whether `client` still runs session `session_id` (connected or suspended). After an expiry
-/// the client shows `Connecting` until its new session is up, and may report the old id until then.
-pub(crate) fn in_session(client: &Client, session_id: i64) -> bool {
-    client.session_id() == session_id
-        && !matches!(client.state(), zkit::SessionState::Connecting)
-        && !client.state().is_terminal()
 }
 
 /// Deletes `path` only if it is an ephemeral node of session `session_id`: once that session is
