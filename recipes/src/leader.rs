@@ -31,11 +31,12 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
+use zkit::path::join;
 use zkit::{Client, CreateMode, Error as ZkError};
 
 use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
 use crate::state::{wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal, TaskGuard};
-use crate::znode::{delete_quietly, join, retry, sorted_members, ProtectedCreate};
+use crate::znode::{delete_quietly, retry, sorted_members, ProtectedCreate};
 use crate::{Error, Result};
 
 /// Curator's `LeaderLatch` node name.

@@ -247,11 +247,10 @@ impl Mutex {
             .map_err(|_| Error::Timeout)??;
         cleanup.set(Cleanup::Delete(node.clone()));
         let session_id = client.session_id();
-        let line = &*self;
         match wait_for_turn(
             client,
             &self.inner.path,
-            line,
+            self,
             &node,
             session_id,
             &mut waiter,

@@ -34,11 +34,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
+use zkit::path::join;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OneshotWatcher, Op};
 
 use crate::state::{in_session, usable, LossMonitor, LossPolicy, LossReason, LossSignal};
 use crate::znode::{
-    delete_owned, delete_quietly, ensure_path, join, retry, sorted_members, Cleanup, CleanupOnDrop,
+    delete_owned, delete_quietly, ensure_path, retry, sorted_members, Cleanup, CleanupOnDrop,
     ProtectedCreate, Reaper,
 };
 use crate::{Error, Result};

@@ -11,10 +11,11 @@
 
 use std::future::Future;
 
+use zkit::path::{basename, join};
 use zkit::Client;
 
 use crate::state::{wait_connected, why_node_gone, LossReason};
-use crate::znode::{join, name_of, sorted_members};
+use crate::znode::sorted_members;
 
 /// Who stands in a line and who blocks whom.
 pub(crate) trait Line {
@@ -67,7 +68,7 @@ pub(crate) async fn wait_for_turn<W: Waiter>(
     session_id: i64,
     waiter: &mut W,
 ) -> Result<(), Interrupted<W::Stop>> {
-    let ours = name_of(node);
+    let ours = basename(node);
     loop {
         let kids = match client.get_children(dir).await {
             Ok(k) => k,

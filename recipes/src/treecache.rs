@@ -31,11 +31,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use tokio::sync::{broadcast, watch};
+use zkit::path::join;
 use zkit::{Client, Error as ZkError, EventType, PersistentWatcher};
 
 use crate::cache::NodeData;
 use crate::state::{ended_for_good, usable, TaskGuard};
-use crate::znode::join;
 use crate::{Error, Result};
 
 /// How many events a subscriber may fall behind before it gets `Lagged` (then read

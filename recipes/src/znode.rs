@@ -26,6 +26,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
+use zkit::path::join;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
 
 use crate::state::{in_session, wait_connected};
@@ -112,20 +113,6 @@ pub fn sorted_members(children: Vec<String>, is_member: impl Fn(&str) -> bool) -
         .collect();
     v.sort();
     v.into_iter().map(|(_, c)| c).collect()
-}
-
-/// `parent/child`, handling the root.
-pub fn join(parent: &str, child: &str) -> String {
-    if parent == "/" {
-        format!("/{child}")
-    } else {
-        format!("{parent}/{child}")
-    }
-}
-
-/// The last component of a path.
-pub fn name_of(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// Creates `path` and its missing ancestors with `mode` (Persistent or Container); succeeds if
