@@ -207,9 +207,6 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), PersistError> {
 }
 
 #[cfg(test)]
-pub(crate) mod testutil;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -372,11 +372,11 @@ fn corrupt(path: &Path, offset: u64, reason: &str) -> PersistError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::testutil::TempDir;
+    use tempfile::TempDir;
 
     #[test]
     fn fresh_tree_round_trips_and_has_zookeepers_size() {
-        let d = TempDir::new("snap");
+        let d = TempDir::with_prefix("zkit-snap-").expect("temp dir");
         let db = Database::new(false);
         let p = write_db(d.path(), &db, None).unwrap();
         assert_eq!(p.file_name().unwrap(), "snapshot.0");
@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_is_detected() {
-        let d = TempDir::new("snapflip");
+        let d = TempDir::with_prefix("zkit-snapflip-").expect("temp dir");
         let p = write_db(d.path(), &Database::new(false), None).unwrap();
         let mut b = std::fs::read(&p).unwrap();
         b[0xd0] ^= 0x40;

@@ -414,7 +414,7 @@ pub fn read_log(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::testutil::TempDir;
+    use tempfile::TempDir;
     use zkit_proto::txn::CreateSessionTxn;
 
     fn session_txn(zxid: i64) -> Logged {
@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn writer_output_reads_back_with_padding() {
-        let d = TempDir::new("txnlog");
+        let d = TempDir::with_prefix("zkit-txnlog-").expect("temp dir");
         let mut w = LogWriter::new(d.path(), 64 * 1024);
         for z in 1..=100 {
             w.append(&session_txn(z));
