@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 use zkit_proto::frame::{begin_frame, end_frame};
 use zkit_proto::txn::CloseSessionTxn;
-use zkit_proto::{Id, Record, ReplyHeader, WatcherEvent};
+use zkit_proto::{ErrorCode, Id, Record, ReplyHeader, WatcherEvent};
 
 pub use acl::{check_acl, digest, fixup_acl};
 pub use db::{ApplyResult, Database};
@@ -415,13 +415,27 @@ impl Core {
         }
     }
 
-    /// Sends a reply: header, then `body` when err == 0.
-    fn reply(&mut self, conn: ConnId, xid: i32, err: i32, body: Option<&dyn Fn(&mut BytesMut)>) {
+    /// Sends a reply: header, then `body` on success.
+    fn reply(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        err: ErrorCode,
+        body: Option<&dyn Fn(&mut BytesMut)>,
+    ) {
         let zxid = self.db.last_zxid;
+        if !err.is_ok() {
+            tracing::debug!(conn, xid, err = %err, "request failed");
+        }
         let mut b = BytesMut::new();
         let at = begin_frame(&mut b);
-        ReplyHeader { xid, zxid, err }.encode(&mut b);
-        if err == 0 {
+        ReplyHeader {
+            xid,
+            zxid,
+            err: err.code(),
+        }
+        .encode(&mut b);
+        if err.is_ok() {
             if let Some(f) = body {
                 f(&mut b);
             }
@@ -449,7 +463,7 @@ impl Core {
             ReplyHeader {
                 xid: zkit_proto::xid::NOTIFICATION,
                 zxid: -1,
-                err: 0,
+                err: ErrorCode::Ok.code(),
             }
             .encode(&mut b);
             WatcherEvent {
@@ -551,8 +565,9 @@ impl Core {
             let zxid = self.next_zxid();
             let body = {
                 let mut prep = Prep::new(&self.db.tree, 0, &[], zxid, now);
-                prep.delete_container(&path)
-                    .unwrap_or_else(|err| TxnBody::Error(zkit_proto::txn::ErrorTxn { err }))
+                prep.delete_container(&path).unwrap_or_else(|err| {
+                    TxnBody::Error(zkit_proto::txn::ErrorTxn { err: err.code() })
+                })
             };
             tracing::debug!(path = %path, "reaping container/TTL node");
             self.commit(&Txn::new(0, 0, zxid, now, body));

@@ -15,7 +15,7 @@ use super::jhash::JavaHashSet;
 
 use bytes::Bytes;
 use zkit_proto::path::{basename, parent};
-use zkit_proto::{perms, Acl, Id, Stat, CONTAINER_EPHEMERAL_OWNER};
+use zkit_proto::{perms, Acl, ErrorCode, Id, Stat, CONTAINER_EPHEMERAL_OWNER};
 
 /// The root path.
 pub const ROOT: &str = "/";
@@ -189,9 +189,6 @@ impl Change {
     }
 }
 
-/// Error codes the tree itself can produce while applying (only on inconsistent txns).
-pub type Code = i32;
-
 /// The znode tree.
 #[derive(Debug, Clone)]
 pub struct DataTree {
@@ -329,18 +326,18 @@ impl DataTree {
         zxid: i64,
         time: i64,
         changes: &mut Vec<Change>,
-    ) -> Result<Stat, Code> {
+    ) -> Result<Stat, ErrorCode> {
         if path == ROOT || !path.starts_with('/') {
-            return Err(-110);
+            return Err(ErrorCode::NodeExists);
         }
         let parent_path = parent(path).to_owned();
         let name = basename(path).to_owned();
         let extended = self.extended_types;
         let Some(p) = self.nodes.get_mut(&parent_path) else {
-            return Err(-101);
+            return Err(ErrorCode::NoNode);
         };
         if p.children.contains(&name) {
-            return Err(-110);
+            return Err(ErrorCode::NodeExists);
         }
         let mut cv = parent_cversion;
         if cv == -1 {
@@ -382,17 +379,17 @@ impl DataTree {
         path: &str,
         zxid: i64,
         changes: &mut Vec<Change>,
-    ) -> Result<(), Code> {
+    ) -> Result<(), ErrorCode> {
         if path == ROOT {
-            return Err(-8);
+            return Err(ErrorCode::BadArguments);
         }
         let Some(node) = self.nodes.get(path) else {
-            return Err(-101);
+            return Err(ErrorCode::NoNode);
         };
         if !node.children.is_empty() {
-            return Err(-111);
+            return Err(ErrorCode::NotEmpty);
         }
-        let node = self.nodes.remove(path).ok_or(-101)?;
+        let node = self.nodes.remove(path).ok_or(ErrorCode::NoNode)?;
         self.data_size = self
             .data_size
             .saturating_sub(path.len() + node.data.as_ref().map_or(0, |d| d.len()));
@@ -437,10 +434,10 @@ impl DataTree {
         zxid: i64,
         time: i64,
         changes: &mut Vec<Change>,
-    ) -> Result<Stat, Code> {
+    ) -> Result<Stat, ErrorCode> {
         let extended = self.extended_types;
         let Some(n) = self.nodes.get_mut(path) else {
-            return Err(-101);
+            return Err(ErrorCode::NoNode);
         };
         let old = n.data.as_ref().map_or(0, |d| d.len());
         let new = data.as_ref().map_or(0, |d| d.len());
@@ -459,10 +456,10 @@ impl DataTree {
     }
 
     /// Sets the ACL (`DataTree.setACL`).
-    pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, Code> {
+    pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, ErrorCode> {
         let extended = self.extended_types;
         let Some(n) = self.nodes.get_mut(path) else {
-            return Err(-101);
+            return Err(ErrorCode::NoNode);
         };
         n.acl = acl;
         n.stat.aversion = version;

@@ -186,7 +186,9 @@ mod tests {
                     parent_cversion: 1,
                     ..Default::default()
                 }),
-                TxnBody::Error(ErrorTxn { err: -2 }),
+                TxnBody::Error(ErrorTxn {
+                    err: zkit_proto::ErrorCode::RuntimeInconsistency.code(),
+                }),
             ]),
         );
         assert_eq!(t.hdr.txn_type, 14);

@@ -62,7 +62,7 @@ pub struct Recovered {
 pub fn replay(db: &mut Database, journal: &mut Journal, txn: &Txn) {
     let pre = journal.before(&db.tree, txn);
     let rc = db.apply(txn, &mut Vec::new());
-    if rc.err == -110 {
+    if rc.err == zkit_proto::ErrorCode::NodeExists {
         if let TxnBody::Create(c) = &txn.body {
             db.tree
                 .set_cversion_pzxid(parent(&c.path), c.parent_cversion, txn.hdr.zxid);
