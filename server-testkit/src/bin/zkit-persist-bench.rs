@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use zkit::{Client, CreateOptions};
 use zkit_proto::txn::CreateTxn;
-use zkit_testkit::core::{Database, Txn, TxnBody};
+use zkit_testkit::core::{Committed, Database, TreeDigest, Txn, TxnBody};
 use zkit_testkit::persist::snapshot::write_db;
 use zkit_testkit::persist::txnlog::LogWriter;
-use zkit_testkit::persist::{recover, version_dir, Journal, PersistOptions};
+use zkit_testkit::persist::{recover, version_dir, PersistOptions};
 use zkit_testkit::Server;
 
 type Res<T> = Result<T, String>;
@@ -38,7 +38,7 @@ fn gen(dir: &Path, n: u64) -> Res<()> {
     std::fs::create_dir_all(&v).map_err(e)?;
     let mut db = Database::new(false);
     write_db(&v, &db, None).map_err(e)?;
-    let mut j = Journal::new(&db.tree, 0);
+    let mut digest = TreeDigest::of(&db.tree);
     let mut w = LogWriter::new(&v, 64 << 20);
     let t0 = Instant::now();
     let parents = 1000u64.min(n);
@@ -65,12 +65,13 @@ fn gen(dir: &Path, n: u64) -> Res<()> {
                 parent_cversion: parent_cv,
             }),
         );
-        let pre = j.before(&db.tree, &txn);
+        let pre = digest.before(&db.tree, &txn);
         db.apply(&txn, &mut Vec::new());
-        j.after(&db.tree, &txn, pre);
-        for l in j.take() {
-            w.append(&l);
-        }
+        digest.after(&db.tree, pre);
+        w.append(&Committed {
+            txn,
+            digest: Some(digest.value()),
+        });
         if z % 10_000 == 0 {
             w.commit(false).map_err(e)?;
         }

@@ -1,9 +1,10 @@
 //! The sans-IO server core: deterministic, no clock, no randomness of its own, no sockets.
 //!
 //! The shell feeds it connection events, received frames and the current time (ms since the
-//! epoch); it answers with [`Output`]s (frames to send, connections to close) in the order they
-//! must happen. Every write becomes a [`Txn`] applied by [`Database::apply`]; watch
-//! notifications caused by a txn are queued before the reply of the request that caused it.
+//! epoch); it answers with [`Output`]s (txns committed, frames to send, connections to close) in
+//! the order they must happen. Every write becomes a [`Txn`] applied by [`Database::apply`] and
+//! emitted as [`Output::Committed`] with the tree digest after it; watch notifications caused by
+//! a txn are queued after it and before the reply of the request that caused it.
 //!
 //! ```
 //! use zkit_testkit::core::{Config, Core};
@@ -13,6 +14,7 @@
 
 mod acl;
 mod db;
+mod digest;
 mod jhash;
 mod ops;
 mod prep;
@@ -34,6 +36,7 @@ use zkit_proto::{ErrorCode, Id, Record, ReplyHeader, WatcherEvent};
 
 pub use acl::{check_acl, digest, fixup_acl};
 pub use db::{ApplyResult, Database};
+pub use digest::{node_digest, tree_digest, TreeDigest, DIGEST_VERSION};
 pub use jhash::{java_string_hash, JavaHashSet};
 pub use prep::{CreateArgs, Prep};
 pub use tree::{Change, DataTree, Node, NodeKind, StatPersisted};
@@ -60,8 +63,6 @@ pub struct Config {
     pub secret: u64,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
-    /// Keep every committed txn for [`Core::drain_txns`] (for replication and replay tests).
-    pub record_txns: bool,
 }
 
 impl Default for Config {
@@ -74,14 +75,26 @@ impl Default for Config {
             extended_types: false,
             secret: 0x5eed,
             reap_interval: 1000,
-            record_txns: false,
         }
     }
+}
+
+/// A txn the core has applied, with the tree digest after it: what a txn log records and what
+/// replication would ship.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The txn.
+    pub txn: Txn,
+    /// Tree digest after the txn (None for error txns, which ZooKeeper logs without one).
+    pub digest: Option<i64>,
 }
 
 /// Something the shell must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
+    /// A txn was applied. The outputs after it (its notifications and reply) must not be
+    /// released before the txn is durable, when the shell persists.
+    Committed(Box<Committed>),
     /// Send this whole frame (length prefix included) on the connection.
     Send(ConnId, Bytes),
     /// Close the connection after everything queued before has been sent.
@@ -154,9 +167,8 @@ pub struct Core {
     started: i64,
     counters: Counters,
     out: Vec<Output>,
-    txns: Vec<Txn>,
-    /// Persistence hook: committed txns with their tree digests, for the txn log.
-    journal: Option<crate::persist::Journal>,
+    /// Running digest of `db.tree`.
+    digest: TreeDigest,
 }
 
 impl Core {
@@ -169,6 +181,12 @@ impl Core {
 
     /// A core over an existing database (restart with the same data).
     pub fn with_db(cfg: Config, db: Database, now: i64) -> Core {
+        let digest = TreeDigest::of(&db.tree);
+        Core::with_digested_db(cfg, db, digest, now)
+    }
+
+    /// A core over a database whose tree digest is already known (recovered from disk).
+    pub fn with_digested_db(cfg: Config, db: Database, digest: TreeDigest, now: i64) -> Core {
         let next_session = (((now as u64) << 24) >> 8) as i64 | (1i64 << 56);
         // Sessions restored from the database get a full timeout from now.
         let deadlines = db
@@ -189,8 +207,7 @@ impl Core {
             started: now,
             counters: Counters::default(),
             out: Vec::new(),
-            txns: Vec::new(),
-            journal: None,
+            digest,
         }
     }
 
@@ -209,24 +226,9 @@ impl Core {
         self.db
     }
 
-    /// Takes the txns committed since the last call (only with [`Config::record_txns`]).
-    pub fn drain_txns(&mut self) -> Vec<Txn> {
-        std::mem::take(&mut self.txns)
-    }
-
-    /// Installs (or removes) the persistence journal that records every committed txn.
-    pub fn set_journal(&mut self, journal: Option<crate::persist::Journal>) {
-        self.journal = journal;
-    }
-
-    /// The persistence journal, if any.
-    pub fn journal(&self) -> Option<&crate::persist::Journal> {
-        self.journal.as_ref()
-    }
-
-    /// The persistence journal, mutable (to take the committed txns).
-    pub fn journal_mut(&mut self) -> Option<&mut crate::persist::Journal> {
-        self.journal.as_mut()
+    /// The tree digest after the last applied txn.
+    pub fn digest(&self) -> i64 {
+        self.digest.value()
     }
 
     /// Takes the pending outputs.
@@ -477,17 +479,20 @@ impl Core {
         }
     }
 
-    /// Applies a txn and queues the notifications it causes.
+    /// Applies a txn, emits it as [`Output::Committed`] and queues the notifications it causes.
     fn commit(&mut self, txn: &Txn) -> ApplyResult {
         let mut changes = Vec::new();
-        let pre = self.journal.as_ref().map(|j| j.before(&self.db.tree, txn));
+        let pre = self.digest.before(&self.db.tree, txn);
         let rc = self.db.apply(txn, &mut changes);
-        if let (Some(j), Some(pre)) = (self.journal.as_mut(), pre) {
-            j.after(&self.db.tree, txn, pre);
-        }
-        if self.cfg.record_txns {
-            self.txns.push(txn.clone());
-        }
+        self.digest.after(&self.db.tree, pre);
+        let digest = match txn.body {
+            TxnBody::Error(_) => None,
+            _ => Some(self.digest.value()),
+        };
+        self.out.push(Output::Committed(Box::new(Committed {
+            txn: txn.clone(),
+            digest,
+        })));
         let mut fired = Vec::new();
         for ch in changes {
             match ch {

@@ -12,6 +12,8 @@ struct H {
     core: Core,
     now: i64,
     xid: i32,
+    /// Every txn the core committed, from its [`Output::Committed`]s.
+    txns: Vec<Txn>,
 }
 
 /// One decoded frame sent to a connection.
@@ -24,10 +26,7 @@ enum Sent {
 
 impl H {
     fn new() -> H {
-        H::with(Config {
-            record_txns: true,
-            ..Config::default()
-        })
+        H::with(Config::default())
     }
 
     fn with(cfg: Config) -> H {
@@ -35,7 +34,25 @@ impl H {
             core: Core::new(cfg, T0),
             now: T0,
             xid: 0,
+            txns: Vec::new(),
         }
+    }
+
+    /// The core's outputs for the shell: committed txns are kept in `txns`, the rest returned.
+    fn output(&mut self) -> Vec<Output> {
+        let mut rest = Vec::new();
+        for o in self.core.take_output() {
+            match o {
+                Output::Committed(c) => self.txns.push(c.txn),
+                o => rest.push(o),
+            }
+        }
+        rest
+    }
+
+    /// The txns committed since the last call.
+    fn drain_txns(&mut self) -> Vec<Txn> {
+        std::mem::take(&mut self.txns)
     }
 
     fn addr() -> SocketAddr {
@@ -61,7 +78,7 @@ impl H {
         let mut b = b;
         let frame = take_frame(&mut b, usize::MAX).unwrap().unwrap();
         self.core.receive(conn, frame, self.now);
-        let out = self.core.take_output();
+        let out = self.output();
         match &out[0] {
             Output::Send(c, f) => {
                 assert_eq!(*c, conn);
@@ -87,8 +104,7 @@ impl H {
     }
 
     fn drain(&mut self) -> Vec<(ConnId, Sent)> {
-        self.core
-            .take_output()
+        self.output()
             .into_iter()
             .map(|o| match o {
                 Output::Send(c, f) => {
@@ -101,6 +117,7 @@ impl H {
                     }
                 }
                 Output::Close(c, _) => (c, Sent::Close),
+                Output::Committed(_) => unreachable!("kept by output()"),
             })
             .collect()
     }
@@ -149,7 +166,7 @@ fn zxids_advance_for_sessions_writes_and_failed_writes() {
     assert_eq!(h.stat("/a").unwrap().czxid, 2);
     assert_eq!(h.create(1, "/a", 0), Err(-110));
     assert_eq!(h.core.db().last_zxid, 3, "a failed write is an error txn");
-    let txns = h.core.drain_txns();
+    let txns = h.drain_txns();
     assert_eq!(
         txns.iter().map(|t| t.hdr.txn_type).collect::<Vec<_>>(),
         vec![-10, 1, -1]
@@ -171,7 +188,7 @@ fn replaying_the_txns_rebuilds_the_same_tree() {
     };
     h.call(1, OpCode::SetData, Some(&set));
     h.call(1, OpCode::CloseSession, None);
-    let txns = h.core.drain_txns();
+    let txns = h.drain_txns();
     let mut db = Database::new(false);
     for t in &txns {
         let t = Txn::from_bytes(t.to_bytes()).unwrap();
@@ -250,7 +267,7 @@ fn reattach_elsewhere_closes_the_old_connection() {
         ..Default::default()
     };
     h.core.receive(2, req.to_bytes(), h.now);
-    let out = h.core.take_output();
+    let out = h.output();
     assert_eq!(out[0], Output::Close(1, "client reconnect"));
     assert!(matches!(&out[1], Output::Send(2, _)));
     assert_eq!(h.core.session_of(2), Some(r.session_id));
@@ -527,7 +544,7 @@ fn stale_client_zxid_is_refused_without_an_answer() {
     };
     h.core.receive(1, req.to_bytes(), h.now);
     assert_eq!(
-        h.core.take_output(),
+        h.output(),
         vec![Output::Close(1, "client zxid ahead of server")]
     );
 }
@@ -543,7 +560,7 @@ fn old_clients_get_no_read_only_byte() {
         ..Default::default()
     };
     h.core.receive(1, req.to_bytes(), h.now);
-    match &h.core.take_output()[0] {
+    match &h.output()[0] {
         Output::Send(_, f) => assert_eq!(f.len(), 4 + 36),
         o => panic!("{o:?}"),
     }
@@ -706,7 +723,7 @@ fn random_and_mutated_frames_never_panic() {
             _ => {}
         }
         h.core.receive(conn, Bytes::from(bytes), h.now);
-        for o in h.core.take_output() {
+        for o in h.output() {
             if let Output::Close(c, _) = o {
                 h.core.conn_closed(c);
                 conns.retain(|x| *x != c);
@@ -715,7 +732,7 @@ fn random_and_mutated_frames_never_panic() {
         if rng.below(20) == 0 {
             h.now += rng.below(50_000) as i64;
             h.core.tick(h.now);
-            for o in h.core.take_output() {
+            for o in h.output() {
                 if let Output::Close(c, _) = o {
                     h.core.conn_closed(c);
                     conns.retain(|x| *x != c);

@@ -3,9 +3,9 @@
 //! backup/restore.
 //!
 //! Layering (sans-IO first):
-//! - [`checksum`], [`digest`]: Adler-32, CRC-32 and ZooKeeper's tree digest; the [`Journal`]
-//!   the core fills with every committed txn (the one path: the same txns are applied, logged
-//!   and replayed).
+//! - [`checksum`]: Adler-32 and CRC-32. The txns to log come from the core as
+//!   [`Output::Committed`](crate::core::Output::Committed), with the tree digest the core keeps
+//!   (the one path: the same txns are applied, logged and replayed).
 //! - [`txnlog`]: log file encoding, a writer with preallocation and a strict reader.
 //! - [`snapshot`]: snapshot encoding and decoding, fuzzy serialization in chunks.
 //! - [`recovery`]: newest valid snapshot + replay of the logs after it.
@@ -15,7 +15,6 @@
 
 pub mod backup;
 pub mod checksum;
-pub mod digest;
 pub mod pipeline;
 pub mod recovery;
 pub mod snapshot;
@@ -24,7 +23,6 @@ pub mod txnlog;
 use std::path::{Path, PathBuf};
 
 pub use backup::{backup_dir, purge};
-pub use digest::{tree_digest, Journal, Logged};
 pub use recovery::{recover, Recovered, RecoveryReport};
 
 /// Name of the directory under the data dir that holds the files.

@@ -18,16 +18,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 use zkit_proto::{Acl, DecodeError, JuteWrite, Reader, Record};
 
 use super::checksum::Adler32;
-use super::digest::{tree_digest, DIGEST_VERSION};
 use super::txnlog::{file_header, SNAP_MAGIC};
 use super::{file_name, join, PersistError, SNAP_PREFIX};
-use crate::core::{DataTree, Database, StatPersisted};
+use crate::core::{tree_digest, DataTree, Database, StatPersisted, DIGEST_VERSION};
 
 /// Nodes serialized per lock acquisition in a fuzzy snapshot.
 pub const CHUNK: usize = 2000;
 
-/// Runs a closure on the live database and the journal's `(last zxid, digest)` (None when no
-/// journal is kept); returns false when the server is gone.
+/// Runs a closure on the live database and its `(last zxid, tree digest)` (None when unknown:
+/// the digest is then computed); returns false when the server is gone.
 pub type Access<'a> = dyn FnMut(&mut dyn FnMut(&Database, Option<(i64, i64)>)) -> bool + 'a;
 
 /// What a written snapshot holds.

@@ -16,9 +16,8 @@ use zkit_proto::txn::{CloseSessionTxn, CreateTxn, SetDataTxn, TxnDigest, TxnHead
 use zkit_proto::{Acl, DecodeError, Reader, Record};
 
 use super::checksum::adler32;
-use super::digest::{Logged, DIGEST_VERSION};
 use super::{file_name, PersistError, LOG_PREFIX};
-use crate::core::{Txn, TxnBody};
+use crate::core::{Committed, Txn, TxnBody, DIGEST_VERSION};
 
 /// "ZKLG".
 pub const LOG_MAGIC: i32 = 0x5A4B_4C47;
@@ -41,7 +40,7 @@ pub fn file_header(magic: i32, dbid: i64) -> [u8; 16] {
 }
 
 /// Appends one framed entry for `e` to `buf`.
-pub fn encode_entry(e: &Logged, buf: &mut BytesMut) {
+pub fn encode_entry(e: &Committed, buf: &mut BytesMut) {
     let mut payload = BytesMut::with_capacity(128);
     e.txn.hdr.encode(&mut payload);
     e.txn.body.encode(&mut payload);
@@ -140,7 +139,7 @@ impl LogWriter {
     }
 
     /// Buffers one entry (written by the next commit).
-    pub fn append(&mut self, e: &Logged) {
+    pub fn append(&mut self, e: &Committed) {
         if self.cur.is_none() && self.first_zxid.is_none() {
             self.first_zxid = Some(e.txn.hdr.zxid);
             self.buf.put_slice(&file_header(LOG_MAGIC, 0));
@@ -417,8 +416,8 @@ mod tests {
     use crate::persist::testutil::TempDir;
     use zkit_proto::txn::CreateSessionTxn;
 
-    fn session_txn(zxid: i64) -> Logged {
-        Logged {
+    fn session_txn(zxid: i64) -> Committed {
+        Committed {
             txn: Txn::new(
                 0x100001a96170000,
                 0,

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::core::{Config, Core, Database, WatchKind};
 use crate::net::{self, now_ms, Ctx, FourLetterWords, NetConfig, Shared};
+use crate::persist::pipeline::Pipeline;
 
 /// Why the server could not start or act.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +33,7 @@ pub enum Error {
     Persist(#[from] crate::persist::PersistError),
 }
 
-#[path = "persist/server_api.rs"]
-mod persist_api;
+mod persist;
 
 /// Configures a [`Server`].
 #[derive(Debug, Clone)]
@@ -48,8 +48,8 @@ pub struct Builder {
     four_letter_words: FourLetterWords,
     handshake_timeout: Duration,
     reap_interval: Duration,
-    /// Persistence: data dir, options, backup to seed it from (see `persist_api`).
-    persist: persist_api::PersistConfig,
+    /// Persistence: data dir, options, backup to seed it from (see `persist`).
+    persist: persist::PersistConfig,
 }
 
 impl Default for Builder {
@@ -149,7 +149,6 @@ impl Builder {
             extended_types: self.extended_types,
             secret,
             reap_interval: self.reap_interval.as_millis() as i64,
-            record_txns: false,
         })
     }
 
@@ -163,7 +162,7 @@ impl Builder {
             h.finish()
         };
         let cfg = self.core_config(secret)?;
-        let core = persist_api::prepare(&mut self, cfg).await?;
+        let core = persist::prepare(&mut self, cfg).await?;
         let running = Running::start(&self, self.listen, core).await?;
         Ok(Server {
             builder: self,
@@ -185,7 +184,7 @@ struct Running {
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
     ticker: JoinHandle<()>,
-    persist: Option<Arc<crate::persist::pipeline::Pipeline>>,
+    persist: Option<Arc<Pipeline>>,
 }
 
 impl Running {
@@ -208,7 +207,7 @@ impl Running {
                 core,
                 conns: HashMap::new(),
                 next_conn: 1,
-                persist: None,
+                durability: None,
             }),
             net: NetConfig {
                 max_packet: b.max_packet,
@@ -220,7 +219,7 @@ impl Running {
             paused,
             paused_until: Mutex::new(None),
         });
-        let persist = persist_api::attach(b, &ctx);
+        let persist = persist::attach(b, &ctx);
         let (shutdown, rx) = watch::channel(false);
         let span = tracing::info_span!("server", addr = %local_addr);
         let accept = tokio::spawn(tracing::Instrument::instrument(
@@ -245,7 +244,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = (&mut self.accept).await;
         let _ = (&mut self.ticker).await;
-        persist_api::detach(&self.ctx, self.persist.take()).await;
+        persist::detach(&self.ctx, self.persist.take()).await;
         let mut g = self.ctx.lock();
         let cfg = g.core.config().clone();
         let core = std::mem::replace(&mut g.core, Core::new(cfg, 0));
@@ -343,7 +342,7 @@ impl Server {
         let Some((db, cfg)) = self.saved.take() else {
             return Err(Error::Config("nothing to restart".into()));
         };
-        let core = match persist_api::prepare(&mut self.builder, cfg.clone()).await? {
+        let core = match persist::prepare(&mut self.builder, cfg.clone()).await? {
             // With a data dir the restarted server recovers from disk, like a real one.
             core if self.builder.persist.data_dir.is_some() => core,
             _ => Core::with_db(cfg, db, now_ms()),
