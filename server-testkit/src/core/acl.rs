@@ -9,13 +9,6 @@ use zkit_proto::{Acl, ErrorCode, Id};
 
 /// `user:base64(sha1("user:password"))`, ZooKeeper's digest of a `user:password` credential
 /// (`DigestAuthenticationProvider.generateDigest`).
-///
-/// ```
-/// assert_eq!(
-///     zkit_testkit::core::digest("super:test"),
-///     "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
-/// );
-/// ```
 pub fn digest(user_password: &str) -> String {
     let user = user_password.split(':').next().unwrap_or("");
     let hash = Sha1::digest(user_password.as_bytes());

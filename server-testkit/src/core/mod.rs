@@ -5,12 +5,6 @@
 //! the order they must happen. Every write becomes a [`Txn`] applied by [`Database::apply`] and
 //! emitted as [`Output::Committed`] with the tree digest after it; watch notifications caused by
 //! a txn are queued after it and before the reply of the request that caused it.
-//!
-//! ```
-//! use zkit_testkit::core::{Config, Core};
-//! let mut core = Core::new(Config::default(), 1_000);
-//! assert_eq!(core.db().tree.node_count(), 4);
-//! ```
 
 mod acl;
 mod db;
@@ -34,12 +28,11 @@ use zkit_proto::frame::{begin_frame, end_frame};
 use zkit_proto::txn::CloseSessionTxn;
 use zkit_proto::{ErrorCode, Id, Record, ReplyHeader, WatcherEvent};
 
-pub use acl::{check_acl, digest, fixup_acl};
+use acl::check_acl;
 pub use db::{ApplyResult, Database};
-pub use digest::{node_digest, tree_digest, TreeDigest, DIGEST_VERSION};
-pub use jhash::{java_string_hash, JavaHashSet};
-pub use prep::{CreateArgs, Prep};
-pub use tree::{Change, DataTree, Node, NodeKind, StatPersisted};
+pub use digest::{tree_digest, TreeDigest, DIGEST_VERSION};
+use prep::Prep;
+pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
 pub use watch::{Fired, WatchKind, WatchManager};
 

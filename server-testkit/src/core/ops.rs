@@ -7,7 +7,6 @@ use zkit_proto::*;
 
 use super::acl::{check_acl, digest, mask_digests, user_name};
 use super::prep::{CreateArgs, Prep};
-use super::tree::{join, CONFIG};
 use super::txn::{Txn, TxnBody};
 use super::watch::{Fired, WatchKind};
 use super::{ConnId, Core};
@@ -595,26 +594,6 @@ impl Core {
             self.watches.add(conn, &q.path, WatchKind::Child);
         }
         Ok((children, stat))
-    }
-
-    /// The data of `/zookeeper/config` (what getConfig returns).
-    pub fn config_data(&self) -> Option<Bytes> {
-        self.db.tree.get(CONFIG).and_then(|n| n.data.clone())
-    }
-
-    /// Full paths of the children of `path` (helper for dumps).
-    pub fn child_paths(&self, path: &str) -> Vec<String> {
-        self.db
-            .tree
-            .get(path)
-            .map(|n| {
-                n.children
-                    .iter_order()
-                    .iter()
-                    .map(|c| join(path, c))
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 }
 

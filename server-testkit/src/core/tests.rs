@@ -158,6 +158,12 @@ impl H {
 }
 
 #[test]
+fn a_fresh_core_holds_the_four_system_nodes() {
+    let core = Core::new(Config::default(), 1_000);
+    assert_eq!(core.db().tree.node_count(), 4);
+}
+
+#[test]
 fn zxids_advance_for_sessions_writes_and_failed_writes() {
     let mut h = H::new();
     h.session(1, 30000);
@@ -339,7 +345,7 @@ fn multi_sees_earlier_ops_and_rolls_back_on_failure() {
 #[test]
 fn super_digest_bypasses_acls_and_get_acl_masks_digests() {
     let mut h = H::with(Config {
-        super_digest: Some(digest("super:secret")),
+        super_digest: Some(zkit_proto::digest_id("super", "secret")),
         ..Config::default()
     });
     h.session(1, 30000);
@@ -358,7 +364,7 @@ fn super_digest_bypasses_acls_and_get_acl_masks_digests() {
             perms: perms::ALL,
             id: Id {
                 scheme: "digest".into(),
-                id: digest("alice:pw"),
+                id: zkit_proto::digest_id("alice", "pw"),
             },
         },
         Acl {
@@ -597,7 +603,7 @@ fn random_and_mutated_frames_never_panic() {
     let mut rng = Rng(seed | 1);
     let mut h = H::with(Config {
         extended_types: true,
-        super_digest: Some(digest("super:s")),
+        super_digest: Some(zkit_proto::digest_id("super", "s")),
         reap_interval: 1,
         ..Config::default()
     });

@@ -178,6 +178,7 @@ pub enum Change {
     },
 }
 
+#[cfg(test)]
 impl Change {
     /// The changed node's path.
     pub fn path(&self) -> &str {

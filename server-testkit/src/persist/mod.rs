@@ -22,8 +22,8 @@ pub mod txnlog;
 
 use std::path::{Path, PathBuf};
 
-pub use backup::{backup_dir, purge};
-pub use recovery::{recover, Recovered, RecoveryReport};
+pub use backup::purge;
+pub use recovery::{recover, RecoveryReport};
 
 /// Name of the directory under the data dir that holds the files.
 pub const VERSION_DIR: &str = "version-2";

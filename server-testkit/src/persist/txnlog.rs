@@ -239,8 +239,10 @@ pub struct LogEntry {
     /// Its TxnDigest, when present.
     pub digest: Option<i64>,
     /// Offset of the entry in the file.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the crash tests
     pub offset: u64,
     /// Offset just past its 'B' marker.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the crash tests
     pub end: u64,
 }
 

@@ -1,6 +1,6 @@
 //! The test-facing handle: start, stop, restart, and fault controls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +9,10 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::core::{Config, Core, Database, WatchKind};
+use bytes::Bytes;
+use zkit_proto::Acl;
+
+use crate::core::{join, Config, Core, DataTree, Database, NodeKind, StatPersisted, WatchKind};
 use crate::net::{self, now_ms, Ctx, FourLetterWords, NetConfig, Shared};
 use crate::persist::pipeline::Pipeline;
 
@@ -34,6 +37,8 @@ pub enum Error {
 }
 
 mod persist;
+#[cfg(test)]
+mod persist_tests;
 
 /// Configures a [`Server`].
 #[derive(Debug, Clone)]
@@ -442,8 +447,64 @@ impl Server {
             .collect()
     }
 
-    /// Runs `f` with read access to the core (tree, sessions) for assertions.
-    pub fn inspect<R>(&self, f: impl FnOnce(&Core) -> R) -> Option<R> {
-        self.ctx().map(|c| f(&c.lock().core))
+    /// Every znode at or below `root`, by full path, exactly as the server holds it (None when
+    /// the server is not running; empty when `root` does not exist). For comparing trees across
+    /// restarts, crashes and restores.
+    pub fn znodes(&self, root: &str) -> Option<BTreeMap<String, Znode>> {
+        let c = self.ctx()?;
+        let g = c.lock();
+        Some(znodes_of(&g.core.db().tree, root))
     }
+
+    /// The replicated session table: every live session and the timeout it was created with
+    /// (what a snapshot stores). Empty when the server is not running.
+    pub fn session_table(&self) -> BTreeMap<i64, Duration> {
+        let Some(c) = self.ctx() else {
+            return BTreeMap::new();
+        };
+        c.lock()
+            .core
+            .db()
+            .sessions
+            .iter()
+            .map(|(id, to)| (*id, Duration::from_millis((*to).max(0) as u64)))
+            .collect()
+    }
+}
+
+/// Every node of `tree` at or below `root`, by full path.
+fn znodes_of(tree: &DataTree, root: &str) -> BTreeMap<String, Znode> {
+    let extended = tree.extended_types();
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        let Some(n) = tree.get(&p) else { continue };
+        let children = n.children.iter_order();
+        stack.extend(children.iter().map(|c| join(&p, c)));
+        let z = Znode {
+            data: n.data.clone(),
+            acl: n.acl.clone(),
+            stat: n.stat,
+            kind: NodeKind::of(n.stat.ephemeral_owner, extended),
+            children,
+        };
+        out.insert(p, z);
+    }
+    out
+}
+
+/// One znode as listed by [`Server::znodes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Znode {
+    /// Data (`None` when created with a null buffer).
+    pub data: Option<Bytes>,
+    /// ACL.
+    pub acl: Vec<Acl>,
+    /// The Stat as ZooKeeper persists it.
+    pub stat: StatPersisted,
+    /// Persistent, ephemeral, container or TTL.
+    pub kind: NodeKind,
+    /// Child names, in the order getChildren returns them.
+    pub children: Vec<String>,
 }
