@@ -3,19 +3,14 @@
 
 use std::net::IpAddr;
 
-use base64::Engine;
-use sha1::{Digest, Sha1};
-use zkit_proto::{Acl, ErrorCode, Id};
+use zkit_proto::{digest_id, Acl, ErrorCode, Id};
 
-/// `user:base64(sha1("user:password"))`, ZooKeeper's digest of a `user:password` credential
-/// (`DigestAuthenticationProvider.generateDigest`).
+/// The id a `digest` credential `user:password` authenticates as:
+/// `user:base64(sha1("user:password"))` (`DigestAuthenticationProvider.generateDigest`).
+/// A credential without `:` counts as a user with an empty password.
 pub fn digest(user_password: &str) -> String {
-    let user = user_password.split(':').next().unwrap_or("");
-    let hash = Sha1::digest(user_password.as_bytes());
-    format!(
-        "{user}:{}",
-        base64::engine::general_purpose::STANDARD.encode(hash)
-    )
+    let (user, password) = user_password.split_once(':').unwrap_or((user_password, ""));
+    digest_id(user, password)
 }
 
 /// Whether a scheme has an authentication provider (`ip`, `digest`).

@@ -422,24 +422,15 @@ impl Core {
         if !err.is_ok() {
             tracing::debug!(conn, xid, err = %err, "request failed");
         }
-        let mut b = BytesMut::new();
-        let at = begin_frame(&mut b);
-        ReplyHeader {
+        let header = ReplyHeader {
             xid,
             zxid,
             err: err.code(),
-        }
-        .encode(&mut b);
-        if err.is_ok() {
-            if let Some(f) = body {
-                f(&mut b);
-            }
-        }
-        end_frame(&mut b, at);
+        };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_zxid = zxid;
         }
-        self.send(conn, b.freeze());
+        self.send(conn, reply_frame(header, body));
     }
 
     fn notify(&mut self, fired: Vec<Fired>) {
@@ -452,23 +443,19 @@ impl Core {
             if !allowed {
                 continue;
             }
-            let mut b = BytesMut::new();
-            let at = begin_frame(&mut b);
             // 3.8 servers send notifications with zxid -1.
-            ReplyHeader {
+            let header = ReplyHeader {
                 xid: zkit_proto::xid::NOTIFICATION,
                 zxid: -1,
                 err: ErrorCode::Ok.code(),
-            }
-            .encode(&mut b);
-            WatcherEvent {
+            };
+            let event = WatcherEvent {
                 event_type: f.event.code(),
                 state: zkit_proto::KeeperState::SyncConnected.code(),
                 path: f.path,
-            }
-            .encode(&mut b);
-            end_frame(&mut b, at);
-            self.send(f.conn, b.freeze());
+            };
+            let frame = reply_frame(header, Some(&|b: &mut BytesMut| event.encode(b)));
+            self.send(f.conn, frame);
         }
     }
 
@@ -571,4 +558,18 @@ impl Core {
             self.commit(&Txn::new(0, 0, zxid, now, body));
         }
     }
+}
+
+/// One frame from the server: the reply header, then `body` only when the header says success
+/// (a failed request's reply is the header alone, like ZooKeeper's).
+fn reply_frame(header: ReplyHeader, body: Option<&dyn Fn(&mut BytesMut)>) -> Bytes {
+    let ok = header.err == ErrorCode::Ok.code();
+    let mut b = BytesMut::new();
+    let at = begin_frame(&mut b);
+    header.encode(&mut b);
+    if let (true, Some(f)) = (ok, body) {
+        f(&mut b);
+    }
+    end_frame(&mut b, at);
+    b.freeze()
 }

@@ -9,7 +9,7 @@ use super::acl::{check_acl, digest, mask_digests, user_name};
 use super::prep::{CreateArgs, Prep};
 use super::txn::{Txn, TxnBody};
 use super::watch::{Fired, WatchKind};
-use super::{ConnId, Core};
+use super::{reply_frame, ConnId, Core};
 
 fn decode<R: Record>(r: &mut Reader) -> Result<R, ErrorCode> {
     R::decode(r).map_err(|_| ErrorCode::MarshallingError)
@@ -197,21 +197,17 @@ impl Core {
             _ => false,
         };
         // The auth reply carries zxid 0 on a real server.
-        let mut b = BytesMut::new();
-        let at = zkit_proto::frame::begin_frame(&mut b);
-        ReplyHeader {
+        let err = if ok {
+            ErrorCode::Ok
+        } else {
+            ErrorCode::AuthFailed
+        };
+        let header = ReplyHeader {
             xid,
             zxid: 0,
-            err: if ok {
-                ErrorCode::Ok
-            } else {
-                ErrorCode::AuthFailed
-            }
-            .code(),
-        }
-        .encode(&mut b);
-        zkit_proto::frame::end_frame(&mut b, at);
-        self.send(conn, b.freeze());
+            err: err.code(),
+        };
+        self.send(conn, reply_frame(header, None));
         if !ok {
             tracing::warn!(conn, scheme = %p.scheme, "authentication failed");
             self.close(conn, "authentication failed");
@@ -391,38 +387,23 @@ impl Core {
             return;
         }
         let stat = rc.stat.clone().unwrap_or_default();
+        let mut body = BytesMut::new();
         match op {
-            OpCode::Create => {
-                let p = PathResponse { path: rc.path };
-                self.reply(
-                    conn,
-                    h.xid,
-                    ErrorCode::Ok,
-                    Some(&|b: &mut BytesMut| p.encode(b)),
-                );
+            OpCode::Create => PathResponse { path: rc.path }.encode(&mut body),
+            OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => Create2Response {
+                path: rc.path,
+                stat,
             }
-            OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
-                let p = Create2Response {
-                    path: rc.path,
-                    stat,
-                };
-                self.reply(
-                    conn,
-                    h.xid,
-                    ErrorCode::Ok,
-                    Some(&|b: &mut BytesMut| p.encode(b)),
-                );
-            }
-            OpCode::SetData | OpCode::SetAcl | OpCode::Check => {
-                self.reply(
-                    conn,
-                    h.xid,
-                    ErrorCode::Ok,
-                    Some(&|b: &mut BytesMut| stat.encode(b)),
-                );
-            }
-            _ => self.reply(conn, h.xid, ErrorCode::Ok, None),
+            .encode(&mut body),
+            OpCode::SetData | OpCode::SetAcl | OpCode::Check => stat.encode(&mut body),
+            _ => {}
         }
+        self.reply(
+            conn,
+            h.xid,
+            ErrorCode::Ok,
+            Some(&|b: &mut BytesMut| b.extend_from_slice(&body)),
+        );
     }
 
     /// Reads: answered from the tree; returns the encoded response body.

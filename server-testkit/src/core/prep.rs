@@ -364,13 +364,12 @@ fn parent_path_key(p: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::tree::open_acl;
 
     fn args(path: &str, flags: i32) -> CreateArgs {
         CreateArgs {
             path: path.into(),
             data: None,
-            acl: open_acl(),
+            acl: Acl::open_unsafe(),
             flags,
             ttl: -1,
         }

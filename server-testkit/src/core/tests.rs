@@ -142,7 +142,7 @@ impl H {
         let req = CreateRequest {
             path: path.into(),
             data: Some(Bytes::from_static(b"d")),
-            acl: tree::open_acl(),
+            acl: Acl::open_unsafe(),
             flags,
         };
         let (h, b) = self.call(conn, OpCode::Create, Some(&req));
@@ -227,7 +227,7 @@ fn notifications_precede_the_reply_and_reach_other_connections() {
     let req = CreateRequest {
         path: "/x".into(),
         data: None,
-        acl: tree::open_acl(),
+        acl: Acl::open_unsafe(),
         flags: 0,
     };
     let out = h.send(1, OpCode::Create, Some(&req));
@@ -306,7 +306,7 @@ fn multi_sees_earlier_ops_and_rolls_back_on_failure() {
         req: CreateRequest {
             path: p.into(),
             data: None,
-            acl: tree::open_acl(),
+            acl: Acl::open_unsafe(),
             flags,
         },
     };
@@ -421,7 +421,7 @@ fn ttl_nodes_expire_from_their_mtime_and_containers_need_a_child_first() {
     let ttl = CreateTtlRequest {
         path: "/t".into(),
         data: None,
-        acl: tree::open_acl(),
+        acl: Acl::open_unsafe(),
         flags: 5,
         ttl: 1000,
     };
@@ -429,7 +429,7 @@ fn ttl_nodes_expire_from_their_mtime_and_containers_need_a_child_first() {
     let c = CreateRequest {
         path: "/c".into(),
         data: None,
-        acl: tree::open_acl(),
+        acl: Acl::open_unsafe(),
         flags: 4,
     };
     assert_eq!(h.call(1, OpCode::CreateContainer, Some(&c)).0.err, 0);
@@ -655,7 +655,7 @@ fn random_and_mutated_frames_never_panic() {
                 acl: if rng.below(5) == 0 {
                     vec![]
                 } else {
-                    tree::open_acl()
+                    Acl::open_unsafe()
                 },
                 flags: rng.below(8) as i32 - 1,
             }
@@ -663,7 +663,7 @@ fn random_and_mutated_frames_never_panic() {
             21 => CreateTtlRequest {
                 path,
                 data: None,
-                acl: tree::open_acl(),
+                acl: Acl::open_unsafe(),
                 flags: rng.below(8) as i32,
                 ttl: rng.below(3) as i64 - 1,
             }

@@ -188,15 +188,6 @@ pub fn list_files(dir: &Path, prefix: &str) -> Result<Vec<(i64, PathBuf)>, Persi
     Ok(v)
 }
 
-/// `parent` + `/` + `child`, without doubling the root's slash.
-pub(crate) fn join(parent: &str, child: &str) -> String {
-    if parent == "/" || parent.is_empty() {
-        format!("/{child}")
-    } else {
-        format!("{parent}/{child}")
-    }
-}
-
 /// fsyncs a directory so that creates and renames in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), PersistError> {
     std::fs::File::open(dir)

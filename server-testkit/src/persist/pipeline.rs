@@ -162,15 +162,9 @@ impl Pipeline {
     /// Crash simulation: stops at once, delivers nothing more, and cuts the current log file
     /// back to its last fsync (what a power loss would keep).
     pub fn kill(&self) {
+        // With `killed` set, stopping writes and delivers nothing more.
         self.inner.killed.store(true, Ordering::SeqCst);
-        let _ = lock(&self.tx).send(Cmd::Stop);
-        if let Some(h) = lock(&self.writer).take() {
-            let _ = h.join();
-        }
-        self.mark_dead();
-        if let Some(h) = lock(&self.inner.snap_thread).take() {
-            let _ = h.join();
-        }
+        self.shutdown();
         if let Some((path, durable)) = lock(&self.inner.durable_point).take() {
             let r = if durable <= 16 {
                 std::fs::remove_file(&path)

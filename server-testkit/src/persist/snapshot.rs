@@ -19,8 +19,8 @@ use zkit_proto::{Acl, DecodeError, JuteWrite, Reader, Record};
 
 use super::checksum::Adler32;
 use super::txnlog::{file_header, SNAP_MAGIC};
-use super::{file_name, join, PersistError, SNAP_PREFIX};
-use crate::core::{tree_digest, DataTree, Database, StatPersisted, DIGEST_VERSION};
+use super::{file_name, PersistError, SNAP_PREFIX};
+use crate::core::{join, tree_digest, DataTree, Database, StatPersisted, DIGEST_VERSION};
 
 /// Nodes serialized per lock acquisition in a fuzzy snapshot.
 pub const CHUNK: usize = 2000;
@@ -40,17 +40,6 @@ pub struct SnapshotInfo {
     pub nodes: u64,
     /// The temporary file (publish with [`publish`]).
     pub tmp: PathBuf,
-}
-
-/// `world:anyone` with every permission (what ACL index -1 stands for).
-pub fn open_acl() -> Vec<Acl> {
-    vec![Acl {
-        perms: zkit_proto::perms::ALL,
-        id: zkit_proto::Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }]
 }
 
 /// Systems nodes whose ACL ZooKeeper keeps as null (index -1).
@@ -117,7 +106,7 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
                 let Some(n) = db.tree.get(&path) else {
                     continue; // deleted since its parent was written: replay deletes it anyway
                 };
-                let idx = if null_acl_path(&path) && n.acl == open_acl() {
+                let idx = if null_acl_path(&path) && n.acl == Acl::open_unsafe() {
                     -1
                 } else {
                     let key = n.acl.to_bytes().to_vec();
@@ -317,7 +306,7 @@ pub fn read_snapshot(path: &Path, extended_types: bool) -> Result<LoadedSnapshot
             pzxid: s[8],
         };
         let acl = if idx == -1 {
-            open_acl()
+            Acl::open_unsafe()
         } else {
             acls.get(&idx)
                 .cloned()
