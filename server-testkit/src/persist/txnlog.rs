@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use zkit_proto::txn::{CloseSessionTxn, CreateTxn, SetDataTxn, TxnDigest, TxnHeader};
-use zkit_proto::{Acl, DecodeError, Reader, Record};
+use zkit_proto::{Acl, DecodeError, OpCode, Reader, Record};
 
 use super::checksum::adler32;
 use super::{file_name, PersistError, LOG_PREFIX};
@@ -62,10 +62,12 @@ pub fn encode_entry(e: &Committed, buf: &mut BytesMut) {
 pub fn decode_payload(b: Bytes) -> Result<(Txn, Option<i64>), DecodeError> {
     let mut r = Reader::new(b);
     let hdr = TxnHeader::decode(&mut r)?;
-    let body = match hdr.txn_type {
-        -11 if r.is_empty() => TxnBody::CloseSession(CloseSessionTxn::default()),
-        16 => TxnBody::SetData(SetDataTxn::decode(&mut r)?),
-        1 | 15 => {
+    let body = match OpCode::from_code(hdr.txn_type) {
+        Ok(OpCode::CloseSession) if r.is_empty() => {
+            TxnBody::CloseSession(CloseSessionTxn::default())
+        }
+        Ok(OpCode::Reconfig) => TxnBody::SetData(SetDataTxn::decode(&mut r)?),
+        Ok(op @ (OpCode::Create | OpCode::Create2)) => {
             let mut probe = r.clone();
             let t = match CreateTxn::decode(&mut probe) {
                 Ok(t) => {
@@ -81,13 +83,13 @@ pub fn decode_payload(b: Bytes) -> Result<(Txn, Option<i64>), DecodeError> {
                     parent_cversion: -1,
                 },
             };
-            if hdr.txn_type == 1 {
+            if op == OpCode::Create {
                 TxnBody::Create(t)
             } else {
                 TxnBody::Create2(t)
             }
         }
-        t => TxnBody::decode(t, &mut r)?,
+        _ => TxnBody::decode(hdr.txn_type, &mut r)?,
     };
     let digest = if r.remaining() >= 12 {
         Some(TxnDigest::decode(&mut r)?.tree_digest)
