@@ -1,10 +1,11 @@
-//! Persistence through the server: restarts and crashes keep every acknowledged write, torn tails are dropped,
-//! corruption refuses to start, fuzzy snapshots replay to the exact tree, purge, backup/restore.
+//! Persistence through the server: restarts and crashes keep every acknowledged write, torn
+//! tails are dropped, corruption refuses to start, fuzzy snapshots replay to the exact tree,
+//! purge, backup/restore. (Unit tests, not integration tests: they read the log files.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
 use std::time::Duration;
+
 use zkit::{Client, CreateOptions, Op};
 
 use super::{znodes_of, Error, Server, Znode};
