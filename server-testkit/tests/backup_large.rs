@@ -6,17 +6,14 @@ use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use zkit::{Acl, Client, CreateOptions};
-use zkit_testkit::core::Node;
-use zkit_testkit::persist::PersistOptions;
-use zkit_testkit::Server;
+use zkit_testkit::{PersistOptions, Server, Znode};
 
 mod disk;
-use disk::{temp_dir, tree_under};
+use disk::temp_dir;
 
 /// Every node under `root` (data, ACL, persisted Stat and child set).
-fn dump(s: &Server, root: &str) -> BTreeMap<String, Node> {
-    s.inspect(|core| tree_under(core, root))
-        .expect("server running")
+fn dump(s: &Server, root: &str) -> BTreeMap<String, Znode> {
+    s.znodes(root).expect("server running")
 }
 
 /// `/big` with `dirs` × `per_dir` leaves through pipelined creates (window 1 000); every 97th

@@ -1,26 +1,30 @@
-//! Persistence: restarts and crashes keep every acknowledged write, torn tails are dropped,
-//! corruption refuses to start, fuzzy snapshots replay to the exact tree, purge, backup/restore.
+//! Persistence through the server: restarts and crashes keep every acknowledged write, torn
+//! tails are dropped, corruption refuses to start, fuzzy snapshots replay to the exact tree,
+//! purge, backup/restore. (Unit tests, not integration tests: they read the log files.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use zkit::{Client, CreateOptions, Op};
-use zkit_testkit::core::{Core, Node};
-use zkit_testkit::persist::{self, txnlog, PersistError, PersistOptions};
-use zkit_testkit::{Error, Server};
 
-mod disk;
-use disk::{temp_dir, tree_under};
+use super::{znodes_of, Error, Server, Znode};
+use crate::persist::{self, txnlog, PersistError, PersistOptions};
 
-/// Every node of the tree with data, ACL and persisted stat, plus the sessions.
-type Dump = (BTreeMap<String, Node>, BTreeMap<i64, i32>);
-
-fn dump_core(core: &Core) -> Dump {
-    (tree_under(core, "/"), core.db().sessions.clone())
+/// A fresh temp dir named after `tag`, removed on drop.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("zkit-it-{tag}-"))
+        .tempdir()
+        .expect("create temp dir")
 }
 
+/// Every node of the tree with data, ACL and persisted stat, plus the sessions.
+type Dump = (BTreeMap<String, Znode>, BTreeMap<i64, Duration>);
+
 fn dump(s: &Server) -> Dump {
-    s.inspect(dump_core).expect("server running")
+    let tree = s.znodes("/").expect("server running");
+    (tree, s.session_table())
 }
 
 fn seed() -> u64 {
@@ -101,7 +105,7 @@ async fn random_writes(
 }
 
 fn check_model(d: &Dump, model: &BTreeMap<String, Vec<u8>>, seed: u64) {
-    let user: BTreeMap<&String, &Node> =
+    let user: BTreeMap<&String, &Znode> =
         d.0.iter()
             .filter(|(p, _)| p.as_str() != "/" && !p.starts_with("/zookeeper"))
             .collect();
@@ -376,8 +380,7 @@ async fn fuzzy_snapshot_under_concurrent_writes_replays_to_the_exact_tree() {
     assert_eq!(rec.report.snapshot.as_deref(), Some(snap.as_path()));
     assert!(rec.report.txns_replayed > 0);
     assert_eq!(rec.report.digest_mismatches, 0);
-    let core = Core::with_db(Default::default(), rec.db, 0);
-    assert_eq!(dump_core(&core).0, before.0, "seed {seed}");
+    assert_eq!(znodes_of(&rec.db.tree, "/"), before.0, "seed {seed}");
 }
 
 #[tokio::test]
