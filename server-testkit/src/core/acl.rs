@@ -3,14 +3,13 @@
 
 use std::net::IpAddr;
 
-use zkit_proto::{digest_id, Acl, ErrorCode, Id};
+use zkit_proto::{Acl, ErrorCode, Id};
 
 /// The id a `digest` credential `user:password` authenticates as:
 /// `user:base64(sha1("user:password"))` (`DigestAuthenticationProvider.generateDigest`).
-/// A credential without `:` counts as a user with an empty password.
+/// A credential without `:` is hashed as it is, like ZooKeeper does.
 pub fn digest(user_password: &str) -> String {
-    let (user, password) = user_password.split_once(':').unwrap_or((user_password, ""));
-    digest_id(user, password)
+    zkit_proto::acl::digest_of_credential(user_password)
 }
 
 /// Whether a scheme has an authentication provider (`ip`, `digest`).
@@ -199,6 +198,8 @@ mod tests {
     fn digest_matches_zookeeper() {
         // Known value from ZooKeeper's documentation / DigestAuthenticationProvider.
         assert_eq!(digest("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+        // No colon: the whole credential is hashed (ZooKeeper's generateDigest).
+        assert_eq!(digest("alone"), "alone:GwXWN/BAnMmbTdC1Aj5CHFLZt2Q=");
     }
 
     #[test]
