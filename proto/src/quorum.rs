@@ -208,7 +208,7 @@ pub fn encode_touches(touches: &[SessionTouch]) -> Bytes {
 
 /// Decodes PING-reply touches; a tail that is not a whole entry is an error.
 pub fn decode_touches(data: &[u8]) -> Result<Vec<SessionTouch>, DecodeError> {
-    if data.len() % 12 != 0 {
+    if !data.len().is_multiple_of(12) {
         return Err(DecodeError::Truncated {
             needed: 12 - data.len() % 12,
         });
