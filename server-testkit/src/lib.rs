@@ -36,6 +36,7 @@
 pub mod core;
 pub mod net;
 pub mod persist;
+mod quorum;
 mod server;
 
 pub use net::FourLetterWords;
