@@ -265,7 +265,8 @@ impl Election {
             }
         }
         if now >= self.resend_at {
-            self.resend_interval = (self.resend_interval * 2).min(self.cfg.max_notification_interval);
+            self.resend_interval =
+                (self.resend_interval * 2).min(self.cfg.max_notification_interval);
             self.send_notifications(now);
         }
     }
@@ -302,9 +303,7 @@ impl Election {
         };
         match n.state {
             ServerState::Looking => self.on_looking(from, theirs, n.election_epoch, now),
-            ServerState::Following | ServerState::Leading => {
-                self.on_decided(from, theirs, &n, now)
-            }
+            ServerState::Following | ServerState::Leading => self.on_decided(from, theirs, &n, now),
             ServerState::Observing => {}
         }
     }
@@ -441,7 +440,12 @@ impl Election {
         self.current = Some((vote, election_epoch));
         self.outcome = Some(outcome);
         self.finalize_at = None;
-        debug!(sid = self.cfg.id, ?outcome, round = election_epoch, "election over");
+        debug!(
+            sid = self.cfg.id,
+            ?outcome,
+            round = election_epoch,
+            "election over"
+        );
     }
 }
 

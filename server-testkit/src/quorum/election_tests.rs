@@ -38,7 +38,12 @@ fn run(elections: &mut BTreeMap<Sid, Election>, up: &[Sid], until: Millis) {
     }
 }
 
-fn start_all(ids: &[Sid], voters: &[Sid], observers: &[Sid], state: &[(i64, i64)]) -> BTreeMap<Sid, Election> {
+fn start_all(
+    ids: &[Sid],
+    voters: &[Sid],
+    observers: &[Sid],
+    state: &[(i64, i64)],
+) -> BTreeMap<Sid, Election> {
     ids.iter()
         .zip(state)
         .map(|(&id, &(zxid, epoch))| {

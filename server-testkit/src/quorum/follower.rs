@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use tracing::{debug, warn};
 use zkit_proto::quorum::{
-    encode_touches, int_payload, make_zxid, read_int_payload, zxid_epoch, LearnerInfo,
-    PacketType, QuorumPacket, LEARNER_PROTOCOL_VERSION,
+    encode_touches, int_payload, make_zxid, read_int_payload, zxid_epoch, LearnerInfo, PacketType,
+    QuorumPacket, LEARNER_PROTOCOL_VERSION,
 };
 use zkit_proto::Record;
 
@@ -145,7 +145,8 @@ impl FollowerState {
             (PacketType::UpToDate, Stage::AwaitUpToDate) if self.newleader_acked => {
                 self.stage = Stage::Serving;
                 if let Some((zxid, snapshot)) = self.restore.take() {
-                    ctx.events.push(super::peer::Event::Restore { zxid, snapshot });
+                    ctx.events
+                        .push(super::peer::Event::Restore { zxid, snapshot });
                     *ctx.delivered = zxid;
                 }
                 ctx.deliver_to(self.commit_floor.max(self.committed));
@@ -161,7 +162,12 @@ impl FollowerState {
             // Session traffic is the server core's, not wired yet.
             (PacketType::Sync | PacketType::Revalidate, _) => Next::Stay,
             (kind, stage) => {
-                warn!(sid = ctx.cfg.id, ?kind, ?stage, "unexpected packet from the leader");
+                warn!(
+                    sid = ctx.cfg.id,
+                    ?kind,
+                    ?stage,
+                    "unexpected packet from the leader"
+                );
                 Next::Elect("protocol error from the leader")
             }
         }

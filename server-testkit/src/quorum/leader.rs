@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 use zkit_proto::quorum::{
-    int_payload, make_zxid, read_int_payload, zxid_counter, zxid_epoch,
-    LearnerInfo, PacketType, QuorumPacket, LEARNER_PROTOCOL_VERSION,
+    int_payload, make_zxid, read_int_payload, zxid_counter, zxid_epoch, LearnerInfo, PacketType,
+    QuorumPacket, LEARNER_PROTOCOL_VERSION,
 };
 use zkit_proto::Record;
 
-use super::peer::{Ctx, Next, ProposeError};
+use super::peer::{Ctx, Next, ProposeError, Role};
 use super::{Log, Message, Millis, Sid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -280,6 +280,10 @@ impl LeaderState {
             self.phase = Phase::Broadcast;
             self.last_committed = self.history_last;
             info!(sid = me, epoch = self.epoch(), "leading: broadcast phase");
+            ctx.role_changed(Role::Leading {
+                epoch: self.epoch(),
+                established: true,
+            });
             ctx.deliver_to(self.history_last);
             let synced: Vec<Sid> = self
                 .learners
@@ -309,11 +313,12 @@ impl LeaderState {
         let peer_last = l.peer_last;
         // DIFF from the learner's last zxid when this history has it; otherwise TRUNC to the
         // newest zxid of this history below it (a learner ahead, or one that diverged).
-        let (header, from) = if peer_last == last || (peer_last < last && ctx.log.contains(peer_last)) {
-            (PacketType::Diff, peer_last)
-        } else {
-            (PacketType::Trunc, ctx.log.floor(peer_last.min(last)))
-        };
+        let (header, from) =
+            if peer_last == last || (peer_last < last && ctx.log.contains(peer_last)) {
+                (PacketType::Diff, peer_last)
+            } else {
+                (PacketType::Trunc, ctx.log.floor(peer_last.min(last)))
+            };
         let entries = ctx.log.entries_after(from);
         let snap = (header == PacketType::Trunc && from > commit_point)
             || entries
@@ -324,7 +329,8 @@ impl LeaderState {
         let entries = if snap {
             out.push(QuorumPacket::new(PacketType::Snap, commit_point, None));
             let rest = ctx.log.entries_after(commit_point).unwrap_or_default();
-            ctx.out.extend(out.drain(..).map(|p| (sid, Message::Zab(p))));
+            ctx.out
+                .extend(out.drain(..).map(|p| (sid, Message::Zab(p))));
             ctx.out
                 .push((sid, Message::Snapshot(ctx.log.snapshot(commit_point))));
             rest
@@ -350,11 +356,16 @@ impl LeaderState {
             make_zxid(self.epoch.unwrap_or(0), 0),
             Some(ctx.cfg.config.clone()),
         ));
-        ctx.out.extend(out.into_iter().map(|p| (sid, Message::Zab(p))));
+        ctx.out
+            .extend(out.into_iter().map(|p| (sid, Message::Zab(p))));
         l.stage = Stage::Syncing;
     }
 
-    pub fn propose<L: Log>(&mut self, ctx: &mut Ctx<'_, L>, txn: Bytes) -> Result<i64, ProposeError> {
+    pub fn propose<L: Log>(
+        &mut self,
+        ctx: &mut Ctx<'_, L>,
+        txn: Bytes,
+    ) -> Result<i64, ProposeError> {
         if self.phase != Phase::Broadcast {
             return Err(ProposeError::NotLeader);
         }
@@ -430,10 +441,10 @@ impl LeaderState {
     pub fn tick<L: Log>(&mut self, ctx: &mut Ctx<'_, L>) -> Next {
         let tick = ctx.cfg.tick_time;
         let now = ctx.now;
-        if self.phase != Phase::Broadcast {
-            if now.saturating_sub(self.started) > ctx.cfg.init_limit * tick {
-                return Next::Elect("no quorum synced within initLimit");
-            }
+        if self.phase != Phase::Broadcast
+            && now.saturating_sub(self.started) > ctx.cfg.init_limit * tick
+        {
+            return Next::Elect("no quorum synced within initLimit");
         }
         let silent: Vec<Sid> = self
             .learners

@@ -20,7 +20,6 @@ mod sim;
 use bytes::Bytes;
 use zkit_proto::quorum::{Notification, QuorumPacket};
 
-
 /// A server id (`myid`).
 pub type Sid = i64;
 

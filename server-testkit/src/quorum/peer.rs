@@ -29,6 +29,7 @@ macro_rules! ctx {
             now: $p.now,
             durable: &mut $p.durable,
             delivered: &mut $p.delivered,
+            last_role: &mut $p.last_role,
         }
     };
 }
@@ -140,9 +141,19 @@ pub(super) struct Ctx<'a, L: Log> {
     pub now: Millis,
     pub durable: &'a mut i64,
     pub delivered: &'a mut i64,
+    pub last_role: &'a mut Option<Role>,
 }
 
 impl<L: Log> Ctx<'_, L> {
+    /// Reports a role change in the event stream, at the point it happens (so the events of
+    /// the new role follow it).
+    pub fn role_changed(&mut self, role: Role) {
+        if *self.last_role != Some(role) {
+            *self.last_role = Some(role);
+            self.events.push(Event::RoleChanged(role));
+        }
+    }
+
     pub fn send(&mut self, to: Sid, p: QuorumPacket) {
         self.out.push((to, Message::Zab(p)));
     }
@@ -313,6 +324,7 @@ impl<L: Log> Peer<L> {
             now: self.now,
             durable: &mut self.durable,
             delivered: &mut self.delivered,
+            last_role: &mut self.last_role,
         };
         let r = l.propose(&mut ctx, txn);
         self.after();
@@ -453,6 +465,7 @@ impl<L: Log> Peer<L> {
 
     fn look(&mut self, now: Millis) {
         self.state = State::Looking;
+        self.after();
         self.election.set_state(ServerState::Looking);
         self.election
             .start(self.log.last_zxid(), self.log.current_epoch() as i64, now);
@@ -509,4 +522,3 @@ impl<L: Log> Peer<L> {
         std::mem::take(&mut self.events)
     }
 }
-

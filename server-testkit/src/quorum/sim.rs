@@ -177,6 +177,8 @@ struct Node {
     /// The disk while the server is down.
     disk: Option<MemLog>,
     delivered: Vec<(i64, Bytes)>,
+    /// The role as told by the event stream so far.
+    role: Role,
 }
 
 struct World {
@@ -227,6 +229,7 @@ impl World {
                     cfg,
                     disk: None,
                     delivered: Vec::new(),
+                    role: Role::Looking,
                 },
             );
         }
@@ -310,7 +313,10 @@ impl World {
     }
 
     fn on_event(&mut self, sid: Sid, e: Event) {
-        let role = self.nodes[&sid].peer.as_ref().map(|p| p.role());
+        let role = self.nodes[&sid].role;
+        if std::env::var_os("ZKIT_SIM_TRACE").is_some() {
+            eprintln!("t={} server {sid} ({role:?}): {e:?}", self.now);
+        }
         let node = self.nodes.get_mut(&sid).unwrap();
         match e {
             Event::Deliver { zxid, txn } => {
@@ -323,10 +329,19 @@ impl World {
                 node.delivered.push((zxid, txn.clone()));
                 if let Some(c) = self.committed.get(i) {
                     if *c != (zxid, txn) {
-                        let v = format!("server {sid}: delivered #{i} {zxid:#x}, committed {:#x}", c.0);
+                        let v = format!(
+                            "server {sid}: delivered #{i} {zxid:#x}, committed {:#x}",
+                            c.0
+                        );
                         self.violation(v);
                     }
-                } else if matches!(role, Some(Role::Leading { established: true, .. })) {
+                } else if matches!(
+                    role,
+                    Role::Leading {
+                        established: true,
+                        ..
+                    }
+                ) {
                     self.committed.push((zxid, txn));
                 } else {
                     self.violation(format!("server {sid}: delivered uncommitted {zxid:#x}"));
@@ -336,19 +351,29 @@ impl World {
                 node.delivered = MemLog::decode(snapshot);
                 let n = node.delivered.len();
                 if n > self.committed.len() || node.delivered[..] != self.committed[..n] {
-                    self.violation(format!("server {sid}: restored a snapshot off the committed prefix"));
+                    self.violation(format!(
+                        "server {sid}: restored a snapshot off the committed prefix"
+                    ));
                 }
             }
             Event::Reset { zxid } => {
-                self.violation(format!("server {sid}: truncated delivered txns (now at {zxid:#x})"));
+                self.violation(format!(
+                    "server {sid}: truncated delivered txns (now at {zxid:#x})"
+                ));
             }
-            Event::RoleChanged(Role::Leading { epoch, established: true }) => {
+            Event::RoleChanged(
+                r @ Role::Leading {
+                    epoch,
+                    established: true,
+                },
+            ) => {
+                node.role = r;
                 let first = *self.leaders.entry(epoch).or_insert(sid);
                 if first != sid {
                     self.violation(format!("epoch {epoch}: leaders {first} and {sid}"));
                 }
             }
-            Event::RoleChanged(_) => {}
+            Event::RoleChanged(r) => node.role = r,
         }
     }
 
@@ -357,7 +382,12 @@ impl World {
         let mut counts = vec![0usize; self.committed.len()];
         for sid in &self.voters {
             let node = &self.nodes[sid];
-            let log = node.peer.as_ref().map(|p| p.log()).or(node.disk.as_ref()).unwrap();
+            let log = node
+                .peer
+                .as_ref()
+                .map(|p| p.log())
+                .or(node.disk.as_ref())
+                .unwrap();
             let mut it = log.durable_zxids().peekable();
             for (i, (z, _)) in self.committed.iter().enumerate() {
                 while it.peek().is_some_and(|d| d < z) {
@@ -370,7 +400,10 @@ impl World {
         }
         if let Some(i) = counts.iter().position(|c| *c <= self.voters.len() / 2) {
             let z = self.committed[i].0;
-            self.violation(format!("committed {z:#x} is durable on only {} voters", counts[i]));
+            self.violation(format!(
+                "committed {z:#x} is durable on only {} voters",
+                counts[i]
+            ));
         }
     }
 
@@ -385,7 +418,12 @@ impl World {
             return;
         }
         let (from, to) = busy[self.rng.below(busy.len() as u64) as usize];
-        let m = self.links.get_mut(&(from, to)).unwrap().pop_front().unwrap();
+        let m = self
+            .links
+            .get_mut(&(from, to))
+            .unwrap()
+            .pop_front()
+            .unwrap();
         let now = self.now;
         if let Some(p) = self.nodes.get_mut(&to).and_then(|n| n.peer.as_mut()) {
             p.step(from, m, now);
@@ -405,6 +443,7 @@ impl World {
         log.crash(&mut self.rng);
         node.disk = Some(log);
         node.delivered.clear();
+        node.role = Role::Looking;
         self.links.retain(|(a, b), _| *a != sid && *b != sid);
         for other in self.alive() {
             self.break_connection(other, sid);
@@ -432,7 +471,13 @@ impl World {
             .into_iter()
             .filter(|s| {
                 let p = self.nodes[s].peer.as_ref().unwrap();
-                matches!(p.role(), Role::Leading { established: true, .. })
+                matches!(
+                    p.role(),
+                    Role::Leading {
+                        established: true,
+                        ..
+                    }
+                )
             })
             .collect();
         if let Some(sid) = self.pick(&leaders) {
@@ -447,7 +492,12 @@ impl World {
     fn step(&mut self) -> Result<(), String> {
         self.now += self.rng.below(4);
         let alive = self.alive();
-        let dead: Vec<Sid> = self.nodes.keys().filter(|s| !alive.contains(s)).copied().collect();
+        let dead: Vec<Sid> = self
+            .nodes
+            .keys()
+            .filter(|s| !alive.contains(s))
+            .copied()
+            .collect();
         match self.rng.below(100) {
             0..=54 => {
                 for _ in 0..1 + self.rng.below(3) {
@@ -489,7 +539,13 @@ impl World {
         }
         let now = self.now;
         for sid in self.alive() {
-            self.nodes.get_mut(&sid).unwrap().peer.as_mut().unwrap().tick(now);
+            self.nodes
+                .get_mut(&sid)
+                .unwrap()
+                .peer
+                .as_mut()
+                .unwrap()
+                .tick(now);
         }
         self.drain();
         self.check_durable_majority();
@@ -504,7 +560,12 @@ impl World {
     /// Heals everything and runs until the ensemble commits a fresh txn everywhere.
     fn converge(&mut self) -> Result<(), String> {
         self.cut.clear();
-        let dead: Vec<Sid> = self.nodes.keys().filter(|s| self.nodes[s].peer.is_none()).copied().collect();
+        let dead: Vec<Sid> = self
+            .nodes
+            .keys()
+            .filter(|s| self.nodes[s].peer.is_none())
+            .copied()
+            .collect();
         for s in dead {
             self.restart(s);
         }
@@ -520,7 +581,13 @@ impl World {
             }
             for sid in self.alive() {
                 self.fsync(sid);
-                self.nodes.get_mut(&sid).unwrap().peer.as_mut().unwrap().tick(self.now);
+                self.nodes
+                    .get_mut(&sid)
+                    .unwrap()
+                    .peer
+                    .as_mut()
+                    .unwrap()
+                    .tick(self.now);
             }
             self.drain();
             if proposed.is_none() {
@@ -532,7 +599,11 @@ impl World {
                 }
             }
             if let Some(t) = &proposed {
-                if self.nodes.values().all(|n| n.delivered.iter().any(|(_, x)| x == t)) {
+                if self
+                    .nodes
+                    .values()
+                    .all(|n| n.delivered.iter().any(|(_, x)| x == t))
+                {
                     return Ok(());
                 }
             }
@@ -546,7 +617,10 @@ impl World {
             .iter()
             .map(|(s, n)| format!("{s}: {:?}", n.peer.as_ref().map(|p| p.role())))
             .collect();
-        Err(format!("no convergence after healing: {}", roles.join(", ")))
+        Err(format!(
+            "no convergence after healing: {}",
+            roles.join(", ")
+        ))
     }
 }
 
@@ -555,7 +629,16 @@ fn run_seed(seed: u64, steps: usize) -> Result<(), String> {
     for i in 0..steps {
         w.step().map_err(|e| format!("step {i}: {e}"))?;
     }
-    w.converge()
+    w.converge()?;
+    if std::env::var_os("ZKIT_SIM_TRACE").is_some() {
+        eprintln!(
+            "seed {seed}: {} committed, {} epochs with leaders, {} proposed",
+            w.committed.len(),
+            w.leaders.len(),
+            w.next_txn
+        );
+    }
+    Ok(())
 }
 
 fn env(name: &str) -> Option<u64> {
@@ -573,7 +656,9 @@ fn simulation_keeps_zab_invariants() {
         let r = std::panic::catch_unwind(|| run_seed(seed, steps));
         match r {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("simulation seed {seed} failed (replay: ZKIT_SIM_SEED={seed}): {e}"),
+            Ok(Err(e)) => {
+                panic!("simulation seed {seed} failed (replay: ZKIT_SIM_SEED={seed}): {e}")
+            }
             Err(_) => panic!("simulation seed {seed} panicked (replay: ZKIT_SIM_SEED={seed})"),
         }
     }
