@@ -15,6 +15,8 @@ mod follower;
 mod leader;
 pub mod peer;
 #[cfg(test)]
+mod peer_tests;
+#[cfg(test)]
 mod sim;
 
 use bytes::Bytes;

@@ -38,7 +38,7 @@ impl Rng {
 
 /// What every disk reports to: the first txn seen at each zxid, and broken invariants.
 #[derive(Default)]
-struct Oracle {
+pub(super) struct Oracle {
     txns: BTreeMap<i64, Bytes>,
     violations: Vec<String>,
 }
@@ -55,17 +55,17 @@ impl Oracle {
 }
 
 /// An in-memory disk: the log (a durable prefix and a volatile tail) and the epoch files.
-struct MemLog {
+pub(super) struct MemLog {
     sid: Sid,
-    entries: Vec<(i64, Bytes)>,
+    pub(super) entries: Vec<(i64, Bytes)>,
     durable_len: usize,
-    accepted: u32,
-    current: u32,
+    pub(super) accepted: u32,
+    pub(super) current: u32,
     oracle: Rc<RefCell<Oracle>>,
 }
 
 impl MemLog {
-    fn new(sid: Sid, oracle: Rc<RefCell<Oracle>>) -> Self {
+    pub(super) fn new(sid: Sid, oracle: Rc<RefCell<Oracle>>) -> Self {
         MemLog {
             sid,
             entries: Vec::new(),
@@ -77,7 +77,7 @@ impl MemLog {
     }
 
     /// fsync: the whole tail becomes durable; returns the zxid to report.
-    fn fsync(&mut self) -> i64 {
+    pub(super) fn fsync(&mut self) -> i64 {
         self.durable_len = self.entries.len();
         self.last_zxid()
     }
@@ -105,7 +105,7 @@ impl MemLog {
         b.freeze()
     }
 
-    fn decode(mut b: Bytes) -> Vec<(i64, Bytes)> {
+    pub(super) fn decode(mut b: Bytes) -> Vec<(i64, Bytes)> {
         let n = b.get_u32();
         (0..n)
             .map(|_| {
