@@ -212,6 +212,20 @@ impl Election {
         self.state = state;
     }
 
+    /// Re-labels the vote this server answers with once its role is established in ZAB epoch
+    /// `epoch` under `leader`. Servers that joined a leadership by different routes (one from
+    /// an older round's notifications) would otherwise answer with votes that differ in peer
+    /// epoch, and a server joining later could never count a quorum of them.
+    pub fn settle(&mut self, leader: Sid, zxid: i64, epoch: u32) {
+        if let Some((vote, _round)) = &mut self.current {
+            *vote = Vote {
+                leader,
+                zxid,
+                peer_epoch: epoch as i64,
+            };
+        }
+    }
+
     /// Notifications to send, drained.
     pub fn poll(&mut self) -> Vec<(Sid, Notification)> {
         std::mem::take(&mut self.outbox)

@@ -91,6 +91,11 @@ impl FollowerState {
         self.leader
     }
 
+    /// The epoch the leader announced (0 before LEADERINFO).
+    pub fn epoch(&self) -> u32 {
+        self.new_epoch
+    }
+
     pub fn observer(&self) -> bool {
         self.observer
     }

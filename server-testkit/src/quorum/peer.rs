@@ -449,6 +449,22 @@ impl<L: Log> Peer<L> {
 
     fn after(&mut self) {
         let role = self.role();
+        let settled = match (&self.state, role) {
+            (
+                State::Leading(l),
+                Role::Leading {
+                    established: true, ..
+                },
+            ) => Some((self.cfg.id, l.epoch())),
+            (State::Learning(f), Role::Following { synced: true, .. })
+            | (State::Learning(f), Role::Observing { synced: true, .. }) => {
+                Some((f.leader(), f.epoch()))
+            }
+            _ => None,
+        };
+        if let Some((leader, epoch)) = settled {
+            self.election.settle(leader, self.log.last_zxid(), epoch);
+        }
         if self.last_role != Some(role) {
             self.last_role = Some(role);
             self.events.push(Event::RoleChanged(role));

@@ -425,8 +425,15 @@ impl World {
             .pop_front()
             .unwrap();
         let now = self.now;
+        // Sometimes the receiver's disk syncs right away, so acknowledgements race ahead of
+        // the packets queued behind the one just handled.
+        let sync_now = self.rng.chance(20);
         if let Some(p) = self.nodes.get_mut(&to).and_then(|n| n.peer.as_mut()) {
             p.step(from, m, now);
+            if sync_now {
+                let z = p.log_mut().fsync();
+                p.durable(z, now);
+            }
         }
     }
 
