@@ -6,8 +6,21 @@
 //! ([`Peer::poll`]). It owns no socket, disk or clock. Txns are opaque bytes here; the
 //! [`Log`] trait is where the server's txn log, snapshots and epoch files plug in.
 //!
+//! Where this differs from ZooKeeper, on purpose:
+//! - the election's `finalizeWait` is a fixed deadline from the moment a quorum agrees, not
+//!   restarted by every non-better notification;
+//! - a learner acknowledges NEWLEADER only once every txn it logged during the sync is durable,
+//!   writes its current epoch just before that ACK, and acknowledges no proposal before it
+//!   (an ACK from a learner still on the older current epoch could count towards a commit that
+//!   a later election, ordered by peer epoch first, would not see); a leader writes its current
+//!   epoch only once its own history is durable;
+//! - once a role is established, the vote a server answers notifications with carries the
+//!   ZAB epoch it is in, so servers that reached the same leader by different rounds agree;
+//! - a learner more than `snap_threshold` txns behind gets SNAP (ZooKeeper compares sizes).
+//!
 //! Not wired into the server yet (hence `dead_code` allowed below): the tokio shell, the
-//! server core and the persistence adapters come next.
+//! server core (REQUEST forwarding, REVALIDATE, SYNC, session touches) and the persistence
+//! adapters come next.
 #![allow(dead_code)]
 
 pub mod election;

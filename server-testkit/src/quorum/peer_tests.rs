@@ -17,6 +17,8 @@ struct Cluster {
     queue: VecDeque<(Sid, Sid, Message)>,
     events: BTreeMap<Sid, Vec<Event>>,
     down: BTreeSet<Sid>,
+    /// Servers whose disk does not sync until removed from here.
+    stalled: BTreeSet<Sid>,
     now: Millis,
 }
 
@@ -58,6 +60,7 @@ impl Cluster {
             queue: VecDeque::new(),
             events: BTreeMap::new(),
             down: BTreeSet::new(),
+            stalled: BTreeSet::new(),
             now: 0,
         }
     }
@@ -84,8 +87,10 @@ impl Cluster {
             let now = self.now;
             let p = self.peers.get_mut(&to).unwrap();
             p.step(from, m, now);
-            let z = p.log_mut().fsync();
-            p.durable(z, now);
+            if !self.stalled.contains(&to) {
+                let z = p.log_mut().fsync();
+                p.durable(z, now);
+            }
         }
     }
 
@@ -95,6 +100,10 @@ impl Cluster {
             let now = self.now;
             for (sid, p) in self.peers.iter_mut() {
                 if !self.down.contains(sid) {
+                    if !self.stalled.contains(sid) {
+                        let z = p.log_mut().fsync();
+                        p.durable(z, now);
+                    }
                     p.tick(now);
                 }
             }
@@ -274,4 +283,63 @@ fn a_leader_without_a_quorum_steps_down() {
     c.down.extend([1, 2]);
     c.run(100);
     assert_eq!(c.role(3), Role::Looking);
+}
+
+#[test]
+fn nothing_commits_until_a_quorum_has_synced_its_disk() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    c.stalled.extend([1, 2, 3]);
+    c.peers
+        .get_mut(&3)
+        .unwrap()
+        .propose(Bytes::from("a"))
+        .unwrap();
+    c.run(20);
+    assert!(c.delivered(3).is_empty(), "committed with no durable copy");
+    // The leader's own disk alone is not a quorum.
+    c.stalled.remove(&3);
+    c.run(20);
+    assert!(
+        c.delivered(3).is_empty(),
+        "committed with one durable copy of three"
+    );
+    // One follower's fsync completes the quorum; the other learns the commit too.
+    c.stalled.remove(&1);
+    c.run(5);
+    assert_eq!(c.delivered(3), ["a"]);
+    assert_eq!(c.delivered(2), ["a"]);
+}
+
+#[test]
+fn newleader_is_acknowledged_only_after_the_synced_txns_are_durable() {
+    let oracle = Rc::new(RefCell::new(Oracle::default()));
+    let long: Vec<(i64, &str)> = (1..=3).map(|i| (make_zxid(1, i), "t")).collect();
+    let v = [1, 2, 3];
+    let mut c = Cluster::new(vec![
+        (config(1, &v, &[], 100), disk(&oracle, 1, &[], 0)),
+        (config(2, &v, &[], 100), disk(&oracle, 2, &[], 0)),
+        (config(3, &v, &[], 100), disk(&oracle, 3, &long, 1)),
+    ]);
+    c.stalled.extend([1, 2]);
+    c.run(60);
+    // Both followers got the DIFF but cannot promise it: no broadcast phase, no new epoch.
+    assert_eq!(
+        c.role(3),
+        Role::Leading {
+            epoch: 2,
+            established: false
+        }
+    );
+    assert_eq!(c.peers[&1].log().current_epoch(), 0);
+    c.stalled.remove(&2);
+    c.run(5);
+    assert_eq!(
+        c.role(3),
+        Role::Leading {
+            epoch: 2,
+            established: true
+        }
+    );
+    assert_eq!(c.peers[&2].log().current_epoch(), 2);
 }
