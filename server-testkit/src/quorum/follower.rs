@@ -8,17 +8,17 @@
 //! learner still on an older current epoch could count towards a commit that a later election
 //! would not see.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use tracing::{debug, warn};
 use zkit_proto::quorum::{
-    encode_touches, int_payload, make_zxid, read_int_payload, zxid_epoch, LearnerInfo, PacketType,
-    QuorumPacket, LEARNER_PROTOCOL_VERSION,
+    decode_revalidate_reply, encode_touches, int_payload, make_zxid, read_int_payload, zxid_epoch,
+    LearnerInfo, PacketType, QuorumPacket, SessionTouch, LEARNER_PROTOCOL_VERSION,
 };
 use zkit_proto::Record;
 
-use super::peer::{Ctx, Next};
+use super::peer::{Ctx, Event, Next};
 use super::{Log, Millis, Sid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub(super) struct FollowerState {
     unacked: BTreeSet<i64>,
     /// A snapshot loaded during sync, handed to the state machine at UPTODATE.
     restore: Option<(i64, Bytes)>,
+    /// Sessions seen active since the last PING reply (session -> timeout).
+    touches: BTreeMap<i64, i32>,
     last_heard: Millis,
 }
 
@@ -83,6 +85,7 @@ impl FollowerState {
             newleader_acked: false,
             unacked: BTreeSet::new(),
             restore: None,
+            touches: BTreeMap::new(),
             last_heard: ctx.now,
         }
     }
@@ -98,6 +101,11 @@ impl FollowerState {
 
     pub fn observer(&self) -> bool {
         self.observer
+    }
+
+    /// Records activity on a session for the next PING reply.
+    pub fn touch(&mut self, session_id: i64, timeout: i32) {
+        self.touches.insert(session_id, timeout);
     }
 
     pub fn synced(&self) -> bool {
@@ -150,8 +158,7 @@ impl FollowerState {
             (PacketType::UpToDate, Stage::AwaitUpToDate) if self.newleader_acked => {
                 self.stage = Stage::Serving;
                 if let Some((zxid, snapshot)) = self.restore.take() {
-                    ctx.events
-                        .push(super::peer::Event::Restore { zxid, snapshot });
+                    ctx.events.push(Event::Restore { zxid, snapshot });
                     *ctx.delivered = zxid;
                 }
                 ctx.deliver_to(self.commit_floor.max(self.committed));
@@ -159,13 +166,33 @@ impl FollowerState {
                 Next::Stay
             }
             (PacketType::Ping, _) => {
-                // The reply carries the session touches; sessions live above this layer.
-                let reply = QuorumPacket::new(PacketType::Ping, p.zxid, Some(encode_touches(&[])));
-                ctx.send(self.leader, reply);
+                let touches: Vec<SessionTouch> = std::mem::take(&mut self.touches)
+                    .into_iter()
+                    .map(|(session_id, timeout)| SessionTouch {
+                        session_id,
+                        timeout,
+                    })
+                    .collect();
+                let data = encode_touches(&touches);
+                ctx.send(
+                    self.leader,
+                    QuorumPacket::new(PacketType::Ping, p.zxid, Some(data)),
+                );
                 Next::Stay
             }
-            // Session traffic is the server core's, not wired yet.
-            (PacketType::Sync | PacketType::Revalidate, _) => Next::Stay,
+            (PacketType::Sync, Stage::Serving) => {
+                ctx.events.push(Event::Synced);
+                Next::Stay
+            }
+            (PacketType::Revalidate, Stage::Serving) => {
+                match decode_revalidate_reply(p.data.unwrap_or_default()) {
+                    Ok((session_id, valid)) => {
+                        ctx.events.push(Event::Revalidated { session_id, valid });
+                        Next::Stay
+                    }
+                    Err(_) => Next::Elect("malformed REVALIDATE from the leader"),
+                }
+            }
             (kind, stage) => {
                 warn!(
                     sid = ctx.cfg.id,

@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 use zkit_proto::quorum::{
-    int_payload, make_zxid, read_int_payload, zxid_counter, zxid_epoch, LearnerInfo, PacketType,
-    QuorumPacket, LEARNER_PROTOCOL_VERSION,
+    decode_revalidate, decode_touches, int_payload, make_zxid, read_int_payload, zxid_counter,
+    zxid_epoch, ForwardedRequest, LearnerInfo, PacketType, QuorumPacket, LEARNER_PROTOCOL_VERSION,
 };
 use zkit_proto::Record;
 
-use super::peer::{Ctx, Next, ProposeError, Role};
+use super::peer::{Ctx, Event, Next, PeerError, Role};
 use super::{Log, Message, Millis, Sid};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,6 +74,8 @@ pub(super) struct LeaderState {
     counter: u32,
     last_committed: i64,
     last_ping: Millis,
+    /// Syncs waiting for the commit of the zxid they are keyed by.
+    pending_syncs: BTreeMap<i64, Vec<Sid>>,
 }
 
 impl LeaderState {
@@ -94,6 +96,7 @@ impl LeaderState {
             counter: 0,
             last_committed: 0,
             last_ping: now,
+            pending_syncs: BTreeMap::new(),
         }
     }
 
@@ -124,14 +127,78 @@ impl LeaderState {
             PacketType::FollowerInfo | PacketType::ObserverInfo => self.on_info(ctx, from, p),
             PacketType::AckEpoch => self.on_ack_epoch(ctx, from, p),
             PacketType::Ack => self.on_ack(ctx, from, p.zxid),
-            PacketType::Ping => Next::Stay,
-            // Session traffic (REQUEST, REVALIDATE, SYNC) is the server core's, not wired yet.
-            PacketType::Request | PacketType::Revalidate | PacketType::Sync => Next::Stay,
+            PacketType::Ping | PacketType::Request | PacketType::Revalidate => {
+                self.on_session_traffic(ctx, from, p)
+            }
             other => {
                 warn!(learner = from, kind = ?other, "unexpected packet from a learner");
                 self.drop_learner(ctx, from);
                 Next::Stay
             }
+        }
+    }
+
+    /// PING replies (session touches), forwarded requests and revalidations, from a learner
+    /// that acknowledged NEWLEADER; anything malformed drops the learner.
+    fn on_session_traffic<L: Log>(
+        &mut self,
+        ctx: &mut Ctx<'_, L>,
+        from: Sid,
+        p: QuorumPacket,
+    ) -> Next {
+        if self
+            .learners
+            .get(&from)
+            .is_none_or(|l| l.stage != Stage::Synced)
+        {
+            return Next::Stay;
+        }
+        let data = p.data.unwrap_or_default();
+        let event = match p.kind {
+            PacketType::Ping => match decode_touches(&data) {
+                Ok(t) if t.is_empty() => return Next::Stay,
+                Ok(touches) => Ok(Event::Touches { from, touches }),
+                Err(e) => Err(e),
+            },
+            PacketType::Request => ForwardedRequest::decode(data).map(|request| Event::Request {
+                from,
+                request,
+                authinfo: p.authinfo,
+            }),
+            _ => decode_revalidate(data).map(|(session_id, timeout)| Event::Revalidate {
+                from,
+                session_id,
+                timeout,
+            }),
+        };
+        match event {
+            Ok(e) => ctx.events.push(e),
+            Err(_) => {
+                warn!(learner = from, kind = ?p.kind, "malformed packet from a learner");
+                self.drop_learner(ctx, from);
+            }
+        }
+        Next::Stay
+    }
+
+    /// Answers a sync for `sid` now if nothing is outstanding, else at the commit of the last
+    /// proposal.
+    pub fn sync_for<L: Log>(&mut self, ctx: &mut Ctx<'_, L>, sid: Sid) -> Result<(), PeerError> {
+        if self.phase != Phase::Broadcast {
+            return Err(PeerError::NotLeader);
+        }
+        match self.outstanding.last_key_value() {
+            None => self.send_sync(ctx, sid),
+            Some((&zxid, _)) => self.pending_syncs.entry(zxid).or_default().push(sid),
+        }
+        Ok(())
+    }
+
+    fn send_sync<L: Log>(&self, ctx: &mut Ctx<'_, L>, sid: Sid) {
+        if sid == ctx.cfg.id {
+            ctx.events.push(Event::Synced);
+        } else if self.learners.contains_key(&sid) {
+            ctx.send(sid, QuorumPacket::new(PacketType::Sync, 0, None));
         }
     }
 
@@ -361,17 +428,13 @@ impl LeaderState {
         l.stage = Stage::Syncing;
     }
 
-    pub fn propose<L: Log>(
-        &mut self,
-        ctx: &mut Ctx<'_, L>,
-        txn: Bytes,
-    ) -> Result<i64, ProposeError> {
+    pub fn propose<L: Log>(&mut self, ctx: &mut Ctx<'_, L>, txn: Bytes) -> Result<i64, PeerError> {
         if self.phase != Phase::Broadcast {
-            return Err(ProposeError::NotLeader);
+            return Err(PeerError::NotLeader);
         }
         // ZooKeeper forces an election before the counter wraps (ZOOKEEPER-1277).
         if self.counter == u32::MAX - 1 {
-            return Err(ProposeError::CounterExhausted);
+            return Err(PeerError::CounterExhausted);
         }
         self.counter += 1;
         let zxid = make_zxid(self.epoch(), self.counter);
@@ -421,6 +484,9 @@ impl LeaderState {
                 ctx.out.push((*sid, Message::Zab(pkt)));
             }
             ctx.deliver_to(zxid);
+            for sid in self.pending_syncs.remove(&zxid).unwrap_or_default() {
+                self.send_sync(ctx, sid);
+            }
         }
     }
 

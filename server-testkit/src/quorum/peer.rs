@@ -10,7 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use tracing::info;
-use zkit_proto::quorum::{PacketType, QuorumPacket, ServerState};
+use zkit_proto::quorum::{
+    encode_revalidate, encode_revalidate_reply, ForwardedRequest, PacketType, QuorumPacket,
+    ServerState, SessionTouch,
+};
+use zkit_proto::Id;
 
 use super::election::{Election, ElectionConfig, Outcome};
 use super::follower::FollowerState;
@@ -118,14 +122,53 @@ pub enum Event {
     },
     /// The role changed.
     RoleChanged(Role),
+    /// Leader: a learner forwarded a client request (REQUEST); prepare it and propose it.
+    Request {
+        /// The learner.
+        from: Sid,
+        /// The request.
+        request: ForwardedRequest,
+        /// The client's auth info.
+        authinfo: Vec<Id>,
+    },
+    /// Leader: a learner asks whether a session may move to it (REVALIDATE); answer with
+    /// [`Peer::revalidate_reply`].
+    Revalidate {
+        /// The learner.
+        from: Sid,
+        /// The session.
+        session_id: i64,
+        /// Its timeout, ms.
+        timeout: i32,
+    },
+    /// Learner: the leader's answer to [`Peer::revalidate`].
+    Revalidated {
+        /// The session.
+        session_id: i64,
+        /// Whether it is still valid.
+        valid: bool,
+    },
+    /// Leader: sessions a learner saw activity on (its PING reply).
+    Touches {
+        /// The learner.
+        from: Sid,
+        /// The sessions.
+        touches: Vec<SessionTouch>,
+    },
+    /// A `sync` completed: everything proposed before it is committed. A learner gets one per
+    /// forwarded sync, in order; the leader one per [`Peer::sync_for`] of its own id.
+    Synced,
 }
 
-/// Why [`Peer::propose`] refused.
+/// Why a [`Peer`] refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ProposeError {
+pub enum PeerError {
     /// This peer is not an established leader.
     #[error("not an established leader")]
     NotLeader,
+    /// This peer is not a learner that finished its sync.
+    #[error("not a synced learner")]
+    NotSyncedLearner,
     /// The epoch's 32-bit counter is exhausted; a new election is needed.
     #[error("zxid counter exhausted")]
     CounterExhausted,
@@ -311,9 +354,9 @@ impl<L: Log> Peer<L> {
     }
 
     /// Proposes a txn (leader only): returns its zxid. It commits once a quorum logged it.
-    pub fn propose(&mut self, txn: Bytes) -> Result<i64, ProposeError> {
+    pub fn propose(&mut self, txn: Bytes) -> Result<i64, PeerError> {
         let State::Leading(l) = &mut self.state else {
-            return Err(ProposeError::NotLeader);
+            return Err(PeerError::NotLeader);
         };
         let mut ctx = Ctx {
             cfg: &self.cfg,
@@ -329,6 +372,85 @@ impl<L: Log> Peer<L> {
         let r = l.propose(&mut ctx, txn);
         self.after();
         r
+    }
+
+    /// Learner: forwards a client request to the leader (REQUEST); a `sync` goes this way too
+    /// and completes with [`Event::Synced`].
+    pub fn forward(
+        &mut self,
+        request: ForwardedRequest,
+        authinfo: Vec<Id>,
+    ) -> Result<(), PeerError> {
+        let leader = self.synced_leader()?;
+        let mut p = QuorumPacket::new(PacketType::Request, -1, Some(request.encode()));
+        p.authinfo = authinfo;
+        self.out.push((leader, Message::Zab(p)));
+        Ok(())
+    }
+
+    /// Learner: asks the leader whether a session that reconnected here is still valid; the
+    /// answer comes as [`Event::Revalidated`].
+    pub fn revalidate(&mut self, session_id: i64, timeout: i32) -> Result<(), PeerError> {
+        let leader = self.synced_leader()?;
+        let data = encode_revalidate(session_id, timeout);
+        let p = QuorumPacket::new(PacketType::Revalidate, -1, Some(data));
+        self.out.push((leader, Message::Zab(p)));
+        Ok(())
+    }
+
+    /// Learner: records activity on a session, reported in the next PING reply.
+    pub fn touch(&mut self, session_id: i64, timeout: i32) -> Result<(), PeerError> {
+        self.synced_leader()?;
+        if let State::Learning(f) = &mut self.state {
+            f.touch(session_id, timeout);
+        }
+        Ok(())
+    }
+
+    /// Leader: answers an [`Event::Revalidate`].
+    pub fn revalidate_reply(
+        &mut self,
+        to: Sid,
+        session_id: i64,
+        valid: bool,
+    ) -> Result<(), PeerError> {
+        if !matches!(
+            self.role(),
+            Role::Leading {
+                established: true,
+                ..
+            }
+        ) {
+            return Err(PeerError::NotLeader);
+        }
+        let data = encode_revalidate_reply(session_id, valid);
+        let p = QuorumPacket::new(PacketType::Revalidate, -1, Some(data));
+        self.out.push((to, Message::Zab(p)));
+        Ok(())
+    }
+
+    /// Leader: completes a `sync` for `sid` (a learner's forwarded one, or this server's own)
+    /// once everything proposed so far is committed (`Leader.processSync`).
+    pub fn sync_for(&mut self, sid: Sid) -> Result<(), PeerError> {
+        let State::Leading(l) = &mut self.state else {
+            return Err(PeerError::NotLeader);
+        };
+        let mut ctx = ctx!(self);
+        l.sync_for(&mut ctx, sid)
+    }
+
+    fn synced_leader(&self) -> Result<Sid, PeerError> {
+        match self.role() {
+            Role::Following {
+                leader,
+                synced: true,
+            }
+            | Role::Observing {
+                leader,
+                synced: true,
+            } => Ok(leader),
+            _ => Err(PeerError::NotSyncedLearner),
+        }
     }
 
     /// Handles a message from `from`.

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use zkit_proto::quorum::make_zxid;
+use zkit_proto::quorum::{make_zxid, ForwardedRequest, SessionTouch};
 
-use super::peer::{Event, Peer, PeerConfig, Role};
+use super::peer::{Event, Peer, PeerConfig, PeerError, Role};
 use super::sim::{MemLog, Oracle};
 use super::{Log, Message, Millis, Sid};
 
@@ -342,4 +342,96 @@ fn newleader_is_acknowledged_only_after_the_synced_txns_are_durable() {
         }
     );
     assert_eq!(c.peers[&2].log().current_epoch(), 2);
+}
+
+#[test]
+fn a_learner_forwards_requests_and_revalidations_to_the_leader() {
+    let mut c = fresh(&[1, 2, 3], &[4]);
+    c.run(50);
+    let req = ForwardedRequest {
+        session_id: 5,
+        cxid: 1,
+        op: 1,
+        body: Bytes::from("create /a"),
+    };
+    let leader_err = c.peers.get_mut(&3).unwrap().forward(req.clone(), vec![]);
+    assert_eq!(leader_err, Err(PeerError::NotSyncedLearner));
+    c.peers
+        .get_mut(&1)
+        .unwrap()
+        .forward(req.clone(), vec![])
+        .unwrap();
+    c.peers.get_mut(&4).unwrap().revalidate(5, 4_000).unwrap();
+    c.run(1);
+    let from_1 = Event::Request {
+        from: 1,
+        request: req,
+        authinfo: vec![],
+    };
+    assert!(c.events[&3].contains(&from_1));
+    let reval = Event::Revalidate {
+        from: 4,
+        session_id: 5,
+        timeout: 4_000,
+    };
+    assert!(c.events[&3].contains(&reval));
+    c.peers
+        .get_mut(&3)
+        .unwrap()
+        .revalidate_reply(4, 5, true)
+        .unwrap();
+    c.run(1);
+    let answer = Event::Revalidated {
+        session_id: 5,
+        valid: true,
+    };
+    assert!(c.events[&4].contains(&answer));
+}
+
+#[test]
+fn a_sync_completes_only_after_the_proposals_before_it_commit() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    c.stalled.extend([1, 2, 3]);
+    let leader = c.peers.get_mut(&3).unwrap();
+    leader.propose(Bytes::from("a")).unwrap();
+    leader.sync_for(1).unwrap();
+    leader.sync_for(3).unwrap();
+    c.run(5);
+    assert!(!c.events[&1].contains(&Event::Synced));
+    assert!(!c.events[&3].contains(&Event::Synced));
+    c.stalled.clear();
+    c.run(5);
+    for sid in [1, 3] {
+        let ev = &c.events[&sid];
+        let synced = ev.iter().position(|e| *e == Event::Synced).expect("synced");
+        let applied = ev
+            .iter()
+            .position(|e| matches!(e, Event::Deliver { txn, .. } if txn == "a"))
+            .expect("delivered");
+        assert!(
+            applied < synced,
+            "server {sid}: sync answered before the write it follows"
+        );
+    }
+    // With nothing outstanding a sync is answered at once.
+    c.peers.get_mut(&3).unwrap().sync_for(2).unwrap();
+    c.run(1);
+    assert!(c.events[&2].contains(&Event::Synced));
+}
+
+#[test]
+fn session_touches_ride_on_ping_replies() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    c.peers.get_mut(&2).unwrap().touch(7, 3_000).unwrap();
+    c.run(20);
+    let touched = Event::Touches {
+        from: 2,
+        touches: vec![SessionTouch {
+            session_id: 7,
+            timeout: 3_000,
+        }],
+    };
+    assert!(c.events[&3].contains(&touched));
 }

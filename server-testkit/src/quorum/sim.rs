@@ -374,6 +374,12 @@ impl World {
                 }
             }
             Event::RoleChanged(r) => node.role = r,
+            // Session traffic is not simulated here.
+            Event::Request { .. }
+            | Event::Revalidate { .. }
+            | Event::Revalidated { .. }
+            | Event::Touches { .. }
+            | Event::Synced => {}
         }
     }
 
