@@ -206,8 +206,13 @@ impl LeaderState {
         let observer = p.kind == PacketType::ObserverInfo;
         let info = LearnerInfo::from_bytes(p.data.clone().unwrap_or_default());
         let ok = info.is_ok_and(|i| i.protocol_version >= LEARNER_PROTOCOL_VERSION);
-        // A voter claiming to observe (or the reverse) or a pre-3.4 learner is refused.
-        if !ok || observer == ctx.cfg.voters.contains(&from) {
+        // A server not configured in the role it claims, or a pre-3.4 learner, is refused.
+        let member = if observer {
+            ctx.cfg.observers.contains(&from)
+        } else {
+            ctx.cfg.voters.contains(&from)
+        };
+        if !ok || !member {
             self.drop_learner(ctx, from);
             return Next::Stay;
         }

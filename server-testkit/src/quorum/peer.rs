@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use tracing::info;
+use tracing::{debug, info};
 use zkit_proto::quorum::{
     encode_revalidate, encode_revalidate_reply, ForwardedRequest, PacketType, QuorumPacket,
     ServerState, SessionTouch,
@@ -201,7 +201,7 @@ impl<L: Log> Ctx<'_, L> {
         self.out.push((to, Message::Zab(p)));
     }
 
-    /// Appends a txn, keeping the durability mark honest.
+    /// Appends a txn (zxids only grow within a log); durable once the shell says so.
     pub fn append(&mut self, zxid: i64, txn: Bytes) {
         self.log.append(zxid, txn);
     }
@@ -456,6 +456,13 @@ impl<L: Log> Peer<L> {
     /// Handles a message from `from`.
     pub fn step(&mut self, from: Sid, msg: Message, now: Millis) {
         self.now = self.now.max(now);
+        if !self.cfg.voters.contains(&from) && !self.cfg.observers.contains(&from) {
+            debug!(
+                sid = self.cfg.id,
+                from, "message from a server outside the ensemble"
+            );
+            return;
+        }
         let mut next = match msg {
             Message::Election(n) => {
                 self.election.step(from, n, self.now);
