@@ -192,6 +192,8 @@ struct World {
     committed: Vec<(i64, Bytes)>,
     leaders: BTreeMap<u32, Sid>,
     next_txn: u64,
+    /// Snapshots installed on learners (SNAP syncs), for the trace summary.
+    restores: usize,
 }
 
 fn pair(a: Sid, b: Sid) -> (Sid, Sid) {
@@ -244,6 +246,7 @@ impl World {
             committed: Vec::new(),
             leaders: BTreeMap::new(),
             next_txn: 0,
+            restores: 0,
         };
         w.drain();
         w
@@ -348,6 +351,8 @@ impl World {
                 }
             }
             Event::Restore { snapshot, .. } => {
+                self.restores += 1;
+                let node = self.nodes.get_mut(&sid).unwrap();
                 node.delivered = MemLog::decode(snapshot);
                 let n = node.delivered.len();
                 if n > self.committed.len() || node.delivered[..] != self.committed[..n] {
@@ -645,10 +650,11 @@ fn run_seed(seed: u64, steps: usize) -> Result<(), String> {
     w.converge()?;
     if std::env::var_os("ZKIT_SIM_TRACE").is_some() {
         eprintln!(
-            "seed {seed}: {} committed, {} epochs with leaders, {} proposed",
+            "seed {seed}: {} committed, {} epochs with leaders, {} proposed, {} snapshots installed",
             w.committed.len(),
             w.leaders.len(),
-            w.next_txn
+            w.next_txn,
+            w.restores
         );
     }
     Ok(())
