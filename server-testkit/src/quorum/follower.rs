@@ -162,6 +162,10 @@ impl FollowerState {
                     *ctx.delivered = zxid;
                 }
                 ctx.deliver_to(self.commit_floor.max(self.committed));
+                // ZooKeeper's learner acknowledges UPTODATE with the epoch's zxid; leaders
+                // ignore it, but a real one may count on seeing it.
+                let ack = QuorumPacket::new(PacketType::Ack, make_zxid(self.new_epoch, 0), None);
+                ctx.send(self.leader, ack);
                 debug!(sid = ctx.cfg.id, leader = self.leader, "up to date");
                 Next::Stay
             }
