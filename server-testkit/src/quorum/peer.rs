@@ -358,17 +358,7 @@ impl<L: Log> Peer<L> {
         let State::Leading(l) = &mut self.state else {
             return Err(PeerError::NotLeader);
         };
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            log: &mut self.log,
-            out: &mut self.out,
-            closes: &mut self.closes,
-            events: &mut self.events,
-            now: self.now,
-            durable: &mut self.durable,
-            delivered: &mut self.delivered,
-            last_role: &mut self.last_role,
-        };
+        let mut ctx = ctx!(self);
         let r = l.propose(&mut ctx, txn);
         self.after();
         r
@@ -522,7 +512,8 @@ impl<L: Log> Peer<L> {
         self.handle(next);
     }
 
-    /// Everything appended up to `zxid` is durable.
+    /// Everything appended up to `zxid` is durable: report the last zxid appended when the
+    /// sync began (a truncation after it makes the report count only for what remains).
     pub fn durable(&mut self, zxid: i64, now: Millis) {
         self.now = self.now.max(now);
         self.durable = self.durable.max(zxid.min(self.log.last_zxid()));
