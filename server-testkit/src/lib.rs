@@ -39,6 +39,7 @@ pub mod bench;
 mod core;
 mod net;
 mod persist;
+mod quorum;
 mod server;
 
 pub use crate::core::{NodeKind, StatPersisted, WatchKind};
