@@ -237,14 +237,6 @@ fn forwarded_request_and_revalidate_golden_bytes() {
     assert!(decode_revalidate_reply(Bytes::from_static(&[0; 8])).is_err());
 }
 
-/// A tiny xorshift generator so the fuzz test needs no dependency and replays exactly.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[test]
 fn decoders_never_panic_on_garbage() {
     let seeds: Vec<Bytes> = vec![
@@ -267,18 +259,18 @@ fn decoders_never_panic_on_garbage() {
         .encode(),
         ElectionHandshake::new(3, vec!["h:1".into()]).encode(),
     ];
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     for round in 0..20_000 {
         let base = &seeds[round % seeds.len()];
         let mut m = base.to_vec();
         // Flip, truncate or extend: the three ways a frame goes bad.
-        match next(&mut rng) % 3 {
+        match rng.u64(..) % 3 {
             0 if !m.is_empty() => {
-                let i = (next(&mut rng) as usize) % m.len();
-                m[i] = next(&mut rng) as u8;
+                let i = (rng.u64(..) as usize) % m.len();
+                m[i] = rng.u64(..) as u8;
             }
-            1 => m.truncate((next(&mut rng) as usize) % (m.len() + 1)),
-            _ => m.extend((0..next(&mut rng) % 8).map(|_| next(&mut rng) as u8)),
+            1 => m.truncate((rng.u64(..) as usize) % (m.len() + 1)),
+            _ => m.extend((0..rng.u64(..) % 8).map(|_| rng.u64(..) as u8)),
         }
         let b = Bytes::from(m);
         let _ = QuorumPacket::from_bytes(b.clone());
