@@ -19,6 +19,7 @@
 #   CI_LOAD_HOGS     number of busy loops (default: number of cores, `nproc`)
 #   CI_LOAD_NICE     their nice level (default 10)
 #   CI_LOAD_LOG_DIR  where the runs' logs go (default: a new temp dir)
+#   CI_SKIP_GATES=1  passed through to .ci/run: skip the fmt/clippy/rustdoc gates, run only tests
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
