@@ -118,7 +118,9 @@ pub fn sorted_members(children: Vec<String>, is_member: impl Fn(&str) -> bool) -
 /// Creates `path` and its missing ancestors with `mode` (Persistent or Container); succeeds if
 /// they already exist.
 pub async fn ensure_path(client: &Client, path: &str, mode: CreateMode) -> Result<()> {
-    if path == "/" || client.exists(path).await?.is_some() {
+    // The existence check is retried across connection loss like the creates below: a caller
+    // (e.g. a counter's first write) must not see a bare ConnectionLoss from a read.
+    if path == "/" || retry(client, || client.exists(path)).await?.is_some() {
         return Ok(());
     }
     let mut at = String::new();
