@@ -39,4 +39,4 @@ pub mod persist;
 mod server;
 
 pub use net::FourLetterWords;
-pub use server::{Builder, Error, Server, SessionSummary, WatchSummary};
+pub use server::{Builder, ConnectionSummary, Error, Server, SessionSummary, WatchSummary};

@@ -22,6 +22,10 @@ OPTIONS:
     --min-session-timeout MS      lowest negotiable session timeout (default 2 x tickTime)
     --max-session-timeout MS      highest negotiable session timeout (default 20 x tickTime)
     --max-packet BYTES            largest accepted request (default 1048575)
+    --max-queued-bytes BYTES      bound of each connection's outbound queue (default 4194304): past
+                                  it the connection reads no more requests until the client reads
+    --max-client-cnxns N          connections one IP may hold at once, 0 = unlimited (default 60,
+                                  like maxClientCnxns)
     --super-digest USER:BASE64    superDigest: this digest user bypasses ACLs
     --extended-types              enable TTL nodes (zookeeper.extendedTypesEnabled)
     --four-letter-words LIST      comma separated whitelist, or * for all (default srvr, like
@@ -88,6 +92,17 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
                     v.parse()
                         .map_err(|_| format!("--max-packet expects bytes, got {v:?}"))?,
                 );
+            }
+            "--max-queued-bytes" | "--max-client-cnxns" => {
+                let v = value()?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("{flag} expects a number, got {v:?}"))?;
+                b = if flag == "--max-queued-bytes" {
+                    b.max_queued_bytes(n)
+                } else {
+                    b.max_client_cnxns(n)
+                };
             }
             "--super-digest" => {
                 let v = value()?;

@@ -298,6 +298,15 @@ impl WatchManager {
             .collect()
     }
 
+    /// The data table's registrations, unsorted and borrowed: a cheap copy for the shell to
+    /// sort and format outside its lock (`wchc`/`wchp`/`wchs` over many watches).
+    pub fn data_watches(&self) -> impl Iterator<Item = (ConnId, &str)> + '_ {
+        self.data
+            .paths
+            .iter()
+            .flat_map(|(c, ps)| ps.iter().map(move |p| (*c, p.as_str())))
+    }
+
     /// Registrations across both tables (`zk_watch_count`).
     pub fn count(&self) -> usize {
         self.data.size() + self.child.size()
