@@ -34,6 +34,9 @@ OPTIONS:
     --no-fsync                    do not fsync the txn log (forceSync=no)
     --snap-count N                txns between snapshots (default 100000)
     --purge-keep N                after each snapshot keep only the N newest (default: keep all)
+    --log-read-limit BYTES        txn log records up to this size are read unchecked (default and
+                                  minimum 2097150, ZooKeeper's); longer ones load once their
+                                  checksum is right, so every record the server wrote reloads
     --truncate-corrupt            cut the log at a corrupt entry instead of refusing to start
     -h, --help                    print this help
 
@@ -116,6 +119,13 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
             "--data-dir" => b = b.data_dir(value()?),
             "--no-fsync" => popts = popts.force_sync(false),
             "--truncate-corrupt" => popts = popts.truncate_corrupt(true),
+            "--log-read-limit" => {
+                let v = value()?;
+                popts = popts.read_limit(
+                    v.parse()
+                        .map_err(|_| format!("--log-read-limit expects bytes, got {v:?}"))?,
+                );
+            }
             "--snap-count" | "--purge-keep" => {
                 let v = value()?;
                 let n: u64 = v
