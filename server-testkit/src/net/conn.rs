@@ -67,7 +67,14 @@ pub(crate) async fn serve(
         // A four-letter word is not a client connection: the answer lists it on its own.
         unregister(&ctx, conn);
         let word = String::from_utf8_lossy(&rbuf[..4]).into_owned();
-        let text = fourlw::answer(&word, &ctx, remote);
+        // Off the runtime's worker threads: formatting `wchp` over 200k watches takes long
+        // enough to starve the connections sharing a worker.
+        let text = {
+            let (word, ctx) = (word.clone(), ctx.clone());
+            tokio::task::spawn_blocking(move || fourlw::answer(&word, &ctx, remote))
+                .await
+                .unwrap_or_default()
+        };
         tracing::debug!(%remote, word = %word, "four-letter word");
         let _ = wr.write_all(text.as_bytes()).await;
         let _ = wr.shutdown().await;
