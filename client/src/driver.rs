@@ -1,22 +1,52 @@
-//! The one tokio task per client: owns the socket, the timers and host selection, and moves bytes
-//! and time into the sans-IO [`Session`]. Nothing here decides protocol behaviour.
+//! The one tokio task per client: owns the socket, the timers, host selection and the channels
+//! to the client handles. It moves bytes and time into the sans-IO [`Session`] and delivers
+//! what the session emits; nothing here decides protocol behaviour.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
 use crate::error::Error;
 use crate::options::{ClientOptions, HostList};
-use crate::session::watches::WatchKind;
-use crate::session::{Request, Responder, Session, SessionState};
-use zkit_proto::frame::take_frame;
+use crate::session::watches::{Sink, WatchKind, WatchResult};
+use crate::session::{self, Event, Handle, Handles, Session, SessionState};
+
+/// Completes one request (or auth, or close) of a client handle.
+pub(crate) type ReplyTx = oneshot::Sender<Result<Bytes, Error>>;
+
+/// The tokio channel ends the session holds for the client handles.
+#[derive(Debug)]
+pub(crate) struct Channels;
+
+impl Handles for Channels {
+    type Reply = ReplyTx;
+    type Oneshot = oneshot::Sender<WatchResult>;
+    type Stream = mpsc::UnboundedSender<WatchResult>;
+}
+
+impl<T: std::fmt::Debug> Handle for oneshot::Sender<T> {
+    fn is_dropped(&self) -> bool {
+        self.is_closed()
+    }
+}
+
+impl<T: std::fmt::Debug> Handle for mpsc::UnboundedSender<T> {
+    fn is_dropped(&self) -> bool {
+        self.is_closed()
+    }
+}
+
+/// A request as client handles build it.
+pub(crate) type Request = session::Request<Channels>;
+/// A watch as client handles build it.
+pub(crate) type PendingWatch = session::watches::PendingWatch<Channels>;
 
 /// What client handles ask of the driver.
 #[derive(Debug)]
@@ -27,7 +57,7 @@ pub(crate) enum Command {
     Auth {
         scheme: String,
         auth: Bytes,
-        waiter: oneshot::Sender<Result<(), Error>>,
+        waiter: ReplyTx,
     },
     /// A watcher handle was dropped or removed.
     Unwatch {
@@ -36,10 +66,11 @@ pub(crate) enum Command {
         id: u64,
     },
     /// Close the session.
-    Close(Responder),
+    Close(ReplyTx),
 }
 
-/// Session facts that client handles read without asking the driver.
+/// Session facts client handles read without asking the driver: published by the driver (the
+/// only writer) whenever the session's state changes or a connection attempt fails.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SessionInfo {
     pub id: i64,
@@ -49,14 +80,40 @@ pub(crate) struct SessionInfo {
     pub server: Option<SocketAddr>,
 }
 
+/// Where the driver publishes the session for client handles.
+#[derive(Debug)]
+pub(crate) struct Publish {
+    /// Session facts.
+    pub info: watch::Sender<SessionInfo>,
+    /// The current state (the public `Client::state_watch`).
+    pub state: watch::Sender<SessionState>,
+    /// Every transition (bounded; a lagging reader skips to the newest).
+    pub changes: broadcast::Sender<SessionState>,
+}
+
+impl Publish {
+    /// Publishers before the first connection: `Connecting`, no session.
+    pub fn new() -> Self {
+        Publish {
+            info: watch::channel(SessionInfo::default()).0,
+            state: watch::channel(SessionState::Connecting).0,
+            changes: broadcast::channel(256).0,
+        }
+    }
+}
+
 pub(crate) struct Driver {
-    pub session: Session,
-    pub hosts: HostList,
-    pub opts: Arc<ClientOptions>,
-    pub cmd_rx: mpsc::UnboundedReceiver<Command>,
-    pub info: Arc<Mutex<SessionInfo>>,
-    pub first_connect: Option<oneshot::Sender<Result<(), Error>>>,
+    session: Session<Channels>,
+    hosts: HostList,
+    opts: Arc<ClientOptions>,
+    cmd_rx: mpsc::UnboundedReceiver<Command>,
+    publish: Publish,
+    first_connect: Option<oneshot::Sender<Result<(), Error>>>,
     cmds_closed: bool,
+    /// The server of the connection being served.
+    server: Option<SocketAddr>,
+    /// Whether a handshake completed on the connection being served.
+    handshaken: bool,
 }
 
 /// Why a connection ended.
@@ -67,13 +124,18 @@ enum Ended {
     Terminal,
 }
 
+/// The session's clock: tokio's (so a paused test clock applies), as a std `Instant`.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
 impl Driver {
     pub fn new(
-        session: Session,
+        session: Session<Channels>,
         hosts: HostList,
         opts: Arc<ClientOptions>,
         cmd_rx: mpsc::UnboundedReceiver<Command>,
-        info: Arc<Mutex<SessionInfo>>,
+        publish: Publish,
         first_connect: oneshot::Sender<Result<(), Error>>,
     ) -> Self {
         Driver {
@@ -81,25 +143,18 @@ impl Driver {
             hosts,
             opts,
             cmd_rx,
-            info,
+            publish,
             first_connect: Some(first_connect),
             cmds_closed: false,
+            server: None,
+            handshaken: false,
         }
     }
 
     fn note_error(&self, e: &str) {
-        if let Ok(mut i) = self.info.lock() {
-            i.last_error = Some(e.to_owned());
-        }
-    }
-
-    fn publish_session(&self, server: Option<SocketAddr>) {
-        if let Ok(mut i) = self.info.lock() {
-            i.id = self.session.session_id();
-            i.passwd = self.session.password().clone();
-            i.timeout = self.session.negotiated_timeout();
-            i.server = server;
-        }
+        self.publish
+            .info
+            .send_modify(|i| i.last_error = Some(e.to_owned()));
     }
 
     fn report_first(&mut self, r: Result<(), Error>) {
@@ -108,12 +163,64 @@ impl Driver {
         }
     }
 
+    /// Delivers everything the session emitted, in order.
+    fn deliver(&mut self) {
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                Event::Reply { to, result } => {
+                    let _ = to.send(result);
+                }
+                Event::Watch {
+                    to: Sink::Oneshot(to),
+                    result,
+                } => {
+                    let _ = to.send(result);
+                }
+                Event::Watch {
+                    to: Sink::Persistent(to),
+                    result,
+                } => {
+                    let _ = to.send(result);
+                }
+                Event::State(s) => self.publish_state(s),
+            }
+        }
+    }
+
+    /// Publishes a state change: the session facts first, so a handle that sees the new state
+    /// also sees the session it belongs to (never an expired id once a new session is being
+    /// negotiated).
+    fn publish_state(&mut self, s: SessionState) {
+        let server = if s.is_connected() { self.server } else { None };
+        let id = self.session.session_id();
+        let passwd = if id == 0 {
+            Bytes::new()
+        } else {
+            self.session.password().clone()
+        };
+        let timeout = self.session.negotiated_timeout();
+        self.publish.info.send_modify(|i| {
+            i.id = id;
+            i.passwd = passwd;
+            i.timeout = timeout;
+            i.server = server;
+        });
+        self.publish.state.send_replace(s);
+        let _ = self.publish.changes.send(s);
+        if s.is_connected() {
+            self.handshaken = true;
+            tracing::Span::current().record("session_id", format_args!("{id:#x}"));
+            self.report_first(Ok(()));
+        }
+    }
+
     /// Runs until the session is over and every handle is gone (or it is closed).
     pub async fn run(mut self) {
         let mut failures: u32 = 0;
         loop {
-            let now = Instant::now();
-            self.session.check_local_expiry(now);
+            // Local expiry while disconnected.
+            let _ = self.session.on_timer(now());
+            self.deliver();
             let state = self.session.state();
             if state.is_terminal() {
                 if state == SessionState::Expired
@@ -121,15 +228,8 @@ impl Driver {
                     && !self.cmds_closed
                 {
                     tracing::info!("session expired: creating a new session");
-                    // Handles must not report the expired id once the new session is being
-                    // negotiated: clear it before the state says Connecting.
-                    if let Ok(mut i) = self.info.lock() {
-                        i.id = 0;
-                        i.passwd = Bytes::new();
-                        i.timeout = Duration::ZERO;
-                        i.server = None;
-                    }
                     self.session.renew();
+                    self.deliver();
                     failures = 0;
                     continue;
                 }
@@ -157,14 +257,14 @@ impl Driver {
             let mut connected_once = false;
             for addr in addrs {
                 match self.connect_and_serve(addr).await {
-                    (true, Ended::Terminal) | (false, Ended::Terminal) => {
+                    (_, Ended::Terminal) => {
                         connected_once = true;
                         break;
                     }
                     (was_connected, Ended::Lost(why)) => {
                         self.note_error(&format!("{addr}: {why}"));
                         self.session.on_connection_lost();
-                        self.publish_session(None);
+                        self.deliver();
                         if was_connected {
                             connected_once = true;
                             tracing::warn!(server = %addr, reason = %why, "connection lost");
@@ -179,6 +279,7 @@ impl Driver {
             }
             failures = if connected_once { 0 } else { failures + 1 };
         }
+        self.deliver();
         // Everything still queued learns the session is over.
         let err = self
             .session
@@ -191,23 +292,26 @@ impl Driver {
         }
     }
 
+    /// The tokio instant of the session's next deadline.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.session.next_deadline().map(Instant::from_std)
+    }
+
     /// Sleeps until `until` while still taking commands. Returns false if the state became
     /// terminal (or expired locally) meanwhile.
     async fn wait(&mut self, until: Instant) -> bool {
         loop {
-            let expiry = self.session.local_expiry_deadline();
-            let wake = expiry.map_or(until, |e| e.min(until));
+            let wake = self.next_deadline().map_or(until, |e| e.min(until));
             tokio::select! {
                 _ = sleep_until(wake) => {
-                    if self.session.check_local_expiry(Instant::now()) {
-                        return false;
-                    }
-                    if Instant::now() >= until {
+                    let _ = self.session.on_timer(now());
+                    if !self.session.state().is_terminal() && Instant::now() >= until {
                         return true;
                     }
                 }
                 c = self.cmd_rx.recv(), if !self.cmds_closed => self.apply(c),
             }
+            self.deliver();
             if self.session.state().is_terminal() {
                 return false;
             }
@@ -223,12 +327,11 @@ impl Driver {
                 waiter,
             }) => self.session.add_auth(scheme, auth, waiter),
             Some(Command::Unwatch { path, kind, id }) => self.session.unwatch(&path, kind, id),
-            Some(Command::Close(r)) => self.session.close(r),
+            Some(Command::Close(r)) => self.session.close(Some(r)),
             None => {
                 // Every handle is gone: close the session so its ephemerals go at once.
                 self.cmds_closed = true;
-                let (tx, _rx) = oneshot::channel();
-                self.session.close(tx);
+                self.session.close(None);
             }
         }
     }
@@ -236,6 +339,8 @@ impl Driver {
     /// Connects to one address, handshakes and serves until the connection ends.
     /// Returns whether the handshake completed, and why it ended.
     async fn connect_and_serve(&mut self, addr: SocketAddr) -> (bool, Ended) {
+        self.server = Some(addr);
+        self.handshaken = false;
         let connect_timeout = self
             .opts
             .connect_timeout_per_host(self.session.negotiated_timeout(), self.hosts.len());
@@ -253,38 +358,40 @@ impl Driver {
         };
         let _ = stream.set_nodelay(true);
         self.session
-            .begin_handshake(Instant::now(), start + connect_timeout);
-        self.serve(stream, addr).instrument(span).await
+            .begin_handshake(now(), (start + connect_timeout).into_std());
+        let r = self.serve(stream).instrument(span).await;
+        self.server = None;
+        r
     }
 
     /// Resolves when the session becomes terminal while connecting (commands keep flowing).
     async fn expiry_or_close(&mut self) {
         loop {
-            let wake = self.session.local_expiry_deadline();
+            let wake = self.next_deadline();
             tokio::select! {
                 _ = async { match wake { Some(w) => sleep_until(w).await, None => std::future::pending().await } } => {
-                    self.session.check_local_expiry(Instant::now());
+                    let _ = self.session.on_timer(now());
                 }
                 c = self.cmd_rx.recv(), if !self.cmds_closed => self.apply(c),
             }
+            self.deliver();
             if self.session.state().is_terminal() {
                 return;
             }
         }
     }
 
-    async fn serve(&mut self, mut stream: TcpStream, addr: SocketAddr) -> (bool, Ended) {
-        let max = self.opts.max_packet;
+    async fn serve(&mut self, mut stream: TcpStream) -> (bool, Ended) {
         let (mut rd, mut wr) = stream.split();
         let mut inbuf = BytesMut::with_capacity(64 * 1024);
         let mut out = Bytes::new();
-        let mut handshaken = false;
         // One timer for the connection, moved when the session's next deadline moves.
         let far = || Instant::now() + Duration::from_secs(3600);
-        let mut armed = self.session.next_deadline().unwrap_or_else(far);
+        let mut armed = self.next_deadline().unwrap_or_else(far);
         let sleep = sleep_until(armed);
         tokio::pin!(sleep);
         loop {
+            self.deliver();
             if out.is_empty() {
                 if let Some(b) = self.session.take_output() {
                     out = b;
@@ -294,9 +401,9 @@ impl Driver {
                 if !self.session.is_closing() {
                     let _ = wr.shutdown().await;
                 }
-                return (handshaken, Ended::Terminal);
+                return (self.handshaken, Ended::Terminal);
             }
-            let deadline = self.session.next_deadline().unwrap_or_else(far);
+            let deadline = self.next_deadline().unwrap_or_else(far);
             if deadline != armed {
                 armed = deadline;
                 sleep.as_mut().reset(deadline);
@@ -304,40 +411,27 @@ impl Driver {
             tokio::select! {
                 r = rd.read_buf(&mut inbuf) => {
                     match r {
-                        Ok(0) => return (handshaken, Ended::Lost("server closed the connection".into())),
-                        Err(e) => return (handshaken, Ended::Lost(format!("read: {e}"))),
+                        Ok(0) => return (self.handshaken, Ended::Lost("server closed the connection".into())),
+                        Err(e) => return (self.handshaken, Ended::Lost(format!("read: {e}"))),
                         Ok(_) => {}
                     }
-                    let now = Instant::now();
-                    loop {
-                        match take_frame(&mut inbuf, max) {
-                            Ok(Some(frame)) => {
-                                if let Err(e) = self.session.on_frame(frame, now) {
-                                    if self.session.state().is_terminal() {
-                                        self.report_first(Err(e));
-                                        return (handshaken, Ended::Terminal);
-                                    }
-                                    return (handshaken, Ended::Lost(e.to_string()));
-                                }
-                                if !handshaken && self.session.state().is_connected() {
-                                    handshaken = true;
-                                    self.publish_session(Some(addr));
-                                    tracing::Span::current().record("session_id", format_args!("{:#x}", self.session.session_id()));
-                                    self.report_first(Ok(()));
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => return (handshaken, Ended::Lost(e.to_string())),
+                    let r = self.session.on_read(&mut inbuf, now());
+                    self.deliver();
+                    if let Err(e) = r {
+                        if self.session.state().is_terminal() {
+                            self.report_first(Err(e));
+                            return (self.handshaken, Ended::Terminal);
                         }
+                        return (self.handshaken, Ended::Lost(e.to_string()));
                     }
                     if self.session.state().is_terminal() && !self.session.has_output() && out.is_empty() {
-                        return (handshaken, Ended::Terminal);
+                        return (self.handshaken, Ended::Terminal);
                     }
                 }
                 r = wr.write(&out), if !out.is_empty() => {
                     match r {
-                        Ok(n) => { out.advance(n); self.session.on_sent(Instant::now()); }
-                        Err(e) => return (handshaken, Ended::Lost(format!("write: {e}"))),
+                        Ok(n) => { out.advance(n); self.session.on_sent(now()); }
+                        Err(e) => return (self.handshaken, Ended::Lost(format!("write: {e}"))),
                     }
                 }
                 c = self.cmd_rx.recv(), if !self.cmds_closed => {
@@ -351,11 +445,12 @@ impl Driver {
                     }
                 }
                 _ = &mut sleep => {
-                    if let Err(e) = self.session.on_timer(Instant::now()) {
+                    if let Err(e) = self.session.on_timer(now()) {
+                        self.deliver();
                         if self.session.state().is_terminal() {
-                            return (handshaken, Ended::Terminal);
+                            return (self.handshaken, Ended::Terminal);
                         }
-                        return (handshaken, Ended::Lost(e.to_string()));
+                        return (self.handshaken, Ended::Lost(e.to_string()));
                     }
                 }
             }
@@ -366,7 +461,7 @@ impl Driver {
 fn fail_command(c: Command, err: &Error) {
     match c {
         Command::Request(r) => {
-            if let Some(tx) = r.responder {
+            if let Some(tx) = r.reply {
                 let _ = tx.send(Err(err.clone()));
             }
         }

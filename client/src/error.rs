@@ -1,18 +1,20 @@
 //! The one error type of zkit: a variant per ZooKeeper error code plus client-side failures.
 
 use zkit_proto::codec::DecodeError;
+use zkit_proto::ErrorCode;
 
 /// Everything a zkit operation can fail with.
 ///
 /// `Error` is `Clone + Send + Sync`, so one failure (a lost connection, an expired session) can be
-/// handed to every request in flight. [`Error::code`] gives ZooKeeper's numeric code where one
-/// exists; [`Error::is_retryable`] and [`Error::is_session_gone`] classify it.
+/// handed to every request in flight. [`Error::code`] gives ZooKeeper's [`ErrorCode`] where one
+/// exists (and `Error::from(code)` goes the other way); [`Error::is_retryable`] and [`Error::is_session_gone`] classify it.
 ///
 /// ```
-/// use zkit::Error;
-/// let e = Error::from_code(-101);
+/// use zkit::{Error, ErrorCode};
+/// let e = Error::from(ErrorCode::NoNode);
 /// assert_eq!(e, Error::NoNode);
-/// assert_eq!(e.code(), Some(-101));
+/// assert_eq!(e.code(), Some(ErrorCode::NoNode));
+/// assert_eq!(e.code().map(ErrorCode::code), Some(-101));
 /// assert!(!e.is_retryable());
 /// assert!(Error::ConnectionLoss.is_retryable());
 /// ```
@@ -138,84 +140,78 @@ pub enum Error {
     Protocol(String),
 }
 
-impl Error {
-    /// The error for a ZooKeeper code (0 is not an error; it maps to `Unknown(0)`).
-    pub fn from_code(code: i32) -> Error {
-        match code {
-            -1 => Error::SystemError,
-            -2 => Error::RuntimeInconsistency,
-            -3 => Error::DataInconsistency,
-            -4 => Error::ConnectionLoss,
-            -5 => Error::MarshallingError,
-            -6 => Error::Unimplemented,
-            -7 => Error::OperationTimeout,
-            -8 => Error::BadArguments("rejected by the server".into()),
-            -12 => Error::UnknownSession,
-            -13 => Error::NewConfigNoQuorum,
-            -14 => Error::ReconfigInProgress,
-            -101 => Error::NoNode,
-            -102 => Error::NoAuth,
-            -103 => Error::BadVersion,
-            -108 => Error::NoChildrenForEphemerals,
-            -110 => Error::NodeExists,
-            -111 => Error::NotEmpty,
-            -112 => Error::SessionExpired,
-            -113 => Error::InvalidCallback,
-            -114 => Error::InvalidAcl,
-            -115 => Error::AuthFailed,
-            -118 => Error::SessionMoved,
-            -119 => Error::NotReadOnly,
-            -120 => Error::EphemeralOnLocalSession,
-            -121 => Error::NoWatcher,
-            -122 => Error::RequestTimeout,
-            -123 => Error::ReconfigDisabled,
-            -124 => Error::SessionClosedRequireSaslAuth,
-            -125 => Error::QuotaExceeded,
-            -127 => Error::Throttled,
-            c => Error::Unknown(c),
+/// The one table between ZooKeeper's codes and [`Error`]'s variants: each listed variant carries
+/// the [`ErrorCode`] of the same name. `BadArguments` (it carries a message) and the codes that
+/// are not errors (`Ok`, `ApiError`) are handled beside it.
+macro_rules! code_table {
+    ($($v:ident),* $(,)?) => {
+        impl From<ErrorCode> for Error {
+            /// The error for a ZooKeeper code. The codes that are not failures (`Ok`, `ApiError`)
+            /// become [`Error::Unknown`].
+            fn from(code: ErrorCode) -> Error {
+                match code {
+                    $(ErrorCode::$v => Error::$v,)*
+                    ErrorCode::BadArguments => Error::BadArguments("rejected by the server".into()),
+                    other => Error::Unknown(other.code()),
+                }
+            }
         }
-    }
 
-    /// ZooKeeper's numeric code, where the error has one.
-    pub fn code(&self) -> Option<i32> {
-        Some(match self {
-            Error::SystemError => -1,
-            Error::RuntimeInconsistency => -2,
-            Error::DataInconsistency => -3,
-            Error::ConnectionLoss => -4,
-            Error::MarshallingError => -5,
-            Error::Unimplemented => -6,
-            Error::OperationTimeout => -7,
-            Error::BadArguments(_) => -8,
-            Error::UnknownSession => -12,
-            Error::NewConfigNoQuorum => -13,
-            Error::ReconfigInProgress => -14,
-            Error::NoNode => -101,
-            Error::NoAuth => -102,
-            Error::BadVersion => -103,
-            Error::NoChildrenForEphemerals => -108,
-            Error::NodeExists => -110,
-            Error::NotEmpty => -111,
-            Error::SessionExpired => -112,
-            Error::InvalidCallback => -113,
-            Error::InvalidAcl => -114,
-            Error::AuthFailed => -115,
-            Error::SessionMoved => -118,
-            Error::NotReadOnly => -119,
-            Error::EphemeralOnLocalSession => -120,
-            Error::NoWatcher => -121,
-            Error::RequestTimeout => -122,
-            Error::ReconfigDisabled => -123,
-            Error::SessionClosedRequireSaslAuth => -124,
-            Error::QuotaExceeded => -125,
-            Error::Throttled => -127,
-            Error::Unknown(c) => *c,
-            Error::MultiAborted { error, .. } => return error.code(),
-            Error::Closed
-            | Error::InvalidConnectString(_)
-            | Error::ConnectFailed(_)
-            | Error::Protocol(_) => return None,
-        })
+        impl Error {
+            /// ZooKeeper's code for this error, where it has one (for a multi, the failing op's).
+            pub fn code(&self) -> Option<ErrorCode> {
+                match self {
+                    $(Error::$v => Some(ErrorCode::$v),)*
+                    Error::BadArguments(_) => Some(ErrorCode::BadArguments),
+                    Error::MultiAborted { error, .. } => error.code(),
+                    Error::Closed
+                    | Error::InvalidConnectString(_)
+                    | Error::ConnectFailed(_)
+                    | Error::Protocol(_)
+                    | Error::Unknown(_) => None,
+                }
+            }
+        }
+    };
+}
+
+code_table!(
+    SystemError,
+    RuntimeInconsistency,
+    DataInconsistency,
+    ConnectionLoss,
+    MarshallingError,
+    Unimplemented,
+    OperationTimeout,
+    UnknownSession,
+    NewConfigNoQuorum,
+    ReconfigInProgress,
+    NoNode,
+    NoAuth,
+    BadVersion,
+    NoChildrenForEphemerals,
+    NodeExists,
+    NotEmpty,
+    SessionExpired,
+    InvalidCallback,
+    InvalidAcl,
+    AuthFailed,
+    SessionMoved,
+    NotReadOnly,
+    EphemeralOnLocalSession,
+    NoWatcher,
+    RequestTimeout,
+    ReconfigDisabled,
+    SessionClosedRequireSaslAuth,
+    QuotaExceeded,
+    Throttled,
+);
+
+impl Error {
+    /// The error for a code read off the wire: a code this version does not know becomes
+    /// [`Error::Unknown`].
+    pub(crate) fn from_wire(code: i32) -> Error {
+        ErrorCode::from_code(code).map_or(Error::Unknown(code), Error::from)
     }
 
     /// Whether retrying the same request may succeed: connection loss, operation timeout,
@@ -264,10 +260,20 @@ mod tests {
     fn every_code_round_trips() {
         for c in [
             -1, -2, -3, -4, -5, -6, -7, -8, -12, -13, -14, -101, -102, -103, -108, -110, -111,
-            -112, -113, -114, -115, -118, -119, -120, -121, -122, -123, -124, -125, -127, -999,
+            -112, -113, -114, -115, -118, -119, -120, -121, -122, -123, -124, -125, -127,
         ] {
-            assert_eq!(Error::from_code(c).code(), Some(c), "{c}");
+            let code = ErrorCode::from_code(c).unwrap();
+            assert_eq!(Error::from(code).code(), Some(code), "{c}");
+            assert_eq!(Error::from_wire(c).code(), Some(code), "{c}");
+            assert!(!matches!(Error::from(code), Error::Unknown(_)), "{c}");
         }
+        // A code this version does not know keeps its number.
+        assert_eq!(Error::from_wire(-999), Error::Unknown(-999));
+        assert_eq!(Error::from_wire(-999).code(), None);
+        // Codes that are not failures never pass for one.
+        assert_eq!(Error::from(ErrorCode::Ok), Error::Unknown(0));
+        assert_eq!(Error::from(ErrorCode::Ok).code(), None);
+        assert_eq!(Error::from(ErrorCode::ApiError), Error::Unknown(-100));
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub use options::{ClientOptions, ConnectString, CreateOptions};
 pub use retry::RetryPolicy;
 pub use session::SessionState;
 pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchedEvent};
+pub use zkit_proto::path;
 pub use zkit_proto::{
-    digest_id, perms, ttl_of_ephemeral_owner, Acl, ClientInfo, CreateMode, EventType, Id, Stat,
-    WatcherType, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
+    digest_id, perms, ttl_of_ephemeral_owner, Acl, ClientInfo, CreateMode, ErrorCode, EventType,
+    Id, Stat, WatcherType, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
 };

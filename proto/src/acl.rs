@@ -40,7 +40,21 @@ impl Acl {
 /// assert_eq!(zkit_proto::digest_id("super", "test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
 /// ```
 pub fn digest_id(user: &str, password: &str) -> String {
-    let hash = Sha1::digest(format!("{user}:{password}").as_bytes());
+    digest_of_credential(&format!("{user}:{password}"))
+}
+
+/// The id a `digest` auth credential authenticates as, the way ZooKeeper's
+/// `DigestAuthenticationProvider.generateDigest` computes it: the SHA-1 of the whole credential,
+/// prefixed by the part before its first `:` (a credential without `:` is hashed as it is).
+///
+/// ```
+/// use zkit_proto::acl::digest_of_credential;
+/// assert_eq!(digest_of_credential("super:test"), zkit_proto::digest_id("super", "test"));
+/// assert!(digest_of_credential("alone").starts_with("alone:"));
+/// ```
+pub fn digest_of_credential(credential: &str) -> String {
+    let user = credential.split_once(':').map_or(credential, |(u, _)| u);
+    let hash = Sha1::digest(credential.as_bytes());
     format!(
         "{user}:{}",
         base64::engine::general_purpose::STANDARD.encode(hash)

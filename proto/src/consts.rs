@@ -1,5 +1,5 @@
 //! Numeric constants of the protocol: opcodes, special xids, event types, states, create modes,
-//! permission bits and watcher types (`../shared/zk-protocol.md` §3–§9).
+//! permission bits and watcher types (`docs/protocol.md` §3–§9).
 
 use super::codec::DecodeError;
 
@@ -176,7 +176,7 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// Special xids (`zk-protocol.md` §3).
+/// Special xids (`docs/protocol.md` §3).
 pub mod xid {
     /// Watch notification.
     pub const NOTIFICATION: i32 = -1;

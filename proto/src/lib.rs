@@ -22,6 +22,7 @@ pub mod consts;
 pub mod frame;
 pub mod multi;
 pub mod path;
+pub mod quorum;
 pub mod records;
 pub mod txn;
 

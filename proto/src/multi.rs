@@ -1,5 +1,5 @@
 //! multi (14) and multiRead (22) bodies: a sequence of `MultiHeader` + op record, ended by a
-//! `{-1, true, -1}` terminator (`zk-protocol.md` §5).
+//! `{-1, true, -1}` terminator (`docs/protocol.md` §5).
 
 use bytes::{Bytes, BytesMut};
 

@@ -1,4 +1,5 @@
-//! ZooKeeper's path rules (`PathUtils.validatePath`), shared by client and server.
+//! ZooKeeper's path rules (`PathUtils.validatePath`) and the path helpers (join, parent, last
+//! segment), written once for client, recipes and server.
 
 /// Why a path is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,7 +73,37 @@ fn validate(path: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The parent of a valid non-root path (`/a/b` → `/a`, `/a` → `/`).
+/// `parent/child`, without doubling the root's slash (`/` and `a` → `/a`, `/x` and `a` →
+/// `/x/a`). An empty parent counts as the root: ZooKeeper's data tree names the root `""`
+/// internally.
+///
+/// ```
+/// use zkit_proto::path::join;
+/// assert_eq!(join("/", "a"), "/a");
+/// assert_eq!(join("", "a"), "/a");
+/// assert_eq!(join("/x/y", "a"), "/x/y/a");
+/// ```
+pub fn join(parent: &str, child: &str) -> String {
+    if parent == "/" || parent.is_empty() {
+        format!("/{child}")
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
+/// The parent of a path: everything before the last `/`, and `/` for a node directly under the
+/// root (ZooKeeper's `path.substring(0, path.lastIndexOf('/'))`, with its internal root name
+/// `""` written as `/`). The root is its own parent. A path with no `/` at all is not a
+/// ZooKeeper path (the server refuses it with `BadArguments` before it looks for a parent);
+/// it is answered like a name directly under the root, `/`, never with an empty string.
+///
+/// ```
+/// use zkit_proto::path::parent;
+/// assert_eq!(parent("/a/b"), "/a");
+/// assert_eq!(parent("/a"), "/");
+/// assert_eq!(parent("/"), "/");
+/// assert_eq!(parent("a"), "/");
+/// ```
 pub fn parent(path: &str) -> &str {
     match path.rfind('/') {
         Some(0) | None => "/",
@@ -80,7 +111,15 @@ pub fn parent(path: &str) -> &str {
     }
 }
 
-/// The last segment of a path (`/a/b` → `b`).
+/// The last segment of a path, after its last `/` (`/a/b` → `b`, `/` → ``); a path with no `/`
+/// is returned whole.
+///
+/// ```
+/// use zkit_proto::path::basename;
+/// assert_eq!(basename("/a/b"), "b");
+/// assert_eq!(basename("/lock-0000000001"), "lock-0000000001");
+/// assert_eq!(basename("name"), "name");
+/// ```
 pub fn basename(path: &str) -> &str {
     match path.rfind('/') {
         Some(i) => &path[i + 1..],
@@ -122,6 +161,19 @@ mod tests {
     fn parents() {
         assert_eq!(parent("/a/b"), "/a");
         assert_eq!(parent("/a"), "/");
+        assert_eq!(parent("/"), "/");
+        assert_eq!(parent("no-slash"), "/");
         assert_eq!(basename("/a/b"), "b");
+        assert_eq!(basename("/"), "");
+        assert_eq!(basename("no-slash"), "no-slash");
+    }
+
+    #[test]
+    fn joins() {
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("", "a"), "/a");
+        assert_eq!(join("/a", "b"), "/a/b");
+        assert_eq!(parent(&join("/a/b", "c")), "/a/b");
+        assert_eq!(basename(&join("/a/b", "c")), "c");
     }
 }

@@ -1,5 +1,6 @@
-//! The jute records of the client protocol (`zookeeper.jute`, `zk-protocol.md` §2–§8), shared by
-//! the client and the testkit server. Each record encodes and decodes; field order is wire order.
+//! The jute records of the client protocol (`zookeeper.jute`, `docs/protocol.md` §2–§8), shared
+//! by the client and the testkit server. Each record encodes and decodes; field order is wire
+//! order.
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -1,4 +1,4 @@
-//! Server-side transaction records (`zookeeper.jute` txn section, `zk-disk-format.md` §4.2):
+//! Server-side transaction records (`zookeeper.jute` txn section, `docs/disk-format.md` §4.2):
 //! what a server logs, replicates and replays. The client never sends these; the testkit server
 //! shares them so that its txn log is byte-compatible with Apache ZooKeeper's.
 

@@ -41,13 +41,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use zkit::path::join;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, EventType};
 
-use crate::cache::usable;
-use crate::state::{LossMonitor, LossPolicy, LossReason, LossSignal};
-use crate::znode::{
-    delete_quietly, ensure_path, join, new_uuid, retry, Cleanup, CleanupOnDrop, Reaper,
-};
+use crate::state::{usable, LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::znode::{delete_quietly, ensure_path, new_uuid, retry, Cleanup, CleanupOnDrop, Reaper};
 use crate::{Error, Result};
 
 /// Curator's ready-node name (`DistributedDoubleBarrier.READY_NODE`).
@@ -104,7 +102,7 @@ impl Barrier {
     /// Sets the barrier (creates its node); succeeds if it is already set.
     pub async fn set(&self) -> Result<()> {
         let c = &self.client;
-        let parent = parent_of(&self.path);
+        let parent = zkit::path::parent(&self.path);
         let opts = CreateOptions::new(self.opts.mode);
         for _ in 0..5 {
             match retry(c, || c.create(&self.path, b"", &opts)).await {
@@ -154,13 +152,6 @@ impl Barrier {
         tokio::time::timeout(timeout, self.wait())
             .await
             .map_err(|_| Error::Timeout)?
-    }
-}
-
-fn parent_of(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &path[..i],
     }
 }
 
@@ -377,7 +368,7 @@ impl Member {
     async fn leave_inner(&self) -> Result<()> {
         let c = &self.barrier.client;
         let path = &self.barrier.path;
-        let ours = crate::znode::name_of(&self.node).to_owned();
+        let ours = zkit::path::basename(&self.node).to_owned();
         let mut ours_exists = true;
         // The members of our round: those present at our first look. A node that appears later
         // belongs to the next round (the barrier is reused as soon as one member is out) and

@@ -29,9 +29,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use zkit::{Client, Error as ZkError, SessionState, Stat};
+use zkit::{Client, Error as ZkError, Stat};
 
-use crate::state::TaskGuard;
+use crate::state::{ended_for_good, usable, TaskGuard};
 use crate::Result;
 
 /// A node's data and Stat.
@@ -131,25 +131,6 @@ fn publish(tx: &watch::Sender<Option<NodeData>>, v: Option<NodeData>) {
     });
 }
 
-/// Waits until the client can serve requests again. After an expiry this waits for the re-created
-/// session; returns false when the client is closed, or expired and does not re-create sessions
-/// (it will never connect again).
-pub(crate) async fn usable(client: &Client) -> bool {
-    let mut rx = client.state_watch();
-    loop {
-        let s = *rx.borrow_and_update();
-        match s {
-            s if s.is_connected() => return true,
-            SessionState::Closed | SessionState::AuthFailed => return false,
-            SessionState::Expired if !client.recreates_on_expiry() => return false,
-            _ => {}
-        }
-        if rx.changed().await.is_err() {
-            return false;
-        }
-    }
-}
-
 async fn run(
     client: Client,
     path: String,
@@ -199,7 +180,7 @@ async fn run(
                         live.store(false, Ordering::SeqCst);
                         return;
                     }
-                    Some(s) if s.is_terminal() && !(s == SessionState::Expired && client.recreates_on_expiry()) => {
+                    Some(s) if ended_for_good(&client, s) => {
                         // Closed, or expired for good: the cache will never be current again.
                         tracing::debug!(path = %path, state = ?s, "cache ends");
                         live.store(false, Ordering::SeqCst);

@@ -96,10 +96,7 @@ impl SharedCounter {
         let bytes = encode(value, width);
         loop {
             let r = if version < 0 {
-                let parent = match self.path.rfind('/') {
-                    Some(0) | None => "/",
-                    Some(i) => &self.path[..i],
-                };
+                let parent = zkit::path::parent(&self.path);
                 ensure_path(c, parent, CreateMode::Persistent).await?;
                 c.create(&self.path, &bytes, &CreateOptions::persistent())
                     .await

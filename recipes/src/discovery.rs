@@ -24,10 +24,11 @@
 //! ```
 
 use bytes::Bytes;
+use zkit::path::join;
 use zkit::{Client, Error as ZkError};
 
 use crate::group::{read_children, watch_children, KeptNode, MembersWatch};
-use crate::znode::{join, retry};
+use crate::znode::retry;
 use crate::Result;
 
 /// One instance of a service.

@@ -23,12 +23,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
+use zkit::path::join;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
 
-use crate::cache::usable;
-use crate::state::TaskGuard;
+use crate::state::{usable, TaskGuard};
 use crate::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
-use crate::znode::{delete_quietly, ensure_path, join, retry};
+use crate::znode::{delete_quietly, ensure_path, retry};
 use crate::{Error, Result};
 
 /// An ephemeral node kept in place by a background task (Curator's `PersistentNode` in
@@ -97,10 +97,7 @@ impl Drop for KeptNode {
 }
 
 async fn create_owned(client: &Client, path: &str, data: &StdMutex<Bytes>) -> Result<()> {
-    let parent = match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &path[..i],
-    };
+    let parent = zkit::path::parent(path);
     for _ in 0..5 {
         let bytes = data.lock().map(|d| d.clone()).unwrap_or_default();
         match retry(client, || {

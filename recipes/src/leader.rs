@@ -31,10 +31,12 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
+use zkit::path::join;
 use zkit::{Client, CreateMode, Error as ZkError};
 
+use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
 use crate::state::{wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal, TaskGuard};
-use crate::znode::{delete_quietly, join, name_of, retry, sorted_members, ProtectedCreate};
+use crate::znode::{delete_quietly, retry, sorted_members, ProtectedCreate};
 use crate::{Error, Result};
 
 /// Curator's `LeaderLatch` node name.
@@ -253,7 +255,7 @@ pub async fn participants(client: &Client, path: &str) -> Result<Vec<Participant
         Err(e) => return Err(e.into()),
     };
     let mut out = Vec::new();
-    for node in sorted_members(kids, |n| n.contains(LATCH_NAME)) {
+    for node in sorted_members(kids, |n| Election.is_member(n)) {
         match retry(client, || client.get_data(&join(path, &node))).await {
             Ok((data, _)) => out.push(Participant {
                 id: String::from_utf8_lossy(&data).into_owned(),
@@ -323,68 +325,88 @@ async fn run(inner: Arc<Inner>) {
     }
 }
 
+/// The election's line: every `latch-` node, each behind the one before it.
+struct Election;
+
+impl Line for Election {
+    fn is_member(&self, name: &str) -> bool {
+        name.contains(LATCH_NAME)
+    }
+
+    fn blocker(&self, _queue: &[String], idx: usize) -> Option<usize> {
+        idx.checked_sub(1)
+    }
+}
+
+/// A follower's waits: a watch on the predecessor gives way to a re-queue request; a wait for
+/// the connection does not.
+struct Follower<'a> {
+    inner: &'a Inner,
+}
+
+/// A re-queue was requested while following.
+struct RequeueRequested;
+
+impl Waiter for Follower<'_> {
+    type Stop = RequeueRequested;
+
+    async fn connection<T>(
+        &mut self,
+        wait: impl Future<Output = T>,
+    ) -> Result<T, RequeueRequested> {
+        Ok(wait.await)
+    }
+
+    async fn blocker<T>(&mut self, wait: impl Future<Output = T>) -> Result<T, RequeueRequested> {
+        tokio::select! {
+            r = wait => Ok(r),
+            _ = self.inner.requeue.notified() => Err(RequeueRequested),
+        }
+    }
+
+    fn behind(&mut self, _blocker: &str) -> Result<(), RequeueRequested> {
+        self.inner.role.send_replace(Role::Follower);
+        Ok(())
+    }
+}
+
 async fn take_part(inner: &Inner, node: &str) -> Turn {
     let client = &inner.client;
     let session_id = client.session_id();
-    let ours = name_of(node).to_owned();
-    loop {
-        let kids = match client.get_children(&inner.path).await {
-            Ok(k) => k,
-            Err(e) if e.is_retryable() => match wait_connected(client).await {
-                Ok(()) => continue,
-                Err(_) => return Turn::Requeue,
-            },
-            Err(_) => return Turn::Requeue,
-        };
-        if client.session_id() != session_id {
-            return Turn::Requeue;
-        }
-        let queue = sorted_members(kids, |n| n.contains(LATCH_NAME));
-        let Some(idx) = queue.iter().position(|n| *n == ours) else {
-            return Turn::Requeue;
-        };
-        if idx == 0 {
-            let (monitor, signal) = LossMonitor::start(
-                client,
-                session_id,
-                Some(node.to_owned()),
-                inner.opts.loss_policy,
-            );
-            inner.role.send_replace(Role::Leader(signal.clone()));
-            tracing::info!(id = %inner.opts.id, node = %node, "became leader");
-            tokio::select! {
-                r = signal.lost() => {
-                    tracing::info!(id = %inner.opts.id, reason = ?r, "leadership lost");
-                }
-                _ = inner.requeue.notified() => {
-                    monitor.finish(LossReason::Released);
-                }
-            }
-            return Turn::Requeue;
-        }
-        inner.role.send_replace(Role::Follower);
-        let pred = join(&inner.path, &queue[idx - 1]);
-        match client.exists_and_watch(&pred).await {
-            Ok((None, _)) => continue,
-            Ok((Some(_), w)) => {
-                tokio::select! {
-                    r = w => match r {
-                        Ok(_) => continue,
-                        Err(e) if e.is_session_gone() => return Turn::Requeue,
-                        Err(_) => continue,
-                    },
-                    _ = inner.requeue.notified() => return Turn::Requeue,
-                }
-            }
-            Err(e) if e.is_retryable() => {
-                if wait_connected(client).await.is_err() {
-                    return Turn::Requeue;
-                }
-            }
-            Err(e) if e.is_session_gone() => return Turn::Requeue,
-            Err(_) => return Turn::End(LossReason::SessionClosed),
+    let mut follower = Follower { inner };
+    match wait_for_turn(
+        client,
+        &inner.path,
+        &Election,
+        node,
+        session_id,
+        &mut follower,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(Interrupted::WatchFailed(_)) => return Turn::End(LossReason::SessionClosed),
+        Err(Interrupted::Stopped(_) | Interrupted::Gone(_) | Interrupted::Failed(_)) => {
+            return Turn::Requeue
         }
     }
+    let (monitor, signal) = LossMonitor::start(
+        client,
+        session_id,
+        Some(node.to_owned()),
+        inner.opts.loss_policy,
+    );
+    inner.role.send_replace(Role::Leader(signal.clone()));
+    tracing::info!(id = %inner.opts.id, node = %node, "became leader");
+    tokio::select! {
+        r = signal.lost() => {
+            tracing::info!(id = %inner.opts.id, reason = ?r, "leadership lost");
+        }
+        _ = inner.requeue.notified() => {
+            monitor.finish(LossReason::Released);
+        }
+    }
+    Turn::Requeue
 }
 
 /// Runs a task whenever this participant leads; the task is cancelled (dropped) as soon as

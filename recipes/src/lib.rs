@@ -39,6 +39,7 @@ pub mod leader;
 pub mod lock;
 pub mod multilock;
 pub mod queue;
+mod queue_core;
 pub mod rwlock;
 pub mod semaphore;
 pub mod state;

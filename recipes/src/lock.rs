@@ -29,15 +29,17 @@
 //!   created, even when the create was still in flight.
 //! * Loss: [`MutexGuard::lost`] resolves when the lock is (or may be) gone, per [`LossPolicy`].
 
+use std::future::Future;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use zkit::{Client, CreateMode, Error as ZkError};
 
-use crate::state::{wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
+use crate::state::{LossMonitor, LossPolicy, LossReason, LossSignal};
 use crate::znode::{
-    delete_quietly, join, name_of, sorted_members, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper,
+    delete_quietly, sorted_members, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper,
 };
 use crate::{Error, Result};
 
@@ -194,27 +196,6 @@ impl Mutex {
         }
     }
 
-    fn is_member(&self, name: &str) -> bool {
-        match self.inner.flavor {
-            Flavor::Read | Flavor::Write => {
-                name.contains(READ_LOCK_NAME) || name.contains(WRITE_LOCK_NAME)
-            }
-            Flavor::Mutex if self.inner.lock_name == LOCK_NAME => is_lock_node(name),
-            Flavor::Mutex => name.contains(&self.inner.lock_name),
-        }
-    }
-
-    /// `None` when the node at `idx` holds the lock, else the index of the node to watch.
-    fn blocker(&self, queue: &[String], idx: usize) -> Option<usize> {
-        match self.inner.flavor {
-            Flavor::Mutex | Flavor::Write => idx.checked_sub(1),
-            // A reader waits only for the nearest writer queued before it.
-            Flavor::Read => queue[..idx]
-                .iter()
-                .rposition(|n| n.contains(WRITE_LOCK_NAME)),
-        }
-    }
-
     fn reaper(&self) -> &Reaper {
         self.inner
             .reaper
@@ -259,52 +240,34 @@ impl Mutex {
             CreateMode::EphemeralSequential,
         );
         let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Prefix(pc.clone()));
-        let node = with_deadline(deadline, pc.create(client, &self.inner.opts.data)).await?;
+        let mut waiter = Deadline { deadline, wait };
+        let node = waiter
+            .bounded(pc.create(client, &self.inner.opts.data))
+            .await
+            .map_err(|_| Error::Timeout)??;
         cleanup.set(Cleanup::Delete(node.clone()));
         let session_id = client.session_id();
-        let ours = name_of(&node).to_owned();
-        loop {
-            let kids = match client.get_children(&self.inner.path).await {
-                Ok(k) => k,
-                Err(e) if e.is_retryable() => {
-                    with_deadline(deadline, async { Ok(wait_connected(client).await?) }).await?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let queue = sorted_members(kids, |n| self.is_member(n));
-            let Some(idx) = queue.iter().position(|n| *n == ours) else {
-                // Our ephemeral is gone: the session expired (or someone deleted it).
-                cleanup.disarm();
-                return Err(Error::Lost(if client.session_id() != session_id {
-                    LossReason::SessionChanged
-                } else {
-                    LossReason::NodeDeleted
-                }));
-            };
-            let Some(blocker) = self.blocker(&queue, idx) else {
-                break;
-            };
-            if !wait {
+        match wait_for_turn(
+            client,
+            &self.inner.path,
+            self,
+            &node,
+            session_id,
+            &mut waiter,
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(Interrupted::Stopped(Stop::Timeout)) => return Err(Error::Timeout),
+            Err(Interrupted::Stopped(Stop::Busy)) => {
                 drop(cleanup);
                 return Ok(None);
             }
-            let pred = join(&self.inner.path, &queue[blocker]);
-            match client.exists_and_watch(&pred).await {
-                Ok((None, _)) => continue,
-                Ok((Some(_), w)) => {
-                    tracing::debug!(node = %ours, predecessor = %pred, "waiting for predecessor");
-                    match with_deadline(deadline, async { Ok(w.await) }).await? {
-                        Ok(_) => continue,
-                        Err(e) if e.is_session_gone() => return Err(e.into()),
-                        Err(_) => continue,
-                    }
-                }
-                Err(e) if e.is_retryable() => {
-                    with_deadline(deadline, async { Ok(wait_connected(client).await?) }).await?;
-                }
-                Err(e) => return Err(e.into()),
+            Err(Interrupted::Gone(reason)) => {
+                cleanup.disarm();
+                return Err(Error::Lost(reason));
             }
+            Err(Interrupted::Failed(e) | Interrupted::WatchFailed(e)) => return Err(e.into()),
         }
         cleanup.disarm();
         let (monitor, signal) = LossMonitor::start(
@@ -329,15 +292,70 @@ impl Mutex {
     }
 }
 
-async fn with_deadline<T>(
+impl Line for Mutex {
+    fn is_member(&self, name: &str) -> bool {
+        match self.inner.flavor {
+            Flavor::Read | Flavor::Write => {
+                name.contains(READ_LOCK_NAME) || name.contains(WRITE_LOCK_NAME)
+            }
+            Flavor::Mutex if self.inner.lock_name == LOCK_NAME => is_lock_node(name),
+            Flavor::Mutex => name.contains(&self.inner.lock_name),
+        }
+    }
+
+    fn blocker(&self, queue: &[String], idx: usize) -> Option<usize> {
+        match self.inner.flavor {
+            Flavor::Mutex | Flavor::Write => idx.checked_sub(1),
+            // A reader waits only for the nearest writer queued before it.
+            Flavor::Read => queue[..idx]
+                .iter()
+                .rposition(|n| n.contains(WRITE_LOCK_NAME)),
+        }
+    }
+}
+
+/// Why a wait for the lock stopped short.
+enum Stop {
+    /// The deadline passed.
+    Timeout,
+    /// The lock is taken and the caller will not wait (`try_acquire`).
+    Busy,
+}
+
+/// Bounds the waits of an acquisition by its deadline; refuses to queue for `try_acquire`.
+struct Deadline {
     deadline: Option<Instant>,
-    fut: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    match deadline {
-        Some(d) => tokio::time::timeout_at(d, fut)
-            .await
-            .map_err(|_| Error::Timeout)?,
-        None => fut.await,
+    wait: bool,
+}
+
+impl Waiter for Deadline {
+    type Stop = Stop;
+
+    async fn connection<T>(&mut self, wait: impl Future<Output = T>) -> Result<T, Stop> {
+        self.bounded(wait).await
+    }
+
+    async fn blocker<T>(&mut self, wait: impl Future<Output = T>) -> Result<T, Stop> {
+        self.bounded(wait).await
+    }
+
+    fn behind(&mut self, _blocker: &str) -> Result<(), Stop> {
+        if self.wait {
+            Ok(())
+        } else {
+            Err(Stop::Busy)
+        }
+    }
+}
+
+impl Deadline {
+    async fn bounded<T>(&self, wait: impl Future<Output = T>) -> Result<T, Stop> {
+        match self.deadline {
+            Some(d) => tokio::time::timeout_at(d, wait)
+                .await
+                .map_err(|_| Stop::Timeout),
+            None => Ok(wait.await),
+        }
     }
 }
 

@@ -34,13 +34,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
+use zkit::path::join;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OneshotWatcher, Op};
 
-use crate::cache::usable;
-use crate::state::{LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::state::{in_session, usable, LossMonitor, LossPolicy, LossReason, LossSignal};
 use crate::znode::{
-    delete_owned, delete_quietly, ensure_path, in_session, join, retry, sorted_members, Cleanup,
-    CleanupOnDrop, ProtectedCreate, Reaper,
+    delete_owned, delete_quietly, ensure_path, retry, sorted_members, Cleanup, CleanupOnDrop,
+    ProtectedCreate, Reaper,
 };
 use crate::{Error, Result};
 

@@ -26,13 +26,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use zkit::path::{basename, join};
 use zkit::{Client, CreateMode, Error as ZkError};
 
 use crate::lock::{Mutex, MutexOptions};
-use crate::state::{wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal};
-use crate::znode::{
-    delete_quietly, join, name_of, retry, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper,
+use crate::state::{
+    wait_connected, why_node_gone, LossMonitor, LossPolicy, LossReason, LossSignal,
 };
+use crate::znode::{delete_quietly, retry, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper};
 use crate::{Error, Result};
 
 /// Curator's lease-node name.
@@ -134,7 +135,7 @@ impl Semaphore {
             let node = pc.create(c, &self.opts.data).await?;
             cleanup.set(Cleanup::Delete(node.clone()));
             let session_id = c.session_id();
-            let ours = name_of(&node).to_owned();
+            let ours = basename(&node).to_owned();
             loop {
                 let (kids, w) = match c.get_children_and_watch(&self.leases).await {
                     Ok((k, _, w)) => (k, w),
@@ -149,11 +150,7 @@ impl Semaphore {
                     .filter(|n| n.contains(LEASE_NAME))
                     .collect();
                 if !kids.contains(&ours) {
-                    return Err(Error::Lost(if c.session_id() != session_id {
-                        LossReason::SessionChanged
-                    } else {
-                        LossReason::NodeDeleted
-                    }));
+                    return Err(Error::Lost(why_node_gone(c, session_id)));
                 }
                 if kids.len() <= self.opts.max_leases {
                     break;

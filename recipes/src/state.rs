@@ -373,16 +373,70 @@ async fn monitor(
     });
 }
 
-/// Waits until the client is connected; fails if the session ends first.
-pub(crate) async fn wait_connected(client: &Client) -> zkit::Result<()> {
+// ---------------------------------------------------------------------------------------------
+// Liveness: the one place that answers "is the session still usable". Every recipe asks here
+// instead of matching on `SessionState` itself.
+// ---------------------------------------------------------------------------------------------
+
+/// Whether state `s` means the client will never serve requests again: closed, authentication
+/// failed, or expired on a client that does not re-create sessions.
+pub(crate) fn ended_for_good(client: &Client, s: SessionState) -> bool {
+    s.is_terminal() && !(s == SessionState::Expired && client.recreates_on_expiry())
+}
+
+/// Waits until the client is connected, or until `give_up` accepts a state seen first (returned
+/// as `Err`; `None` once the client is gone).
+async fn wait_for_connection(
+    client: &Client,
+    give_up: impl Fn(SessionState) -> bool,
+) -> std::result::Result<(), Option<SessionState>> {
     let mut rx = client.state_watch();
-    let s = match rx.wait_for(|s| s.is_connected() || s.is_terminal()).await {
-        Ok(s) => *s,
-        Err(_) => return Err(zkit::Error::Closed),
-    };
-    match s.terminal_error() {
-        Some(e) => Err(e),
-        None => Ok(()),
+    let seen = rx
+        .wait_for(|s| s.is_connected() || give_up(*s))
+        .await
+        .map(|s| *s);
+    match seen {
+        Ok(s) if s.is_connected() => Ok(()),
+        Ok(s) => Err(Some(s)),
+        Err(_) => Err(None),
+    }
+}
+
+/// Waits until the client is connected; fails if the session ends first (an expiry counts, even
+/// on a client that re-creates sessions: what was built on the old session is gone).
+pub(crate) async fn wait_connected(client: &Client) -> zkit::Result<()> {
+    match wait_for_connection(client, SessionState::is_terminal).await {
+        Ok(()) => Ok(()),
+        Err(Some(s)) => Err(s.terminal_error().unwrap_or(zkit::Error::Closed)),
+        Err(None) => Err(zkit::Error::Closed),
+    }
+}
+
+/// Waits until the client can serve requests again. After an expiry this waits for the
+/// re-created session; returns false when the client is closed, or expired and does not
+/// re-create sessions (it will never connect again).
+pub(crate) async fn usable(client: &Client) -> bool {
+    wait_for_connection(client, |s| ended_for_good(client, s))
+        .await
+        .is_ok()
+}
+
+/// Whether `client` still runs session `session_id` (connected or suspended). After an expiry
+/// the client shows `Connecting` until its new session is up, and may report the old id until
+/// then.
+pub(crate) fn in_session(client: &Client, session_id: i64) -> bool {
+    client.session_id() == session_id
+        && !matches!(client.state(), SessionState::Connecting)
+        && !client.state().is_terminal()
+}
+
+/// Why a node that session `session_id` made is missing: the client runs another session by
+/// now, or someone deleted the node.
+pub(crate) fn why_node_gone(client: &Client, session_id: i64) -> LossReason {
+    if client.session_id() != session_id {
+        LossReason::SessionChanged
+    } else {
+        LossReason::NodeDeleted
     }
 }
 

@@ -31,11 +31,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use tokio::sync::{broadcast, watch};
+use zkit::path::join;
 use zkit::{Client, Error as ZkError, EventType, PersistentWatcher};
 
-use crate::cache::{usable, NodeData};
-use crate::state::TaskGuard;
-use crate::znode::join;
+use crate::cache::NodeData;
+use crate::state::{ended_for_good, usable, TaskGuard};
 use crate::{Error, Result};
 
 /// How many events a subscriber may fall behind before it gets `Lagged` (then read
@@ -388,7 +388,7 @@ async fn run(
                 },
                 s = states.next() => match s {
                     None => return shared.end(),
-                    Some(s) if s.is_terminal() && !(s == zkit::SessionState::Expired && client.recreates_on_expiry()) => {
+                    Some(s) if ended_for_good(&client, s) => {
                         return shared.end();
                     }
                     Some(s) if s.is_connected() && was_down => {

@@ -26,9 +26,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
+use zkit::path::join;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
 
-use crate::state::wait_connected;
+use crate::state::{in_session, wait_connected};
 use crate::Result;
 
 /// Curator's protected-name prefix (`ZKPaths.PROTECTED_PREFIX`).
@@ -114,20 +115,6 @@ pub fn sorted_members(children: Vec<String>, is_member: impl Fn(&str) -> bool) -
     v.into_iter().map(|(_, c)| c).collect()
 }
 
-/// `parent/child`, handling the root.
-pub fn join(parent: &str, child: &str) -> String {
-    if parent == "/" {
-        format!("/{child}")
-    } else {
-        format!("{parent}/{child}")
-    }
-}
-
-/// The last component of a path.
-pub fn name_of(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
 /// Creates `path` and its missing ancestors with `mode` (Persistent or Container); succeeds if
 /// they already exist.
 pub async fn ensure_path(client: &Client, path: &str, mode: CreateMode) -> Result<()> {
@@ -170,14 +157,6 @@ pub(crate) async fn delete_quietly(client: &Client, path: &str) -> zkit::Result<
         Ok(()) | Err(ZkError::NoNode) => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-/// Whether `client` still runs session `session_id` (connected or suspended). After an expiry
-/// the client shows `Connecting` until its new session is up, and may report the old id until then.
-pub(crate) fn in_session(client: &Client, session_id: i64) -> bool {
-    client.session_id() == session_id
-        && !matches!(client.state(), zkit::SessionState::Connecting)
-        && !client.state().is_terminal()
 }
 
 /// Deletes `path` only if it is an ephemeral node of session `session_id`: once that session is

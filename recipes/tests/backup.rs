@@ -17,8 +17,7 @@ use zkit::{perms, Acl, Client, CreateMode, CreateOptions};
 use zkit_recipes::backup::{
     self, Action, Error, ExistingPolicy, ExportOptions, ImportOptions, Kind,
 };
-use zkit_testkit::core::{Core, NodeKind};
-use zkit_testkit::Server;
+use zkit_testkit::{NodeKind, Server};
 
 const AUTH: &str = "backup-user:secret";
 
@@ -77,24 +76,15 @@ async fn walk(c: &Client, root: &str) -> BTreeMap<String, (Vec<u8>, Vec<Acl>)> {
 /// Path (relative to `root`) → (data, ACL, kind), read inside a testkit server.
 type Dump = BTreeMap<String, (Vec<u8>, Vec<Acl>, NodeKind)>;
 fn dump(s: &Server, root: &str) -> Dump {
-    s.inspect(|core: &Core| {
-        let tree = &core.db().tree;
-        let mut out = BTreeMap::new();
-        let mut stack = vec![root.to_owned()];
-        while let Some(p) = stack.pop() {
-            let n = tree.get(&p).expect("node listed by its parent");
-            for c in n.children.iter_order() {
-                stack.push(format!("{}/{c}", p.trim_end_matches('/')));
-            }
+    s.znodes(root)
+        .expect("server running")
+        .into_iter()
+        .filter_map(|(p, n)| {
             let kind = NodeKind::of(n.stat.ephemeral_owner, true);
-            if kind != NodeKind::Ephemeral {
-                let data = n.data.as_ref().map(|d| d.to_vec()).unwrap_or_default();
-                out.insert(p[root.len()..].to_owned(), (data, n.acl.clone(), kind));
-            }
-        }
-        out
-    })
-    .expect("server running")
+            let data = n.data.as_ref().map(|d| d.to_vec()).unwrap_or_default();
+            (kind != NodeKind::Ephemeral).then(|| (p[root.len()..].to_owned(), (data, n.acl, kind)))
+        })
+        .collect()
 }
 
 async fn create(c: &Client, path: &str, data: &[u8], o: CreateOptions) {

@@ -27,16 +27,23 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The server is a sans-IO [`core`] (data tree with ZooKeeper's Stat rules, request -> txn
-//! preparation, one txn apply function, sessions, watches, ACLs) driven by a small tokio shell
-//! ([`net`]). The binary `zkit-server` serves the same thing to non-Rust users.
+//! Inside, the server is a sans-IO core (data tree with ZooKeeper's Stat rules, request -> txn
+//! preparation, one txn apply function, sessions, watches, ACLs) driven by a small tokio shell,
+//! with optional persistence in ZooKeeper's own data dir format ([`Builder::data_dir`]). The
+//! binary `zkit-server` serves the same thing to non-Rust users.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod core;
-pub mod net;
-pub mod persist;
+#[doc(hidden)]
+pub mod bench;
+mod core;
+mod net;
+mod persist;
+mod quorum;
 mod server;
 
+pub use crate::core::{NodeKind, StatPersisted, WatchKind};
 pub use net::FourLetterWords;
-pub use server::{Builder, ConnectionSummary, Error, Server, SessionSummary, WatchSummary};
+pub use persist::backup::BackupInfo;
+pub use persist::{PersistError, PersistOptions, RecoveryReport};
+pub use server::{Builder, ConnectionSummary, Error, Server, SessionSummary, WatchSummary, Znode};

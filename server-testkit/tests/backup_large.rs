@@ -6,17 +6,14 @@ use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use zkit::{Acl, Client, CreateOptions};
-use zkit_testkit::core::Node;
-use zkit_testkit::persist::PersistOptions;
-use zkit_testkit::Server;
+use zkit_testkit::{PersistOptions, Server, Znode};
 
 mod disk;
-use disk::{tree_under, TempDir};
+use disk::temp_dir;
 
 /// Every node under `root` (data, ACL, persisted Stat and child set).
-fn dump(s: &Server, root: &str) -> BTreeMap<String, Node> {
-    s.inspect(|core| tree_under(core, root))
-        .expect("server running")
+fn dump(s: &Server, root: &str) -> BTreeMap<String, Znode> {
+    s.znodes(root).expect("server running")
 }
 
 /// `/big` with `dirs` × `per_dir` leaves through pipelined creates (window 1 000); every 97th
@@ -54,8 +51,8 @@ async fn build_tree(c: &Client, dirs: usize, per_dir: usize) -> usize {
 }
 
 async fn live_tree_backup_round_trip(dirs: usize, per_dir: usize) {
-    let dir = TempDir::new("src");
-    let bk = TempDir::new("bk");
+    let dir = temp_dir("src");
+    let bk = temp_dir("bk");
     // fsync off: the test measures the backup path, not the disk.
     let opts = PersistOptions::default()
         .prealloc(1 << 20)
@@ -91,7 +88,7 @@ async fn live_tree_backup_round_trip(dirs: usize, per_dir: usize) {
     writer.await.unwrap();
     // Everything acknowledged before the backup was cut is in it; compare against a second
     // backup taken once the writer is done, so the expected tree is exact.
-    let bk2 = TempDir::new("bk2");
+    let bk2 = temp_dir("bk2");
     s.backup_to(bk2.path()).await.unwrap();
     let live = dump(&s, "/big");
     assert_eq!(live.len(), n);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use zkit_testkit::net::FourLetterWords;
+use zkit_testkit::FourLetterWords;
 use zkit_testkit::Server;
 
 async fn word(addr: &str, w: &str) -> String {

@@ -9,21 +9,9 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
+use fastrand::Rng;
 use zkit_proto::*;
 use zkit_testkit::Server;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// One step's observable outcome, normalised.
 fn normalise(frames: Vec<Reply>, base: i64, sessions: &[i64]) -> Vec<String> {
@@ -114,7 +102,7 @@ fn acl_variant(rng: &mut Rng) -> Vec<Acl> {
             id: id.into(),
         },
     };
-    match rng.below(7) {
+    match rng.usize(..7) {
         0 => open_acl(),
         1 => vec![a(perms::READ, "world", "anyone")],
         2 => vec![a(perms::ALL, "auth", "")],
@@ -134,30 +122,30 @@ fn acl_variant(rng: &mut Rng) -> Vec<Acl> {
 
 fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn frame::Encodable>) {
     let pick = |rng: &mut Rng| -> String {
-        match rng.below(4) {
-            0 => format!("{root}/n{}", rng.below(4)),
+        match rng.usize(..4) {
+            0 => format!("{root}/n{}", rng.usize(..4)),
             _ => {
-                let base = known[rng.below(known.len())].clone();
+                let base = known[rng.usize(..known.len())].clone();
                 // Never the root of the run itself: a sequential create there would make a
                 // sibling whose name depends on everything else on the server.
-                if rng.below(2) == 0 && base != root {
+                if rng.usize(..2) == 0 && base != root {
                     base
                 } else {
-                    format!("{base}/n{}", rng.below(3))
+                    format!("{base}/n{}", rng.usize(..3))
                 }
             }
         }
     };
     let path = pick(rng);
-    let data = Some(Bytes::from(vec![b'x'; rng.below(4)]));
-    match rng.below(16) {
+    let data = Some(Bytes::from(vec![b'x'; rng.usize(..4)]));
+    match rng.usize(..16) {
         0 | 1 => (
             OpCode::Create,
             Box::new(CreateRequest {
                 path,
                 data,
                 acl: open_acl(),
-                flags: rng.below(4) as i32,
+                flags: rng.usize(..4) as i32,
             }),
         ),
         2 => (
@@ -166,14 +154,14 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
                 path,
                 data,
                 acl: open_acl(),
-                flags: rng.below(4) as i32,
+                flags: rng.usize(..4) as i32,
             }),
         ),
         3 => (
             OpCode::Delete,
             Box::new(DeleteRequest {
                 path,
-                version: rng.below(3) as i32 - 1,
+                version: rng.usize(..3) as i32 - 1,
             }),
         ),
         4 => (
@@ -181,28 +169,28 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
             Box::new(SetDataRequest {
                 path,
                 data,
-                version: rng.below(3) as i32 - 1,
+                version: rng.usize(..3) as i32 - 1,
             }),
         ),
         5 => (
             OpCode::Exists,
             Box::new(PathWatchRequest {
                 path,
-                watch: rng.below(2) == 0,
+                watch: rng.usize(..2) == 0,
             }),
         ),
         6 => (
             OpCode::GetData,
             Box::new(PathWatchRequest {
                 path,
-                watch: rng.below(2) == 0,
+                watch: rng.usize(..2) == 0,
             }),
         ),
         7 => (
             OpCode::GetChildren2,
             Box::new(PathWatchRequest {
                 path,
-                watch: rng.below(2) == 0,
+                watch: rng.usize(..2) == 0,
             }),
         ),
         10 => (
@@ -210,39 +198,39 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
             Box::new(SetAclRequest {
                 path,
                 acl: acl_variant(rng),
-                version: rng.below(3) as i32 - 1,
+                version: rng.usize(..3) as i32 - 1,
             }),
         ),
-        11 => match rng.below(3) {
+        11 => match rng.usize(..3) {
             0 => (OpCode::GetAcl, Box::new(PathRequest { path })),
             1 => (OpCode::GetAllChildrenNumber, Box::new(PathRequest { path })),
             _ => (OpCode::GetEphemerals, Box::new(PathRequest { path })),
         },
-        12 => match rng.below(3) {
+        12 => match rng.usize(..3) {
             0 => (
                 OpCode::AddWatch,
                 Box::new(AddWatchRequest {
                     path,
-                    mode: rng.below(2) as i32,
+                    mode: rng.usize(..2) as i32,
                 }),
             ),
             1 => (
                 OpCode::RemoveWatches,
                 Box::new(WatchesRequest {
                     path,
-                    watcher_type: 1 + rng.below(3) as i32,
+                    watcher_type: 1 + rng.usize(..3) as i32,
                 }),
             ),
             _ => (
                 OpCode::CheckWatches,
                 Box::new(WatchesRequest {
                     path,
-                    watcher_type: 1 + rng.below(3) as i32,
+                    watcher_type: 1 + rng.usize(..3) as i32,
                 }),
             ),
         },
         13 => {
-            let cred: &'static [u8] = [&b"u:p"[..], b"v:q"][rng.below(2)];
+            let cred: &'static [u8] = [&b"u:p"[..], b"v:q"][rng.usize(..2)];
             (
                 OpCode::Auth,
                 Box::new(AuthPacket {
@@ -258,21 +246,21 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
                 path,
                 data: None,
                 acl: acl_variant(rng),
-                flags: rng.below(2) as i32,
+                flags: rng.usize(..2) as i32,
             }),
         ),
         _ => {
             let mut ops = Vec::new();
-            for _ in 0..=rng.below(3) {
+            for _ in 0..=rng.usize(..3) {
                 let p = pick(rng);
-                ops.push(match rng.below(4) {
+                ops.push(match rng.usize(..4) {
                     0 => MultiOp::Create {
                         op: OpCode::Create,
                         req: CreateRequest {
                             path: p,
                             data: None,
                             acl: open_acl(),
-                            flags: rng.below(4) as i32,
+                            flags: rng.usize(..4) as i32,
                         },
                     },
                     1 => MultiOp::Delete(DeleteRequest {
@@ -282,11 +270,11 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
                     2 => MultiOp::SetData(SetDataRequest {
                         path: p,
                         data: None,
-                        version: rng.below(3) as i32 - 1,
+                        version: rng.usize(..3) as i32 - 1,
                     }),
                     _ => MultiOp::Check(CheckVersionRequest {
                         path: p,
-                        version: rng.below(2) as i32,
+                        version: rng.usize(..2) as i32,
                     }),
                 });
             }
@@ -330,24 +318,24 @@ async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
     let mut last_seen = [0i64; 2];
     let base = clients[0].ping().await.zxid;
     let mut out = Vec::new();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::with_seed(seed);
     clients[0].create(root, b"", 0).await.unwrap();
     let mut known = vec![root.to_string()];
     for i in 0..n {
-        let who = rng.below(2);
-        if rng.below(60) == 0 {
+        let who = rng.usize(..2);
+        if rng.usize(..60) == 0 {
             // Drop the connection, re-attach the session elsewhere and re-register watches.
             let (id, pw) = (clients[who].session_id, clients[who].passwd.clone());
             let (mut c, resp) = RawClient::connect_with(addr, id, pw, 30000).await;
             out.push(format!("{i} c{who} reattach timeout={}", resp.timeout));
             let mut list = || -> Vec<String> {
-                (0..rng.below(3))
+                (0..rng.usize(..3))
                     .map(|_| {
-                        let k = &known[rng.below(known.len())];
-                        if rng.below(2) == 0 {
+                        let k = &known[rng.usize(..known.len())];
+                        if rng.usize(..2) == 0 {
                             k.clone()
                         } else {
-                            format!("{k}/n{}", rng.below(3))
+                            format!("{k}/n{}", rng.usize(..3))
                         }
                     })
                     .collect()
@@ -378,7 +366,7 @@ async fn run(addr: &str, root: &str, seed: u64, n: usize) -> Vec<String> {
                 ));
             }
             clients[who] = c;
-        } else if rng.below(100) == 0 {
+        } else if rng.usize(..100) == 0 {
             let h = clients[who].close_session().await;
             out.push(format!("{i} c{who} close err={}", h.err));
             clients[who] = RawClient::connect(addr).await;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::raw_exchange;
-use zkit_testkit::net::FourLetterWords;
+use zkit_testkit::FourLetterWords;
 use zkit_testkit::Server;
 
 async fn word(addr: &str, w: &str) -> String {

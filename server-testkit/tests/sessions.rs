@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use zkit_proto::*;
-use zkit_testkit::core::WatchKind;
 use zkit_testkit::Server;
+use zkit_testkit::WatchKind;
 
 async fn eventually(mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -32,15 +32,15 @@ impl Client {
         ops: Vec<Op>,
     ) -> impl Future<Output = Result<Vec<OpResult>>> + Send + 'static {
         let req = self.multi_request(ops);
-        let fut = req.map(|body| self.send(OpCode::Multi, body, None));
+        let fut = req.map(|r| self.send(Body::Multi(r), None));
         let this = self.clone();
         async move {
-            let r = MultiResponse::from_bytes(fut?.await?.body)?;
+            let r = MultiResponse::from_bytes(fut?.await?)?;
             this.multi_results(r)
         }
     }
 
-    fn multi_request(&self, ops: Vec<Op>) -> Result<Bytes> {
+    fn multi_request(&self, ops: Vec<Op>) -> Result<MultiRequest> {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             out.push(match op {
@@ -48,17 +48,7 @@ impl Client {
                     path,
                     data,
                     options,
-                } => {
-                    let (code, body) = self.create_request(&path, &data, &options)?;
-                    if code == OpCode::CreateTtl {
-                        MultiOp::CreateTtl(CreateTtlRequest::from_bytes(body)?)
-                    } else {
-                        MultiOp::Create {
-                            op: code,
-                            req: CreateRequest::from_bytes(body)?,
-                        }
-                    }
-                }
+                } => self.create_request(&path, &data, &options)?.into(),
                 Op::Delete { path, version: v } => MultiOp::Delete(DeleteRequest {
                     path: self.server_path(&path, false)?,
                     version: version(v),
@@ -78,7 +68,7 @@ impl Client {
                 }),
             });
         }
-        Ok(MultiRequest { ops: out }.to_bytes())
+        Ok(MultiRequest { ops: out })
     }
 
     fn multi_results(&self, r: MultiResponse) -> Result<Vec<OpResult>> {
@@ -100,7 +90,7 @@ impl Client {
             };
             return Err(Error::MultiAborted {
                 index,
-                error: Box::new(Error::from_code(code)),
+                error: Box::new(Error::from_wire(code)),
                 codes,
             });
         }
@@ -134,7 +124,7 @@ impl Client {
         &self,
         ops: Vec<ReadOp>,
     ) -> impl Future<Output = Result<Vec<Result<ReadResult>>>> + Send + 'static {
-        let req: Result<Bytes> = (|| {
+        let req: Result<MultiRequest> = (|| {
             let mut out = Vec::with_capacity(ops.len());
             for op in ops {
                 out.push(match op {
@@ -148,11 +138,11 @@ impl Client {
                     }),
                 });
             }
-            Ok(MultiRequest { ops: out }.to_bytes())
+            Ok(MultiRequest { ops: out })
         })();
-        let fut = req.map(|body| self.send(OpCode::MultiRead, body, None));
+        let fut = req.map(|r| self.send(Body::MultiRead(r), None));
         async move {
-            let r = MultiResponse::from_bytes(fut?.await?.body)?;
+            let r = MultiResponse::from_bytes(fut?.await?)?;
             Ok(r.results
                 .into_iter()
                 .map(|x| match x {
@@ -161,7 +151,7 @@ impl Client {
                         stat: d.stat,
                     }),
                     MultiResult::GetChildren(c) => Ok(ReadResult::Children(c)),
-                    MultiResult::Error(c) => Err(Error::from_code(c)),
+                    MultiResult::Error(c) => Err(Error::from_wire(c)),
                     other => Err(Error::Protocol(format!("unexpected read result {other:?}"))),
                 })
                 .collect())
@@ -189,12 +179,10 @@ impl Client {
                 AddWatchMode::Persistent
             };
             let fut = self.send(
-                OpCode::AddWatch,
-                AddWatchRequest {
+                Body::AddWatch(AddWatchRequest {
                     path: p,
                     mode: mode.code(),
-                }
-                .to_bytes(),
+                }),
                 Some(pw),
             );
             (fut, PersistentWatcher::new(rx, reg))
@@ -214,7 +202,7 @@ impl Client {
         path: &str,
         watcher_type: WatcherType,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        self.watches_request(OpCode::RemoveWatches, path, watcher_type)
+        self.watches_request(Body::RemoveWatches, path, watcher_type)
     }
 
     /// Asks the server whether this session has a watch of `watcher_type` on `path`
@@ -225,21 +213,21 @@ impl Client {
         path: &str,
         watcher_type: WatcherType,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        self.watches_request(OpCode::CheckWatches, path, watcher_type)
+        self.watches_request(Body::CheckWatches, path, watcher_type)
     }
 
     fn watches_request(
         &self,
-        op: OpCode,
+        body: fn(WatchesRequest) -> Body,
         path: &str,
         watcher_type: WatcherType,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
         let fut = self.server_path(path, false).map(|p| {
-            let body = WatchesRequest {
+            let r = WatchesRequest {
                 path: p,
                 watcher_type: watcher_type.code(),
             };
-            self.send(op, body.to_bytes(), None)
+            self.send(body(r), None)
         });
         async move {
             fut?.await?;
@@ -260,28 +248,29 @@ impl Client {
             waiter: tx,
         });
         let state = self.inner.state.clone();
-        async move { rx.await.map_err(|_| gone_error(&state))? }
+        async move {
+            rx.await.map_err(|_| gone_error(&state))??;
+            Ok(())
+        }
     }
 
     /// The identities the server associates with this session (whoAmI, 3.7+).
     pub fn who_am_i(&self) -> impl Future<Output = Result<Vec<ClientInfo>>> + Send + 'static {
-        let fut = self.send(OpCode::WhoAmI, Bytes::new(), None);
-        async move { Ok(WhoAmIResponse::from_bytes(fut.await?.body)?.client_info) }
+        let fut = self.send(Body::WhoAmI, None);
+        async move { Ok(WhoAmIResponse::from_bytes(fut.await?)?.client_info) }
     }
 
     /// The ensemble configuration (getData of `/zookeeper/config`, not chrooted).
     pub fn get_config(&self) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + 'static {
         let fut = self.send(
-            OpCode::GetData,
-            PathWatchRequest {
+            Body::GetData(PathWatchRequest {
                 path: "/zookeeper/config".into(),
                 watch: false,
-            }
-            .to_bytes(),
+            }),
             None,
         );
         async move {
-            let d = GetDataResponse::from_bytes(fut.await?.body)?;
+            let d = GetDataResponse::from_bytes(fut.await?)?;
             Ok((d.data.unwrap_or_default(), d.stat))
         }
     }
@@ -295,18 +284,16 @@ impl Client {
         from_config: Option<i64>,
     ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + 'static {
         let fut = self.send(
-            OpCode::Reconfig,
-            ReconfigRequest {
+            Body::Reconfig(ReconfigRequest {
                 joining_servers: joining.map(str::to_owned),
                 leaving_servers: leaving.map(str::to_owned),
                 new_members: new_members.map(str::to_owned),
                 cur_config_id: from_config.unwrap_or(-1),
-            }
-            .to_bytes(),
+            }),
             None,
         );
         async move {
-            let d = GetDataResponse::from_bytes(fut.await?.body)?;
+            let d = GetDataResponse::from_bytes(fut.await?)?;
             Ok((d.data.unwrap_or_default(), d.stat))
         }
     }

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Client, Inner};
-use crate::driver::{Command, Driver, SessionInfo};
+use crate::driver::{Command, Driver, Publish};
 use crate::error::{Error, Result};
 use crate::options::{ClientOptions, ConnectString, HostList};
-use crate::session::{Session, SessionConfig, StateTx};
+use crate::session::{Session, SessionConfig};
 
 /// Builds a [`Client`].
 ///
@@ -86,29 +86,29 @@ impl ClientBuilder {
     pub async fn connect(self) -> Result<Client> {
         let cs: ConnectString = self.connect.parse()?;
         let opts = Arc::new(self.opts);
-        let state_tx = StateTx::new();
-        let state_rx = state_tx.current.subscribe();
-        let changes = state_tx.changes.clone();
+        let publish = Publish::new();
+        let state_rx = publish.state.subscribe();
+        let changes = publish.changes.clone();
+        let info = publish.info.subscribe();
         let mut session = Session::new(
             SessionConfig {
                 timeout: opts.session_timeout,
                 read_only: opts.read_only,
+                max_packet: opts.max_packet,
             },
-            state_tx,
-            tokio::time::Instant::now(),
+            tokio::time::Instant::now().into_std(),
         );
         if let Some((id, pw)) = self.resume {
             session.resume(id, pw);
         }
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let info = Arc::new(Mutex::new(SessionInfo::default()));
         let (first_tx, first_rx) = oneshot::channel();
         let driver = Driver::new(
             session,
             HostList::new(cs.hosts.clone()),
             opts.clone(),
             cmd_rx,
-            info.clone(),
+            publish,
             first_tx,
         );
         let mut auth_waiters = Vec::new();
@@ -141,9 +141,9 @@ impl ClientBuilder {
                 let why = client
                     .inner
                     .info
-                    .lock()
-                    .ok()
-                    .and_then(|i| i.last_error.clone())
+                    .borrow()
+                    .last_error
+                    .clone()
                     .unwrap_or_else(|| "no server answered".into());
                 let _ = client.close_with_timeout(Duration::from_millis(100)).await;
                 return Err(Error::ConnectFailed(format!(
@@ -154,7 +154,7 @@ impl ClientBuilder {
         }
         for w in auth_waiters {
             match w.await {
-                Ok(Ok(())) => {}
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(Error::Closed),
             }

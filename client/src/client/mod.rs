@@ -14,12 +14,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::driver::{Command, SessionInfo};
+use crate::driver::{Channels, Command, PendingWatch, Request, SessionInfo};
 use crate::error::{Error, Result};
 use crate::ops::{Op, OpResult, ReadOp, ReadResult};
 use crate::options::{ClientOptions, CreateOptions};
-use crate::session::watches::{PendingWatch, Sink, WatchKind};
-use crate::session::{Reply, Request, SessionState};
+use crate::session::watches::{Sink, WatchKind};
+use crate::session::{Body, Create, SessionState};
 use crate::watcher::{strip_chroot, OneshotWatcher, PersistentWatcher, Registration, StateStream};
 use zkit_proto::path::validate_path;
 use zkit_proto::*;
@@ -35,7 +35,7 @@ struct Inner {
     cmd: mpsc::UnboundedSender<Command>,
     state: watch::Receiver<SessionState>,
     changes: tokio::sync::broadcast::Sender<SessionState>,
-    info: Arc<Mutex<SessionInfo>>,
+    info: watch::Receiver<SessionInfo>,
     chroot: Option<Arc<str>>,
     opts: Arc<ClientOptions>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -94,30 +94,22 @@ impl Client {
 
     /// The session id (`0x…` in logs).
     pub fn session_id(&self) -> i64 {
-        self.inner.info.lock().map(|i| i.id).unwrap_or(0)
+        self.inner.info.borrow().id
     }
 
     /// The session password (with the id, enough to re-attach the session).
     pub fn session_password(&self) -> Bytes {
-        self.inner
-            .info
-            .lock()
-            .map(|i| i.passwd.clone())
-            .unwrap_or_default()
+        self.inner.info.borrow().passwd.clone()
     }
 
     /// The timeout the server granted.
     pub fn negotiated_timeout(&self) -> Duration {
-        self.inner
-            .info
-            .lock()
-            .map(|i| i.timeout)
-            .unwrap_or_default()
+        self.inner.info.borrow().timeout
     }
 
     /// The server currently connected to, if any.
     pub fn connected_server(&self) -> Option<std::net::SocketAddr> {
-        self.inner.info.lock().ok().and_then(|i| i.server)
+        self.inner.info.borrow().server
     }
 
     /// The current session state.
@@ -164,14 +156,13 @@ impl Client {
         strip_chroot(self.inner.chroot.as_deref(), path)
     }
 
-    fn send(&self, op: OpCode, body: Bytes, watch: Option<PendingWatch>) -> Fut<Reply> {
+    /// Queues a request; the future resolves to the reply's record bytes.
+    fn send(&self, body: Body, watch: Option<PendingWatch>) -> Fut<Bytes> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.inner.cmd.send(Command::Request(Request {
-            op,
-            body,
-            watch,
-            responder: Some(tx),
-        }));
+        let _ = self
+            .inner
+            .cmd
+            .send(Command::Request(Request::new(body, watch, tx)));
         let timeout = self.inner.opts.request_timeout;
         let state = self.inner.state.clone();
         Box::pin(async move {
@@ -183,11 +174,7 @@ impl Client {
             };
             // The driver is gone once the session is over: say why (expired, auth failed), not
             // just "closed".
-            let reply = r.map_err(|_| gone_error(&state))??;
-            if reply.err != 0 {
-                return Err(Error::from_code(reply.err));
-            }
-            Ok(reply)
+            r.map_err(|_| gone_error(&state))?
         })
     }
 
@@ -196,7 +183,7 @@ impl Client {
         &self,
         server_path: &str,
         kind: WatchKind,
-        sink: Sink,
+        sink: Sink<Channels>,
     ) -> (PendingWatch, Registration) {
         let id = next_watch_id();
         (
@@ -259,9 +246,9 @@ fn gone_error(state: &watch::Receiver<SessionState>) -> Error {
     state.borrow().terminal_error().unwrap_or(Error::Closed)
 }
 
-fn exists_reply(r: Result<Reply>) -> Result<Option<Stat>> {
+fn exists_reply(r: Result<Bytes>) -> Result<Option<Stat>> {
     match r {
-        Ok(reply) => Ok(Some(StatResponse::from_bytes(reply.body)?.stat)),
+        Ok(body) => Ok(Some(StatResponse::from_bytes(body)?.stat)),
         Err(Error::NoNode) => Ok(None),
         Err(e) => Err(e),
     }

@@ -17,14 +17,14 @@ impl Client {
         data: impl AsRef<[u8]>,
         options: &CreateOptions,
     ) -> impl Future<Output = Result<(String, Stat)>> + Send + 'static {
-        let (op, body) = match self.create_request(path, data.as_ref(), options) {
+        let create = match self.create_request(path, data.as_ref(), options) {
             Ok(x) => x,
             Err(e) => return ready(Err(e)),
         };
-        let fut = self.send(op, body, None);
+        let fut = self.send(Body::Create(create), None);
         let this = self.clone();
         Box::pin(async move {
-            let r = Create2Response::from_bytes(fut.await?.body)?;
+            let r = Create2Response::from_bytes(fut.await?)?;
             Ok((this.strip(r.path), r.stat))
         })
     }
@@ -34,7 +34,7 @@ impl Client {
         path: &str,
         data: &[u8],
         o: &CreateOptions,
-    ) -> Result<(OpCode, Bytes)> {
+    ) -> Result<Create> {
         let p = self.server_path(path, o.mode.is_sequential())?;
         let data = Some(Bytes::copy_from_slice(data));
         if o.mode.is_ttl() {
@@ -42,19 +42,18 @@ impl Client {
             if ttl <= 0 || ttl > MAX_TTL {
                 return Err(Error::BadArguments(format!("TTL {ttl} ms out of range")));
             }
-            let r = CreateTtlRequest {
+            return Ok(Create::Ttl(CreateTtlRequest {
                 path: p,
                 data,
                 acl: o.acl.clone(),
                 flags: o.mode.code(),
                 ttl,
-            };
-            return Ok((OpCode::CreateTtl, r.to_bytes()));
+            }));
         }
         if o.ttl.is_some() {
             return Err(Error::BadArguments("TTL given for a non-TTL mode".into()));
         }
-        let r = CreateRequest {
+        let req = CreateRequest {
             path: p,
             data,
             acl: o.acl.clone(),
@@ -65,7 +64,7 @@ impl Client {
         } else {
             OpCode::Create2
         };
-        Ok((op, r.to_bytes()))
+        Ok(Create::Plain { op, req })
     }
 
     /// Deletes a node (`version` `None` = any version).
@@ -76,12 +75,10 @@ impl Client {
     ) -> impl Future<Output = Result<()>> + Send + 'static {
         let fut = self.server_path(path, false).map(|p| {
             self.send(
-                OpCode::Delete,
-                DeleteRequest {
+                Body::Delete(DeleteRequest {
                     path: p,
                     version: version(version_),
-                }
-                .to_bytes(),
+                }),
                 None,
             )
         });
@@ -93,10 +90,10 @@ impl Client {
 
     fn path_watch_request(
         &self,
-        op: OpCode,
+        body: fn(PathWatchRequest) -> Body,
         path: &str,
         watch: Option<WatchKind>,
-    ) -> Result<(String, Fut<Reply>, Option<OneshotWatcher>)> {
+    ) -> Result<(String, Fut<Bytes>, Option<OneshotWatcher>)> {
         let p = self.server_path(path, false)?;
         let (pw, w) = match watch {
             Some(kind) => {
@@ -105,12 +102,12 @@ impl Client {
             }
             None => (None, None),
         };
-        let body = PathWatchRequest {
+        // The watch flag is the session's to set, from `pw`.
+        let r = PathWatchRequest {
             path: p.clone(),
-            watch: watch.is_some(),
-        }
-        .to_bytes();
-        Ok((p, self.send(op, body, pw), w))
+            watch: false,
+        };
+        Ok((p, self.send(body(r), pw), w))
     }
 
     /// The node's Stat, or `None` if it does not exist.
@@ -118,7 +115,7 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<Option<Stat>>> + Send + 'static {
-        let r = self.path_watch_request(OpCode::Exists, path, None);
+        let r = self.path_watch_request(Body::Exists, path, None);
         async move {
             let (_, fut, _) = r?;
             exists_reply(fut.await)
@@ -131,7 +128,7 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Option<Stat>, OneshotWatcher)>> + Send + 'static {
-        let r = self.path_watch_request(OpCode::Exists, path, Some(WatchKind::Exist));
+        let r = self.path_watch_request(Body::Exists, path, Some(WatchKind::Exist));
         async move {
             let (_, fut, w) = r?;
             let stat = exists_reply(fut.await)?;
@@ -144,10 +141,10 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + 'static {
-        let r = self.path_watch_request(OpCode::GetData, path, None);
+        let r = self.path_watch_request(Body::GetData, path, None);
         async move {
             let (_, fut, _) = r?;
-            let d = GetDataResponse::from_bytes(fut.await?.body)?;
+            let d = GetDataResponse::from_bytes(fut.await?)?;
             Ok((d.data.unwrap_or_default(), d.stat))
         }
     }
@@ -157,10 +154,10 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Bytes, Stat, OneshotWatcher)>> + Send + 'static {
-        let r = self.path_watch_request(OpCode::GetData, path, Some(WatchKind::Data));
+        let r = self.path_watch_request(Body::GetData, path, Some(WatchKind::Data));
         async move {
             let (_, fut, w) = r?;
-            let d = GetDataResponse::from_bytes(fut.await?.body)?;
+            let d = GetDataResponse::from_bytes(fut.await?)?;
             Ok((
                 d.data.unwrap_or_default(),
                 d.stat,
@@ -179,17 +176,15 @@ impl Client {
         let data = Bytes::copy_from_slice(data.as_ref());
         let fut = self.server_path(path, false).map(|p| {
             self.send(
-                OpCode::SetData,
-                SetDataRequest {
+                Body::SetData(SetDataRequest {
                     path: p,
                     data: Some(data),
                     version: version(version_),
-                }
-                .to_bytes(),
+                }),
                 None,
             )
         });
-        async move { Ok(StatResponse::from_bytes(fut?.await?.body)?.stat) }
+        async move { Ok(StatResponse::from_bytes(fut?.await?)?.stat) }
     }
 
     /// The node's ACL and Stat.
@@ -199,9 +194,9 @@ impl Client {
     ) -> impl Future<Output = Result<(Vec<Acl>, Stat)>> + Send + 'static {
         let fut = self
             .server_path(path, false)
-            .map(|p| self.send(OpCode::GetAcl, PathRequest { path: p }.to_bytes(), None));
+            .map(|p| self.send(Body::GetAcl(PathRequest { path: p }), None));
         async move {
-            let r = GetAclResponse::from_bytes(fut?.await?.body)?;
+            let r = GetAclResponse::from_bytes(fut?.await?)?;
             Ok((r.acl, r.stat))
         }
     }
@@ -215,17 +210,15 @@ impl Client {
     ) -> impl Future<Output = Result<Stat>> + Send + 'static {
         let fut = self.server_path(path, false).map(|p| {
             self.send(
-                OpCode::SetAcl,
-                SetAclRequest {
+                Body::SetAcl(SetAclRequest {
                     path: p,
                     acl,
                     version: version(version_),
-                }
-                .to_bytes(),
+                }),
                 None,
             )
         });
-        async move { Ok(StatResponse::from_bytes(fut?.await?.body)?.stat) }
+        async move { Ok(StatResponse::from_bytes(fut?.await?)?.stat) }
     }
 
     /// The node's child names (unordered, as the server gives them).
@@ -233,10 +226,10 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
-        let r = self.path_watch_request(OpCode::GetChildren, path, None);
+        let r = self.path_watch_request(Body::GetChildren, path, None);
         async move {
             let (_, fut, _) = r?;
-            Ok(GetChildrenResponse::from_bytes(fut.await?.body)?.children)
+            Ok(GetChildrenResponse::from_bytes(fut.await?)?.children)
         }
     }
 
@@ -245,10 +238,10 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Vec<String>, Stat)>> + Send + 'static {
-        let r = self.path_watch_request(OpCode::GetChildren2, path, None);
+        let r = self.path_watch_request(Body::GetChildren2, path, None);
         async move {
             let (_, fut, _) = r?;
-            let c = GetChildren2Response::from_bytes(fut.await?.body)?;
+            let c = GetChildren2Response::from_bytes(fut.await?)?;
             Ok((c.children, c.stat))
         }
     }
@@ -258,10 +251,10 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Vec<String>, Stat, OneshotWatcher)>> + Send + 'static {
-        let r = self.path_watch_request(OpCode::GetChildren2, path, Some(WatchKind::Child));
+        let r = self.path_watch_request(Body::GetChildren2, path, Some(WatchKind::Child));
         async move {
             let (_, fut, w) = r?;
-            let c = GetChildren2Response::from_bytes(fut.await?.body)?;
+            let c = GetChildren2Response::from_bytes(fut.await?)?;
             Ok((c.children, c.stat, w.expect("watch requested")))
         }
     }
@@ -271,14 +264,10 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<i32>> + Send + 'static {
-        let fut = self.server_path(path, false).map(|p| {
-            self.send(
-                OpCode::GetAllChildrenNumber,
-                PathRequest { path: p }.to_bytes(),
-                None,
-            )
-        });
-        async move { Ok(IntResponse::from_bytes(fut?.await?.body)?.value) }
+        let fut = self
+            .server_path(path, false)
+            .map(|p| self.send(Body::GetAllChildrenNumber(PathRequest { path: p }), None));
+        async move { Ok(IntResponse::from_bytes(fut?.await?)?.value) }
     }
 
     /// Paths of this session's ephemerals under `prefix` (`/` for all).
@@ -286,16 +275,12 @@ impl Client {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
-        let fut = self.server_path(prefix, false).map(|p| {
-            self.send(
-                OpCode::GetEphemerals,
-                PathRequest { path: p }.to_bytes(),
-                None,
-            )
-        });
+        let fut = self
+            .server_path(prefix, false)
+            .map(|p| self.send(Body::GetEphemerals(PathRequest { path: p }), None));
         let this = self.clone();
         async move {
-            let r = GetChildrenResponse::from_bytes(fut?.await?.body)?;
+            let r = GetChildrenResponse::from_bytes(fut?.await?)?;
             Ok(r.children.into_iter().map(|p| this.strip(p)).collect())
         }
     }
@@ -304,7 +289,7 @@ impl Client {
     pub fn sync(&self, path: &str) -> impl Future<Output = Result<()>> + Send + 'static {
         let fut = self
             .server_path(path, false)
-            .map(|p| self.send(OpCode::Sync, PathRequest { path: p }.to_bytes(), None));
+            .map(|p| self.send(Body::Sync(PathRequest { path: p }), None));
         async move {
             fut?.await?;
             Ok(())

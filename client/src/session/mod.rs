@@ -1,109 +1,92 @@
-//! The client session as a sans-IO state machine.
+//! The client session as a sans-IO state machine, in the shape of raft-rs's `RawNode`.
 //!
-//! [`Session`] is fed received frames, submitted requests and the current time; it writes outgoing
-//! frames into a buffer the driver drains, completes requests through their responders, routes
-//! watch events, and publishes state changes. It never touches a socket, never reads the clock and
-//! never draws randomness, so every rule here is unit-tested with a fake clock.
+//! [`Session`] is fed what happens — bytes read from the connection ([`Session::on_read`]), the
+//! caller's requests ([`Session::submit`]), the passing of time ([`Session::on_timer`]) — and
+//! produces what must happen next: bytes to write ([`Session::take_output`]), [`Event`]s to
+//! deliver (a request's reply, a watch event, a state change; [`Session::poll_event`]) and the
+//! instant it wants to be woken at ([`Session::next_deadline`]). The driver owns the socket, the
+//! clock and the channels; the session never touches any of them, so every rule here is
+//! unit-tested with a fake clock.
+//!
+//! The caller's handles (whatever completes a request or receives a watch event) are opaque to
+//! the session: it stores them, asks whether their receiver is gone ([`Handle`]), and hands them
+//! back inside its events.
 
+mod request;
+mod state;
 pub mod watches;
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{broadcast, oneshot, watch};
-use tokio::time::Instant;
 
 use crate::error::Error;
-use watches::{PendingWatch, RawEvent, WatchKind, WatchRegistry};
-use zkit_proto::frame::{begin_frame, end_frame, write_record};
+pub use request::{Body, Create, Request};
+pub use state::SessionState;
+use watches::{PendingWatch, RawEvent, Sink, WatchKind, WatchRegistry};
+use zkit_proto::frame::{begin_frame, end_frame, take_frame, write_record};
 use zkit_proto::{
-    xid, AuthPacket, ConnectRequest, ConnectResponse, EventType, OpCode, Reader, Record,
+    xid, AuthPacket, ConnectRequest, ConnectResponse, ErrorCode, EventType, OpCode, Reader, Record,
     ReplyHeader, RequestHeader, SetWatches, SetWatches2, WatcherEvent, WatchesRequest,
 };
 
-/// The session's state as the application sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SessionState {
-    /// Looking for a server (first connect, or after a disconnect).
-    Connecting,
-    /// Connected to a server that accepts writes.
-    Connected,
-    /// Connected to a read-only server: reads work, writes fail with `NotReadOnly`.
-    ConnectedReadOnly,
-    /// The connection was lost; the session may still be alive on the ensemble (a "suspended"
-    /// state: a lock holder should assume it may have lost its lock until reconnected).
-    Disconnected,
-    /// The session expired: its ephemerals are gone and its watches are void.
-    Expired,
-    /// Authentication failed; the session is unusable.
-    AuthFailed,
-    /// The client was closed.
-    Closed,
+/// A caller-side handle the session keeps until it has something to deliver to it.
+pub trait Handle: Debug {
+    /// Whether the receiving side is gone (the caller dropped its future or watcher).
+    fn is_dropped(&self) -> bool;
 }
 
-impl SessionState {
-    /// Whether the session can never serve requests again.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            SessionState::Expired | SessionState::AuthFailed | SessionState::Closed
-        )
-    }
-
-    /// Whether a server connection is up.
-    pub fn is_connected(self) -> bool {
-        matches!(
-            self,
-            SessionState::Connected | SessionState::ConnectedReadOnly
-        )
-    }
-
-    /// The error requests get in this terminal state.
-    pub fn terminal_error(self) -> Option<Error> {
-        match self {
-            SessionState::Expired => Some(Error::SessionExpired),
-            SessionState::AuthFailed => Some(Error::AuthFailed),
-            SessionState::Closed => Some(Error::Closed),
-            _ => None,
-        }
-    }
+/// The handle types a driver gives the session.
+pub trait Handles: Debug {
+    /// Completes one request (or one auth) with its reply body or error.
+    type Reply: Handle;
+    /// Receives the event of one one-shot watch.
+    type Oneshot: Handle;
+    /// Receives the events of one persistent watch; cloned for each event.
+    type Stream: Handle + Clone;
 }
 
-/// A reply to one request: the header's zxid and error code, and the body (empty on error).
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// Server's last zxid when it replied.
-    pub zxid: i64,
-    /// Error code (0 = OK).
-    pub err: i32,
-    /// Response record bytes.
-    pub body: Bytes,
-}
-
-/// Completes one request.
-pub type Responder = oneshot::Sender<Result<Reply, Error>>;
-
-/// A request on its way to the server.
+/// Something the driver must deliver, in the order the session produced them.
 #[derive(Debug)]
-pub struct Request {
-    /// Opcode.
-    pub op: OpCode,
-    /// Encoded request record (may be empty).
-    pub body: Bytes,
-    /// Watch to register when the reply allows it.
-    pub watch: Option<PendingWatch>,
-    /// Where the reply goes; `None` for fire-and-forget internal requests.
-    pub responder: Option<Responder>,
+pub enum Event<H: Handles> {
+    /// A request (or auth) finished: the reply's record bytes, or why it failed.
+    Reply {
+        /// The caller's handle.
+        to: H::Reply,
+        /// The reply record (empty for record-less replies), or the error.
+        result: Result<Bytes, Error>,
+    },
+    /// A watcher's event, or the error that ended it.
+    Watch {
+        /// The watcher's handle.
+        to: Sink<H>,
+        /// The event, or why the watch ended.
+        result: Result<RawEvent, Error>,
+    },
+    /// The session moved to a new state.
+    State(SessionState),
 }
 
 #[derive(Debug)]
-struct Inflight {
+struct Inflight<H: Handles> {
     xid: i32,
     op: OpCode,
-    watch: Option<PendingWatch>,
-    responder: Option<Responder>,
+    watch: Option<PendingWatch<H>>,
+    reply: Option<H::Reply>,
+}
+
+/// An auth credential: replayed after every reconnect, in the order it was added.
+#[derive(Debug)]
+struct Auth<H: Handles> {
+    scheme: String,
+    data: Bytes,
+    /// The caller of `add_auth`, until the server has answered (or the attempt failed).
+    waiter: Option<H::Reply>,
+    /// Sent on the current connection, answer not received yet. Auth answers come back in the
+    /// order the packets went out, so an answer belongs to the first entry with this set.
+    unanswered: bool,
 }
 
 /// Static session parameters.
@@ -113,31 +96,8 @@ pub struct SessionConfig {
     pub timeout: Duration,
     /// Whether a read-only server is acceptable.
     pub read_only: bool,
-}
-
-/// Publishes state changes: current value plus a stream of transitions.
-#[derive(Debug, Clone)]
-pub struct StateTx {
-    /// Current state.
-    pub current: watch::Sender<SessionState>,
-    /// Every transition (bounded; a lagging reader skips to the newest).
-    pub changes: broadcast::Sender<SessionState>,
-}
-
-impl StateTx {
-    /// A new publisher starting in `Connecting`.
-    pub fn new() -> Self {
-        StateTx {
-            current: watch::channel(SessionState::Connecting).0,
-            changes: broadcast::channel(256).0,
-        }
-    }
-}
-
-impl Default for StateTx {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Largest frame accepted from the server.
+    pub max_packet: usize,
 }
 
 /// SetWatches batches stay under this much path text, like the Java client (~128 KiB).
@@ -147,37 +107,33 @@ const MAX_PING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The sans-IO client session.
 #[derive(Debug)]
-pub struct Session {
+pub struct Session<H: Handles> {
     cfg: SessionConfig,
     state: SessionState,
-    state_tx: StateTx,
     session_id: i64,
     passwd: Bytes,
     negotiated: Duration,
     last_zxid: i64,
     next_xid: i32,
-    queued: VecDeque<Request>,
-    inflight: VecDeque<Inflight>,
-    auths: Vec<(String, Bytes)>,
-    deferred_auth_waiters: VecDeque<oneshot::Sender<Result<(), Error>>>,
-    auth_waiters: VecDeque<Option<oneshot::Sender<Result<(), Error>>>>,
+    queued: VecDeque<Request<H>>,
+    inflight: VecDeque<Inflight<H>>,
+    auths: Vec<Auth<H>>,
     closing: bool,
-    /// Registered watches.
-    pub watches: WatchRegistry,
+    watches: WatchRegistry<H>,
     out: BytesMut,
+    events: VecDeque<Event<H>>,
     handshake_deadline: Option<Instant>,
     last_recv: Instant,
     last_send: Instant,
     last_heard: Option<Instant>,
 }
 
-impl Session {
+impl<H: Handles> Session<H> {
     /// A session that has not connected yet.
-    pub fn new(cfg: SessionConfig, state_tx: StateTx, now: Instant) -> Self {
+    pub fn new(cfg: SessionConfig, now: Instant) -> Self {
         Session {
             cfg,
             state: SessionState::Connecting,
-            state_tx,
             session_id: 0,
             passwd: Bytes::from_static(&[0; 16]),
             negotiated: Duration::ZERO,
@@ -186,11 +142,10 @@ impl Session {
             queued: VecDeque::new(),
             inflight: VecDeque::new(),
             auths: Vec::new(),
-            deferred_auth_waiters: VecDeque::new(),
-            auth_waiters: VecDeque::new(),
             closing: false,
             watches: WatchRegistry::default(),
             out: BytesMut::with_capacity(64 * 1024),
+            events: VecDeque::new(),
             handshake_deadline: None,
             last_recv: now,
             last_send: now,
@@ -220,25 +175,36 @@ impl Session {
     pub fn negotiated_timeout(&self) -> Duration {
         self.negotiated
     }
-    /// Highest zxid seen in a reply.
-    pub fn last_zxid(&self) -> i64 {
-        self.last_zxid
+    /// Whether a handshake has completed on the current connection.
+    pub fn is_connected(&self) -> bool {
+        self.state.is_connected() && self.handshake_deadline.is_none()
     }
-    /// Requests sent and not answered yet.
-    pub fn inflight_len(&self) -> usize {
-        self.inflight.len()
+    /// Whether a close is under way.
+    pub fn is_closing(&self) -> bool {
+        self.closing
     }
 
+    /// The one place the state changes: every change becomes an [`Event::State`].
     fn set_state(&mut self, s: SessionState) {
         if self.state != s {
             tracing::info!(from = ?self.state, to = ?s, session_id = format_args!("{:#x}", self.session_id), "session state");
             self.state = s;
-            self.state_tx.current.send_replace(s);
-            let _ = self.state_tx.changes.send(s);
+            self.events.push_back(Event::State(s));
         }
     }
 
-    /// Bytes to write, if any.
+    fn complete(&mut self, to: Option<H::Reply>, result: Result<Bytes, Error>) {
+        if let Some(to) = to {
+            self.events.push_back(Event::Reply { to, result });
+        }
+    }
+
+    /// The next thing to deliver, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event<H>> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to write, if any: everything encoded since the last call, in one buffer.
     pub fn take_output(&mut self) -> Option<Bytes> {
         if self.out.is_empty() {
             None
@@ -250,10 +216,6 @@ impl Session {
     /// Whether output is waiting.
     pub fn has_output(&self) -> bool {
         !self.out.is_empty()
-    }
-
-    fn connected_now(&self) -> bool {
-        self.state.is_connected() && self.handshake_deadline.is_none()
     }
 
     /// Starts a handshake on a fresh connection; it must complete by `deadline`.
@@ -281,86 +243,69 @@ impl Session {
     }
 
     /// Queues or sends a request.
-    pub fn submit(&mut self, req: Request) {
+    pub fn submit(&mut self, req: Request<H>) {
         if let Some(err) = self.state.terminal_error() {
-            if let Some(r) = req.responder {
-                let _ = r.send(Err(err));
-            }
-            return;
-        }
-        if self.closing {
-            if let Some(r) = req.responder {
-                let _ = r.send(Err(Error::Closed));
-            }
-            return;
-        }
-        if self.connected_now() {
+            self.complete(req.reply, Err(err));
+        } else if self.closing {
+            self.complete(req.reply, Err(Error::Closed));
+        } else if self.is_connected() {
             self.write_request(req);
         } else {
             self.queued.push_back(req);
         }
     }
 
-    fn write_request(&mut self, req: Request) {
+    fn write_request(&mut self, mut req: Request<H>) {
+        // A one-shot watch is asked of the server unless a persistent watch registered on the
+        // same path already brings its events (see `WatchRegistry::covered_by_persistent`).
+        let watch = req
+            .watch
+            .as_ref()
+            .is_some_and(|w| !self.watches.covered_by_persistent(&w.path, w.kind));
+        if let Some(flag) = req.body.watch_flag() {
+            *flag = watch;
+        }
         let xid = self.next_xid;
         self.next_xid = if self.next_xid == i32::MAX {
             1
         } else {
             self.next_xid + 1
         };
+        let op = req.body.op();
         let at = begin_frame(&mut self.out);
-        RequestHeader {
-            xid,
-            op: req.op.code(),
-        }
-        .encode(&mut self.out);
-        self.out.extend_from_slice(&req.body);
-        if let Some(w) = &req.watch {
-            let flagged = matches!(
-                req.op,
-                OpCode::Exists | OpCode::GetData | OpCode::GetChildren | OpCode::GetChildren2
-            );
-            if flagged
-                && !req.body.is_empty()
-                && self.watches.covered_by_persistent(&w.path, w.kind)
-            {
-                // The persistent watch on this path delivers the events; the body's last byte is
-                // the watch flag, cleared so the server keeps the persistent mode.
-                let last = self.out.len() - 1;
-                self.out[last] = 0;
-            }
-        }
+        RequestHeader { xid, op: op.code() }.encode(&mut self.out);
+        req.body.encode(&mut self.out);
         end_frame(&mut self.out, at);
-        tracing::debug!(xid, op = ?req.op, "request");
+        tracing::debug!(xid, ?op, "request");
         self.inflight.push_back(Inflight {
             xid,
-            op: req.op,
+            op,
             watch: req.watch,
-            responder: req.responder,
+            reply: req.reply,
         });
     }
 
-    /// Adds an auth credential: sent now if connected, and replayed after every reconnect.
-    pub fn add_auth(
-        &mut self,
-        scheme: String,
-        auth: Bytes,
-        waiter: oneshot::Sender<Result<(), Error>>,
-    ) {
+    /// Adds an auth credential: sent now if connected, and replayed after every reconnect. The
+    /// server's answer completes `waiter` (with an empty body).
+    pub fn add_auth(&mut self, scheme: String, data: Bytes, waiter: H::Reply) {
         if let Some(err) = self.state.terminal_error() {
-            let _ = waiter.send(Err(err));
+            self.complete(Some(waiter), Err(err));
             return;
         }
-        self.auths.push((scheme.clone(), auth.clone()));
-        if self.connected_now() {
-            self.write_auth(&scheme, &auth);
-            self.auth_waiters.push_back(Some(waiter));
-        } else {
-            self.deferred_auth_waiters.push_back(waiter);
+        self.auths.push(Auth {
+            scheme,
+            data,
+            waiter: Some(waiter),
+            unanswered: false,
+        });
+        if self.is_connected() {
+            self.write_auth(self.auths.len() - 1);
         }
     }
 
-    fn write_auth(&mut self, scheme: &str, auth: &Bytes) {
+    fn write_auth(&mut self, i: usize) {
+        let a = &mut self.auths[i];
+        a.unanswered = true;
         let at = begin_frame(&mut self.out);
         RequestHeader {
             xid: xid::AUTH,
@@ -369,8 +314,8 @@ impl Session {
         .encode(&mut self.out);
         AuthPacket {
             auth_type: 0,
-            scheme: scheme.to_owned(),
-            auth: auth.clone(),
+            scheme: a.scheme.clone(),
+            auth: a.data.clone(),
         }
         .encode(&mut self.out);
         end_frame(&mut self.out, at);
@@ -378,69 +323,63 @@ impl Session {
 
     /// Unregisters a watcher; sends removeWatches when it was the last of its kind on the path.
     pub fn unwatch(&mut self, path: &str, kind: WatchKind, id: u64) {
-        if let Some(t) = self.watches.unregister(path, kind, id) {
-            // A one-shot on this path still waiting for its reply may rely on this persistent
-            // watch on the server (see `covered_by_persistent`): keep it there.
-            let persistent = matches!(kind, WatchKind::Persistent | WatchKind::PersistentRecursive);
-            if persistent
-                && self
-                    .inflight
-                    .iter()
-                    .any(|i| i.watch.as_ref().is_some_and(|w| w.path == path))
-            {
-                return;
-            }
-            if self.connected_now() {
-                self.write_request(Request {
-                    op: OpCode::RemoveWatches,
-                    body: WatchesRequest {
-                        path: path.to_owned(),
-                        watcher_type: t,
-                    }
-                    .to_bytes(),
-                    watch: None,
-                    responder: None,
-                });
-            }
+        let Some(t) = self.watches.unregister(path, kind, id) else {
+            return;
+        };
+        // A one-shot on this path still waiting for its reply may rely on this persistent
+        // watch on the server (see `covered_by_persistent`): keep it there.
+        let persistent = matches!(kind, WatchKind::Persistent | WatchKind::PersistentRecursive);
+        if persistent
+            && self
+                .inflight
+                .iter()
+                .any(|i| i.watch.as_ref().is_some_and(|w| w.path == path))
+        {
+            return;
+        }
+        if self.is_connected() {
+            self.write_request(Request {
+                body: Body::RemoveWatches(WatchesRequest {
+                    path: path.to_owned(),
+                    watcher_type: t.code(),
+                }),
+                watch: None,
+                reply: None,
+            });
         }
     }
 
-    /// Starts a graceful close: closeSession when connected, else closes at once.
-    pub fn close(&mut self, responder: Responder) {
+    /// Starts a graceful close: closeSession when connected, else closes at once. `reply` (if
+    /// any) completes when the session is closed.
+    pub fn close(&mut self, reply: Option<H::Reply>) {
         if self.state.is_terminal() {
-            let _ = responder.send(Ok(Reply {
-                zxid: 0,
-                err: 0,
-                body: Bytes::new(),
-            }));
-            return;
-        }
-        if self.connected_now() && self.session_id != 0 {
+            self.complete(reply, Ok(Bytes::new()));
+        } else if self.is_connected() && self.session_id != 0 {
             self.write_request(Request {
-                op: OpCode::CloseSession,
-                body: Bytes::new(),
+                body: Body::CloseSession,
                 watch: None,
-                responder: Some(responder),
+                reply,
             });
             self.closing = true;
         } else {
             self.terminate(SessionState::Closed);
-            let _ = responder.send(Ok(Reply {
-                zxid: 0,
-                err: 0,
-                body: Bytes::new(),
-            }));
+            self.complete(reply, Ok(Bytes::new()));
         }
     }
 
-    /// Whether a close is under way.
-    pub fn is_closing(&self) -> bool {
-        self.closing
+    /// Handles bytes read from the connection: every whole frame in `buf` is taken and
+    /// processed, a partial one is left for the next read. An `Err` means the connection must be
+    /// dropped (and, for `SessionExpired` / `AuthFailed`, the session is over).
+    pub fn on_read(&mut self, buf: &mut BytesMut, now: Instant) -> Result<(), Error> {
+        while let Some(frame) =
+            take_frame(buf, self.cfg.max_packet).map_err(|e| Error::Protocol(e.to_string()))?
+        {
+            self.on_frame(frame, now)?;
+        }
+        Ok(())
     }
 
-    /// Handles one received frame. An `Err` means the connection must be dropped (and, for
-    /// `SessionExpired` / `AuthFailed`, the session is over).
-    pub fn on_frame(&mut self, frame: Bytes, now: Instant) -> Result<(), Error> {
+    fn on_frame(&mut self, frame: Bytes, now: Instant) -> Result<(), Error> {
         self.last_recv = now;
         self.last_heard = Some(now);
         if self.handshake_deadline.is_some() {
@@ -454,77 +393,81 @@ impl Session {
                 match EventType::from_code(ev.event_type) {
                     Ok(t) if t != EventType::None => {
                         tracing::debug!(path = %ev.path, event = ?t, "watch event");
-                        self.watches.dispatch(&RawEvent {
+                        let ev = RawEvent {
                             event_type: t,
                             path: ev.path,
                             zxid: h.zxid,
-                        });
+                        };
+                        self.watches.dispatch(&ev, &mut self.events);
                     }
                     _ => tracing::debug!(event_type = ev.event_type, "ignored event"),
                 }
                 Ok(())
             }
-            xid::PING => Ok(()),
-            xid::SET_WATCHES => Ok(()),
-            xid::AUTH => {
-                let waiter = self.auth_waiters.pop_front().flatten();
-                if h.err == Error::AuthFailed.code().unwrap_or(-115) {
-                    if let Some(w) = waiter {
-                        let _ = w.send(Err(Error::AuthFailed));
-                    }
-                    tracing::warn!("authentication failed");
-                    self.terminate(SessionState::AuthFailed);
-                    return Err(Error::AuthFailed);
+            xid::PING | xid::SET_WATCHES => Ok(()),
+            xid::AUTH => self.on_auth_reply(h.err),
+            x => self.on_reply(x, h, r),
+        }
+    }
+
+    fn on_auth_reply(&mut self, err: i32) -> Result<(), Error> {
+        let waiter = self.auths.iter_mut().find(|a| a.unanswered).and_then(|a| {
+            a.unanswered = false;
+            a.waiter.take()
+        });
+        if err == ErrorCode::AuthFailed.code() {
+            self.complete(waiter, Err(Error::AuthFailed));
+            tracing::warn!("authentication failed");
+            self.terminate(SessionState::AuthFailed);
+            return Err(Error::AuthFailed);
+        }
+        let result = if err == 0 {
+            Ok(Bytes::new())
+        } else {
+            Err(Error::from_wire(err))
+        };
+        self.complete(waiter, result);
+        Ok(())
+    }
+
+    fn on_reply(&mut self, x: i32, h: ReplyHeader, r: Reader) -> Result<(), Error> {
+        let Some(p) = self.inflight.pop_front() else {
+            return Err(Error::Protocol(format!(
+                "reply xid {x} with nothing pending"
+            )));
+        };
+        if p.xid != x {
+            self.complete(p.reply, Err(Error::ConnectionLoss));
+            return Err(Error::Protocol(format!(
+                "reply xid {x}, expected {}",
+                p.xid
+            )));
+        }
+        if h.zxid > 0 {
+            self.last_zxid = self.last_zxid.max(h.zxid);
+        }
+        let is_close = p.op == OpCode::CloseSession;
+        let result = if h.err == 0 || is_close {
+            // Whatever the server says to closeSession, the session is over.
+            Ok(r.into_rest())
+        } else {
+            Err(Error::from_wire(h.err))
+        };
+        if let Some(w) = p.watch {
+            // The watcher may have been dropped while the request was in flight: its
+            // unregistration found nothing then, so remove the watch now.
+            let dropped = w.sink.is_closed().then(|| (w.path.clone(), w.kind, w.id));
+            if self.watches.register(w, result.as_ref().err()) {
+                if let Some((path, kind, id)) = dropped {
+                    self.unwatch(&path, kind, id);
                 }
-                if let Some(w) = waiter {
-                    let _ = w.send(if h.err == 0 {
-                        Ok(())
-                    } else {
-                        Err(Error::from_code(h.err))
-                    });
-                }
-                Ok(())
-            }
-            x => {
-                let Some(p) = self.inflight.pop_front() else {
-                    return Err(Error::Protocol(format!(
-                        "reply xid {x} with nothing pending"
-                    )));
-                };
-                if p.xid != x {
-                    let err = Error::Protocol(format!("reply xid {x}, expected {}", p.xid));
-                    if let Some(resp) = p.responder {
-                        let _ = resp.send(Err(Error::ConnectionLoss));
-                    }
-                    return Err(err);
-                }
-                if h.zxid > 0 {
-                    self.last_zxid = self.last_zxid.max(h.zxid);
-                }
-                if let Some(w) = p.watch {
-                    // The watcher may have been dropped while the request was in flight: its
-                    // unregistration found nothing then, so remove the watch now.
-                    let dropped = w.sink.is_closed().then(|| (w.path.clone(), w.kind, w.id));
-                    if self.watches.register(w, h.err) {
-                        if let Some((path, kind, id)) = dropped {
-                            self.unwatch(&path, kind, id);
-                        }
-                    }
-                }
-                let is_close = p.op == OpCode::CloseSession;
-                if let Some(resp) = p.responder {
-                    let _ = resp.send(Ok(Reply {
-                        zxid: h.zxid,
-                        err: h.err,
-                        body: r.into_rest(),
-                    }));
-                }
-                if is_close {
-                    self.terminate(SessionState::Closed);
-                }
-                Ok(())
             }
         }
+        self.complete(p.reply, result);
+        if is_close {
+            self.terminate(SessionState::Closed);
+        }
+        Ok(())
     }
 
     fn on_connect_response(&mut self, frame: Bytes) -> Result<(), Error> {
@@ -546,25 +489,18 @@ impl Session {
         } else {
             SessionState::Connected
         });
+        // Watches first, then auth, then the requests that waited: a request never runs on
+        // the server before the session's identity and watches are back.
         self.write_set_watches();
-        let n = self.auths.len();
-        let deferred = self.deferred_auth_waiters.len();
-        for i in 0..n {
-            let (scheme, auth) = self.auths[i].clone();
-            self.write_auth(&scheme, &auth);
-            let w = if i >= n - deferred {
-                self.deferred_auth_waiters.pop_front()
-            } else {
-                None
-            };
-            self.auth_waiters.push_back(w);
+        for i in 0..self.auths.len() {
+            self.write_auth(i);
         }
         while let Some(req) = self.queued.pop_front() {
             // A request whose caller gave up while we were disconnected (its future was dropped
             // or its request timeout fired) is not sent: it must not take effect after the
             // caller was told it failed.
-            if req.responder.as_ref().is_some_and(|r| r.is_closed()) {
-                tracing::debug!(op = ?req.op, "dropping a request its caller abandoned");
+            if req.reply.as_ref().is_some_and(Handle::is_dropped) {
+                tracing::debug!(op = ?req.body.op(), "dropping a request its caller abandoned");
                 continue;
             }
             self.write_request(req);
@@ -642,32 +578,33 @@ impl Session {
         (self.read_timeout() / 2).min(MAX_PING_INTERVAL)
     }
 
-    /// When [`on_timer`](Self::on_timer) must run next.
+    /// When [`on_timer`](Self::on_timer) must run next: the next ping or read timeout while
+    /// connected, the handshake deadline while handshaking, and the local expiry (ZOOKEEPER-4508)
+    /// whenever the session is not connected.
     pub fn next_deadline(&self) -> Option<Instant> {
         if let Some(d) = self.handshake_deadline {
             // A handshake nobody answers must not outlive the session (ZOOKEEPER-4508).
             return Some(self.local_expiry_deadline().map_or(d, |e| e.min(d)));
         }
-        if self.connected_now() {
+        if self.is_connected() {
             let ping = self.last_send + self.ping_interval();
             let dead = self.last_recv + self.read_timeout();
             return Some(ping.min(dead));
         }
-        None
+        self.local_expiry_deadline()
     }
 
-    /// Runs timers: sends a ping when idle, reports a dead connection.
+    /// Runs timers: sends a ping when idle, reports a dead connection (`ConnectionLoss`), a
+    /// handshake past its deadline (`ConnectionLoss`) and a session expired locally
+    /// (`SessionExpired`, the session is then over).
     pub fn on_timer(&mut self, now: Instant) -> Result<(), Error> {
-        if let Some(d) = self.handshake_deadline {
+        if !self.is_connected() {
             if self.check_local_expiry(now) {
                 return Err(Error::SessionExpired);
             }
-            if now >= d {
+            if self.handshake_deadline.is_some_and(|d| now >= d) {
                 return Err(Error::ConnectionLoss);
             }
-            return Ok(());
-        }
-        if !self.connected_now() {
             return Ok(());
         }
         if now >= self.last_recv + self.read_timeout() {
@@ -710,53 +647,67 @@ impl Session {
 
     /// Client-side expiry (ZOOKEEPER-4508): nothing heard for 4/3 of the negotiated timeout while
     /// disconnected means the ensemble has expired the session. Returns true when it expired.
-    pub fn check_local_expiry(&mut self, now: Instant) -> bool {
-        if self.state.is_terminal() || self.session_id == 0 || self.connected_now() {
-            return false;
+    fn check_local_expiry(&mut self, now: Instant) -> bool {
+        match self.local_expiry_deadline() {
+            Some(at) if now >= at && !self.is_connected() => {
+                tracing::warn!("no server reached within 4/3 of the session timeout: expired");
+                self.terminate(SessionState::Expired);
+                true
+            }
+            _ => false,
         }
-        let Some(heard) = self.last_heard else {
-            return false;
-        };
-        if now >= heard + self.negotiated * 4 / 3 {
-            tracing::warn!("no server reached within 4/3 of the session timeout: expired");
-            self.terminate(SessionState::Expired);
-            return true;
-        }
-        false
     }
 
-    /// When [`check_local_expiry`](Self::check_local_expiry) would fire.
-    pub fn local_expiry_deadline(&self) -> Option<Instant> {
+    fn local_expiry_deadline(&self) -> Option<Instant> {
         if self.session_id == 0 || self.state.is_terminal() {
             return None;
         }
         self.last_heard.map(|h| h + self.negotiated * 4 / 3)
     }
 
+    /// Fails every request in flight or queued, and every auth sent on this connection.
     fn fail_pending(&mut self, err: &Error) {
         for p in self.inflight.drain(..) {
-            if let Some(r) = p.responder {
-                let _ = r.send(Err(err.clone()));
+            if let Some(to) = p.reply {
+                self.events.push_back(Event::Reply {
+                    to,
+                    result: Err(err.clone()),
+                });
             }
         }
         for q in self.queued.drain(..) {
-            if let Some(r) = q.responder {
-                let _ = r.send(Err(err.clone()));
+            if let Some(to) = q.reply {
+                self.events.push_back(Event::Reply {
+                    to,
+                    result: Err(err.clone()),
+                });
             }
         }
-        for w in self.auth_waiters.drain(..).flatten() {
-            let _ = w.send(Err(err.clone()));
+        for a in &mut self.auths {
+            if std::mem::take(&mut a.unanswered) {
+                if let Some(to) = a.waiter.take() {
+                    self.events.push_back(Event::Reply {
+                        to,
+                        result: Err(err.clone()),
+                    });
+                }
+            }
         }
     }
 
-    /// Ends the session for good: every request and watcher is told why.
-    pub fn terminate(&mut self, state: SessionState) {
+    /// Ends the session for good: every request, auth and watcher is told why.
+    fn terminate(&mut self, state: SessionState) {
         let err = state.terminal_error().unwrap_or(Error::Closed);
         self.fail_pending(&err);
-        for w in self.deferred_auth_waiters.drain(..) {
-            let _ = w.send(Err(err.clone()));
+        for a in &mut self.auths {
+            if let Some(to) = a.waiter.take() {
+                self.events.push_back(Event::Reply {
+                    to,
+                    result: Err(err.clone()),
+                });
+            }
         }
-        self.watches.fail_all(&err);
+        self.watches.fail_all(&err, &mut self.events);
         self.handshake_deadline = None;
         self.set_state(state);
     }
@@ -769,9 +720,7 @@ impl Session {
         self.negotiated = Duration::ZERO;
         self.closing = false;
         self.last_heard = None;
-        self.state = SessionState::Connecting;
-        self.state_tx.current.send_replace(SessionState::Connecting);
-        let _ = self.state_tx.changes.send(SessionState::Connecting);
+        self.set_state(SessionState::Connecting);
     }
 }
 

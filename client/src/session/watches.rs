@@ -1,12 +1,11 @@
 //! The client's watch registry: which watchers wait on which path, how a server event is routed
 //! to them (ZooKeeper's `ZKWatchManager` rules), and what to re-send with SetWatches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
-use tokio::sync::{mpsc, oneshot};
-
+use super::{Event, Handle, Handles};
 use crate::error::Error;
-use zkit_proto::EventType;
+use zkit_proto::{EventType, WatcherType};
 
 /// A node event as the server reported it (path is the server path, chroot included).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,22 +21,21 @@ pub struct RawEvent {
 /// What a watcher receives: an event, or the reason the session ended.
 pub type WatchResult = Result<RawEvent, Error>;
 
-/// Where a watch's events go.
+/// Where a watch's events go: the caller's handle, returned in [`Event::Watch`].
 #[derive(Debug)]
-pub enum Sink {
-    /// A one-shot watch: fires once.
-    Oneshot(oneshot::Sender<WatchResult>),
-    /// A persistent watch: every event, until removed. Unbounded because the server's event rate
-    /// is what bounds it; a consumer that stops reading should drop its stream.
-    Persistent(mpsc::UnboundedSender<WatchResult>),
+pub enum Sink<H: Handles> {
+    /// A one-shot watch: fires once (the handle is given back with its event).
+    Oneshot(H::Oneshot),
+    /// A persistent watch: every event, until removed (a clone of the handle comes with each).
+    Persistent(H::Stream),
 }
 
-impl Sink {
+impl<H: Handles> Sink<H> {
     /// Whether the watcher's receiving end is gone.
     pub fn is_closed(&self) -> bool {
         match self {
-            Sink::Oneshot(s) => s.is_closed(),
-            Sink::Persistent(s) => s.is_closed(),
+            Sink::Oneshot(s) => s.is_dropped(),
+            Sink::Persistent(s) => s.is_dropped(),
         }
     }
 }
@@ -68,7 +66,7 @@ const KINDS: [WatchKind; 5] = [
 
 /// A watch waiting for its request's reply before it is registered.
 #[derive(Debug)]
-pub struct PendingWatch {
+pub struct PendingWatch<H: Handles> {
     /// Server-side path.
     pub path: String,
     /// Kind; an exists-watch is given as `Exist` and becomes `Data` when the node exists.
@@ -76,34 +74,38 @@ pub struct PendingWatch {
     /// Id that the watcher handle uses to unregister.
     pub id: u64,
     /// Where events go.
-    pub sink: Sink,
+    pub sink: Sink<H>,
 }
 
+/// The watchers of one kind: by path, each with its handle's id.
+type ByPath<H> = HashMap<String, Vec<(u64, Sink<H>)>>;
+
 /// Every registered watcher, by kind and path.
-#[derive(Debug, Default)]
-pub struct WatchRegistry {
-    next_id: u64,
-    maps: [HashMap<String, Vec<(u64, Sink)>>; 5],
+#[derive(Debug)]
+pub struct WatchRegistry<H: Handles> {
+    maps: [ByPath<H>; 5],
+}
+
+impl<H: Handles> Default for WatchRegistry<H> {
+    fn default() -> Self {
+        WatchRegistry {
+            maps: Default::default(),
+        }
+    }
 }
 
 fn idx(kind: WatchKind) -> usize {
     kind as usize
 }
 
-impl WatchRegistry {
-    /// A fresh id for a watcher handle.
-    pub fn next_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// Registers a watch after its request's reply (err = the reply's error code).
+impl<H: Handles> WatchRegistry<H> {
+    /// Registers a watch after its request's reply (`err`: the reply's error, `None` on success).
     /// Returns false when the reply means no watch was set.
-    pub fn register(&mut self, w: PendingWatch, err: i32) -> bool {
+    pub fn register(&mut self, w: PendingWatch<H>, err: Option<&Error>) -> bool {
         let kind = match (w.kind, err) {
-            (WatchKind::Exist, 0) => WatchKind::Data,
-            (WatchKind::Exist, -101) => WatchKind::Exist,
-            (_, 0) => w.kind,
+            (WatchKind::Exist, None) => WatchKind::Data,
+            (WatchKind::Exist, Some(Error::NoNode)) => WatchKind::Exist,
+            (_, None) => w.kind,
             _ => return false,
         };
         self.maps[idx(kind)]
@@ -113,8 +115,9 @@ impl WatchRegistry {
         true
     }
 
-    /// Routes a server event; one-shot watchers that fire are removed.
-    pub fn dispatch(&mut self, ev: &RawEvent) {
+    /// Routes a server event into `out`; one-shot watchers that fire are removed, persistent
+    /// watchers whose receiver is gone are dropped.
+    pub fn dispatch(&mut self, ev: &RawEvent, out: &mut VecDeque<Event<H>>) {
         let path = ev.path.as_str();
         let oneshot_kinds: &[WatchKind] = match ev.event_type {
             EventType::NodeCreated | EventType::NodeDataChanged => {
@@ -127,8 +130,11 @@ impl WatchRegistry {
         for &k in oneshot_kinds {
             if let Some(list) = self.maps[idx(k)].remove(path) {
                 for (_, sink) in list {
-                    if let Sink::Oneshot(tx) = sink {
-                        let _ = tx.send(Ok(ev.clone()));
+                    if matches!(sink, Sink::Oneshot(_)) {
+                        out.push_back(Event::Watch {
+                            to: sink,
+                            result: Ok(ev.clone()),
+                        });
                     }
                 }
             }
@@ -143,16 +149,12 @@ impl WatchRegistry {
         if !persistent_ok {
             return;
         }
-        if let Some(list) = self.maps[idx(WatchKind::Persistent)].get_mut(path) {
-            list.retain(|(_, s)| send_persistent(s, ev));
-        }
+        send_persistent(&mut self.maps[idx(WatchKind::Persistent)], path, ev, out);
         if ev.event_type != EventType::NodeChildrenChanged {
             let rec = &mut self.maps[idx(WatchKind::PersistentRecursive)];
             if !rec.is_empty() {
                 for p in ancestors_and_self(path) {
-                    if let Some(list) = rec.get_mut(p) {
-                        list.retain(|(_, s)| send_persistent(s, ev));
-                    }
+                    send_persistent(rec, p, ev, out);
                 }
             }
         }
@@ -174,13 +176,13 @@ impl WatchRegistry {
         }
     }
 
-    /// Unregisters one watcher. Returns the watcher type code to send in a removeWatches request
+    /// Unregisters one watcher. Returns the watcher type to send in a removeWatches request
     /// when the server-side watch can go without taking another local watcher's with it.
     ///
-    /// Apache ZooKeeper 3.8 knows only types Children (1), Data (2) and Any (3), and each also
+    /// Apache ZooKeeper 3.8 knows only types Children, Data and Any, and each also
     /// strips the matching part of persistent watches on the path; so a removal is sent only when
     /// nothing else on the path would lose its events (verified against the 3.8 server).
-    pub fn unregister(&mut self, path: &str, kind: WatchKind, id: u64) -> Option<i32> {
+    pub fn unregister(&mut self, path: &str, kind: WatchKind, id: u64) -> Option<WatcherType> {
         let mut found = false;
         for k in KINDS {
             if let Some(list) = self.maps[idx(k)].get_mut(path) {
@@ -199,11 +201,14 @@ impl WatchRegistry {
         let persistent = has(WatchKind::Persistent) || has(WatchKind::PersistentRecursive);
         match kind {
             WatchKind::Data | WatchKind::Exist => {
-                (!has(WatchKind::Data) && !has(WatchKind::Exist) && !persistent).then_some(2)
+                (!has(WatchKind::Data) && !has(WatchKind::Exist) && !persistent)
+                    .then_some(WatcherType::Data)
             }
-            WatchKind::Child => (!has(WatchKind::Child) && !persistent).then_some(1),
+            WatchKind::Child => {
+                (!has(WatchKind::Child) && !persistent).then_some(WatcherType::Children)
+            }
             WatchKind::Persistent | WatchKind::PersistentRecursive => {
-                KINDS.iter().all(|&k| !has(k)).then_some(3)
+                KINDS.iter().all(|&k| !has(k)).then_some(WatcherType::Any)
             }
         }
     }
@@ -228,37 +233,45 @@ impl WatchRegistry {
         self.maps.iter().all(|m| m.is_empty())
     }
 
-    /// Number of registered watchers.
-    pub fn len(&self) -> usize {
-        self.maps
-            .iter()
-            .map(|m| m.values().map(Vec::len).sum::<usize>())
-            .sum()
-    }
-
-    /// Ends every watcher with `err` (session expired, closed, auth failed).
-    pub fn fail_all(&mut self, err: &Error) {
+    /// Ends every watcher with `err` (session expired, closed, auth failed) through `out`.
+    pub fn fail_all(&mut self, err: &Error, out: &mut VecDeque<Event<H>>) {
         for m in &mut self.maps {
             for (_, list) in m.drain() {
                 for (_, sink) in list {
-                    match sink {
-                        Sink::Oneshot(tx) => {
-                            let _ = tx.send(Err(err.clone()));
-                        }
-                        Sink::Persistent(tx) => {
-                            let _ = tx.send(Err(err.clone()));
-                        }
-                    }
+                    out.push_back(Event::Watch {
+                        to: sink,
+                        result: Err(err.clone()),
+                    });
                 }
             }
         }
     }
 }
 
-fn send_persistent(s: &Sink, ev: &RawEvent) -> bool {
-    match s {
-        Sink::Persistent(tx) => tx.send(Ok(ev.clone())).is_ok(),
+/// Gives `ev` to every persistent watcher on `path` in `map` whose receiver is still there, and
+/// drops the others (and the path once none is left).
+fn send_persistent<H: Handles>(
+    map: &mut ByPath<H>,
+    path: &str,
+    ev: &RawEvent,
+    out: &mut VecDeque<Event<H>>,
+) {
+    let Some(list) = map.get_mut(path) else {
+        return;
+    };
+    list.retain(|(_, s)| match s {
+        Sink::Persistent(tx) if tx.is_dropped() => false,
+        Sink::Persistent(tx) => {
+            out.push_back(Event::Watch {
+                to: Sink::Persistent(tx.clone()),
+                result: Ok(ev.clone()),
+            });
+            true
+        }
         Sink::Oneshot(_) => true,
+    });
+    if list.is_empty() {
+        map.remove(path);
     }
 }
 
@@ -279,6 +292,7 @@ fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::tests::{probe, T};
 
     fn ev(t: EventType, p: &str) -> RawEvent {
         RawEvent {
@@ -288,130 +302,122 @@ mod tests {
         }
     }
 
+    fn watch(path: &str, kind: WatchKind, id: u64, name: &'static str) -> PendingWatch<T> {
+        let p = probe(name);
+        PendingWatch {
+            path: path.into(),
+            kind,
+            id,
+            sink: match kind {
+                WatchKind::Persistent | WatchKind::PersistentRecursive => Sink::Persistent(p),
+                _ => Sink::Oneshot(p),
+            },
+        }
+    }
+
+    /// Routes `e` and returns who got it, in order.
+    fn dispatch(r: &mut WatchRegistry<T>, e: RawEvent) -> Vec<(&'static str, RawEvent)> {
+        let mut out = VecDeque::new();
+        r.dispatch(&e, &mut out);
+        out.into_iter()
+            .map(|e| match e {
+                Event::Watch {
+                    to: Sink::Oneshot(p) | Sink::Persistent(p),
+                    result,
+                } => (p.name, result.unwrap()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
     #[test]
     fn exists_watch_kind_depends_on_the_reply() {
         let mut r = WatchRegistry::default();
-        let (tx, _rx) = oneshot::channel();
-        let id = r.next_id();
-        assert!(r.register(
-            PendingWatch {
-                path: "/a".into(),
-                kind: WatchKind::Exist,
-                id,
-                sink: Sink::Oneshot(tx)
-            },
-            -101
-        ));
+        assert!(r.register(watch("/a", WatchKind::Exist, 1, "a"), Some(&Error::NoNode)));
         assert_eq!(r.paths()[1], vec!["/a".to_string()]);
-        let (tx, _rx) = oneshot::channel();
-        assert!(!r.register(
-            PendingWatch {
-                path: "/b".into(),
-                kind: WatchKind::Data,
-                id: 2,
-                sink: Sink::Oneshot(tx)
-            },
-            -101
-        ));
+        assert!(!r.register(watch("/b", WatchKind::Data, 2, "b"), Some(&Error::NoNode)));
+        // An exists watch on a node that exists is a data watch.
+        assert!(r.register(watch("/c", WatchKind::Exist, 3, "c"), None));
+        assert_eq!(r.paths()[0], vec!["/c".to_string()]);
     }
 
     #[test]
     fn routing_follows_zookeeper_rules() {
         let mut r = WatchRegistry::default();
-        let mut rxs = Vec::new();
-        for (k, p) in [
-            (WatchKind::Data, "/a"),
-            (WatchKind::Child, "/a"),
-            (WatchKind::Exist, "/b"),
+        for (k, p, name) in [
+            (WatchKind::Data, "/a", "data"),
+            (WatchKind::Child, "/a", "child"),
+            (WatchKind::Exist, "/b", "exist"),
         ] {
-            let (tx, rx) = oneshot::channel();
-            let id = r.next_id();
-            r.register(
-                PendingWatch {
-                    path: p.into(),
-                    kind: k,
-                    id,
-                    sink: Sink::Oneshot(tx),
-                },
-                if k == WatchKind::Exist { -101 } else { 0 },
-            );
-            rxs.push(rx);
+            let err = (k == WatchKind::Exist).then_some(&Error::NoNode);
+            r.register(watch(p, k, 0, name), err);
         }
-        let (ptx, mut prx) = mpsc::unbounded_channel();
-        r.register(
-            PendingWatch {
-                path: "/".into(),
-                kind: WatchKind::PersistentRecursive,
-                id: 99,
-                sink: Sink::Persistent(ptx),
-            },
-            0,
-        );
-        r.dispatch(&ev(EventType::NodeDataChanged, "/a"));
-        assert!(rxs[0].try_recv().unwrap().is_ok());
-        assert!(rxs[1].try_recv().is_err()); // child watch untouched
-        r.dispatch(&ev(EventType::NodeChildrenChanged, "/a"));
-        assert!(rxs[1].try_recv().unwrap().is_ok());
-        r.dispatch(&ev(EventType::NodeCreated, "/b"));
-        assert!(rxs[2].try_recv().unwrap().is_ok());
-        // Recursive watch saw data + create, not children-changed.
-        assert_eq!(prx.try_recv().unwrap().unwrap().path, "/a");
+        r.register(watch("/", WatchKind::PersistentRecursive, 99, "rec"), None);
+        let got = dispatch(&mut r, ev(EventType::NodeDataChanged, "/a"));
+        // The data watch fires; the child watch is untouched; the recursive watch sees it.
+        let names: Vec<_> = got.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, vec!["data", "rec"]);
+        assert_eq!(got[1].1.path, "/a");
+        let got = dispatch(&mut r, ev(EventType::NodeChildrenChanged, "/a"));
+        // A recursive watch gets no children-changed events.
         assert_eq!(
-            prx.try_recv().unwrap().unwrap().event_type,
-            EventType::NodeCreated
+            got.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            vec!["child"]
         );
-        assert!(prx.try_recv().is_err());
-        assert_eq!(r.len(), 1);
+        let got = dispatch(&mut r, ev(EventType::NodeCreated, "/b"));
+        assert_eq!(
+            got.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            vec!["exist", "rec"]
+        );
+        assert_eq!(got[1].1.event_type, EventType::NodeCreated);
+        // Only the recursive watch is left.
+        assert_eq!(
+            r.paths(),
+            [vec![], vec![], vec![], vec![], vec!["/".to_string()]]
+        );
+    }
+
+    #[test]
+    fn a_persistent_watcher_whose_receiver_is_gone_is_dropped() {
+        let mut r = WatchRegistry::default();
+        let w = watch("/a", WatchKind::Persistent, 1, "p");
+        let Sink::Persistent(p) = &w.sink else {
+            unreachable!()
+        };
+        let p = p.clone();
+        r.register(w, None);
+        assert_eq!(
+            dispatch(&mut r, ev(EventType::NodeDataChanged, "/a")).len(),
+            1
+        );
+        p.gone.set(true);
+        assert!(dispatch(&mut r, ev(EventType::NodeDataChanged, "/a")).is_empty());
+        assert!(r.is_empty());
     }
 
     #[test]
     fn unregister_reports_last_watcher_only() {
         let mut r = WatchRegistry::default();
-        for (id, k, err) in [(1, WatchKind::Data, 0), (2, WatchKind::Exist, 0)] {
-            let (tx, _rx) = oneshot::channel();
-            r.register(
-                PendingWatch {
-                    path: "/a".into(),
-                    kind: k,
-                    id,
-                    sink: Sink::Oneshot(tx),
-                },
-                err,
-            );
-        }
+        r.register(watch("/a", WatchKind::Data, 1, "1"), None);
+        r.register(watch("/a", WatchKind::Exist, 2, "2"), None);
         assert_eq!(r.unregister("/a", WatchKind::Data, 1), None);
-        assert_eq!(r.unregister("/a", WatchKind::Data, 2), Some(2));
+        assert_eq!(
+            r.unregister("/a", WatchKind::Data, 2),
+            Some(WatcherType::Data)
+        );
         assert_eq!(r.unregister("/a", WatchKind::Data, 2), None);
     }
 
     #[test]
     fn removal_never_takes_another_watchers_events() {
         let mut r = WatchRegistry::default();
-        let (ptx, _prx) = mpsc::unbounded_channel();
-        r.register(
-            PendingWatch {
-                path: "/a".into(),
-                kind: WatchKind::PersistentRecursive,
-                id: 1,
-                sink: Sink::Persistent(ptx),
-            },
-            0,
-        );
-        let (tx, _rx) = oneshot::channel();
-        r.register(
-            PendingWatch {
-                path: "/a".into(),
-                kind: WatchKind::Data,
-                id: 2,
-                sink: Sink::Oneshot(tx),
-            },
-            0,
-        );
+        r.register(watch("/a", WatchKind::PersistentRecursive, 1, "rec"), None);
+        r.register(watch("/a", WatchKind::Data, 2, "data"), None);
         // removeWatches(Data) would also strip the recursive watch on a 3.8 server.
         assert_eq!(r.unregister("/a", WatchKind::Data, 2), None);
         assert_eq!(
             r.unregister("/a", WatchKind::PersistentRecursive, 1),
-            Some(3)
+            Some(WatcherType::Any)
         );
     }
 

@@ -281,7 +281,8 @@ pub async fn import<R: AsyncRead + Unpin>(
         .unwrap_or_else(|| r.header().root.clone());
     check_abs(&root)?;
     if !opts.dry_run {
-        if let Some((parent, _)) = root.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+        let parent = zkit::path::parent(&root);
+        if parent != "/" {
             crate::znode::ensure_path(client, parent, CreateMode::Persistent)
                 .await
                 .map_err(|e| match e {

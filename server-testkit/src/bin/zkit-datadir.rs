@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use zkit::{Acl, Client, CreateMode, CreateOptions, Op};
-use zkit_testkit::persist::PersistOptions;
+use zkit_testkit::PersistOptions;
 use zkit_testkit::Server;
 
 type Res<T> = Result<T, String>;

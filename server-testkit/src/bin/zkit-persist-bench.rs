@@ -13,14 +13,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use zkit::{Client, CreateOptions};
-use zkit_proto::txn::CreateTxn;
-use zkit_testkit::core::{Database, Txn, TxnBody};
-use zkit_testkit::persist::snapshot::write_db;
-use zkit_testkit::persist::txnlog::LogWriter;
-use zkit_testkit::persist::{recover, version_dir, Journal, PersistOptions};
-use zkit_testkit::Server;
+use zkit_testkit::bench;
+use zkit_testkit::{PersistOptions, Server};
 
 type Res<T> = Result<T, String>;
 
@@ -28,85 +23,31 @@ fn e<E: std::fmt::Display>(x: E) -> String {
     x.to_string()
 }
 
-fn open_acl() -> Vec<zkit::Acl> {
-    zkit::Acl::open_unsafe()
-}
-
 /// N creates: 1000 parents `/p<k>`, then children `/p<k>/c<i>`.
 fn gen(dir: &Path, n: u64) -> Res<()> {
-    let v = version_dir(dir);
-    std::fs::create_dir_all(&v).map_err(e)?;
-    let mut db = Database::new(false);
-    write_db(&v, &db, None).map_err(e)?;
-    let mut j = Journal::new(&db.tree, 0);
-    let mut w = LogWriter::new(&v, 64 << 20);
-    let t0 = Instant::now();
-    let parents = 1000u64.min(n);
-    let mut cversions = vec![0i32; parents as usize + 1];
-    for z in 1..=n as i64 {
-        let (path, parent_cv) = if (z as u64) <= parents {
-            cversions[0] += 1;
-            (format!("/p{z}"), cversions[0])
-        } else {
-            let k = (z as u64 % parents) as usize + 1;
-            cversions[k] += 1;
-            (format!("/p{k}/c{z}"), cversions[k])
-        };
-        let txn = Txn::new(
-            0x100,
-            z as i32,
-            z,
-            1_700_000_000_000 + z,
-            TxnBody::Create(CreateTxn {
-                path,
-                data: Some(Bytes::from_static(b"0123456789abcdef")),
-                acl: open_acl(),
-                ephemeral: false,
-                parent_cversion: parent_cv,
-            }),
-        );
-        let pre = j.before(&db.tree, &txn);
-        db.apply(&txn, &mut Vec::new());
-        j.after(&db.tree, &txn, pre);
-        for l in j.take() {
-            w.append(&l);
-        }
-        if z % 10_000 == 0 {
-            w.commit(false).map_err(e)?;
-        }
-        if z % 100_000 == 0 {
-            w.roll().map_err(e)?;
-        }
-    }
-    w.roll().map_err(e)?;
+    let g = bench::generate(dir, n).map_err(e)?;
     println!(
-        "gen: {n} txns, {} nodes in {:.2}s",
-        db.tree.node_count(),
-        t0.elapsed().as_secs_f64()
+        "gen: {} txns, {} nodes in {:.2}s",
+        g.txns,
+        g.nodes,
+        g.elapsed.as_secs_f64()
     );
     Ok(())
 }
 
 fn recover_bench(dir: &Path) -> Res<()> {
-    let t0 = Instant::now();
-    let r = recover(dir, &PersistOptions::default(), false).map_err(e)?;
-    let total = t0.elapsed();
-    let v = version_dir(dir);
-    let t1 = Instant::now();
-    let p = write_db(&v, &r.db, Some((r.db.last_zxid, r.digest))).map_err(e)?;
-    let snap = t1.elapsed();
-    let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+    let r = bench::recover_and_snapshot(dir).map_err(e)?;
     println!(
         "recover: {} txns replayed, {} nodes, {:.2}s (includes the closing snapshot, as ZooKeeper does)",
-        r.report.txns_replayed,
-        r.db.tree.node_count(),
-        total.as_secs_f64()
+        r.txns_replayed,
+        r.nodes,
+        r.recover.as_secs_f64()
     );
     println!(
         "snapshot: {} nodes, {} MB, {:.2}s",
-        r.db.tree.node_count(),
-        size / 1_000_000,
-        snap.as_secs_f64()
+        r.nodes,
+        r.snapshot_bytes / 1_000_000,
+        r.snapshot.as_secs_f64()
     );
     Ok(())
 }

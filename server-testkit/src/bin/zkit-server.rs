@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use zkit_testkit::net::FourLetterWords;
+use zkit_testkit::FourLetterWords;
 use zkit_testkit::Server;
 
 const HELP: &str = "\
@@ -54,7 +54,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut host = "127.0.0.1".to_owned();
     let mut port: u16 = 2181;
     let mut b = Server::builder();
-    let mut popts = zkit_testkit::persist::PersistOptions::default();
+    let mut popts = zkit_testkit::PersistOptions::default();
     let mut words = "srvr".to_owned();
     let mut it = args.peekable();
     fn ms(v: &str, flag: &str) -> Result<Duration, String> {

@@ -3,31 +3,13 @@
 
 use std::net::IpAddr;
 
-use base64::Engine;
-use sha1::{Digest, Sha1};
-use zkit_proto::{Acl, Id};
+use zkit_proto::{Acl, ErrorCode, Id};
 
-/// Error code for a denied operation.
-pub const NO_AUTH: i32 = -102;
-/// Error code for an unacceptable ACL.
-pub const INVALID_ACL: i32 = -114;
-
-/// `user:base64(sha1("user:password"))`, ZooKeeper's digest of a `user:password` credential
-/// (`DigestAuthenticationProvider.generateDigest`).
-///
-/// ```
-/// assert_eq!(
-///     zkit_testkit::core::digest("super:test"),
-///     "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
-/// );
-/// ```
+/// The id a `digest` credential `user:password` authenticates as:
+/// `user:base64(sha1("user:password"))` (`DigestAuthenticationProvider.generateDigest`).
+/// A credential without `:` is hashed as it is, like ZooKeeper does.
 pub fn digest(user_password: &str) -> String {
-    let user = user_password.split(':').next().unwrap_or("");
-    let hash = Sha1::digest(user_password.as_bytes());
-    format!(
-        "{user}:{}",
-        base64::engine::general_purpose::STANDARD.encode(hash)
-    )
+    zkit_proto::acl::digest_of_credential(user_password)
 }
 
 /// Whether a scheme has an authentication provider (`ip`, `digest`).
@@ -97,7 +79,7 @@ fn ip_matches(acl_expr: &str, client: &str) -> bool {
 
 /// `ZooKeeperServer.checkACL`: OK when the ACL is empty, the caller is super, or some entry with
 /// one of `perm`'s bits matches one of the caller's ids.
-pub fn check_acl(acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), i32> {
+pub fn check_acl(acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), ErrorCode> {
     if acl.is_empty() || ids.iter().any(|i| i.scheme == "super") {
         return Ok(());
     }
@@ -124,12 +106,12 @@ pub fn check_acl(acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), i32> {
             }
         }
     }
-    Err(NO_AUTH)
+    Err(ErrorCode::NoAuth)
 }
 
 /// `PrepRequestProcessor.fixupACL`: de-duplicates, expands `auth` entries to the caller's
 /// authenticated ids, rejects empty or invalid ACLs with InvalidACL (-114).
-pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, i32> {
+pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
     let mut uniq: Vec<&Acl> = Vec::with_capacity(acl.len());
     for a in acl {
         if !uniq.contains(&a) {
@@ -137,7 +119,7 @@ pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, i32> {
         }
     }
     if uniq.is_empty() {
-        return Err(INVALID_ACL);
+        return Err(ErrorCode::InvalidAcl);
     }
     let mut out = Vec::with_capacity(uniq.len());
     for a in uniq {
@@ -155,11 +137,11 @@ pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, i32> {
                 }
             }
             if !any {
-                return Err(INVALID_ACL);
+                return Err(ErrorCode::InvalidAcl);
             }
         } else {
             if !has_provider(&a.id.scheme) || !is_valid(&a.id.scheme, &a.id.id) {
-                return Err(INVALID_ACL);
+                return Err(ErrorCode::InvalidAcl);
             }
             out.push(a.clone());
         }
@@ -218,6 +200,8 @@ mod tests {
     fn digest_matches_zookeeper() {
         // Known value from ZooKeeper's documentation / DigestAuthenticationProvider.
         assert_eq!(digest("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+        // No colon: the whole credential is hashed (ZooKeeper's generateDigest).
+        assert_eq!(digest("alone"), "alone:GwXWN/BAnMmbTdC1Aj5CHFLZt2Q=");
     }
 
     #[test]
@@ -226,7 +210,7 @@ mod tests {
         assert!(check_acl(&[acl(perms::READ, "world", "anyone")], perms::READ, &[]).is_ok());
         assert_eq!(
             check_acl(&[acl(perms::READ, "world", "anyone")], perms::WRITE, &[]),
-            Err(NO_AUTH)
+            Err(ErrorCode::NoAuth)
         );
         assert!(check_acl(
             &[acl(perms::ALL, "digest", &digest("u:p"))],
@@ -255,25 +239,25 @@ mod tests {
         let ip_only = vec![id("ip", "127.0.0.1")];
         assert_eq!(
             fixup_acl(&[acl(31, "auth", "")], &ip_only),
-            Err(INVALID_ACL)
+            Err(ErrorCode::InvalidAcl)
         );
         let ids = vec![id("ip", "127.0.0.1"), id("digest", "u:h")];
         assert_eq!(
             fixup_acl(&[acl(31, "auth", "")], &ids).unwrap(),
             vec![acl(31, "digest", "u:h")]
         );
-        assert_eq!(fixup_acl(&[], &ids), Err(INVALID_ACL));
+        assert_eq!(fixup_acl(&[], &ids), Err(ErrorCode::InvalidAcl));
         assert_eq!(
             fixup_acl(&[acl(31, "digest", "nocolon")], &ids),
-            Err(INVALID_ACL)
+            Err(ErrorCode::InvalidAcl)
         );
         assert_eq!(
             fixup_acl(&[acl(31, "world", "someone")], &ids),
-            Err(INVALID_ACL)
+            Err(ErrorCode::InvalidAcl)
         );
         assert_eq!(
             fixup_acl(&[acl(31, "ip", "1.2.3.4/40")], &ids),
-            Err(INVALID_ACL)
+            Err(ErrorCode::InvalidAcl)
         );
         let dup = [acl(31, "world", "anyone"), acl(31, "world", "anyone")];
         assert_eq!(fixup_acl(&dup, &ids).unwrap().len(), 1);

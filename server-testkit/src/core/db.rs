@@ -3,18 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use zkit_proto::{Stat, CONTAINER_EPHEMERAL_OWNER};
+use zkit_proto::{ErrorCode, OpCode, Stat, CONTAINER_EPHEMERAL_OWNER};
 
 use super::tree::{Change, DataTree};
 use super::txn::{Txn, TxnBody};
 
 /// Outcome of applying one txn (ZooKeeper's `ProcessTxnResult`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyResult {
-    /// Txn type (a multi's sub-result has its sub-txn's type; -1 for an error entry).
-    pub txn_type: i32,
-    /// Error code (0 = OK). For a multi: the first non-zero sub-result.
-    pub err: i32,
+    /// Txn type (a multi's sub-result has its sub-txn's type; [`OpCode::Error`] for an error
+    /// entry).
+    pub txn_type: OpCode,
+    /// Error code ([`ErrorCode::Ok`] on success). For a multi: the first failing sub-result.
+    pub err: ErrorCode,
     /// Path the txn addressed.
     pub path: String,
     /// Stat after the change (create2 / setData / setACL / check).
@@ -59,10 +60,14 @@ impl Database {
     fn apply_body(&mut self, txn: &Txn, body: &TxnBody, changes: &mut Vec<Change>) -> ApplyResult {
         let h = &txn.hdr;
         let mut rc = ApplyResult {
-            txn_type: body.op().code(),
-            ..Default::default()
+            txn_type: body.op(),
+            err: ErrorCode::Ok,
+            path: String::new(),
+            stat: None,
+            multi: Vec::new(),
+            killed: Vec::new(),
         };
-        let res: Result<Option<Stat>, i32> = match body {
+        let res: Result<Option<Stat>, ErrorCode> = match body {
             TxnBody::Create(_)
             | TxnBody::Create2(_)
             | TxnBody::CreateContainer(_)
@@ -128,7 +133,8 @@ impl Database {
                 rc.path = t.path.clone();
                 Ok(self.tree.stat(&t.path))
             }
-            TxnBody::Error(e) => Err(e.err),
+            // A code this server does not know (a foreign log) still fails the txn.
+            TxnBody::Error(e) => Err(ErrorCode::from_code(e.err).unwrap_or(ErrorCode::SystemError)),
             TxnBody::CreateSession(s) => {
                 self.sessions.insert(h.client_id, s.time_out);
                 Ok(None)
@@ -162,14 +168,18 @@ impl Database {
                                 TxnBody::Error(e.clone())
                             }
                             _ => TxnBody::Error(zkit_proto::txn::ErrorTxn {
-                                err: if post_failed { -2 } else { 0 },
+                                err: if post_failed {
+                                    ErrorCode::RuntimeInconsistency.code()
+                                } else {
+                                    ErrorCode::Ok.code()
+                                },
                             }),
                         }
                     } else {
                         s.clone()
                     };
                     let sub_rc = self.apply_body(txn, &sub, changes);
-                    if sub_rc.err != 0 && rc.err == 0 {
+                    if !sub_rc.err.is_ok() && rc.err.is_ok() {
                         rc.err = sub_rc.err;
                     }
                     rc.multi.push(sub_rc);

@@ -1,18 +1,14 @@
 //! The sans-IO server core: deterministic, no clock, no randomness of its own, no sockets.
 //!
 //! The shell feeds it connection events, received frames and the current time (ms since the
-//! epoch); it answers with [`Output`]s (frames to send, connections to close) in the order they
-//! must happen. Every write becomes a [`Txn`] applied by [`Database::apply`]; watch
-//! notifications caused by a txn are queued before the reply of the request that caused it.
-//!
-//! ```
-//! use zkit_testkit::core::{Config, Core};
-//! let mut core = Core::new(Config::default(), 1_000);
-//! assert_eq!(core.db().tree.node_count(), 4);
-//! ```
+//! epoch); it answers with [`Output`]s (txns committed, frames to send, connections to close) in
+//! the order they must happen. Every write becomes a [`Txn`] applied by [`Database::apply`] and
+//! emitted as [`Output::Committed`] with the tree digest after it; watch notifications caused by
+//! a txn are queued after it and before the reply of the request that caused it.
 
 mod acl;
 mod db;
+mod digest;
 mod jhash;
 mod ops;
 mod prep;
@@ -30,13 +26,13 @@ use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 use zkit_proto::frame::{begin_frame, end_frame};
 use zkit_proto::txn::CloseSessionTxn;
-use zkit_proto::{Id, Record, ReplyHeader, WatcherEvent};
+use zkit_proto::{ErrorCode, Id, Record, ReplyHeader, WatcherEvent};
 
-pub use acl::{check_acl, digest, fixup_acl};
+use acl::check_acl;
 pub use db::{ApplyResult, Database};
-pub use jhash::{java_string_hash, JavaHashSet};
-pub use prep::{CreateArgs, Prep};
-pub use tree::{Change, DataTree, Node, NodeKind, StatPersisted};
+pub use digest::{tree_digest, TreeDigest, DIGEST_VERSION};
+use prep::Prep;
+pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
 pub use watch::{Fired, WatchKind, WatchManager};
 
@@ -60,8 +56,6 @@ pub struct Config {
     pub secret: u64,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
-    /// Keep every committed txn for [`Core::drain_txns`] (for replication and replay tests).
-    pub record_txns: bool,
 }
 
 impl Default for Config {
@@ -74,14 +68,26 @@ impl Default for Config {
             extended_types: false,
             secret: 0x5eed,
             reap_interval: 1000,
-            record_txns: false,
         }
     }
+}
+
+/// A txn the core has applied, with the tree digest after it: what a txn log records and what
+/// replication would ship.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The txn.
+    pub txn: Txn,
+    /// Tree digest after the txn (None for error txns, which ZooKeeper logs without one).
+    pub digest: Option<i64>,
 }
 
 /// Something the shell must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
+    /// A txn was applied. The outputs after it (its notifications and reply) must not be
+    /// released before the txn is durable, when the shell persists.
+    Committed(Box<Committed>),
     /// Send this whole frame (length prefix included) on the connection.
     Send(ConnId, Bytes),
     /// Close the connection after everything queued before has been sent.
@@ -154,9 +160,8 @@ pub struct Core {
     started: i64,
     counters: Counters,
     out: Vec<Output>,
-    txns: Vec<Txn>,
-    /// Persistence hook: committed txns with their tree digests, for the txn log.
-    journal: Option<crate::persist::Journal>,
+    /// Running digest of `db.tree`.
+    digest: TreeDigest,
 }
 
 impl Core {
@@ -169,6 +174,12 @@ impl Core {
 
     /// A core over an existing database (restart with the same data).
     pub fn with_db(cfg: Config, db: Database, now: i64) -> Core {
+        let digest = TreeDigest::of(&db.tree);
+        Core::with_digested_db(cfg, db, digest, now)
+    }
+
+    /// A core over a database whose tree digest is already known (recovered from disk).
+    pub fn with_digested_db(cfg: Config, db: Database, digest: TreeDigest, now: i64) -> Core {
         let next_session = (((now as u64) << 24) >> 8) as i64 | (1i64 << 56);
         // Sessions restored from the database get a full timeout from now.
         let deadlines = db
@@ -189,8 +200,7 @@ impl Core {
             started: now,
             counters: Counters::default(),
             out: Vec::new(),
-            txns: Vec::new(),
-            journal: None,
+            digest,
         }
     }
 
@@ -209,24 +219,9 @@ impl Core {
         self.db
     }
 
-    /// Takes the txns committed since the last call (only with [`Config::record_txns`]).
-    pub fn drain_txns(&mut self) -> Vec<Txn> {
-        std::mem::take(&mut self.txns)
-    }
-
-    /// Installs (or removes) the persistence journal that records every committed txn.
-    pub fn set_journal(&mut self, journal: Option<crate::persist::Journal>) {
-        self.journal = journal;
-    }
-
-    /// The persistence journal, if any.
-    pub fn journal(&self) -> Option<&crate::persist::Journal> {
-        self.journal.as_ref()
-    }
-
-    /// The persistence journal, mutable (to take the committed txns).
-    pub fn journal_mut(&mut self) -> Option<&mut crate::persist::Journal> {
-        self.journal.as_mut()
+    /// The tree digest after the last applied txn.
+    pub fn digest(&self) -> i64 {
+        self.digest.value()
     }
 
     /// Takes the pending outputs.
@@ -415,22 +410,27 @@ impl Core {
         }
     }
 
-    /// Sends a reply: header, then `body` when err == 0.
-    fn reply(&mut self, conn: ConnId, xid: i32, err: i32, body: Option<&dyn Fn(&mut BytesMut)>) {
+    /// Sends a reply: header, then `body` on success.
+    fn reply(
+        &mut self,
+        conn: ConnId,
+        xid: i32,
+        err: ErrorCode,
+        body: Option<&dyn Fn(&mut BytesMut)>,
+    ) {
         let zxid = self.db.last_zxid;
-        let mut b = BytesMut::new();
-        let at = begin_frame(&mut b);
-        ReplyHeader { xid, zxid, err }.encode(&mut b);
-        if err == 0 {
-            if let Some(f) = body {
-                f(&mut b);
-            }
+        if !err.is_ok() {
+            tracing::debug!(conn, xid, err = %err, "request failed");
         }
-        end_frame(&mut b, at);
+        let header = ReplyHeader {
+            xid,
+            zxid,
+            err: err.code(),
+        };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_zxid = zxid;
         }
-        self.send(conn, b.freeze());
+        self.send(conn, reply_frame(header, body));
     }
 
     fn notify(&mut self, fired: Vec<Fired>) {
@@ -443,37 +443,36 @@ impl Core {
             if !allowed {
                 continue;
             }
-            let mut b = BytesMut::new();
-            let at = begin_frame(&mut b);
             // 3.8 servers send notifications with zxid -1.
-            ReplyHeader {
+            let header = ReplyHeader {
                 xid: zkit_proto::xid::NOTIFICATION,
                 zxid: -1,
-                err: 0,
-            }
-            .encode(&mut b);
-            WatcherEvent {
+                err: ErrorCode::Ok.code(),
+            };
+            let event = WatcherEvent {
                 event_type: f.event.code(),
                 state: zkit_proto::KeeperState::SyncConnected.code(),
                 path: f.path,
-            }
-            .encode(&mut b);
-            end_frame(&mut b, at);
-            self.send(f.conn, b.freeze());
+            };
+            let frame = reply_frame(header, Some(&|b: &mut BytesMut| event.encode(b)));
+            self.send(f.conn, frame);
         }
     }
 
-    /// Applies a txn and queues the notifications it causes.
+    /// Applies a txn, emits it as [`Output::Committed`] and queues the notifications it causes.
     fn commit(&mut self, txn: &Txn) -> ApplyResult {
         let mut changes = Vec::new();
-        let pre = self.journal.as_ref().map(|j| j.before(&self.db.tree, txn));
+        let pre = self.digest.before(&self.db.tree, txn);
         let rc = self.db.apply(txn, &mut changes);
-        if let (Some(j), Some(pre)) = (self.journal.as_mut(), pre) {
-            j.after(&self.db.tree, txn, pre);
-        }
-        if self.cfg.record_txns {
-            self.txns.push(txn.clone());
-        }
+        self.digest.after(&self.db.tree, pre);
+        let digest = match txn.body {
+            TxnBody::Error(_) => None,
+            _ => Some(self.digest.value()),
+        };
+        self.out.push(Output::Committed(Box::new(Committed {
+            txn: txn.clone(),
+            digest,
+        })));
         let mut fired = Vec::new();
         for ch in changes {
             match ch {
@@ -551,11 +550,26 @@ impl Core {
             let zxid = self.next_zxid();
             let body = {
                 let mut prep = Prep::new(&self.db.tree, 0, &[], zxid, now);
-                prep.delete_container(&path)
-                    .unwrap_or_else(|err| TxnBody::Error(zkit_proto::txn::ErrorTxn { err }))
+                prep.delete_container(&path).unwrap_or_else(|err| {
+                    TxnBody::Error(zkit_proto::txn::ErrorTxn { err: err.code() })
+                })
             };
             tracing::debug!(path = %path, "reaping container/TTL node");
             self.commit(&Txn::new(0, 0, zxid, now, body));
         }
     }
+}
+
+/// One frame from the server: the reply header, then `body` only when the header says success
+/// (a failed request's reply is the header alone, like ZooKeeper's).
+fn reply_frame(header: ReplyHeader, body: Option<&dyn Fn(&mut BytesMut)>) -> Bytes {
+    let ok = header.err == ErrorCode::Ok.code();
+    let mut b = BytesMut::new();
+    let at = begin_frame(&mut b);
+    header.encode(&mut b);
+    if let (true, Some(f)) = (ok, body) {
+        f(&mut b);
+    }
+    end_frame(&mut b, at);
+    b.freeze()
 }

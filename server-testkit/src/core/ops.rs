@@ -7,21 +7,12 @@ use zkit_proto::*;
 
 use super::acl::{check_acl, digest, mask_digests, user_name};
 use super::prep::{CreateArgs, Prep};
-use super::tree::{join, CONFIG};
 use super::txn::{Txn, TxnBody};
 use super::watch::{Fired, WatchKind};
-use super::{ConnId, Core};
+use super::{reply_frame, ConnId, Core};
 
-const MARSHALLING: i32 = -5;
-const UNIMPLEMENTED: i32 = -6;
-const BAD_ARGUMENTS: i32 = -8;
-const NO_NODE: i32 = -101;
-const RECONFIG_DISABLED: i32 = -123;
-const AUTH_FAILED: i32 = -115;
-const NO_WATCHER: i32 = -121;
-
-fn decode<R: Record>(r: &mut Reader) -> Result<R, i32> {
-    R::decode(r).map_err(|_| MARSHALLING)
+fn decode<R: Record>(r: &mut Reader) -> Result<R, ErrorCode> {
+    R::decode(r).map_err(|_| ErrorCode::MarshallingError)
 }
 
 impl Core {
@@ -134,18 +125,18 @@ impl Core {
         self.touch(session, now);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_cxid = h.xid;
-            c.last_op = op_name(h.op);
+            c.last_op = OpCode::from_code(h.op).map_or("NA", op_name);
         }
         tracing::debug!(conn, xid = h.xid, op = h.op, "request");
         let Ok(op) = OpCode::from_code(h.op) else {
             // Like ZooKeeper: Unimplemented, then the connection is closed.
             tracing::warn!(conn, op = h.op, "unknown opcode, closing");
-            self.reply(conn, h.xid, UNIMPLEMENTED, None);
+            self.reply(conn, h.xid, ErrorCode::Unimplemented, None);
             self.close(conn, "unknown opcode");
             return;
         };
         match op {
-            OpCode::Ping => self.reply(conn, h.xid, 0, None),
+            OpCode::Ping => self.reply(conn, h.xid, ErrorCode::Ok, None),
             OpCode::Auth => self.auth(conn, h.xid, &mut r),
             OpCode::Sasl => {
                 // No SASL configured: a real server drops the connection.
@@ -156,7 +147,7 @@ impl Core {
             OpCode::CloseSession => {
                 self.close_session(session, h.xid, now);
                 self.session_conn.remove(&session);
-                self.reply(conn, h.xid, 0, None);
+                self.reply(conn, h.xid, ErrorCode::Ok, None);
                 self.close(conn, "session closed by client");
             }
             OpCode::Create
@@ -175,7 +166,7 @@ impl Core {
                     Ok(body) => self.reply(
                         conn,
                         h.xid,
-                        0,
+                        ErrorCode::Ok,
                         Some(&|b: &mut BytesMut| b.extend_from_slice(&body)),
                     ),
                     Err(e) => self.reply(conn, h.xid, e, None),
@@ -218,16 +209,17 @@ impl Core {
             _ => false,
         };
         // The auth reply carries zxid 0 on a real server.
-        let mut b = BytesMut::new();
-        let at = zkit_proto::frame::begin_frame(&mut b);
-        ReplyHeader {
+        let err = if ok {
+            ErrorCode::Ok
+        } else {
+            ErrorCode::AuthFailed
+        };
+        let header = ReplyHeader {
             xid,
             zxid: 0,
-            err: if ok { 0 } else { AUTH_FAILED },
-        }
-        .encode(&mut b);
-        zkit_proto::frame::end_frame(&mut b, at);
-        self.send(conn, b.freeze());
+            err: err.code(),
+        };
+        self.send(conn, reply_frame(header, None));
         if !ok {
             tracing::warn!(conn, scheme = %scheme, "authentication failed");
             self.close(conn, "authentication failed");
@@ -247,7 +239,7 @@ impl Core {
             SetWatches2::decode(r)
         };
         let Ok(sw) = sw else {
-            self.reply(conn, h.xid, MARSHALLING, None);
+            self.reply(conn, h.xid, ErrorCode::MarshallingError, None);
             return;
         };
         let rel = sw.relative_zxid;
@@ -289,7 +281,7 @@ impl Core {
             self.watches.add(conn, p, WatchKind::PersistentRecursive);
         }
         self.notify(fired);
-        self.reply(conn, h.xid, 0, None);
+        self.reply(conn, h.xid, ErrorCode::Ok, None);
     }
 
     fn write(
@@ -309,7 +301,7 @@ impl Core {
             .unwrap_or_default();
         let body = {
             let mut prep = Prep::new(&self.db.tree, session, &ids, zxid, now);
-            let res: Result<TxnBody, i32> = (|| match op {
+            let res: Result<TxnBody, ErrorCode> = (|| match op {
                 OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
                     let c: CreateRequest = decode(r)?;
                     prep.create(
@@ -359,67 +351,71 @@ impl Core {
                         .iter()
                         .any(|o| matches!(o, MultiOp::GetData(_) | MultiOp::GetChildren(_)))
                     {
-                        return Err(MARSHALLING);
+                        return Err(ErrorCode::MarshallingError);
                     }
                     Ok(prep.multi(&m.ops))
                 }
                 OpCode::Reconfig => {
                     let _: ReconfigRequest = decode(r)?;
-                    Err(RECONFIG_DISABLED)
+                    Err(ErrorCode::ReconfigDisabled)
                 }
-                _ => Err(UNIMPLEMENTED),
+                _ => Err(ErrorCode::Unimplemented),
             })();
-            res.unwrap_or_else(|err| TxnBody::Error(ErrorTxn { err }))
+            res.unwrap_or_else(|err| TxnBody::Error(ErrorTxn { err: err.code() }))
         };
         let txn = Txn::new(session, h.xid, zxid, now, body);
         let rc = self.commit(&txn);
-        if op == OpCode::Multi && rc.txn_type == OpCode::Multi.code() {
+        if op == OpCode::Multi && rc.txn_type == OpCode::Multi {
             let results = rc
                 .multi
                 .iter()
-                .map(|s| match OpCode::from_code(s.txn_type) {
-                    _ if s.txn_type == OpCode::Error.code() => MultiResult::Error(s.err),
+                .map(|s| match s.txn_type {
                     // A 3.8 server answers create2 inside a multi with a plain create result.
-                    Ok(OpCode::Create | OpCode::Create2) => MultiResult::Create(s.path.clone()),
-                    Ok(OpCode::CreateContainer | OpCode::CreateTtl) => {
+                    OpCode::Create | OpCode::Create2 => MultiResult::Create(s.path.clone()),
+                    OpCode::CreateContainer | OpCode::CreateTtl => {
                         MultiResult::Create2(Create2Response {
                             path: s.path.clone(),
                             stat: s.stat.clone().unwrap_or_default(),
                         })
                     }
-                    Ok(OpCode::Delete | OpCode::DeleteContainer) => MultiResult::Delete,
-                    Ok(OpCode::SetData) => MultiResult::SetData(s.stat.clone().unwrap_or_default()),
-                    Ok(OpCode::Check) => MultiResult::Check,
-                    _ => MultiResult::Error(s.err),
+                    OpCode::Delete | OpCode::DeleteContainer => MultiResult::Delete,
+                    OpCode::SetData => MultiResult::SetData(s.stat.clone().unwrap_or_default()),
+                    OpCode::Check => MultiResult::Check,
+                    _ => MultiResult::Error(s.err.code()),
                 })
                 .collect();
             let resp = MultiResponse { results };
             // The header's err is 0 even when the multi aborted.
-            self.reply(conn, h.xid, 0, Some(&|b: &mut BytesMut| resp.encode(b)));
+            self.reply(
+                conn,
+                h.xid,
+                ErrorCode::Ok,
+                Some(&|b: &mut BytesMut| resp.encode(b)),
+            );
             return;
         }
-        if rc.err != 0 {
+        if !rc.err.is_ok() {
             self.reply(conn, h.xid, rc.err, None);
             return;
         }
         let stat = rc.stat.clone().unwrap_or_default();
+        let mut body = BytesMut::new();
         match op {
-            OpCode::Create => {
-                let p = PathResponse { path: rc.path };
-                self.reply(conn, h.xid, 0, Some(&|b: &mut BytesMut| p.encode(b)));
+            OpCode::Create => PathResponse { path: rc.path }.encode(&mut body),
+            OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => Create2Response {
+                path: rc.path,
+                stat,
             }
-            OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
-                let p = Create2Response {
-                    path: rc.path,
-                    stat,
-                };
-                self.reply(conn, h.xid, 0, Some(&|b: &mut BytesMut| p.encode(b)));
-            }
-            OpCode::SetData | OpCode::SetAcl | OpCode::Check => {
-                self.reply(conn, h.xid, 0, Some(&|b: &mut BytesMut| stat.encode(b)));
-            }
-            _ => self.reply(conn, h.xid, 0, None),
+            .encode(&mut body),
+            OpCode::SetData | OpCode::SetAcl | OpCode::Check => stat.encode(&mut body),
+            _ => {}
         }
+        self.reply(
+            conn,
+            h.xid,
+            ErrorCode::Ok,
+            Some(&|b: &mut BytesMut| b.extend_from_slice(&body)),
+        );
     }
 
     /// Reads: answered from the tree; returns the encoded response body.
@@ -429,7 +425,7 @@ impl Core {
         session: i64,
         op: OpCode,
         r: &mut Reader,
-    ) -> Result<Bytes, i32> {
+    ) -> Result<Bytes, ErrorCode> {
         let ids = self
             .conns
             .get(&conn)
@@ -440,13 +436,17 @@ impl Core {
             OpCode::Exists => {
                 let q: PathWatchRequest = decode(r)?;
                 if q.path.contains('\0') {
-                    return Err(BAD_ARGUMENTS);
+                    return Err(ErrorCode::BadArguments);
                 }
                 // No ACL check: a 3.8 server answers exists for anyone.
                 if q.watch {
                     self.watches.add(conn, &q.path, WatchKind::Data);
                 }
-                self.db.tree.stat(&q.path).ok_or(NO_NODE)?.encode(&mut b);
+                self.db
+                    .tree
+                    .stat(&q.path)
+                    .ok_or(ErrorCode::NoNode)?
+                    .encode(&mut b);
             }
             OpCode::GetData => {
                 let q: PathWatchRequest = decode(r)?;
@@ -463,7 +463,7 @@ impl Core {
             }
             OpCode::GetAcl => {
                 let q: PathRequest = decode(r)?;
-                let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
+                let n = self.db.tree.get(&q.path).ok_or(ErrorCode::NoNode)?;
                 check_acl(&n.acl, perms::READ | perms::ADMIN, &ids)?;
                 let stat = n.client_stat(self.cfg.extended_types);
                 let acl = if check_acl(&n.acl, perms::ADMIN, &ids).is_ok() {
@@ -489,7 +489,7 @@ impl Core {
             }
             OpCode::GetAllChildrenNumber => {
                 let q: PathRequest = decode(r)?;
-                let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
+                let n = self.db.tree.get(&q.path).ok_or(ErrorCode::NoNode)?;
                 check_acl(&n.acl, perms::READ, &ids)?;
                 IntResponse {
                     value: self.db.tree.all_children_number(&q.path),
@@ -503,13 +503,13 @@ impl Core {
                     results.push(match op {
                         MultiOp::GetData(q) => match self.get_data(conn, q, &ids) {
                             Ok(d) => MultiResult::GetData(d),
-                            Err(e) => MultiResult::Error(e),
+                            Err(e) => MultiResult::Error(e.code()),
                         },
                         MultiOp::GetChildren(q) => match self.get_children(conn, q, &ids) {
                             Ok((c, _)) => MultiResult::GetChildren(c),
-                            Err(e) => MultiResult::Error(e),
+                            Err(e) => MultiResult::Error(e.code()),
                         },
-                        _ => return Err(MARSHALLING),
+                        _ => return Err(ErrorCode::MarshallingError),
                     });
                 }
                 MultiResponse { results }.encode(&mut b);
@@ -526,30 +526,31 @@ impl Core {
             }
             OpCode::CheckWatches | OpCode::RemoveWatches => {
                 let q: WatchesRequest = decode(r)?;
-                // 3.8 knows only Children (1), Data (2) and Any (3) here; others fail to decode.
-                if !(1..=3).contains(&q.watcher_type) {
-                    return Err(MARSHALLING);
-                }
+                // 3.8 knows only Children, Data and Any here; others fail to decode.
+                let watcher_type = match WatcherType::from_code(q.watcher_type) {
+                    Ok(t @ (WatcherType::Children | WatcherType::Data | WatcherType::Any)) => t,
+                    _ => return Err(ErrorCode::MarshallingError),
+                };
                 let found = if op == OpCode::CheckWatches {
-                    self.watches.contains(conn, &q.path, q.watcher_type)
+                    self.watches.contains(conn, &q.path, watcher_type)
                 } else {
-                    self.watches.remove(conn, &q.path, q.watcher_type)
+                    self.watches.remove(conn, &q.path, watcher_type)
                 };
                 if !found {
-                    return Err(NO_WATCHER);
+                    return Err(ErrorCode::NoWatcher);
                 }
             }
             OpCode::AddWatch => {
                 let q: AddWatchRequest = decode(r)?;
-                let kind = match q.mode {
-                    0 => WatchKind::Persistent,
-                    1 => WatchKind::PersistentRecursive,
-                    _ => return Err(BAD_ARGUMENTS),
+                let kind = match AddWatchMode::from_code(q.mode) {
+                    Ok(AddWatchMode::Persistent) => WatchKind::Persistent,
+                    Ok(AddWatchMode::PersistentRecursive) => WatchKind::PersistentRecursive,
+                    _ => return Err(ErrorCode::BadArguments),
                 };
                 self.watches.add(conn, &q.path, kind);
                 IntResponse { value: 0 }.encode(&mut b);
             }
-            _ => return Err(UNIMPLEMENTED),
+            _ => return Err(ErrorCode::Unimplemented),
         }
         Ok(b.freeze())
     }
@@ -559,8 +560,8 @@ impl Core {
         conn: ConnId,
         q: &PathWatchRequest,
         ids: &[Id],
-    ) -> Result<GetDataResponse, i32> {
-        let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
+    ) -> Result<GetDataResponse, ErrorCode> {
+        let n = self.db.tree.get(&q.path).ok_or(ErrorCode::NoNode)?;
         check_acl(&n.acl, perms::READ, ids)?;
         let resp = GetDataResponse {
             data: n.data.clone(),
@@ -577,8 +578,8 @@ impl Core {
         conn: ConnId,
         q: &PathWatchRequest,
         ids: &[Id],
-    ) -> Result<(Vec<String>, Stat), i32> {
-        let n = self.db.tree.get(&q.path).ok_or(NO_NODE)?;
+    ) -> Result<(Vec<String>, Stat), ErrorCode> {
+        let n = self.db.tree.get(&q.path).ok_or(ErrorCode::NoNode)?;
         check_acl(&n.acl, perms::READ, ids)?;
         let children = n.children.iter_order();
         let stat = n.client_stat(self.cfg.extended_types);
@@ -586,26 +587,6 @@ impl Core {
             self.watches.add(conn, &q.path, WatchKind::Child);
         }
         Ok((children, stat))
-    }
-
-    /// The data of `/zookeeper/config` (what getConfig returns).
-    pub fn config_data(&self) -> Option<Bytes> {
-        self.db.tree.get(CONFIG).and_then(|n| n.data.clone())
-    }
-
-    /// Full paths of the children of `path` (helper for dumps).
-    pub fn child_paths(&self, path: &str) -> Vec<String> {
-        self.db
-            .tree
-            .get(path)
-            .map(|n| {
-                n.children
-                    .iter_order()
-                    .iter()
-                    .map(|c| join(path, c))
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 }
 
@@ -620,31 +601,31 @@ fn push_id(ids: &mut Vec<Id>, scheme: &str, id: &str) {
 }
 
 /// The short operation names of `FinalRequestProcessor` (the `lop` field of `cons`).
-fn op_name(op: i32) -> &'static str {
+fn op_name(op: OpCode) -> &'static str {
     match op {
-        1 | 15 | 19 | 21 => "CREA",
-        2 | 20 => "DELE",
-        3 => "EXIS",
-        4 => "GETD",
-        5 => "SETD",
-        6 => "GETA",
-        7 => "SETA",
-        8 | 12 => "GETC",
-        9 => "SYNC",
-        11 => "PING",
-        13 => "CHEC",
-        14 => "MULT",
-        16 => "RECO",
-        17 => "CHKW",
-        18 => "REMW",
-        22 => "MLTR",
-        101 => "SETW",
-        105 => "STW2",
-        103 => "GETE",
-        104 => "GETACN",
-        106 => "ADDW",
-        107 => "HOMI",
-        -11 => "CLOS",
+        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => "CREA",
+        OpCode::Delete | OpCode::DeleteContainer => "DELE",
+        OpCode::Exists => "EXIS",
+        OpCode::GetData => "GETD",
+        OpCode::SetData => "SETD",
+        OpCode::GetAcl => "GETA",
+        OpCode::SetAcl => "SETA",
+        OpCode::GetChildren | OpCode::GetChildren2 => "GETC",
+        OpCode::Sync => "SYNC",
+        OpCode::Ping => "PING",
+        OpCode::Check => "CHEC",
+        OpCode::Multi => "MULT",
+        OpCode::Reconfig => "RECO",
+        OpCode::CheckWatches => "CHKW",
+        OpCode::RemoveWatches => "REMW",
+        OpCode::MultiRead => "MLTR",
+        OpCode::SetWatches => "SETW",
+        OpCode::SetWatches2 => "STW2",
+        OpCode::GetEphemerals => "GETE",
+        OpCode::GetAllChildrenNumber => "GETACN",
+        OpCode::AddWatch => "ADDW",
+        OpCode::WhoAmI => "HOMI",
+        OpCode::CloseSession => "CLOS",
         _ => "NA",
     }
 }

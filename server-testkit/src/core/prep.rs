@@ -7,23 +7,13 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use zkit_proto::path::validate_path;
 use zkit_proto::txn::*;
-use zkit_proto::{perms, Acl, CreateMode, Id, MultiOp, OpCode, CONTAINER_EPHEMERAL_OWNER, MAX_TTL};
+use zkit_proto::{
+    perms, Acl, CreateMode, ErrorCode, Id, MultiOp, OpCode, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
+};
 
 use super::acl::{check_acl, fixup_acl};
 use super::tree::{DataTree, NodeKind, StatPersisted, CONFIG, QUOTA, ROOT, ZOOKEEPER};
 use super::txn::TxnBody;
-
-/// Error codes used here.
-mod code {
-    pub const UNIMPLEMENTED: i32 = -6;
-    pub const BAD_ARGUMENTS: i32 = -8;
-    pub const NO_NODE: i32 = -101;
-    pub const BAD_VERSION: i32 = -103;
-    pub const NO_CHILDREN_FOR_EPHEMERALS: i32 = -108;
-    pub const NODE_EXISTS: i32 = -110;
-    pub const NOT_EMPTY: i32 = -111;
-    pub const RUNTIME_INCONSISTENCY: i32 = -2;
-}
 
 /// What preparation knows about a node (ZooKeeper's `ChangeRecord`).
 #[derive(Debug, Clone)]
@@ -62,19 +52,11 @@ fn is_special(path: &str) -> bool {
     matches!(path, ROOT | ZOOKEEPER | QUOTA | CONFIG)
 }
 
-fn check_and_inc(current: i32, expected: i32) -> Result<i32, i32> {
+fn check_and_inc(current: i32, expected: i32) -> Result<i32, ErrorCode> {
     if expected != -1 && expected != current {
-        return Err(code::BAD_VERSION);
+        return Err(ErrorCode::BadVersion);
     }
     Ok(current.wrapping_add(1))
-}
-
-fn parent_of(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) => ROOT,
-        Some(i) => &path[..i],
-        None => "",
-    }
 }
 
 impl<'a> Prep<'a> {
@@ -90,12 +72,12 @@ impl<'a> Prep<'a> {
         }
     }
 
-    fn record(&self, path: &str) -> Result<Rec, i32> {
+    fn record(&self, path: &str) -> Result<Rec, ErrorCode> {
         let path = if path.is_empty() { ROOT } else { path };
         if let Some(r) = self.overlay.get(path) {
-            return r.clone().ok_or(code::NO_NODE);
+            return r.clone().ok_or(ErrorCode::NoNode);
         }
-        let n = self.tree.get(path).ok_or(code::NO_NODE)?;
+        let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
         Ok(Rec {
             stat: n.stat,
             child_count: n.children.len() as i32,
@@ -108,11 +90,11 @@ impl<'a> Prep<'a> {
     }
 
     /// create / create2 / createContainer / createTTL.
-    pub fn create(&mut self, op: OpCode, a: CreateArgs) -> Result<TxnBody, i32> {
-        let mode = CreateMode::from_code(a.flags).map_err(|_| code::BAD_ARGUMENTS)?;
+    pub fn create(&mut self, op: OpCode, a: CreateArgs) -> Result<TxnBody, ErrorCode> {
+        let mode = CreateMode::from_code(a.flags).map_err(|_| ErrorCode::BadArguments)?;
         // validateCreateRequest
         if mode.is_ttl() && !self.tree.extended_types() {
-            return Err(code::UNIMPLEMENTED);
+            return Err(ErrorCode::Unimplemented);
         }
         let ttl_ok = if mode.is_ttl() {
             a.ttl > 0 && a.ttl <= MAX_TTL
@@ -120,14 +102,14 @@ impl<'a> Prep<'a> {
             a.ttl < 0
         };
         if !ttl_ok {
-            return Err(code::BAD_ARGUMENTS);
+            return Err(ErrorCode::BadArguments);
         }
         // validatePathForCreate
         let Some(slash) = a.path.rfind('/') else {
-            return Err(code::BAD_ARGUMENTS);
+            return Err(ErrorCode::BadArguments);
         };
         if a.path.contains('\0') {
-            return Err(code::BAD_ARGUMENTS);
+            return Err(ErrorCode::BadArguments);
         }
         let parent_path = a.path[..slash].to_owned();
         let acl = fixup_acl(&a.acl, self.ids)?;
@@ -137,12 +119,12 @@ impl<'a> Prep<'a> {
         if mode.is_sequential() {
             path.push_str(&format!("{:010}", parent.stat.cversion));
         }
-        validate_path(&path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+        validate_path(&path, false).map_err(|_| ErrorCode::BadArguments)?;
         if self.record(&path).is_ok() {
-            return Err(code::NODE_EXISTS);
+            return Err(ErrorCode::NodeExists);
         }
         if self.kind(parent.stat.ephemeral_owner) == NodeKind::Ephemeral {
-            return Err(code::NO_CHILDREN_FOR_EPHEMERALS);
+            return Err(ErrorCode::NoChildrenForEphemerals);
         }
         let new_cversion = parent.stat.cversion.wrapping_add(1);
         let body = match op {
@@ -208,12 +190,12 @@ impl<'a> Prep<'a> {
         Ok(body)
     }
 
-    fn parent_and_validate(&self, path: &str) -> Result<String, i32> {
-        validate_path(path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+    fn parent_and_validate(&self, path: &str) -> Result<String, ErrorCode> {
+        validate_path(path, false).map_err(|_| ErrorCode::BadArguments)?;
         if !path.contains('/') || path.contains('\0') || is_special(path) {
-            return Err(code::BAD_ARGUMENTS);
+            return Err(ErrorCode::BadArguments);
         }
-        Ok(parent_of(path).to_owned())
+        Ok(zkit_proto::path::parent(path).to_owned())
     }
 
     fn remove(&mut self, path: &str, parent_path: &str, mut parent: Rec) {
@@ -224,36 +206,36 @@ impl<'a> Prep<'a> {
     }
 
     /// delete.
-    pub fn delete(&mut self, path: &str, version: i32) -> Result<TxnBody, i32> {
+    pub fn delete(&mut self, path: &str, version: i32) -> Result<TxnBody, ErrorCode> {
         // Like ZooKeeper, delete does not run the full path validation: a path no node can
         // have (U+FFFD, a trailing slash) is NoNode, not BadArguments.
         if !path.contains('/') || path.contains('\0') || is_special(path) {
-            return Err(code::BAD_ARGUMENTS);
+            return Err(ErrorCode::BadArguments);
         }
-        let parent_path = parent_of(path).to_owned();
+        let parent_path = zkit_proto::path::parent(path).to_owned();
         let parent = self.record(&parent_path)?;
         check_acl(&parent.acl, perms::DELETE, self.ids)?;
         let node = self.record(path)?;
         check_and_inc(node.stat.version, version)?;
         if node.child_count > 0 {
-            return Err(code::NOT_EMPTY);
+            return Err(ErrorCode::NotEmpty);
         }
         self.remove(path, &parent_path, parent);
         Ok(TxnBody::Delete(DeleteTxn { path: path.into() }))
     }
 
     /// deleteContainer (the reaper's request): only empty containers / TTL nodes.
-    pub fn delete_container(&mut self, path: &str) -> Result<TxnBody, i32> {
+    pub fn delete_container(&mut self, path: &str) -> Result<TxnBody, ErrorCode> {
         let parent_path = self.parent_and_validate(path)?;
         let node = self.record(path)?;
         if node.child_count > 0 {
-            return Err(code::NOT_EMPTY);
+            return Err(ErrorCode::NotEmpty);
         }
         if matches!(
             self.kind(node.stat.ephemeral_owner),
             NodeKind::Ephemeral | NodeKind::Persistent
         ) {
-            return Err(code::BAD_VERSION);
+            return Err(ErrorCode::BadVersion);
         }
         let parent = self.record(&parent_path)?;
         self.remove(path, &parent_path, parent);
@@ -266,8 +248,8 @@ impl<'a> Prep<'a> {
         path: &str,
         data: Option<Bytes>,
         version: i32,
-    ) -> Result<TxnBody, i32> {
-        validate_path(path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+    ) -> Result<TxnBody, ErrorCode> {
+        validate_path(path, false).map_err(|_| ErrorCode::BadArguments)?;
         let mut node = self.record(path)?;
         check_acl(&node.acl, perms::WRITE, self.ids)?;
         let new_version = check_and_inc(node.stat.version, version)?;
@@ -283,8 +265,8 @@ impl<'a> Prep<'a> {
     }
 
     /// setACL.
-    pub fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<TxnBody, i32> {
-        validate_path(path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+    pub fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<TxnBody, ErrorCode> {
+        validate_path(path, false).map_err(|_| ErrorCode::BadArguments)?;
         let acl = fixup_acl(acl, self.ids)?;
         let mut node = self.record(path)?;
         check_acl(&node.acl, perms::ADMIN, self.ids)?;
@@ -300,8 +282,8 @@ impl<'a> Prep<'a> {
     }
 
     /// check.
-    pub fn check(&mut self, path: &str, version: i32) -> Result<TxnBody, i32> {
-        validate_path(path, false).map_err(|_| code::BAD_ARGUMENTS)?;
+    pub fn check(&mut self, path: &str, version: i32) -> Result<TxnBody, ErrorCode> {
+        validate_path(path, false).map_err(|_| ErrorCode::BadArguments)?;
         let node = self.record(path)?;
         check_acl(&node.acl, perms::READ, self.ids)?;
         let v = check_and_inc(node.stat.version, version)?;
@@ -312,7 +294,7 @@ impl<'a> Prep<'a> {
     }
 
     /// One op of a multi.
-    pub fn op(&mut self, op: &MultiOp) -> Result<TxnBody, i32> {
+    pub fn op(&mut self, op: &MultiOp) -> Result<TxnBody, ErrorCode> {
         match op {
             MultiOp::Create { op, req } => self.create(
                 *op,
@@ -337,7 +319,7 @@ impl<'a> Prep<'a> {
             MultiOp::Delete(r) => self.delete(&r.path, r.version),
             MultiOp::SetData(r) => self.set_data(&r.path, r.data.clone(), r.version),
             MultiOp::Check(r) => self.check(&r.path, r.version),
-            _ => Err(code::BAD_ARGUMENTS),
+            _ => Err(ErrorCode::BadArguments),
         }
     }
 
@@ -351,7 +333,7 @@ impl<'a> Prep<'a> {
         for op in ops {
             if failed {
                 subs.push(TxnBody::Error(ErrorTxn {
-                    err: code::RUNTIME_INCONSISTENCY,
+                    err: ErrorCode::RuntimeInconsistency.code(),
                 }));
                 continue;
             }
@@ -360,7 +342,7 @@ impl<'a> Prep<'a> {
                 Err(e) => {
                     failed = true;
                     self.overlay.clear();
-                    subs.push(TxnBody::Error(ErrorTxn { err: e }));
+                    subs.push(TxnBody::Error(ErrorTxn { err: e.code() }));
                 }
             }
         }
@@ -379,13 +361,12 @@ fn parent_path_key(p: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::tree::open_acl;
 
     fn args(path: &str, flags: i32) -> CreateArgs {
         CreateArgs {
             path: path.into(),
             data: None,
-            acl: open_acl(),
+            acl: Acl::open_unsafe(),
             flags,
             ttl: -1,
         }
@@ -396,24 +377,42 @@ mod tests {
         let t = DataTree::new(false);
         let ids = [];
         let mut p = Prep::new(&t, 1, &ids, 5, 0);
-        assert_eq!(p.create(OpCode::Create, args("/a", 9)).unwrap_err(), -8);
-        assert_eq!(p.create(OpCode::Create, args("/a", 5)).unwrap_err(), -6);
-        assert_eq!(p.create(OpCode::Create, args("a", 0)).unwrap_err(), -8);
+        assert_eq!(
+            p.create(OpCode::Create, args("/a", 9)).unwrap_err(),
+            ErrorCode::BadArguments
+        );
+        assert_eq!(
+            p.create(OpCode::Create, args("/a", 5)).unwrap_err(),
+            ErrorCode::Unimplemented
+        );
+        assert_eq!(
+            p.create(OpCode::Create, args("a", 0)).unwrap_err(),
+            ErrorCode::BadArguments
+        );
         let mut bad = args("/x/y", 0);
         bad.acl = vec![];
         // InvalidACL is checked before the parent is looked up.
-        assert_eq!(p.create(OpCode::Create, bad).unwrap_err(), -114);
-        assert_eq!(p.create(OpCode::Create, args("/x/y", 0)).unwrap_err(), -101);
+        assert_eq!(
+            p.create(OpCode::Create, bad).unwrap_err(),
+            ErrorCode::InvalidAcl
+        );
+        assert_eq!(
+            p.create(OpCode::Create, args("/x/y", 0)).unwrap_err(),
+            ErrorCode::NoNode
+        );
         assert_eq!(
             p.create(OpCode::Create, args("/zookeeper", 0)).unwrap_err(),
-            -110
+            ErrorCode::NodeExists
         );
         // The parent is looked up before the full path is validated.
-        assert_eq!(p.create(OpCode::Create, args("/a/", 0)).unwrap_err(), -101);
+        assert_eq!(
+            p.create(OpCode::Create, args("/a/", 0)).unwrap_err(),
+            ErrorCode::NoNode
+        );
         assert_eq!(
             p.create(OpCode::Create, args("/zookeeper/", 0))
                 .unwrap_err(),
-            -8
+            ErrorCode::BadArguments
         );
     }
 
@@ -440,8 +439,11 @@ mod tests {
     fn special_paths_cannot_be_deleted() {
         let t = DataTree::new(false);
         let mut p = Prep::new(&t, 1, &[], 5, 0);
-        assert_eq!(p.delete("/zookeeper", -1).unwrap_err(), -8);
-        assert_eq!(p.delete("/", -1).unwrap_err(), -8);
-        assert_eq!(p.delete("/nope", -1).unwrap_err(), -101);
+        assert_eq!(
+            p.delete("/zookeeper", -1).unwrap_err(),
+            ErrorCode::BadArguments
+        );
+        assert_eq!(p.delete("/", -1).unwrap_err(), ErrorCode::BadArguments);
+        assert_eq!(p.delete("/nope", -1).unwrap_err(), ErrorCode::NoNode);
     }
 }

@@ -12,6 +12,8 @@ struct H {
     core: Core,
     now: i64,
     xid: i32,
+    /// Every txn the core committed, from its [`Output::Committed`]s.
+    txns: Vec<Txn>,
 }
 
 /// One decoded frame sent to a connection.
@@ -24,10 +26,7 @@ enum Sent {
 
 impl H {
     fn new() -> H {
-        H::with(Config {
-            record_txns: true,
-            ..Config::default()
-        })
+        H::with(Config::default())
     }
 
     fn with(cfg: Config) -> H {
@@ -35,7 +34,25 @@ impl H {
             core: Core::new(cfg, T0),
             now: T0,
             xid: 0,
+            txns: Vec::new(),
         }
+    }
+
+    /// The core's outputs for the shell: committed txns are kept in `txns`, the rest returned.
+    fn output(&mut self) -> Vec<Output> {
+        let mut rest = Vec::new();
+        for o in self.core.take_output() {
+            match o {
+                Output::Committed(c) => self.txns.push(c.txn),
+                o => rest.push(o),
+            }
+        }
+        rest
+    }
+
+    /// The txns committed since the last call.
+    fn drain_txns(&mut self) -> Vec<Txn> {
+        std::mem::take(&mut self.txns)
     }
 
     fn addr() -> SocketAddr {
@@ -61,7 +78,7 @@ impl H {
         let mut b = b;
         let frame = take_frame(&mut b, usize::MAX).unwrap().unwrap();
         self.core.receive(conn, frame, self.now);
-        let out = self.core.take_output();
+        let out = self.output();
         match &out[0] {
             Output::Send(c, f) => {
                 assert_eq!(*c, conn);
@@ -87,8 +104,7 @@ impl H {
     }
 
     fn drain(&mut self) -> Vec<(ConnId, Sent)> {
-        self.core
-            .take_output()
+        self.output()
             .into_iter()
             .map(|o| match o {
                 Output::Send(c, f) => {
@@ -101,6 +117,7 @@ impl H {
                     }
                 }
                 Output::Close(c, _) => (c, Sent::Close),
+                Output::Committed(_) => unreachable!("kept by output()"),
             })
             .collect()
     }
@@ -125,7 +142,7 @@ impl H {
         let req = CreateRequest {
             path: path.into(),
             data: Some(Bytes::from_static(b"d")),
-            acl: tree::open_acl(),
+            acl: Acl::open_unsafe(),
             flags,
         };
         let (h, b) = self.call(conn, OpCode::Create, Some(&req));
@@ -141,6 +158,12 @@ impl H {
 }
 
 #[test]
+fn a_fresh_core_holds_the_four_system_nodes() {
+    let core = Core::new(Config::default(), 1_000);
+    assert_eq!(core.db().tree.node_count(), 4);
+}
+
+#[test]
 fn zxids_advance_for_sessions_writes_and_failed_writes() {
     let mut h = H::new();
     h.session(1, 30000);
@@ -149,7 +172,7 @@ fn zxids_advance_for_sessions_writes_and_failed_writes() {
     assert_eq!(h.stat("/a").unwrap().czxid, 2);
     assert_eq!(h.create(1, "/a", 0), Err(-110));
     assert_eq!(h.core.db().last_zxid, 3, "a failed write is an error txn");
-    let txns = h.core.drain_txns();
+    let txns = h.drain_txns();
     assert_eq!(
         txns.iter().map(|t| t.hdr.txn_type).collect::<Vec<_>>(),
         vec![-10, 1, -1]
@@ -171,7 +194,7 @@ fn replaying_the_txns_rebuilds_the_same_tree() {
     };
     h.call(1, OpCode::SetData, Some(&set));
     h.call(1, OpCode::CloseSession, None);
-    let txns = h.core.drain_txns();
+    let txns = h.drain_txns();
     let mut db = Database::new(false);
     for t in &txns {
         let t = Txn::from_bytes(t.to_bytes()).unwrap();
@@ -204,7 +227,7 @@ fn notifications_precede_the_reply_and_reach_other_connections() {
     let req = CreateRequest {
         path: "/x".into(),
         data: None,
-        acl: tree::open_acl(),
+        acl: Acl::open_unsafe(),
         flags: 0,
     };
     let out = h.send(1, OpCode::Create, Some(&req));
@@ -250,7 +273,7 @@ fn reattach_elsewhere_closes_the_old_connection() {
         ..Default::default()
     };
     h.core.receive(2, req.to_bytes(), h.now);
-    let out = h.core.take_output();
+    let out = h.output();
     assert_eq!(out[0], Output::Close(1, "client reconnect"));
     assert!(matches!(&out[1], Output::Send(2, _)));
     assert_eq!(h.core.session_of(2), Some(r.session_id));
@@ -283,7 +306,7 @@ fn multi_sees_earlier_ops_and_rolls_back_on_failure() {
         req: CreateRequest {
             path: p.into(),
             data: None,
-            acl: tree::open_acl(),
+            acl: Acl::open_unsafe(),
             flags,
         },
     };
@@ -322,7 +345,7 @@ fn multi_sees_earlier_ops_and_rolls_back_on_failure() {
 #[test]
 fn super_digest_bypasses_acls_and_get_acl_masks_digests() {
     let mut h = H::with(Config {
-        super_digest: Some(digest("super:secret")),
+        super_digest: Some(zkit_proto::digest_id("super", "secret")),
         ..Config::default()
     });
     h.session(1, 30000);
@@ -341,7 +364,7 @@ fn super_digest_bypasses_acls_and_get_acl_masks_digests() {
             perms: perms::ALL,
             id: Id {
                 scheme: "digest".into(),
-                id: digest("alice:pw"),
+                id: zkit_proto::digest_id("alice", "pw"),
             },
         },
         Acl {
@@ -398,7 +421,7 @@ fn ttl_nodes_expire_from_their_mtime_and_containers_need_a_child_first() {
     let ttl = CreateTtlRequest {
         path: "/t".into(),
         data: None,
-        acl: tree::open_acl(),
+        acl: Acl::open_unsafe(),
         flags: 5,
         ttl: 1000,
     };
@@ -406,7 +429,7 @@ fn ttl_nodes_expire_from_their_mtime_and_containers_need_a_child_first() {
     let c = CreateRequest {
         path: "/c".into(),
         data: None,
-        acl: tree::open_acl(),
+        acl: Acl::open_unsafe(),
         flags: 4,
     };
     assert_eq!(h.call(1, OpCode::CreateContainer, Some(&c)).0.err, 0);
@@ -527,7 +550,7 @@ fn stale_client_zxid_is_refused_without_an_answer() {
     };
     h.core.receive(1, req.to_bytes(), h.now);
     assert_eq!(
-        h.core.take_output(),
+        h.output(),
         vec![Output::Close(1, "client zxid ahead of server")]
     );
 }
@@ -543,24 +566,9 @@ fn old_clients_get_no_read_only_byte() {
         ..Default::default()
     };
     h.core.receive(1, req.to_bytes(), h.now);
-    match &h.core.take_output()[0] {
+    match &h.output()[0] {
         Output::Send(_, f) => assert_eq!(f.len(), 4 + 36),
         o => panic!("{o:?}"),
-    }
-}
-
-/// xorshift64*: a tiny deterministic generator for the fuzz test (the core has none).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
 
@@ -577,10 +585,10 @@ fn random_and_mutated_frames_never_panic() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_000);
     eprintln!("fuzz seed {seed}, {iters} inputs");
-    let mut rng = Rng(seed | 1);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut h = H::with(Config {
         extended_types: true,
-        super_digest: Some(digest("super:s")),
+        super_digest: Some(zkit_proto::digest_id("super", "s")),
         reap_interval: 1,
         ..Config::default()
     });
@@ -601,14 +609,14 @@ fn random_and_mutated_frames_never_panic() {
     ];
     let mut conns: Vec<ConnId> = Vec::new();
     for i in 0..iters {
-        if conns.is_empty() || rng.below(50) == 0 {
+        if conns.is_empty() || rng.usize(..50) == 0 {
             let c = 1000 + i as ConnId;
             h.core.conn_opened(c, H::addr(), h.now);
             let mut b = BytesMut::new();
             let req = ConnectRequest {
-                timeout: rng.below(100_000) as i32 - 10,
-                session_id: if rng.below(4) == 0 {
-                    rng.next() as i64
+                timeout: rng.usize(..100_000) as i32 - 10,
+                session_id: if rng.usize(..4) == 0 {
+                    rng.u64(..) as i64
                 } else {
                     0
                 },
@@ -620,34 +628,34 @@ fn random_and_mutated_frames_never_panic() {
             h.core.receive(c, b.freeze(), h.now);
             conns.push(c);
         }
-        let conn = conns[rng.below(conns.len())];
-        let path = paths[rng.below(paths.len())].to_owned();
-        let op = ops[rng.below(ops.len())];
+        let conn = conns[rng.usize(..conns.len())];
+        let path = paths[rng.usize(..paths.len())].to_owned();
+        let op = ops[rng.usize(..ops.len())];
         let mut b = BytesMut::new();
         RequestHeader { xid: i as i32, op }.encode(&mut b);
         match op {
             1 | 15 | 19 => CreateRequest {
                 path,
                 data: None,
-                acl: if rng.below(5) == 0 {
+                acl: if rng.usize(..5) == 0 {
                     vec![]
                 } else {
-                    tree::open_acl()
+                    Acl::open_unsafe()
                 },
-                flags: rng.below(8) as i32 - 1,
+                flags: rng.usize(..8) as i32 - 1,
             }
             .encode(&mut b),
             21 => CreateTtlRequest {
                 path,
                 data: None,
-                acl: tree::open_acl(),
-                flags: rng.below(8) as i32,
-                ttl: rng.below(3) as i64 - 1,
+                acl: Acl::open_unsafe(),
+                flags: rng.usize(..8) as i32,
+                ttl: rng.usize(..3) as i64 - 1,
             }
             .encode(&mut b),
             2 | 13 => DeleteRequest {
                 path,
-                version: rng.below(3) as i32 - 1,
+                version: rng.usize(..3) as i32 - 1,
             }
             .encode(&mut b),
             5 => SetDataRequest {
@@ -668,12 +676,12 @@ fn random_and_mutated_frames_never_panic() {
             .encode(&mut b),
             100 => AuthPacket {
                 auth_type: 0,
-                scheme: ["digest", "ip", "x"][rng.below(3)].into(),
+                scheme: ["digest", "ip", "x"][rng.usize(..3)].into(),
                 auth: Bytes::from_static(b"super:s"),
             }
             .encode(&mut b),
             101 | 105 => SetWatches2 {
-                relative_zxid: rng.below(10) as i64,
+                relative_zxid: rng.usize(..10) as i64,
                 data_watches: vec![path.clone()],
                 exist_watches: vec![path.clone()],
                 child_watches: vec![path.clone()],
@@ -683,39 +691,39 @@ fn random_and_mutated_frames_never_panic() {
             .encode(&mut b),
             17 | 18 | 106 => WatchesRequest {
                 path,
-                watcher_type: rng.below(7) as i32,
+                watcher_type: rng.usize(..7) as i32,
             }
             .encode(&mut b),
             _ => PathWatchRequest { path, watch: true }.encode(&mut b),
         }
         let mut bytes = b.to_vec();
-        match rng.below(4) {
+        match rng.usize(..4) {
             0 => {
-                let n = rng.below(bytes.len() + 1);
+                let n = rng.usize(..bytes.len() + 1);
                 bytes.truncate(n);
             }
             1 => {
-                for _ in 0..=rng.below(4) {
-                    let at = rng.below(bytes.len().max(1));
+                for _ in 0..=rng.usize(..4) {
+                    let at = rng.usize(..bytes.len().max(1));
                     if let Some(x) = bytes.get_mut(at) {
-                        *x = rng.next() as u8;
+                        *x = rng.u64(..) as u8;
                     }
                 }
             }
-            2 => bytes.extend((0..rng.below(16)).map(|_| rng.next() as u8)),
+            2 => bytes.extend((0..rng.usize(..16)).map(|_| rng.u64(..) as u8)),
             _ => {}
         }
         h.core.receive(conn, Bytes::from(bytes), h.now);
-        for o in h.core.take_output() {
+        for o in h.output() {
             if let Output::Close(c, _) = o {
                 h.core.conn_closed(c);
                 conns.retain(|x| *x != c);
             }
         }
-        if rng.below(20) == 0 {
-            h.now += rng.below(50_000) as i64;
+        if rng.usize(..20) == 0 {
+            h.now += rng.usize(..50_000) as i64;
             h.core.tick(h.now);
-            for o in h.core.take_output() {
+            for o in h.output() {
                 if let Output::Close(c, _) = o {
                     h.core.conn_closed(c);
                     conns.retain(|x| *x != c);

@@ -15,7 +15,7 @@ use super::jhash::JavaHashSet;
 
 use bytes::Bytes;
 use zkit_proto::path::{basename, parent};
-use zkit_proto::{perms, Acl, Id, Stat, CONTAINER_EPHEMERAL_OWNER};
+use zkit_proto::{Acl, ErrorCode, Stat, CONTAINER_EPHEMERAL_OWNER};
 
 /// The root path.
 pub const ROOT: &str = "/";
@@ -124,28 +124,6 @@ impl Node {
     }
 }
 
-/// `world:anyone` with every permission.
-pub fn open_acl() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::ALL,
-        id: Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }]
-}
-
-/// `world:anyone` with READ only (the ACL of `/zookeeper/config`).
-pub fn read_acl() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::READ,
-        id: Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }]
-}
-
 /// A change to the tree that may fire watches, in the order it happened, with the ACLs that
 /// decide who may see the notification (CVE-2024-23944: a watcher without READ on the node —
 /// or on the parent, for a child event — is not told).
@@ -178,6 +156,7 @@ pub enum Change {
     },
 }
 
+#[cfg(test)]
 impl Change {
     /// The changed node's path.
     pub fn path(&self) -> &str {
@@ -188,9 +167,6 @@ impl Change {
         }
     }
 }
-
-/// Error codes the tree itself can produce while applying (only on inconsistent txns).
-pub type Code = i32;
 
 /// The znode tree.
 #[derive(Debug, Clone)]
@@ -209,25 +185,18 @@ impl DataTree {
     /// A fresh tree as a real 3.8 standalone server has it: `/`, `/zookeeper`,
     /// `/zookeeper/quota` and `/zookeeper/config`, all with zero zxids and times.
     pub fn new(extended_types: bool) -> DataTree {
-        let mut t = DataTree {
-            nodes: HashMap::new(),
-            ephemerals: HashMap::new(),
-            containers: BTreeSet::new(),
-            ttls: BTreeSet::new(),
-            extended_types,
-            data_size: 0,
-        };
+        let mut t = DataTree::empty(extended_types);
         let empty = Some(Bytes::new());
-        let mut root = Node::new(empty.clone(), open_acl(), StatPersisted::default());
+        let mut root = Node::new(empty.clone(), Acl::open_unsafe(), StatPersisted::default());
         root.children.insert("zookeeper".into());
-        let mut zk = Node::new(empty.clone(), open_acl(), StatPersisted::default());
+        let mut zk = Node::new(empty.clone(), Acl::open_unsafe(), StatPersisted::default());
         zk.children.insert("quota".into());
         zk.children.insert("config".into());
-        let quota = Node::new(empty.clone(), open_acl(), StatPersisted::default());
+        let quota = Node::new(empty.clone(), Acl::open_unsafe(), StatPersisted::default());
         // The real server sets the config node's ACL with version -1 at startup.
         let config = Node::new(
             empty,
-            read_acl(),
+            Acl::read_unsafe(),
             StatPersisted {
                 aversion: -1,
                 ..Default::default()
@@ -329,18 +298,18 @@ impl DataTree {
         zxid: i64,
         time: i64,
         changes: &mut Vec<Change>,
-    ) -> Result<Stat, Code> {
+    ) -> Result<Stat, ErrorCode> {
         if path == ROOT || !path.starts_with('/') {
-            return Err(-110);
+            return Err(ErrorCode::NodeExists);
         }
         let parent_path = parent(path).to_owned();
         let name = basename(path).to_owned();
         let extended = self.extended_types;
         let Some(p) = self.nodes.get_mut(&parent_path) else {
-            return Err(-101);
+            return Err(ErrorCode::NoNode);
         };
         if p.children.contains(&name) {
-            return Err(-110);
+            return Err(ErrorCode::NodeExists);
         }
         let mut cv = parent_cversion;
         if cv == -1 {
@@ -382,17 +351,17 @@ impl DataTree {
         path: &str,
         zxid: i64,
         changes: &mut Vec<Change>,
-    ) -> Result<(), Code> {
+    ) -> Result<(), ErrorCode> {
         if path == ROOT {
-            return Err(-8);
+            return Err(ErrorCode::BadArguments);
         }
         let Some(node) = self.nodes.get(path) else {
-            return Err(-101);
+            return Err(ErrorCode::NoNode);
         };
         if !node.children.is_empty() {
-            return Err(-111);
+            return Err(ErrorCode::NotEmpty);
         }
-        let node = self.nodes.remove(path).ok_or(-101)?;
+        let node = self.nodes.remove(path).ok_or(ErrorCode::NoNode)?;
         self.data_size = self
             .data_size
             .saturating_sub(path.len() + node.data.as_ref().map_or(0, |d| d.len()));
@@ -437,10 +406,10 @@ impl DataTree {
         zxid: i64,
         time: i64,
         changes: &mut Vec<Change>,
-    ) -> Result<Stat, Code> {
+    ) -> Result<Stat, ErrorCode> {
         let extended = self.extended_types;
         let Some(n) = self.nodes.get_mut(path) else {
-            return Err(-101);
+            return Err(ErrorCode::NoNode);
         };
         let old = n.data.as_ref().map_or(0, |d| d.len());
         let new = data.as_ref().map_or(0, |d| d.len());
@@ -459,10 +428,10 @@ impl DataTree {
     }
 
     /// Sets the ACL (`DataTree.setACL`).
-    pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, Code> {
+    pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, ErrorCode> {
         let extended = self.extended_types;
         let Some(n) = self.nodes.get_mut(path) else {
-            return Err(-101);
+            return Err(ErrorCode::NoNode);
         };
         n.acl = acl;
         n.stat.aversion = version;
@@ -552,14 +521,7 @@ impl DataTree {
     }
 }
 
-/// `parent` + `/` + `child`, without doubling the root's slash.
-pub fn join(parent: &str, child: &str) -> String {
-    if parent == ROOT || parent.is_empty() {
-        format!("/{child}")
-    } else {
-        format!("{parent}/{child}")
-    }
-}
+pub use zkit_proto::path::join;
 
 #[cfg(test)]
 mod tests {
@@ -582,9 +544,9 @@ mod tests {
     fn cversion_counts_creates_and_deletes_for_clients() {
         let mut t = DataTree::new(false);
         let mut ch = vec![];
-        t.create_node("/d", None, open_acl(), 0, -1, 2, 10, &mut ch)
+        t.create_node("/d", None, Acl::open_unsafe(), 0, -1, 2, 10, &mut ch)
             .unwrap();
-        t.create_node("/d/x", None, open_acl(), 0, -1, 3, 10, &mut ch)
+        t.create_node("/d/x", None, Acl::open_unsafe(), 0, -1, 3, 10, &mut ch)
             .unwrap();
         t.delete_node("/d/x", 4, &mut ch).unwrap();
         let s = t.stat("/d").unwrap();
@@ -604,7 +566,7 @@ mod tests {
             .create_node(
                 "/c",
                 None,
-                open_acl(),
+                Acl::open_unsafe(),
                 CONTAINER_EPHEMERAL_OWNER,
                 -1,
                 2,
@@ -623,7 +585,7 @@ mod tests {
         let mut t = DataTree::new(false);
         let mut ch = vec![];
         for p in ["/a", "/a/b", "/a/b/c", "/a/d"] {
-            t.create_node(p, None, open_acl(), 0, -1, 2, 1, &mut ch)
+            t.create_node(p, None, Acl::open_unsafe(), 0, -1, 2, 1, &mut ch)
                 .unwrap();
         }
         assert_eq!(t.all_children_number("/a"), 3);

@@ -2,7 +2,7 @@
 //! records from [`zkit_proto::txn`]), and [`Database::apply`](super::Database::apply) is the only
 //! way state changes — the same txns can later be logged, replicated and replayed.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use zkit_proto::txn::*;
 use zkit_proto::{DecodeError, OpCode, Reader, Record};
 
@@ -153,7 +153,8 @@ impl Txn {
     }
 
     /// Header followed by body, as in ZooKeeper's txn log entries.
-    pub fn to_bytes(&self) -> Bytes {
+    #[cfg(test)]
+    pub fn to_bytes(&self) -> bytes::Bytes {
         let mut b = BytesMut::new();
         self.hdr.encode(&mut b);
         self.body.encode(&mut b);
@@ -161,7 +162,8 @@ impl Txn {
     }
 
     /// Inverse of [`Txn::to_bytes`].
-    pub fn from_bytes(b: Bytes) -> Result<Txn, DecodeError> {
+    #[cfg(test)]
+    pub fn from_bytes(b: bytes::Bytes) -> Result<Txn, DecodeError> {
         let mut r = Reader::new(b);
         let hdr = TxnHeader::decode(&mut r)?;
         let body = TxnBody::decode(hdr.txn_type, &mut r)?;
@@ -186,7 +188,9 @@ mod tests {
                     parent_cversion: 1,
                     ..Default::default()
                 }),
-                TxnBody::Error(ErrorTxn { err: -2 }),
+                TxnBody::Error(ErrorTxn {
+                    err: zkit_proto::ErrorCode::RuntimeInconsistency.code(),
+                }),
             ]),
         );
         assert_eq!(t.hdr.txn_type, 14);

@@ -8,9 +8,9 @@
 //! addWatch registers in both tables. A change triggers one table for one path (and, for
 //! recursive watches, its ancestors); each selected connection gets one event per trigger.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use zkit_proto::{Acl, EventType};
+use zkit_proto::{Acl, EventType, WatcherType};
 
 use super::ConnId;
 
@@ -249,23 +249,23 @@ impl WatchManager {
             .trigger(path, ev, &BTreeSet::new(), &mut push(out, ev, path, acl));
     }
 
-    /// checkWatches for WatcherType 1 (children), 2 (data) or 3 (any). Like a 3.8 server, this
-    /// also answers true when another connection watches the path.
-    pub fn contains(&self, conn: ConnId, path: &str, watcher_type: i32) -> bool {
+    /// checkWatches for [`WatcherType`] Children, Data or Any. Like a 3.8 server, this also
+    /// answers true when another connection watches the path.
+    pub fn contains(&self, conn: ConnId, path: &str, watcher_type: WatcherType) -> bool {
         match watcher_type {
-            1 => self.child.contains(path, conn),
-            2 => self.data.contains(path, conn),
-            3 => self.child.contains(path, conn) || self.data.contains(path, conn),
+            WatcherType::Children => self.child.contains(path, conn),
+            WatcherType::Data => self.data.contains(path, conn),
+            WatcherType::Any => self.child.contains(path, conn) || self.data.contains(path, conn),
             _ => false,
         }
     }
 
-    /// removeWatches for WatcherType 1, 2 or 3; false when nothing was removed.
-    pub fn remove(&mut self, conn: ConnId, path: &str, watcher_type: i32) -> bool {
+    /// removeWatches for [`WatcherType`] Children, Data or Any; false when nothing was removed.
+    pub fn remove(&mut self, conn: ConnId, path: &str, watcher_type: WatcherType) -> bool {
         match watcher_type {
-            1 => self.child.remove(path, conn),
-            2 => self.data.remove(path, conn),
-            3 => {
+            WatcherType::Children => self.child.remove(path, conn),
+            WatcherType::Data => self.data.remove(path, conn),
+            WatcherType::Any => {
                 let a = self.child.remove(path, conn);
                 let b = self.data.remove(path, conn);
                 a || b
@@ -286,16 +286,6 @@ impl WatchManager {
         self.data.list(true, &mut set);
         self.child.list(false, &mut set);
         set.into_iter().collect()
-    }
-
-    /// The data table's registrations by connection (what `wchc`/`wchp`/`wchs` show).
-    pub fn data_table(&self) -> BTreeMap<ConnId, BTreeSet<String>> {
-        self.data
-            .paths
-            .iter()
-            .filter(|(_, p)| !p.is_empty())
-            .map(|(c, p)| (*c, p.iter().cloned().collect()))
-            .collect()
     }
 
     /// The data table's registrations, unsorted and borrowed: a cheap copy for the shell to
@@ -404,8 +394,8 @@ mod tests {
                 EventType::NodeChildrenChanged
             ]
         );
-        assert!(!w.contains(1, "/q", 2));
-        assert!(w.contains(1, "/q", 1));
+        assert!(!w.contains(1, "/q", WatcherType::Data));
+        assert!(w.contains(1, "/q", WatcherType::Children));
     }
 
     #[test]
@@ -416,9 +406,9 @@ mod tests {
         w.created("/a/x", &[], &[], &mut out);
         w.created("/a/y", &[], &[], &mut out);
         assert_eq!(out.len(), 2);
-        assert!(w.contains(1, "/a", 3));
-        assert!(w.remove(1, "/a", 3));
-        assert!(!w.remove(1, "/a", 3));
+        assert!(w.contains(1, "/a", WatcherType::Any));
+        assert!(w.remove(1, "/a", WatcherType::Any));
+        assert!(!w.remove(1, "/a", WatcherType::Any));
         assert!(w.list().is_empty());
     }
 }

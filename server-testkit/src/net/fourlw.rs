@@ -13,7 +13,7 @@ pub const VERSION: &str = concat!(
     ", built on 1970-01-01 00:00 UTC"
 );
 
-/// Every word a real server knows (`zk-protocol.md` §11).
+/// Every word a real server knows (`docs/protocol.md` §11).
 pub const ALL_WORDS: &[&str] = &[
     "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr", "stat",
     "wchc", "wchp", "wchs", "mntr", "isro", "hash",

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::core::{ConnId, Core, Output};
+use crate::core::{Committed, ConnId, Core, Output};
 
 pub use fourlw::{FourLetterWords, ALL_WORDS};
 pub(crate) use outbox::Outbox;
@@ -72,6 +72,17 @@ pub struct NetConfig {
     pub max_client_cnxns: usize,
 }
 
+/// Runs once the txns it waited for are durable: sends their outputs.
+pub(crate) type Release = Box<dyn FnOnce() + Send>;
+
+/// Where committed txns go before the outputs behind them may be released (the txn log).
+pub(crate) trait Durability: Send + Sync + std::fmt::Debug {
+    /// Whether earlier batches still wait for the disk (later outputs must queue behind them).
+    fn busy(&self) -> bool;
+    /// Makes `txns` durable (in order), then runs `release`.
+    fn submit(&self, txns: Vec<Committed>, release: Release);
+}
+
 /// The core plus the queues of the connections it talks to.
 ///
 /// Each queue is bounded in bytes by [`NetConfig::max_queued_bytes`] (see `outbox.rs`): replies
@@ -82,42 +93,38 @@ pub(crate) struct Shared {
     pub core: Core,
     pub conns: HashMap<ConnId, Outbox>,
     pub next_conn: ConnId,
-    /// With a data dir: the txn log writer that releases outputs once their txns are durable.
-    pub persist: Option<std::sync::Arc<crate::persist::pipeline::Pipeline>>,
+    /// With a data dir: the txn log that releases outputs once their txns are durable.
+    pub durability: Option<Arc<dyn Durability>>,
 }
 
 impl Shared {
-    /// Routes the core's outputs to the connection queues.
+    /// Routes the core's outputs to the connection queues. With a txn log, committed txns go to
+    /// it first, and their outputs (and any output queued behind them) are sent once the txns
+    /// are durable.
     pub fn dispatch(&mut self) {
-        let out = self.core.take_output();
-        let conns = &self.conns;
-        let route = move |o: Output| match o {
-            Output::Send(c, f) => conns.get(&c).map(|tx| (tx.clone(), Msg::Frame(f))),
-            Output::Close(c, r) => conns.get(&c).map(|tx| (tx.clone(), Msg::Close(r))),
-        };
-        if let Some(p) = &self.persist {
-            // Txns go to the log first; their outputs (and any output queued behind them) are
-            // sent by the log writer once the txns are durable.
-            let txns = self
-                .core
-                .journal_mut()
-                .map(|j| j.take())
-                .unwrap_or_default();
-            if !txns.is_empty() || p.busy() {
-                let sends: Vec<_> = out.into_iter().filter_map(route).collect();
-                p.submit(
-                    txns,
-                    Box::new(move || {
-                        for (tx, m) in sends {
-                            tx.send(m);
-                        }
-                    }),
-                );
-                return;
+        let mut txns = Vec::new();
+        let mut sends = Vec::new();
+        for o in self.core.take_output() {
+            let (c, m) = match o {
+                Output::Committed(c) => {
+                    txns.push(*c);
+                    continue;
+                }
+                Output::Send(c, f) => (c, Msg::Frame(f)),
+                Output::Close(c, r) => (c, Msg::Close(r)),
+            };
+            if let Some(tx) = self.conns.get(&c) {
+                sends.push((tx.clone(), m));
             }
         }
-        for (tx, m) in out.into_iter().filter_map(route) {
-            tx.send(m);
+        let send = move || {
+            for (tx, m) in sends {
+                tx.send(m);
+            }
+        };
+        match &self.durability {
+            Some(d) if !txns.is_empty() || d.busy() => d.submit(txns, Box::new(send)),
+            _ => send(),
         }
     }
 }
@@ -261,7 +268,7 @@ pub(crate) fn resume(ctx: &Ctx) {
     }
 }
 
-/// Words accepted as a four-letter command (`zk-protocol.md` §11).
+/// Words accepted as a four-letter command (`docs/protocol.md` §11).
 pub(crate) fn is_known_word(w: &[u8]) -> bool {
     let set: HashSet<&[u8]> = ALL_WORDS.iter().map(|w| w.as_bytes()).collect();
     set.contains(w)

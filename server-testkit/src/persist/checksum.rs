@@ -1,7 +1,6 @@
-//! The two checksums ZooKeeper's files use, from well-kept crates: Adler-32
-//! (`java.util.zip.Adler32`, crate `adler2`) seals log entries and snapshots, CRC-32
-//! (`java.util.zip.CRC32`, the zlib polynomial, crate `crc32fast`) makes node digests
-//! (`zk-disk-format.md` §4.1, §6). The wrappers keep the call sites in Java's terms.
+//! The checksum that seals ZooKeeper's log entries and snapshots: Adler-32
+//! (`java.util.zip.Adler32`, from the well-kept crate `adler2`). The wrapper keeps the call
+//! sites in Java's terms. (Node digests use CRC-32: see the core's tree digest.)
 
 /// Streaming Adler-32.
 #[derive(Debug, Clone, Default)]
@@ -29,27 +28,6 @@ pub fn adler32(data: &[u8]) -> u32 {
     adler2::adler32_slice(data)
 }
 
-/// Streaming CRC-32 (IEEE / zlib).
-#[derive(Debug, Clone, Default)]
-pub struct Crc32(crc32fast::Hasher);
-
-impl Crc32 {
-    /// A fresh CRC.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Feeds bytes.
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-    }
-
-    /// The CRC so far.
-    pub fn value(&self) -> u32 {
-        self.0.clone().finalize()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,9 +36,6 @@ mod tests {
     fn known_vectors() {
         assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
         assert_eq!(adler32(b""), 1);
-        let mut c = Crc32::new();
-        c.update(b"123456789");
-        assert_eq!(c.value(), 0xCBF4_3926);
     }
 
     #[test]

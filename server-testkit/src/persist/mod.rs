@@ -1,11 +1,11 @@
-//! Persistence in Apache ZooKeeper 3.8's own on-disk format (`zk-disk-format.md`): a txn log
+//! Persistence in Apache ZooKeeper 3.8's own on-disk format (`docs/disk-format.md`): a txn log
 //! (`version-2/log.<zxid>`), snapshots (`version-2/snapshot.<zxid>`), recovery, purge and
 //! backup/restore.
 //!
 //! Layering (sans-IO first):
-//! - [`checksum`], [`digest`]: Adler-32, CRC-32 and ZooKeeper's tree digest; the [`Journal`]
-//!   the core fills with every committed txn (the one path: the same txns are applied, logged
-//!   and replayed).
+//! - [`checksum`]: Adler-32 and CRC-32. The txns to log come from the core as
+//!   [`Output::Committed`](crate::core::Output::Committed), with the tree digest the core keeps
+//!   (the one path: the same txns are applied, logged and replayed).
 //! - [`txnlog`]: log file encoding, a writer with preallocation and a strict reader.
 //! - [`snapshot`]: snapshot encoding and decoding, fuzzy serialization in chunks.
 //! - [`recovery`]: newest valid snapshot + replay of the logs after it.
@@ -15,7 +15,6 @@
 
 pub mod backup;
 pub mod checksum;
-pub mod digest;
 pub mod pipeline;
 pub mod recovery;
 pub mod snapshot;
@@ -23,9 +22,8 @@ pub mod txnlog;
 
 use std::path::{Path, PathBuf};
 
-pub use backup::{backup_dir, purge};
-pub use digest::{tree_digest, Journal, Logged};
-pub use recovery::{recover, Recovered, RecoveryReport};
+pub use backup::purge;
+pub use recovery::{recover, RecoveryReport};
 
 /// Name of the directory under the data dir that holds the files.
 pub const VERSION_DIR: &str = "version-2";
@@ -201,24 +199,12 @@ pub fn list_files(dir: &Path, prefix: &str) -> Result<Vec<(i64, PathBuf)>, Persi
     Ok(v)
 }
 
-/// `parent` + `/` + `child`, without doubling the root's slash.
-pub(crate) fn join(parent: &str, child: &str) -> String {
-    if parent == "/" || parent.is_empty() {
-        format!("/{child}")
-    } else {
-        format!("{parent}/{child}")
-    }
-}
-
 /// fsyncs a directory so that creates and renames in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), PersistError> {
     std::fs::File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(|e| PersistError::io(dir, e))
 }
-
-#[cfg(test)]
-pub(crate) mod testutil;
 
 #[cfg(test)]
 mod tests {

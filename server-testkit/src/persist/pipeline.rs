@@ -13,24 +13,23 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::digest::Logged;
 use super::snapshot::{publish, write_fuzzy};
 use super::txnlog::LogWriter;
 use super::{version_dir, PersistError, PersistOptions};
-use crate::core::Database;
+use crate::core::{Committed, Database};
 
 /// Sends a step's outputs to its connections (runs on the writer thread once the step's txns
 /// are durable).
 pub type Deliver = Box<dyn FnOnce() + Send>;
 
-/// A visit of the live database with the journal's `(last zxid, digest)`.
+/// A visit of the live database with its `(last zxid, tree digest)`.
 pub type Visit<'a> = dyn FnMut(&Database, Option<(i64, i64)>) + 'a;
 
 /// Runs a [`Visit`] under the server's lock; false when the server is gone.
 pub type DbAccess = Box<dyn Fn(&mut Visit<'_>) -> bool + Send + Sync>;
 
 enum Cmd {
-    Batch(Vec<Logged>, Deliver),
+    Batch(Vec<Committed>, Deliver),
     /// Commit what is queued, roll the log, answer with the last zxid written.
     Roll(mpsc::Sender<i64>),
     /// Commit what is queued, answer with the current file and its length.
@@ -124,7 +123,7 @@ impl Pipeline {
     }
 
     /// Queues the txns of one core step and the delivery of its outputs.
-    pub fn submit(&self, entries: Vec<Logged>, deliver: Deliver) {
+    pub fn submit(&self, entries: Vec<Committed>, deliver: Deliver) {
         self.inflight.fetch_add(1, Ordering::AcqRel);
         if lock(&self.tx).send(Cmd::Batch(entries, deliver)).is_err() {
             tracing::debug!("txn log writer is gone; outputs dropped");
@@ -163,15 +162,9 @@ impl Pipeline {
     /// Crash simulation: stops at once, delivers nothing more, and cuts the current log file
     /// back to its last fsync (what a power loss would keep).
     pub fn kill(&self) {
+        // With `killed` set, stopping writes and delivers nothing more.
         self.inner.killed.store(true, Ordering::SeqCst);
-        let _ = lock(&self.tx).send(Cmd::Stop);
-        if let Some(h) = lock(&self.writer).take() {
-            let _ = h.join();
-        }
-        self.mark_dead();
-        if let Some(h) = lock(&self.inner.snap_thread).take() {
-            let _ = h.join();
-        }
+        self.shutdown();
         if let Some((path, durable)) = lock(&self.inner.durable_point).take() {
             let r = if durable <= 16 {
                 std::fs::remove_file(&path)

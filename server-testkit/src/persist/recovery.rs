@@ -1,4 +1,4 @@
-//! Start-up recovery (`zk-disk-format.md` §7, made strict): the newest snapshot that validates
+//! Start-up recovery (`docs/disk-format.md` §7, made strict): the newest snapshot that validates
 //! (older ones as fallback), then every log txn after it, in order; sessions restored, ephemerals of
 //! dead sessions dropped, and a fresh snapshot written when anything changed.
 //!
@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 
 use zkit_proto::path::parent;
 
-use super::digest::Journal;
 use super::snapshot::{looks_valid, read_snapshot, write_db};
 use super::txnlog::{read_log_with, LogEnd};
 use super::{list_files, version_dir, PersistError, PersistOptions, LOG_PREFIX, SNAP_PREFIX};
-use crate::core::{Database, Txn, TxnBody};
+use crate::core::{tree_digest, Database, TreeDigest, Txn, TxnBody};
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default)]
@@ -59,16 +58,16 @@ pub struct Recovered {
 
 /// Applies one replayed txn like `FileTxnSnapLog.processTransaction`: apply errors are ignored
 /// (fuzzy snapshot), a create that finds its node still advances the parent's cversion.
-pub fn replay(db: &mut Database, journal: &mut Journal, txn: &Txn) {
-    let pre = journal.before(&db.tree, txn);
+pub fn replay(db: &mut Database, digest: &mut TreeDigest, txn: &Txn) {
+    let pre = digest.before(&db.tree, txn);
     let rc = db.apply(txn, &mut Vec::new());
-    if rc.err == -110 {
+    if rc.err == zkit_proto::ErrorCode::NodeExists {
         if let TxnBody::Create(c) = &txn.body {
             db.tree
                 .set_cversion_pzxid(parent(&c.path), c.parent_cversion, txn.hdr.zxid);
         }
     }
-    journal.after(&db.tree, txn, pre);
+    digest.after(&db.tree, pre);
 }
 
 fn move_aside(dir: &Path, files: &[PathBuf], sub: &str) -> Result<(), PersistError> {
@@ -171,7 +170,7 @@ pub fn recover(
     let t = db.last_zxid + 1;
     let first = logs.iter().rposition(|(z, _)| *z < t).unwrap_or(0);
     let files: Vec<(i64, PathBuf)> = logs.into_iter().skip(first).collect();
-    let mut journal = Journal::digest_only(&db.tree, db.last_zxid);
+    let mut digest = TreeDigest::of(&db.tree);
     let check_from = snap_digest.map_or(i64::MAX, |(z, _)| z);
     let mut last = db.last_zxid;
     let mut i = 0;
@@ -188,14 +187,14 @@ pub fn recover(
             if z <= last {
                 tracing::error!(zxid = z, previous = last, file = %path.display(), "zxid out of order in txn log");
             }
-            replay(&mut db, &mut journal, &e.txn);
+            replay(&mut db, &mut digest, &e.txn);
             if let Some(d) = e.digest {
-                if z > check_from && d != journal.digest() {
+                if z > check_from && d != digest.value() {
                     if report.digest_mismatches == 0 {
                         tracing::warn!(
                             zxid = z,
                             logged = d,
-                            computed = journal.digest(),
+                            computed = digest.value(),
                             "first digest mismatch on txn"
                         );
                     }
@@ -272,7 +271,7 @@ pub fn recover(
             report.dead_sessions.push(owner);
         }
     }
-    let digest = super::tree_digest(&db.tree);
+    let digest = tree_digest(&db.tree);
     report.last_zxid = last;
     if report.fresh
         || report.txns_replayed > 0

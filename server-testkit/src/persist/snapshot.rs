@@ -1,4 +1,4 @@
-//! Snapshots (`zk-disk-format.md` §5): header "ZKSN", sessions, the ACL cache
+//! Snapshots (`docs/disk-format.md` §5): header "ZKSN", sessions, the ACL cache
 //! (`ReferenceCountedACLCache`: index → ACL list, -1 = open ACL of the system nodes), the nodes in
 //! pre-order (path, data, ACL index, StatPersisted), the "/" terminator, an Adler-32 seal, the
 //! ZxidDigest and a second seal.
@@ -18,16 +18,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 use zkit_proto::{Acl, DecodeError, JuteWrite, Reader, Record};
 
 use super::checksum::Adler32;
-use super::digest::{tree_digest, DIGEST_VERSION};
 use super::txnlog::{file_header, SNAP_MAGIC};
-use super::{file_name, join, PersistError, SNAP_PREFIX};
-use crate::core::{DataTree, Database, StatPersisted};
+use super::{file_name, PersistError, SNAP_PREFIX};
+use crate::core::{join, tree_digest, DataTree, Database, StatPersisted, DIGEST_VERSION};
 
 /// Nodes serialized per lock acquisition in a fuzzy snapshot.
 pub const CHUNK: usize = 2000;
 
-/// Runs a closure on the live database and the journal's `(last zxid, digest)` (None when no
-/// journal is kept); returns false when the server is gone.
+/// Runs a closure on the live database and its `(last zxid, tree digest)` (None when unknown:
+/// the digest is then computed); returns false when the server is gone.
 pub type Access<'a> = dyn FnMut(&mut dyn FnMut(&Database, Option<(i64, i64)>)) -> bool + 'a;
 
 /// What a written snapshot holds.
@@ -41,17 +40,6 @@ pub struct SnapshotInfo {
     pub nodes: u64,
     /// The temporary file (publish with [`publish`]).
     pub tmp: PathBuf,
-}
-
-/// `world:anyone` with every permission (what ACL index -1 stands for).
-pub fn open_acl() -> Vec<Acl> {
-    vec![Acl {
-        perms: zkit_proto::perms::ALL,
-        id: zkit_proto::Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }]
 }
 
 /// Systems nodes whose ACL ZooKeeper keeps as null (index -1).
@@ -120,7 +108,7 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
                 let Some(n) = db.tree.get(&path) else {
                     continue; // deleted since its parent was written: replay deletes it anyway
                 };
-                let idx = if null_acl_path(&path) && n.acl == open_acl() {
+                let idx = if null_acl_path(&path) && n.acl == Acl::open_unsafe() {
                     -1
                 } else {
                     let key = n.acl.to_bytes().to_vec();
@@ -336,7 +324,7 @@ pub fn read_snapshot(path: &Path, extended_types: bool) -> Result<LoadedSnapshot
             pzxid: s[8],
         };
         let acl = if idx == -1 {
-            open_acl()
+            Acl::open_unsafe()
         } else {
             acls.get(&idx)
                 .cloned()
@@ -390,15 +378,15 @@ fn corrupt(path: &Path, offset: u64, reason: &str) -> PersistError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::testutil::TempDir;
+    use tempfile::TempDir;
 
     #[test]
     fn fresh_tree_round_trips_and_has_zookeepers_size() {
-        let d = TempDir::new("snap");
+        let d = TempDir::with_prefix("zkit-snap-").expect("temp dir");
         let db = Database::new(false);
         let p = write_db(d.path(), &db, None).unwrap();
         assert_eq!(p.file_name().unwrap(), "snapshot.0");
-        // zk-disk-format.md §5.2: a fresh 3.8 snapshot.0 is 457 bytes.
+        // `docs/disk-format.md` §5.2: a fresh 3.8 snapshot.0 is 457 bytes.
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 457);
         assert!(looks_valid(&p));
         let back = read_snapshot(&p, false).unwrap();
@@ -411,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_is_detected() {
-        let d = TempDir::new("snapflip");
+        let d = TempDir::with_prefix("zkit-snapflip-").expect("temp dir");
         let p = write_db(d.path(), &Database::new(false), None).unwrap();
         let mut b = std::fs::read(&p).unwrap();
         b[0xd0] ^= 0x40;

@@ -1,4 +1,4 @@
-//! The txn log (`zk-disk-format.md` §4): `version-2/log.<first zxid>`, a 16-byte header, then
+//! The txn log (`docs/disk-format.md` §4): `version-2/log.<first zxid>`, a 16-byte header, then
 //! entries `long adler32 | int len | TxnHeader + body [+ TxnDigest] | 'B'`, zero-padded by
 //! preallocation.
 //!
@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use zkit_proto::txn::{CloseSessionTxn, CreateTxn, SetDataTxn, TxnDigest, TxnHeader};
-use zkit_proto::{Acl, DecodeError, Reader, Record};
+use zkit_proto::{Acl, DecodeError, OpCode, Reader, Record};
 
 use super::checksum::adler32;
-use super::digest::{Logged, DIGEST_VERSION};
 use super::{file_name, PersistError, LOG_PREFIX};
-use crate::core::{Txn, TxnBody};
+use crate::core::{Committed, Txn, TxnBody, DIGEST_VERSION};
 
 /// "ZKLG".
 pub const LOG_MAGIC: i32 = 0x5A4B_4C47;
@@ -46,7 +45,7 @@ pub fn file_header(magic: i32, dbid: i64) -> [u8; 16] {
 }
 
 /// Appends one framed entry for `e` to `buf`.
-pub fn encode_entry(e: &Logged, buf: &mut BytesMut) {
+pub fn encode_entry(e: &Committed, buf: &mut BytesMut) {
     let mut payload = BytesMut::with_capacity(128);
     e.txn.hdr.encode(&mut payload);
     e.txn.body.encode(&mut payload);
@@ -80,10 +79,12 @@ pub fn encode_entry(e: &Logged, buf: &mut BytesMut) {
 pub fn decode_payload(b: Bytes) -> Result<(Txn, Option<i64>), DecodeError> {
     let mut r = Reader::new(b);
     let hdr = TxnHeader::decode(&mut r)?;
-    let body = match hdr.txn_type {
-        -11 if r.is_empty() => TxnBody::CloseSession(CloseSessionTxn::default()),
-        16 => TxnBody::SetData(SetDataTxn::decode(&mut r)?),
-        1 | 15 => {
+    let body = match OpCode::from_code(hdr.txn_type) {
+        Ok(OpCode::CloseSession) if r.is_empty() => {
+            TxnBody::CloseSession(CloseSessionTxn::default())
+        }
+        Ok(OpCode::Reconfig) => TxnBody::SetData(SetDataTxn::decode(&mut r)?),
+        Ok(op @ (OpCode::Create | OpCode::Create2)) => {
             let mut probe = r.clone();
             let t = match CreateTxn::decode(&mut probe) {
                 Ok(t) => {
@@ -99,13 +100,13 @@ pub fn decode_payload(b: Bytes) -> Result<(Txn, Option<i64>), DecodeError> {
                     parent_cversion: -1,
                 },
             };
-            if hdr.txn_type == 1 {
+            if op == OpCode::Create {
                 TxnBody::Create(t)
             } else {
                 TxnBody::Create2(t)
             }
         }
-        t => TxnBody::decode(t, &mut r)?,
+        _ => TxnBody::decode(hdr.txn_type, &mut r)?,
     };
     let digest = if r.remaining() >= 12 {
         Some(TxnDigest::decode(&mut r)?.tree_digest)
@@ -157,7 +158,7 @@ impl LogWriter {
     }
 
     /// Buffers one entry (written by the next commit).
-    pub fn append(&mut self, e: &Logged) {
+    pub fn append(&mut self, e: &Committed) {
         if self.cur.is_none() && self.first_zxid.is_none() {
             self.first_zxid = Some(e.txn.hdr.zxid);
             self.buf.put_slice(&file_header(LOG_MAGIC, 0));
@@ -257,8 +258,10 @@ pub struct LogEntry {
     /// Its TxnDigest, when present.
     pub digest: Option<i64>,
     /// Offset of the entry in the file.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the crash tests
     pub offset: u64,
     /// Offset just past its 'B' marker.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the crash tests
     pub end: u64,
 }
 
@@ -316,6 +319,7 @@ fn rest_is_zero(r: &mut impl Read) -> io::Result<bool> {
 }
 
 /// [`read_log_with`] with the [`DEFAULT_READ_LIMIT`].
+#[cfg(test)]
 pub fn read_log(
     path: &Path,
     f: impl FnMut(LogEntry) -> Result<bool, PersistError>,
@@ -467,11 +471,11 @@ pub fn read_log_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::testutil::TempDir;
+    use tempfile::TempDir;
     use zkit_proto::txn::CreateSessionTxn;
 
-    fn session_txn(zxid: i64) -> Logged {
-        Logged {
+    fn session_txn(zxid: i64) -> Committed {
+        Committed {
             txn: Txn::new(
                 0x100001a96170000,
                 0,
@@ -485,7 +489,7 @@ mod tests {
 
     #[test]
     fn first_entry_matches_the_reference_hexdump() {
-        // zk-disk-format.md §4.4, entry 1.
+        // `docs/disk-format.md` §4.4, entry 1.
         let mut b = BytesMut::new();
         encode_entry(&session_txn(1), &mut b);
         assert_eq!(
@@ -498,7 +502,7 @@ mod tests {
 
     #[test]
     fn writer_output_reads_back_with_padding() {
-        let d = TempDir::new("txnlog");
+        let d = TempDir::with_prefix("zkit-txnlog-").expect("temp dir");
         let mut w = LogWriter::new(d.path(), 64 * 1024);
         for z in 1..=100 {
             w.append(&session_txn(z));
@@ -524,7 +528,7 @@ mod tests {
         let paths = (0..n).map(|i| format!("/e/{i:063}")).collect();
         let mut w = LogWriter::new(d.path(), 0);
         w.append(&session_txn(1));
-        w.append(&Logged {
+        w.append(&Committed {
             txn: Txn::new(
                 0x100001a96170000,
                 0,
@@ -545,7 +549,7 @@ mod tests {
 
     #[test]
     fn records_past_the_read_limit_that_check_out_are_read() {
-        let d = TempDir::new("txnlog-big");
+        let d = TempDir::new().unwrap();
         let (path, _) = big_close_log(&d, 40_000);
         let mut seen = vec![];
         let end = read_log(&path, |e| {
@@ -559,7 +563,7 @@ mod tests {
 
     #[test]
     fn a_damaged_length_past_the_limit_is_still_caught() {
-        let d = TempDir::new("txnlog-badlen");
+        let d = TempDir::new().unwrap();
         let (path, at) = big_close_log(&d, 40_000);
         let mut bytes = std::fs::read(&path).unwrap();
         // Past the end of the file: refused without allocating it.

@@ -310,14 +310,9 @@ impl RawClient {
     }
 }
 
+/// `world:anyone` with every permission.
 pub fn open_acl() -> Vec<Acl> {
-    vec![Acl {
-        perms: perms::ALL,
-        id: Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }]
+    Acl::open_unsafe()
 }
 
 /// Sends raw bytes on a fresh connection and returns everything the server wrote before closing.

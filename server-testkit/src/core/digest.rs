@@ -1,22 +1,22 @@
-//! ZooKeeper's tree digest (`DigestCalculator`, digest version 2; `zk-disk-format.md` §6) and the
-//! [`Journal`] that records committed txns with the digest after each one, for the txn log.
-//!
-//! The digest is kept incrementally: before a txn is applied the digests of the nodes it can touch
-//! (its paths and their parents) are subtracted, after it they are added back.
+//! ZooKeeper's tree digest (`DigestCalculator`, digest version 2): a CRC-32 per node, summed
+//! over the tree. The core keeps it txn by txn in [`TreeDigest`]: before a txn is applied the
+//! digests of the nodes it can touch (its paths and their parents) are subtracted, after it they
+//! are added back. Persistence writes it beside every logged txn and in snapshots, and recovery
+//! checks replayed txns against it.
 
 use std::collections::BTreeSet;
 
 use zkit_proto::path::parent;
 
-use super::checksum::Crc32;
-use crate::core::{DataTree, Node, Txn, TxnBody};
+use super::tree::{join, DataTree, Node};
+use super::txn::{Txn, TxnBody};
 
 /// Digest version written in TxnDigest / ZxidDigest records.
 pub const DIGEST_VERSION: i32 = 2;
 
 /// CRC-32 digest of one node, as `DigestCalculator.calculateDigest` computes it.
 pub fn node_digest(path: &str, node: &Node) -> u64 {
-    let mut c = Crc32::new();
+    let mut c = crc32fast::Hasher::new();
     if path != "/" {
         c.update(path.as_bytes());
     }
@@ -31,7 +31,7 @@ pub fn node_digest(path: &str, node: &Node) -> u64 {
         c.update(&v.to_be_bytes());
     }
     c.update(&s.ephemeral_owner.to_be_bytes());
-    c.value() as u64
+    c.finalize() as u64
 }
 
 /// Whether a path counts in the tree digest (everything except `/zookeeper/...`).
@@ -56,7 +56,7 @@ pub fn tree_digest(tree: &DataTree) -> i64 {
                 sum = sum.wrapping_add(node_digest(&p, n));
             }
             for c in n.children.iter_order() {
-                stack.push(super::join(&p, &c));
+                stack.push(join(&p, &c));
             }
         }
     }
@@ -99,59 +99,26 @@ fn touched(tree: &DataTree, hdr_session: i64, body: &TxnBody, out: &mut BTreeSet
     }
 }
 
-/// A txn ready for the log: the txn and the tree digest after it (None for error txns, which
-/// ZooKeeper logs without a digest).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Logged {
-    /// The txn.
-    pub txn: Txn,
-    /// Tree digest after the txn.
-    pub digest: Option<i64>,
-}
-
-/// What [`Journal::before`] measured, for [`Journal::after`].
+/// What [`TreeDigest::before`] measured, for [`TreeDigest::after`].
 #[derive(Debug)]
 pub struct PreApply {
     paths: BTreeSet<String>,
     sum: u64,
 }
 
-/// Records committed txns with their digests; owned by the core when persistence is on.
-#[derive(Debug, Clone)]
-pub struct Journal {
-    digest: u64,
-    last_zxid: i64,
-    pending: Vec<Logged>,
-    record: bool,
-}
+/// The running digest of a tree, kept up to date txn by txn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeDigest(u64);
 
-impl Journal {
-    /// A journal over `tree` (computes its digest once), last zxid `zxid`.
-    pub fn new(tree: &DataTree, zxid: i64) -> Journal {
-        Journal {
-            digest: tree_digest(tree) as u64,
-            last_zxid: zxid,
-            pending: Vec::new(),
-            record: true,
-        }
+impl TreeDigest {
+    /// The digest of `tree` (computed once, O(nodes)).
+    pub fn of(tree: &DataTree) -> TreeDigest {
+        TreeDigest(tree_digest(tree) as u64)
     }
 
-    /// A journal whose tree digest is already known.
-    pub fn with_digest(digest: i64, zxid: i64) -> Journal {
-        Journal {
-            digest: digest as u64,
-            last_zxid: zxid,
-            pending: Vec::new(),
-            record: true,
-        }
-    }
-
-    /// Keeps the digest but does not queue txns (recovery replay).
-    pub fn digest_only(tree: &DataTree, zxid: i64) -> Journal {
-        Journal {
-            record: false,
-            ..Journal::new(tree, zxid)
-        }
+    /// A digest already known (recovered with its tree).
+    pub fn known(value: i64) -> TreeDigest {
+        TreeDigest(value as u64)
     }
 
     /// Call before applying `txn` to `tree`.
@@ -164,44 +131,18 @@ impl Journal {
         PreApply { paths, sum }
     }
 
-    /// Call after applying `txn`; queues it with the new digest.
-    pub fn after(&mut self, tree: &DataTree, txn: &Txn, pre: PreApply) {
+    /// Call after applying the txn measured by `pre`.
+    pub fn after(&mut self, tree: &DataTree, pre: PreApply) {
         let sum = pre
             .paths
             .iter()
             .fold(0u64, |s, p| s.wrapping_add(digest_of(tree, p)));
-        self.digest = self.digest.wrapping_sub(pre.sum).wrapping_add(sum);
-        self.last_zxid = self.last_zxid.max(txn.hdr.zxid);
-        if self.record {
-            let digest = match txn.body {
-                TxnBody::Error(_) => None,
-                _ => Some(self.digest as i64),
-            };
-            self.pending.push(Logged {
-                txn: txn.clone(),
-                digest,
-            });
-        }
+        self.0 = self.0.wrapping_sub(pre.sum).wrapping_add(sum);
     }
 
-    /// The tree digest after the last txn.
-    pub fn digest(&self) -> i64 {
-        self.digest as i64
-    }
-
-    /// Zxid of the last txn seen.
-    pub fn last_zxid(&self) -> i64 {
-        self.last_zxid
-    }
-
-    /// Takes the txns committed since the last call.
-    pub fn take(&mut self) -> Vec<Logged> {
-        std::mem::take(&mut self.pending)
-    }
-
-    /// Whether txns are waiting to be taken.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+    /// The digest value, as the log and snapshots store it.
+    pub fn value(&self) -> i64 {
+        self.0 as i64
     }
 }
 
@@ -210,8 +151,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn node_digests_use_javas_crc32() {
+        // java.util.zip.CRC32 check value.
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
     fn empty_tree_digest_matches_zookeeper() {
-        // zk-disk-format.md §6: 68323592 + 1303661912.
+        // `docs/disk-format.md` §6: 68323592 + 1303661912.
         assert_eq!(tree_digest(&DataTree::new(false)), 1_371_985_504);
     }
 }

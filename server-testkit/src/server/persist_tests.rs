@@ -1,40 +1,30 @@
-//! Persistence: restarts and crashes keep every acknowledged write, torn tails are dropped,
-//! corruption refuses to start, fuzzy snapshots replay to the exact tree, purge, backup/restore.
+//! Persistence through the server: restarts and crashes keep every acknowledged write, torn
+//! tails are dropped, corruption refuses to start, fuzzy snapshots replay to the exact tree,
+//! purge, backup/restore. (Unit tests, not integration tests: they read the log files.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use zkit::{Client, CreateOptions, Op};
-use zkit_testkit::core::{Core, Node};
-use zkit_testkit::persist::{self, txnlog, PersistError, PersistOptions};
-use zkit_testkit::{Error, Server};
 
-mod disk;
-use disk::{tree_under, TempDir};
+use super::{znodes_of, Error, Server, Znode};
+use crate::persist::{self, txnlog, PersistError, PersistOptions};
+
+/// A fresh temp dir named after `tag`, removed on drop.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("zkit-it-{tag}-"))
+        .tempdir()
+        .expect("create temp dir")
+}
 
 /// Every node of the tree with data, ACL and persisted stat, plus the sessions.
-type Dump = (BTreeMap<String, Node>, BTreeMap<i64, i32>);
-
-fn dump_core(core: &Core) -> Dump {
-    (tree_under(core, "/"), core.db().sessions.clone())
-}
+type Dump = (BTreeMap<String, Znode>, BTreeMap<i64, Duration>);
 
 fn dump(s: &Server) -> Dump {
-    s.inspect(dump_core).expect("server running")
-}
-
-/// A small deterministic generator (xorshift), seed printed on failure by the callers.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+    let tree = s.znodes("/").expect("server running");
+    (tree, s.session_table())
 }
 
 fn seed() -> u64 {
@@ -65,11 +55,12 @@ async fn random_writes(
             {
                 model.insert(base.clone(), vec![]);
             }
-            let mut rng = Rng(seed ^ (w + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng =
+                fastrand::Rng::with_seed(seed ^ (w + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             for i in 0..ops {
-                let k = format!("{base}/n{}", rng.below(40));
-                let data = format!("v{i}-{}", rng.next()).into_bytes();
-                match rng.below(10) {
+                let k = format!("{base}/n{}", rng.u64(..40));
+                let data = format!("v{i}-{}", rng.u64(..)).into_bytes();
+                match rng.u64(..10) {
                     0..=3 => {
                         if c.create(&k, &data, &CreateOptions::persistent())
                             .await
@@ -89,7 +80,7 @@ async fn random_writes(
                         }
                     }
                     _ => {
-                        let k2 = format!("{base}/m{}", rng.below(10));
+                        let k2 = format!("{base}/m{}", rng.u64(..10));
                         let r = c
                             .multi(vec![
                                 Op::create(&k2, &data, CreateOptions::persistent()),
@@ -114,7 +105,7 @@ async fn random_writes(
 }
 
 fn check_model(d: &Dump, model: &BTreeMap<String, Vec<u8>>, seed: u64) {
-    let user: BTreeMap<&String, &Node> =
+    let user: BTreeMap<&String, &Znode> =
         d.0.iter()
             .filter(|(p, _)| p.as_str() != "/" && !p.starts_with("/zookeeper"))
             .collect();
@@ -136,7 +127,7 @@ fn opts() -> PersistOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_every_acknowledged_write_of_thousands_of_random_ops() {
     let seed = seed();
-    let dir = TempDir::new("restart");
+    let dir = temp_dir("restart");
     let mut s = Server::builder()
         .data_dir(dir.path())
         .persist_options(opts().snap_count(700).purge_keep(Some(3)))
@@ -166,7 +157,7 @@ async fn restart_keeps_every_acknowledged_write_of_thousands_of_random_ops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_mid_write_keeps_every_acknowledged_write() {
     let seed = seed() ^ 7;
-    let dir = TempDir::new("kill");
+    let dir = temp_dir("kill");
     let mut s = Server::builder()
         .data_dir(dir.path())
         .persist_options(opts().snap_count(400))
@@ -256,7 +247,7 @@ async fn write_n(dir: &Path, n: usize) {
 
 #[tokio::test]
 async fn torn_final_entry_is_dropped_and_every_earlier_txn_recovered() {
-    let dir = TempDir::new("torn");
+    let dir = temp_dir("torn");
     write_n(dir.path(), 50).await;
     let logs = log_files(dir.path());
     let last = logs.last().unwrap();
@@ -281,7 +272,7 @@ async fn torn_final_entry_is_dropped_and_every_earlier_txn_recovered() {
 
 #[tokio::test]
 async fn torn_tail_in_preallocated_zeros_is_dropped() {
-    let dir = TempDir::new("tornpad");
+    let dir = temp_dir("tornpad");
     write_n(dir.path(), 20).await;
     let last = log_files(dir.path()).pop().unwrap();
     let (off, end, _) = *entry_offsets(&last).last().unwrap();
@@ -301,7 +292,7 @@ async fn torn_tail_in_preallocated_zeros_is_dropped() {
 
 #[tokio::test]
 async fn corrupt_entry_before_the_end_refuses_to_start_naming_file_and_offset() {
-    let dir = TempDir::new("corrupt");
+    let dir = temp_dir("corrupt");
     write_n(dir.path(), 30).await;
     let logs = log_files(dir.path());
     let file = logs.last().unwrap().clone();
@@ -337,7 +328,7 @@ async fn corrupt_entry_before_the_end_refuses_to_start_naming_file_and_offset() 
 
 #[tokio::test]
 async fn bad_end_marker_followed_by_entries_is_corruption_not_end_of_file() {
-    let dir = TempDir::new("marker");
+    let dir = temp_dir("marker");
     write_n(dir.path(), 30).await;
     let file = log_files(dir.path()).pop().unwrap();
     let (_, end, _) = entry_offsets(&file)[5];
@@ -355,7 +346,7 @@ async fn bad_end_marker_followed_by_entries_is_corruption_not_end_of_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuzzy_snapshot_under_concurrent_writes_replays_to_the_exact_tree() {
     let seed = seed() ^ 3;
-    let dir = TempDir::new("fuzzy");
+    let dir = temp_dir("fuzzy");
     let mut s = Server::builder()
         .data_dir(dir.path())
         .persist_options(opts())
@@ -389,13 +380,12 @@ async fn fuzzy_snapshot_under_concurrent_writes_replays_to_the_exact_tree() {
     assert_eq!(rec.report.snapshot.as_deref(), Some(snap.as_path()));
     assert!(rec.report.txns_replayed > 0);
     assert_eq!(rec.report.digest_mismatches, 0);
-    let core = Core::with_db(Default::default(), rec.db, 0);
-    assert_eq!(dump_core(&core).0, before.0, "seed {seed}");
+    assert_eq!(znodes_of(&rec.db.tree, "/"), before.0, "seed {seed}");
 }
 
 #[tokio::test]
 async fn purge_keeps_the_newest_n_snapshots_and_recovery_still_works() {
-    let dir = TempDir::new("purge");
+    let dir = temp_dir("purge");
     let mut s = Server::builder()
         .data_dir(dir.path())
         .persist_options(opts().snap_count(20))
@@ -438,8 +428,8 @@ async fn purge_keeps_the_newest_n_snapshots_and_recovery_still_works() {
 
 #[tokio::test]
 async fn backup_and_point_in_time_restore() {
-    let dir = TempDir::new("bk-src");
-    let bk = TempDir::new("bk-dst");
+    let dir = temp_dir("bk-src");
+    let bk = temp_dir("bk-dst");
     let s = Server::builder()
         .data_dir(dir.path())
         .persist_options(opts())
@@ -466,7 +456,7 @@ async fn backup_and_point_in_time_restore() {
     let live = dump(&s);
     let r = Server::from_backup(bk.path()).await.unwrap();
     assert_eq!(dump(&r).0, live.0);
-    let pit = TempDir::new("bk-pit");
+    let pit = temp_dir("bk-pit");
     let p = Server::builder()
         .data_dir(pit.path())
         .restore_from(dir.path())

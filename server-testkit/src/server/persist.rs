@@ -1,16 +1,17 @@
-//! The persistence side of [`Server`] and [`Builder`] (a child module of `server`, kept in
-//! `persist/` so the server file stays small): data dir options, recovery at start, attaching
-//! the log writer, snapshots, backups, crash simulation.
+//! The persistence side of [`Server`] and [`Builder`]: data dir options, recovery at start,
+//! wiring the log writer between the core's committed txns and the connections, snapshots,
+//! backups, crash simulation.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use super::{Builder, Error, Server};
-use crate::core::{Config, Core, Database};
-use crate::net::{now_ms, Ctx};
+use crate::core::{Committed, Config, Core, Database, TreeDigest};
+use crate::net::{now_ms, Ctx, Durability, Release};
 use crate::persist::backup::{backup_dir, restore_into, BackupInfo};
 use crate::persist::pipeline::Pipeline;
-use crate::persist::{recover, Journal, PersistError, PersistOptions, RecoveryReport};
+use crate::persist::pipeline::{DbAccess, Visit};
+use crate::persist::{recover, PersistError, PersistOptions, RecoveryReport};
 
 /// Persistence settings held by the [`Builder`].
 #[derive(Debug, Clone, Default)]
@@ -83,36 +84,44 @@ pub(super) async fn prepare(b: &mut Builder, cfg: Config) -> Result<Core, Error>
     .map_err(|e| Error::Config(format!("recovery task failed: {e}")))??;
     // A point-in-time restore happens once; later restarts recover everything on disk.
     b.persist.opts.restore_to_zxid = None;
-    let last = rec.db.last_zxid;
-    let mut core = Core::with_db(cfg, rec.db, now_ms());
-    core.set_journal(Some(Journal::with_digest(rec.digest, last)));
+    let core = Core::with_digested_db(cfg, rec.db, TreeDigest::known(rec.digest), now_ms());
     b.persist.last_report = Some(rec.report);
     Ok(core)
+}
+
+/// The txn log holds back a step's outputs until its txns are fsynced.
+impl Durability for Pipeline {
+    fn busy(&self) -> bool {
+        Pipeline::busy(self)
+    }
+
+    fn submit(&self, txns: Vec<Committed>, release: Release) {
+        Pipeline::submit(self, txns, release)
+    }
 }
 
 /// Starts the log writer for a freshly started listener and wires it into the dispatch path.
 pub(super) fn attach(b: &Builder, ctx: &Arc<Ctx>) -> Option<Arc<Pipeline>> {
     let dir = b.persist.data_dir.clone()?;
     let weak: Weak<Ctx> = Arc::downgrade(ctx);
-    let access: crate::persist::pipeline::DbAccess =
-        Box::new(move |f: &mut crate::persist::pipeline::Visit<'_>| -> bool {
-            let Some(ctx) = weak.upgrade() else {
-                return false;
-            };
-            let g = ctx.lock();
-            let j = g.core.journal().map(|j| (j.last_zxid(), j.digest()));
-            f(g.core.db(), j);
-            true
-        });
+    let access: DbAccess = Box::new(move |f: &mut Visit<'_>| -> bool {
+        let Some(ctx) = weak.upgrade() else {
+            return false;
+        };
+        let g = ctx.lock();
+        let db = g.core.db();
+        f(db, Some((db.last_zxid, g.core.digest())));
+        true
+    });
     let last = ctx.lock().core.db().last_zxid;
     let p = Arc::new(Pipeline::start(&dir, b.persist.opts.clone(), last, access));
-    ctx.lock().persist = Some(p.clone());
+    ctx.lock().durability = Some(p.clone());
     Some(p)
 }
 
 /// Graceful stop of the log writer (everything queued is written and delivered).
 pub(super) async fn detach(ctx: &Arc<Ctx>, p: Option<Arc<Pipeline>>) {
-    ctx.lock().persist = None;
+    ctx.lock().durability = None;
     if let Some(p) = p {
         let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
     }

@@ -1,6 +1,6 @@
 //! The test-facing handle: start, stop, restart, and fault controls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,8 +9,12 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::core::{Config, Core, Database, WatchKind};
+use bytes::Bytes;
+use zkit_proto::Acl;
+
+use crate::core::{join, Config, Core, DataTree, Database, NodeKind, StatPersisted, WatchKind};
 use crate::net::{self, now_ms, Ctx, FourLetterWords, NetConfig, Shared};
+use crate::persist::pipeline::Pipeline;
 
 /// Why the server could not start or act.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +36,9 @@ pub enum Error {
     Persist(#[from] crate::persist::PersistError),
 }
 
-#[path = "persist/server_api.rs"]
-mod persist_api;
+mod persist;
+#[cfg(test)]
+mod persist_tests;
 
 /// Configures a [`Server`].
 #[derive(Debug, Clone)]
@@ -50,8 +55,8 @@ pub struct Builder {
     reap_interval: Duration,
     max_queued_bytes: usize,
     max_client_cnxns: usize,
-    /// Persistence: data dir, options, backup to seed it from (see `persist_api`).
-    persist: persist_api::PersistConfig,
+    /// Persistence: data dir, options, backup to seed it from (see `persist`).
+    persist: persist::PersistConfig,
 }
 
 impl Default for Builder {
@@ -167,7 +172,6 @@ impl Builder {
             extended_types: self.extended_types,
             secret,
             reap_interval: self.reap_interval.as_millis() as i64,
-            record_txns: false,
         })
     }
 
@@ -181,7 +185,7 @@ impl Builder {
             h.finish()
         };
         let cfg = self.core_config(secret)?;
-        let core = persist_api::prepare(&mut self, cfg).await?;
+        let core = persist::prepare(&mut self, cfg).await?;
         let running = Running::start(&self, self.listen, core).await?;
         Ok(Server {
             builder: self,
@@ -203,7 +207,7 @@ struct Running {
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
     ticker: JoinHandle<()>,
-    persist: Option<Arc<crate::persist::pipeline::Pipeline>>,
+    persist: Option<Arc<Pipeline>>,
 }
 
 impl Running {
@@ -226,7 +230,7 @@ impl Running {
                 core,
                 conns: HashMap::new(),
                 next_conn: 1,
-                persist: None,
+                durability: None,
             }),
             net: NetConfig {
                 max_packet: b.max_packet,
@@ -241,7 +245,7 @@ impl Running {
             paused_until: Mutex::new(None),
             per_ip: Mutex::new(HashMap::new()),
         });
-        let persist = persist_api::attach(b, &ctx);
+        let persist = persist::attach(b, &ctx);
         let (shutdown, rx) = watch::channel(false);
         let span = tracing::info_span!("server", addr = %local_addr);
         let accept = tokio::spawn(tracing::Instrument::instrument(
@@ -266,7 +270,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = (&mut self.accept).await;
         let _ = (&mut self.ticker).await;
-        persist_api::detach(&self.ctx, self.persist.take()).await;
+        persist::detach(&self.ctx, self.persist.take()).await;
         let mut g = self.ctx.lock();
         let cfg = g.core.config().clone();
         let core = std::mem::replace(&mut g.core, Core::new(cfg, 0));
@@ -380,7 +384,7 @@ impl Server {
         let Some((db, cfg)) = self.saved.take() else {
             return Err(Error::Config("nothing to restart".into()));
         };
-        let core = match persist_api::prepare(&mut self.builder, cfg.clone()).await? {
+        let core = match persist::prepare(&mut self.builder, cfg.clone()).await? {
             // With a data dir the restarted server recovers from disk, like a real one.
             core if self.builder.persist.data_dir.is_some() => core,
             _ => Core::with_db(cfg, db, now_ms()),
@@ -507,8 +511,64 @@ impl Server {
         self.builder.max_queued_bytes
     }
 
-    /// Runs `f` with read access to the core (tree, sessions) for assertions.
-    pub fn inspect<R>(&self, f: impl FnOnce(&Core) -> R) -> Option<R> {
-        self.ctx().map(|c| f(&c.lock().core))
+    /// Every znode at or below `root`, by full path, exactly as the server holds it (None when
+    /// the server is not running; empty when `root` does not exist). For comparing trees across
+    /// restarts, crashes and restores.
+    pub fn znodes(&self, root: &str) -> Option<BTreeMap<String, Znode>> {
+        let c = self.ctx()?;
+        let g = c.lock();
+        Some(znodes_of(&g.core.db().tree, root))
     }
+
+    /// The replicated session table: every live session and the timeout it was created with
+    /// (what a snapshot stores). Empty when the server is not running.
+    pub fn session_table(&self) -> BTreeMap<i64, Duration> {
+        let Some(c) = self.ctx() else {
+            return BTreeMap::new();
+        };
+        c.lock()
+            .core
+            .db()
+            .sessions
+            .iter()
+            .map(|(id, to)| (*id, Duration::from_millis((*to).max(0) as u64)))
+            .collect()
+    }
+}
+
+/// Every node of `tree` at or below `root`, by full path.
+fn znodes_of(tree: &DataTree, root: &str) -> BTreeMap<String, Znode> {
+    let extended = tree.extended_types();
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        let Some(n) = tree.get(&p) else { continue };
+        let children = n.children.iter_order();
+        stack.extend(children.iter().map(|c| join(&p, c)));
+        let z = Znode {
+            data: n.data.clone(),
+            acl: n.acl.clone(),
+            stat: n.stat,
+            kind: NodeKind::of(n.stat.ephemeral_owner, extended),
+            children,
+        };
+        out.insert(p, z);
+    }
+    out
+}
+
+/// One znode as listed by [`Server::znodes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Znode {
+    /// Data (`None` when created with a null buffer).
+    pub data: Option<Bytes>,
+    /// ACL.
+    pub acl: Vec<Acl>,
+    /// The Stat as ZooKeeper persists it.
+    pub stat: StatPersisted,
+    /// Persistent, ephemeral, container or TTL.
+    pub kind: NodeKind,
+    /// Child names, in the order getChildren returns them.
+    pub children: Vec<String>,
 }

@@ -1,0 +1,437 @@
+//! Scenario tests for [`Peer`], on a lossless in-order network where every disk syncs at once:
+//! each reads like a step of the ZAB paper.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use zkit_proto::quorum::{make_zxid, ForwardedRequest, SessionTouch};
+
+use super::peer::{Event, Peer, PeerConfig, PeerError, Role};
+use super::sim::{MemLog, Oracle};
+use super::{Log, Message, Millis, Sid};
+
+struct Cluster {
+    peers: BTreeMap<Sid, Peer<MemLog>>,
+    queue: VecDeque<(Sid, Sid, Message)>,
+    events: BTreeMap<Sid, Vec<Event>>,
+    down: BTreeSet<Sid>,
+    /// Servers whose disk does not sync until removed from here.
+    stalled: BTreeSet<Sid>,
+    now: Millis,
+}
+
+fn config(id: Sid, voters: &[Sid], observers: &[Sid], snap_threshold: usize) -> PeerConfig {
+    PeerConfig {
+        id,
+        voters: voters.iter().copied().collect(),
+        observers: observers.iter().copied().collect(),
+        tick_time: 10,
+        init_limit: 10,
+        sync_limit: 5,
+        finalize_wait: 2,
+        max_notification_interval: 50,
+        snap_threshold,
+        config: Bytes::from_static(b"version=0"),
+    }
+}
+
+/// A disk holding `entries` (txn text per zxid) and the given epochs.
+fn disk(oracle: &Rc<RefCell<Oracle>>, id: Sid, entries: &[(i64, &str)], epochs: u32) -> MemLog {
+    let mut log = MemLog::new(id, oracle.clone());
+    for (z, t) in entries {
+        log.append(*z, Bytes::from(t.to_string()));
+    }
+    log.fsync();
+    log.accepted = epochs;
+    log.current = epochs;
+    log
+}
+
+impl Cluster {
+    fn new(disks: Vec<(PeerConfig, MemLog)>) -> Self {
+        let peers = disks
+            .into_iter()
+            .map(|(cfg, log)| (cfg.id, Peer::new(cfg, log, 0, 0)))
+            .collect();
+        Cluster {
+            peers,
+            queue: VecDeque::new(),
+            events: BTreeMap::new(),
+            down: BTreeSet::new(),
+            stalled: BTreeSet::new(),
+            now: 0,
+        }
+    }
+
+    fn pump(&mut self) {
+        loop {
+            for (&sid, p) in self.peers.iter_mut() {
+                let (out, closes) = p.poll();
+                for (to, m) in out {
+                    self.queue.push_back((sid, to, m));
+                }
+                assert!(
+                    closes.is_empty() || !self.down.is_empty(),
+                    "unexpected close"
+                );
+                self.events.entry(sid).or_default().extend(p.events());
+            }
+            let Some((from, to, m)) = self.queue.pop_front() else {
+                return;
+            };
+            if self.down.contains(&from) || self.down.contains(&to) {
+                continue;
+            }
+            let now = self.now;
+            let p = self.peers.get_mut(&to).unwrap();
+            p.step(from, m, now);
+            if !self.stalled.contains(&to) {
+                let z = p.log_mut().fsync();
+                p.durable(z, now);
+            }
+        }
+    }
+
+    fn run(&mut self, ms: Millis) {
+        for _ in 0..ms {
+            self.now += 1;
+            let now = self.now;
+            for (sid, p) in self.peers.iter_mut() {
+                if !self.down.contains(sid) {
+                    if !self.stalled.contains(sid) {
+                        let z = p.log_mut().fsync();
+                        p.durable(z, now);
+                    }
+                    p.tick(now);
+                }
+            }
+            self.pump();
+        }
+    }
+
+    fn role(&self, sid: Sid) -> Role {
+        self.peers[&sid].role()
+    }
+
+    fn delivered(&self, sid: Sid) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in &self.events[&sid] {
+            match e {
+                Event::Deliver { txn, .. } => out.push(String::from_utf8_lossy(txn).into_owned()),
+                Event::Restore { snapshot, .. } => {
+                    out = MemLog::decode(snapshot.clone())
+                        .into_iter()
+                        .map(|(_, t)| String::from_utf8_lossy(&t).into_owned())
+                        .collect()
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn log_zxids(&self, sid: Sid) -> Vec<i64> {
+        self.peers[&sid].log().entries.iter().map(|e| e.0).collect()
+    }
+}
+
+fn fresh(voters: &[Sid], observers: &[Sid]) -> Cluster {
+    let oracle = Rc::new(RefCell::new(Oracle::default()));
+    let all: Vec<Sid> = voters.iter().chain(observers).copied().collect();
+    Cluster::new(
+        all.iter()
+            .map(|&id| {
+                (
+                    config(id, voters, observers, 100),
+                    disk(&oracle, id, &[], 0),
+                )
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn three_servers_elect_then_commit_in_zxid_order() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    assert_eq!(
+        c.role(3),
+        Role::Leading {
+            epoch: 1,
+            established: true
+        }
+    );
+    assert_eq!(
+        c.role(1),
+        Role::Following {
+            leader: 3,
+            synced: true
+        }
+    );
+    let p = c.peers.get_mut(&3).unwrap();
+    assert_eq!(p.propose(Bytes::from("a")), Ok(make_zxid(1, 1)));
+    assert_eq!(p.propose(Bytes::from("b")), Ok(make_zxid(1, 2)));
+    c.run(5);
+    for sid in [1, 2, 3] {
+        assert_eq!(c.delivered(sid), ["a", "b"], "server {sid}");
+    }
+}
+
+#[test]
+fn followers_refuse_proposals_and_the_leader_refuses_before_broadcast() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    assert!(c
+        .peers
+        .get_mut(&3)
+        .unwrap()
+        .propose(Bytes::from("x"))
+        .is_err());
+    c.run(50);
+    assert!(c
+        .peers
+        .get_mut(&1)
+        .unwrap()
+        .propose(Bytes::from("x"))
+        .is_err());
+}
+
+#[test]
+fn a_diverged_follower_is_truncated_then_diffed() {
+    let oracle = Rc::new(RefCell::new(Oracle::default()));
+    let shared = [(make_zxid(1, 1), "a"), (make_zxid(1, 2), "b")];
+    // Server 1 logged 1:3 that never committed; 2 and 3 went on in epoch 2.
+    let mut one = shared.to_vec();
+    one.push((make_zxid(1, 3), "lost"));
+    let mut two = shared.to_vec();
+    two.push((make_zxid(2, 1), "c"));
+    let v = [1, 2, 3];
+    let mut c = Cluster::new(vec![
+        (config(1, &v, &[], 100), disk(&oracle, 1, &one, 1)),
+        (config(2, &v, &[], 100), disk(&oracle, 2, &two, 2)),
+        (config(3, &v, &[], 100), disk(&oracle, 3, &two, 2)),
+    ]);
+    c.run(60);
+    assert_eq!(
+        c.role(3),
+        Role::Leading {
+            epoch: 3,
+            established: true
+        }
+    );
+    let want = vec![make_zxid(1, 1), make_zxid(1, 2), make_zxid(2, 1)];
+    for sid in [1, 2, 3] {
+        assert_eq!(c.log_zxids(sid), want, "server {sid}");
+        assert_eq!(c.delivered(sid), ["a", "b", "c"], "server {sid}");
+    }
+    assert_eq!(c.peers[&1].log().current_epoch(), 3);
+}
+
+#[test]
+fn a_far_behind_follower_gets_a_snapshot() {
+    let oracle = Rc::new(RefCell::new(Oracle::default()));
+    let long: Vec<(i64, &str)> = (1..=6).map(|i| (make_zxid(1, i), "t")).collect();
+    let v = [1, 2, 3];
+    let mut c = Cluster::new(vec![
+        (config(1, &v, &[], 2), disk(&oracle, 1, &[], 0)),
+        (config(2, &v, &[], 2), disk(&oracle, 2, &long, 1)),
+        (config(3, &v, &[], 2), disk(&oracle, 3, &long, 1)),
+    ]);
+    c.run(60);
+    assert!(c.events[&1]
+        .iter()
+        .any(|e| matches!(e, Event::Restore { .. })));
+    assert_eq!(c.log_zxids(1), c.log_zxids(3));
+    assert_eq!(c.delivered(1).len(), 6);
+}
+
+#[test]
+fn observers_learn_commits_but_do_not_make_a_quorum() {
+    let mut c = fresh(&[1, 2, 3], &[4]);
+    c.run(50);
+    assert_eq!(
+        c.role(4),
+        Role::Observing {
+            leader: 3,
+            synced: true
+        }
+    );
+    c.peers
+        .get_mut(&3)
+        .unwrap()
+        .propose(Bytes::from("a"))
+        .unwrap();
+    c.run(5);
+    assert_eq!(c.delivered(4), ["a"]);
+    // With both other voters gone the leader cannot commit, observer or not.
+    c.down.extend([1, 2]);
+    c.peers
+        .get_mut(&3)
+        .unwrap()
+        .propose(Bytes::from("b"))
+        .unwrap();
+    c.run(5);
+    assert_eq!(c.delivered(3), ["a"]);
+    assert_eq!(c.delivered(4), ["a"]);
+}
+
+#[test]
+fn a_leader_without_a_quorum_steps_down() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    c.down.extend([1, 2]);
+    c.run(100);
+    assert_eq!(c.role(3), Role::Looking);
+}
+
+#[test]
+fn nothing_commits_until_a_quorum_has_synced_its_disk() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    c.stalled.extend([1, 2, 3]);
+    c.peers
+        .get_mut(&3)
+        .unwrap()
+        .propose(Bytes::from("a"))
+        .unwrap();
+    c.run(20);
+    assert!(c.delivered(3).is_empty(), "committed with no durable copy");
+    // The leader's own disk alone is not a quorum.
+    c.stalled.remove(&3);
+    c.run(20);
+    assert!(
+        c.delivered(3).is_empty(),
+        "committed with one durable copy of three"
+    );
+    // One follower's fsync completes the quorum; the other learns the commit too.
+    c.stalled.remove(&1);
+    c.run(5);
+    assert_eq!(c.delivered(3), ["a"]);
+    assert_eq!(c.delivered(2), ["a"]);
+}
+
+#[test]
+fn newleader_is_acknowledged_only_after_the_synced_txns_are_durable() {
+    let oracle = Rc::new(RefCell::new(Oracle::default()));
+    let long: Vec<(i64, &str)> = (1..=3).map(|i| (make_zxid(1, i), "t")).collect();
+    let v = [1, 2, 3];
+    let mut c = Cluster::new(vec![
+        (config(1, &v, &[], 100), disk(&oracle, 1, &[], 0)),
+        (config(2, &v, &[], 100), disk(&oracle, 2, &[], 0)),
+        (config(3, &v, &[], 100), disk(&oracle, 3, &long, 1)),
+    ]);
+    c.stalled.extend([1, 2]);
+    c.run(60);
+    // Both followers got the DIFF but cannot promise it: no broadcast phase, no new epoch.
+    assert_eq!(
+        c.role(3),
+        Role::Leading {
+            epoch: 2,
+            established: false
+        }
+    );
+    assert_eq!(c.peers[&1].log().current_epoch(), 0);
+    c.stalled.remove(&2);
+    c.run(5);
+    assert_eq!(
+        c.role(3),
+        Role::Leading {
+            epoch: 2,
+            established: true
+        }
+    );
+    assert_eq!(c.peers[&2].log().current_epoch(), 2);
+}
+
+#[test]
+fn a_learner_forwards_requests_and_revalidations_to_the_leader() {
+    let mut c = fresh(&[1, 2, 3], &[4]);
+    c.run(50);
+    let req = ForwardedRequest {
+        session_id: 5,
+        cxid: 1,
+        op: 1,
+        body: Bytes::from("create /a"),
+    };
+    let leader_err = c.peers.get_mut(&3).unwrap().forward(req.clone(), vec![]);
+    assert_eq!(leader_err, Err(PeerError::NotSyncedLearner));
+    c.peers
+        .get_mut(&1)
+        .unwrap()
+        .forward(req.clone(), vec![])
+        .unwrap();
+    c.peers.get_mut(&4).unwrap().revalidate(5, 4_000).unwrap();
+    c.run(1);
+    let from_1 = Event::Request {
+        from: 1,
+        request: req,
+        authinfo: vec![],
+    };
+    assert!(c.events[&3].contains(&from_1));
+    let reval = Event::Revalidate {
+        from: 4,
+        session_id: 5,
+        timeout: 4_000,
+    };
+    assert!(c.events[&3].contains(&reval));
+    c.peers
+        .get_mut(&3)
+        .unwrap()
+        .revalidate_reply(4, 5, true)
+        .unwrap();
+    c.run(1);
+    let answer = Event::Revalidated {
+        session_id: 5,
+        valid: true,
+    };
+    assert!(c.events[&4].contains(&answer));
+}
+
+#[test]
+fn a_sync_completes_only_after_the_proposals_before_it_commit() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    c.stalled.extend([1, 2, 3]);
+    let leader = c.peers.get_mut(&3).unwrap();
+    leader.propose(Bytes::from("a")).unwrap();
+    leader.sync_for(1).unwrap();
+    leader.sync_for(3).unwrap();
+    c.run(5);
+    assert!(!c.events[&1].contains(&Event::Synced));
+    assert!(!c.events[&3].contains(&Event::Synced));
+    c.stalled.clear();
+    c.run(5);
+    for sid in [1, 3] {
+        let ev = &c.events[&sid];
+        let synced = ev.iter().position(|e| *e == Event::Synced).expect("synced");
+        let applied = ev
+            .iter()
+            .position(|e| matches!(e, Event::Deliver { txn, .. } if txn == "a"))
+            .expect("delivered");
+        assert!(
+            applied < synced,
+            "server {sid}: sync answered before the write it follows"
+        );
+    }
+    // With nothing outstanding a sync is answered at once.
+    c.peers.get_mut(&3).unwrap().sync_for(2).unwrap();
+    c.run(1);
+    assert!(c.events[&2].contains(&Event::Synced));
+}
+
+#[test]
+fn session_touches_ride_on_ping_replies() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    c.peers.get_mut(&2).unwrap().touch(7, 3_000).unwrap();
+    c.run(20);
+    let touched = Event::Touches {
+        from: 2,
+        touches: vec![SessionTouch {
+            session_id: 7,
+            timeout: 3_000,
+        }],
+    };
+    assert!(c.events[&3].contains(&touched));
+}
