@@ -39,12 +39,23 @@ pub enum DecodeError {
 #[derive(Debug, Clone)]
 pub struct Reader {
     buf: Bytes,
+    /// Decode strings like Java (see [`Reader::java_strings`]).
+    lossy: bool,
 }
 
 impl Reader {
     /// Wraps `buf`.
     pub fn new(buf: Bytes) -> Self {
-        Reader { buf }
+        Reader { buf, lossy: false }
+    }
+
+    /// Decodes strings the way a Java peer does (`new String(bytes, UTF_8)`): an invalid UTF-8
+    /// sequence becomes U+FFFD instead of failing with [`DecodeError::InvalidUtf8`]. A server
+    /// reads requests this way, so that it answers a malformed path the way ZooKeeper does
+    /// (BadArguments or NoNode) rather than with a marshalling error.
+    pub fn java_strings(mut self) -> Self {
+        self.lossy = true;
+        self
     }
 
     /// Bytes not read yet.
@@ -111,6 +122,7 @@ impl Reader {
     pub fn read_opt_string(&mut self) -> Result<Option<String>, DecodeError> {
         match self.read_opt_buffer()? {
             None => Ok(None),
+            Some(b) if self.lossy => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
             Some(b) => String::from_utf8(b.to_vec())
                 .map(Some)
                 .map_err(|_| DecodeError::InvalidUtf8),
@@ -240,6 +252,17 @@ mod tests {
         assert!(r.read_vec(|r| r.read_i32()).is_err());
         let mut r = Reader::new(Bytes::from_static(&[0, 0, 0, 2, 0xff]));
         assert!(r.read_opt_string().is_err());
+    }
+
+    #[test]
+    fn java_strings_replace_invalid_utf8() {
+        let bad = Bytes::from_static(&[0, 0, 0, 3, b'/', 0xff, 0xfe]);
+        assert_eq!(
+            Reader::new(bad.clone()).read_opt_string(),
+            Err(DecodeError::InvalidUtf8)
+        );
+        let mut r = Reader::new(bad).java_strings();
+        assert_eq!(r.read_string("path").unwrap(), "/\u{fffd}\u{fffd}");
     }
 
     #[test]

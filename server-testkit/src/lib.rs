@@ -46,4 +46,4 @@ pub use crate::core::{NodeKind, StatPersisted, WatchKind};
 pub use net::FourLetterWords;
 pub use persist::backup::BackupInfo;
 pub use persist::{PersistError, PersistOptions, RecoveryReport};
-pub use server::{Builder, Error, Server, SessionSummary, WatchSummary, Znode};
+pub use server::{Builder, ConnectionSummary, Error, Server, SessionSummary, WatchSummary, Znode};

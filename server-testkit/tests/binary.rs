@@ -67,3 +67,43 @@ async fn zkit_server_answers_ruok_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn zkit_server_limits_flags_reach_the_server() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zkit-server"))
+        .args([
+            "--port",
+            "0",
+            "--four-letter-words",
+            "conf",
+            "--max-client-cnxns",
+            "7",
+            "--max-queued-bytes",
+            "65536",
+        ])
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(BOUND, async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Some(a) = l.strip_prefix("zkit-server listening on ") {
+                return a.trim().to_owned();
+            }
+        }
+        panic!("zkit-server exited before listening");
+    })
+    .await
+    .expect("zkit-server listened in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let conf = four_letter(&addr, b"conf").await;
+    assert!(conf.contains("\nmaxClientCnxns=7\n"), "{conf}");
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_zkit-server"))
+        .args(["--max-client-cnxns", "many"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a bad number is a usage error");
+    child.kill().await.unwrap();
+}

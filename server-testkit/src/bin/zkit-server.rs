@@ -22,6 +22,10 @@ OPTIONS:
     --min-session-timeout MS      lowest negotiable session timeout (default 2 x tickTime)
     --max-session-timeout MS      highest negotiable session timeout (default 20 x tickTime)
     --max-packet BYTES            largest accepted request (default 1048575)
+    --max-queued-bytes BYTES      bound of each connection's outbound queue (default 4194304): past
+                                  it the connection reads no more requests until the client reads
+    --max-client-cnxns N          connections one IP may hold at once, 0 = unlimited (default 60,
+                                  like maxClientCnxns)
     --super-digest USER:BASE64    superDigest: this digest user bypasses ACLs
     --extended-types              enable TTL nodes (zookeeper.extendedTypesEnabled)
     --four-letter-words LIST      comma separated whitelist, or * for all (default srvr, like
@@ -30,6 +34,9 @@ OPTIONS:
     --no-fsync                    do not fsync the txn log (forceSync=no)
     --snap-count N                txns between snapshots (default 100000)
     --purge-keep N                after each snapshot keep only the N newest (default: keep all)
+    --log-read-limit BYTES        txn log records up to this size are read unchecked (default and
+                                  minimum 2097150, ZooKeeper's); longer ones load once their
+                                  checksum is right, so every record the server wrote reloads
     --truncate-corrupt            cut the log at a corrupt entry instead of refusing to start
     -h, --help                    print this help
 
@@ -89,6 +96,17 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
                         .map_err(|_| format!("--max-packet expects bytes, got {v:?}"))?,
                 );
             }
+            "--max-queued-bytes" | "--max-client-cnxns" => {
+                let v = value()?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("{flag} expects a number, got {v:?}"))?;
+                b = if flag == "--max-queued-bytes" {
+                    b.max_queued_bytes(n)
+                } else {
+                    b.max_client_cnxns(n)
+                };
+            }
             "--super-digest" => {
                 let v = value()?;
                 if !v.contains(':') {
@@ -101,6 +119,13 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
             "--data-dir" => b = b.data_dir(value()?),
             "--no-fsync" => popts = popts.force_sync(false),
             "--truncate-corrupt" => popts = popts.truncate_corrupt(true),
+            "--log-read-limit" => {
+                let v = value()?;
+                popts = popts.read_limit(
+                    v.parse()
+                        .map_err(|_| format!("--log-read-limit expects bytes, got {v:?}"))?,
+                );
+            }
             "--snap-count" | "--purge-keep" => {
                 let v = value()?;
                 let n: u64 = v

@@ -34,7 +34,9 @@ pub fn is_valid(scheme: &str, id: &str) -> bool {
             }
             n == 2
         }
-        "ip" => parse_ip_acl(id).is_some(),
+        // ZooKeeper 3.8's IPAuthenticationProvider.isValid parses IPv4 only: `ip:::1` is an
+        // InvalidACL there.
+        "ip" => parse_ip_acl(id).is_some_and(|(ip, _)| ip.is_ipv4()),
         _ => false,
     }
 }

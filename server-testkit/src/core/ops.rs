@@ -108,7 +108,9 @@ impl Core {
     }
 
     pub(super) fn request(&mut self, conn: ConnId, frame: Bytes, now: i64) {
-        let mut r = Reader::new(frame);
+        // Strings decode like ZooKeeper's: invalid UTF-8 becomes U+FFFD, which path and ACL
+        // validation then refuse with ZooKeeper's own codes.
+        let mut r = Reader::new(frame).java_strings();
         let h = match RequestHeader::decode(&mut r) {
             Ok(h) => h,
             Err(e) => {
@@ -127,7 +129,10 @@ impl Core {
         }
         tracing::debug!(conn, xid = h.xid, op = h.op, "request");
         let Ok(op) = OpCode::from_code(h.op) else {
+            // Like ZooKeeper: Unimplemented, then the connection is closed.
+            tracing::warn!(conn, op = h.op, "unknown opcode, closing");
             self.reply(conn, h.xid, ErrorCode::Unimplemented, None);
+            self.close(conn, "unknown opcode");
             return;
         };
         match op {
@@ -171,14 +176,21 @@ impl Core {
     }
 
     fn auth(&mut self, conn: ConnId, xid: i32, r: &mut Reader) {
-        let Ok(p) = AuthPacket::decode(r) else {
+        // Decoded by hand: a null scheme or credential is answered AuthFailed like on
+        // ZooKeeper, where a typed AuthPacket would not even decode.
+        let (Ok(_), Ok(scheme), Ok(cred)) =
+            (r.read_i32(), r.read_opt_string(), r.read_opt_buffer())
+        else {
             self.close(conn, "malformed auth packet");
             return;
         };
+        let scheme = scheme.unwrap_or_default();
         let super_digest = self.cfg.super_digest.clone();
-        let ok = match p.scheme.as_str() {
-            "digest" => {
-                let d = digest(&String::from_utf8_lossy(&p.auth));
+        let ok = match (scheme.as_str(), cred) {
+            // A null credential fails in ZooKeeper's digest provider.
+            ("digest", None) => false,
+            ("digest", Some(cred)) => {
+                let d = digest(&String::from_utf8_lossy(&cred));
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if super_digest.as_deref() == Some(d.as_str()) {
                         push_id(&mut c.auth, "super", "");
@@ -187,7 +199,7 @@ impl Core {
                 }
                 true
             }
-            "ip" => {
+            ("ip", _) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     let ip = c.remote.ip().to_string();
                     push_id(&mut c.auth, "ip", &ip);
@@ -209,7 +221,7 @@ impl Core {
         };
         self.send(conn, reply_frame(header, None));
         if !ok {
-            tracing::warn!(conn, scheme = %p.scheme, "authentication failed");
+            tracing::warn!(conn, scheme = %scheme, "authentication failed");
             self.close(conn, "authentication failed");
         }
     }

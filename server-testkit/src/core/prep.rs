@@ -207,7 +207,12 @@ impl<'a> Prep<'a> {
 
     /// delete.
     pub fn delete(&mut self, path: &str, version: i32) -> Result<TxnBody, ErrorCode> {
-        let parent_path = self.parent_and_validate(path)?;
+        // Like ZooKeeper, delete does not run the full path validation: a path no node can
+        // have (U+FFFD, a trailing slash) is NoNode, not BadArguments.
+        if !path.contains('/') || path.contains('\0') || is_special(path) {
+            return Err(ErrorCode::BadArguments);
+        }
+        let parent_path = zkit_proto::path::parent(path).to_owned();
         let parent = self.record(&parent_path)?;
         check_acl(&parent.acl, perms::DELETE, self.ids)?;
         let node = self.record(path)?;

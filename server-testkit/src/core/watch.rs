@@ -8,7 +8,7 @@
 //! addWatch registers in both tables. A change triggers one table for one path (and, for
 //! recursive watches, its ancestors); each selected connection gets one event per trigger.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use zkit_proto::{Acl, EventType, WatcherType};
 
@@ -288,14 +288,13 @@ impl WatchManager {
         set.into_iter().collect()
     }
 
-    /// The data table's registrations by connection (what `wchc`/`wchp`/`wchs` show).
-    pub fn data_table(&self) -> BTreeMap<ConnId, BTreeSet<String>> {
+    /// The data table's registrations, unsorted and borrowed: a cheap copy for the shell to
+    /// sort and format outside its lock (`wchc`/`wchp`/`wchs` over many watches).
+    pub fn data_watches(&self) -> impl Iterator<Item = (ConnId, &str)> + '_ {
         self.data
             .paths
             .iter()
-            .filter(|(_, p)| !p.is_empty())
-            .map(|(c, p)| (*c, p.iter().cloned().collect()))
-            .collect()
+            .flat_map(|(c, ps)| ps.iter().map(move |p| (*c, p.as_str())))
     }
 
     /// Registrations across both tables (`zk_watch_count`).

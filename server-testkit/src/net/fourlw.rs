@@ -68,18 +68,123 @@ impl From<&str> for FourLetterWords {
     }
 }
 
+/// One connection as `cons`, `stat` and `dump` list it.
+#[derive(Debug)]
+struct ConnRow {
+    remote: std::net::SocketAddr,
+    queued: usize,
+    received: u64,
+    sent: u64,
+    session: Option<i64>,
+    timeout: i32,
+    last_op: &'static str,
+    established: i64,
+    last_cxid: i32,
+    last_zxid: i64,
+}
+
+/// What a word needs from the core, copied under the lock. Copying is linear and cheap; the
+/// sorting and formatting (which for `wchp` over 200k watches takes far longer) happens after
+/// the lock is released, so clients never wait on a four-letter word.
+#[derive(Debug, Default)]
+struct Snapshot {
+    node_count: usize,
+    /// Client connections plus the one asking.
+    conns: usize,
+    received: u64,
+    sent: u64,
+    last_zxid: i64,
+    tick_time: i32,
+    min_session_timeout: i32,
+    max_session_timeout: i32,
+    ephemerals: usize,
+    sessions: usize,
+    watch_count: usize,
+    data_size: usize,
+    started: i64,
+    rows: Vec<ConnRow>,
+    /// (session, path) of each data-table watch (`wch*` only).
+    watches: Vec<(i64, String)>,
+    /// Session ids (`dump` only).
+    session_ids: Vec<i64>,
+    /// Ephemerals by session (`dump` only).
+    ephemeral_paths: Vec<(i64, Vec<String>)>,
+}
+
+impl Snapshot {
+    fn take(word: &str, ctx: &Ctx) -> Snapshot {
+        let g = ctx.lock();
+        let core = &g.core;
+        let db = core.db();
+        let cfg = core.config();
+        let counters = core.counters();
+        let mut s = Snapshot {
+            node_count: db.tree.node_count() + 1, // ZooKeeper counts "" and "/" separately.
+            conns: core.connections().count() + 1, // this connection included, like ZooKeeper
+            received: counters.received,
+            sent: counters.sent,
+            last_zxid: db.last_zxid,
+            tick_time: cfg.tick_time,
+            min_session_timeout: cfg.min_session_timeout,
+            max_session_timeout: cfg.max_session_timeout,
+            started: core.started(),
+            ..Snapshot::default()
+        };
+        match word {
+            "mntr" => {
+                s.ephemerals = db.tree.ephemeral_count();
+                s.sessions = db.sessions.len();
+                s.watch_count = core.watch_manager().count();
+                s.data_size = db.tree.approximate_data_size();
+            }
+            "stat" | "cons" | "dump" => {
+                s.rows = core
+                    .connections()
+                    .map(|(id, c)| ConnRow {
+                        remote: c.remote,
+                        queued: g.conns.get(id).map_or(0, |o| o.stats().frames),
+                        received: c.received,
+                        sent: c.sent,
+                        session: c.session,
+                        timeout: c
+                            .session
+                            .and_then(|sid| db.sessions.get(&sid).copied())
+                            .unwrap_or(0),
+                        last_op: c.last_op,
+                        established: c.established,
+                        last_cxid: c.last_cxid,
+                        last_zxid: c.last_zxid,
+                    })
+                    .collect();
+                if word == "dump" {
+                    s.session_ids = db.sessions.keys().copied().collect();
+                    s.ephemeral_paths = db.tree.all_ephemerals();
+                }
+            }
+            "wchs" | "wchc" | "wchp" => {
+                s.watches = core
+                    .watch_manager()
+                    .data_watches()
+                    .map(|(conn, p)| (core.session_of(conn).unwrap_or(0), p.to_owned()))
+                    .collect();
+            }
+            _ => {}
+        }
+        s
+    }
+}
+
 /// The text answer to `word` (already known to be a four-letter word).
 pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> String {
     if !ctx.net.four_letter_words.allows(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
-    let g = ctx.lock();
-    let core = &g.core;
-    let db = core.db();
-    let cfg = core.config();
-    let node_count = db.tree.node_count() + 1; // ZooKeeper counts "" and "/" separately.
-    let conns = core.connections().count() + 1; // this connection included, like ZooKeeper
-    let counters = core.counters();
+    let snap = Snapshot::take(word, ctx);
+    render(word, &snap, ctx, remote)
+}
+
+/// Formats `word`'s answer from a snapshot (no lock held).
+fn render(word: &str, snap: &Snapshot, ctx: &Ctx, remote: std::net::SocketAddr) -> String {
     let mut s = String::new();
     let head = |s: &mut String| {
         let _ = writeln!(s, "Zookeeper version: {VERSION}");
@@ -87,48 +192,47 @@ pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> Str
     let tail = |s: &mut String| {
         let _ = write!(
             s,
-            "Latency min/avg/max: 0/0.0/0\nReceived: {}\nSent: {}\nConnections: {conns}\n\
-             Outstanding: 0\nZxid: 0x{:x}\nMode: standalone\nNode count: {node_count}\n",
-            counters.received, counters.sent, db.last_zxid
+            "Latency min/avg/max: 0/0.0/0\nReceived: {}\nSent: {}\nConnections: {}\n\
+             Outstanding: 0\nZxid: 0x{:x}\nMode: standalone\nNode count: {}\n",
+            snap.received, snap.sent, snap.conns, snap.last_zxid, snap.node_count
         );
     };
     let cons = |s: &mut String| {
-        for (id, c) in core.connections() {
+        for c in &snap.rows {
             let _ = write!(
                 s,
-                " /{}[1](queued=0,recved={},sent={}",
-                c.remote, c.received, c.sent
+                " /{}[1](queued={},recved={},sent={}",
+                c.remote, c.queued, c.received, c.sent
             );
             if let Some(sid) = c.session {
-                let to = db.sessions.get(&sid).copied().unwrap_or(0);
                 let _ = write!(
                     s,
-                    ",sid=0x{sid:x},lop={},est={},to={to},lcxid=0x{:x},lzxid=0x{:x},lresp={},\
+                    ",sid=0x{sid:x},lop={},est={},to={},lcxid=0x{:x},lzxid=0x{:x},lresp={},\
                      llat=0,minlat=0,avglat=0,maxlat=0",
                     c.last_op,
                     c.established,
+                    c.timeout,
                     c.last_cxid,
                     c.last_zxid,
                     now_ms()
                 );
             }
             let _ = writeln!(s, ")");
-            let _ = id;
         }
         // The connection asking is listed too, like on a real server.
         let _ = writeln!(s, " /{remote}[0](queued=0,recved=1,sent=0)");
     };
     // Like ZooKeeper's dumpWatches / getWatchesSummary: the data-watch table only (it also
     // holds persistent watches).
-    let mut by_session: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-    let mut by_path: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    for (conn, paths) in core.watch_manager().data_table() {
-        let sid = core.session_of(conn).unwrap_or(0);
-        for path in paths {
-            by_session.entry(sid).or_default().insert(path.clone());
-            by_path.entry(path).or_default().insert(sid);
+    let watch_tables = || {
+        let mut by_session: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+        let mut by_path: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
+        for (sid, path) in &snap.watches {
+            by_session.entry(*sid).or_default().insert(path);
+            by_path.entry(path).or_default().insert(*sid);
         }
-    }
+        (by_session, by_path)
+    };
     match word {
         "ruok" => s.push_str("imok"),
         "isro" => s.push_str("rw"),
@@ -163,35 +267,33 @@ pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> Str
             let _ = write!(
                 s,
                 "clientPort={}\nsecureClientPort=-1\ndataDir=\ndataDirSize=0\ndataLogDir=\n\
-                 dataLogSize=0\ntickTime={}\nmaxClientCnxns=60\nminSessionTimeout={}\n\
+                 dataLogSize=0\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\n\
                  maxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId=0\n",
                 ctx.local_addr.port(),
-                cfg.tick_time,
-                cfg.min_session_timeout,
-                cfg.max_session_timeout
+                snap.tick_time,
+                ctx.net.max_client_cnxns,
+                snap.min_session_timeout,
+                snap.max_session_timeout
             );
         }
         "mntr" => {
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", VERSION.to_owned()),
                 ("zk_server_state", "standalone".into()),
-                ("zk_ephemerals_count", db.tree.ephemeral_count().to_string()),
-                ("zk_num_alive_connections", conns.to_string()),
+                ("zk_ephemerals_count", snap.ephemerals.to_string()),
+                ("zk_num_alive_connections", snap.conns.to_string()),
                 ("zk_avg_latency", "0.0".into()),
                 ("zk_outstanding_requests", "0".into()),
-                ("zk_znode_count", node_count.to_string()),
-                ("zk_global_sessions", db.sessions.len().to_string()),
+                ("zk_znode_count", snap.node_count.to_string()),
+                ("zk_global_sessions", snap.sessions.to_string()),
                 ("zk_local_sessions", "0".into()),
-                ("zk_watch_count", core.watch_manager().count().to_string()),
-                (
-                    "zk_approximate_data_size",
-                    db.tree.approximate_data_size().to_string(),
-                ),
-                ("zk_packets_sent", counters.sent.to_string()),
-                ("zk_packets_received", counters.received.to_string()),
+                ("zk_watch_count", snap.watch_count.to_string()),
+                ("zk_approximate_data_size", snap.data_size.to_string()),
+                ("zk_packets_sent", snap.sent.to_string()),
+                ("zk_packets_received", snap.received.to_string()),
                 ("zk_min_latency", "0".into()),
                 ("zk_max_latency", "0".into()),
-                ("zk_uptime", (now_ms() - core.started()).to_string()),
+                ("zk_uptime", (now_ms() - snap.started).to_string()),
                 ("zk_auth_failed_count", "0".into()),
             ];
             for (k, v) in rows {
@@ -199,6 +301,7 @@ pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> Str
             }
         }
         "wchs" => {
+            let (by_session, by_path) = watch_tables();
             let total: usize = by_path.values().map(|s| s.len()).sum();
             let _ = write!(
                 s,
@@ -208,7 +311,7 @@ pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> Str
             );
         }
         "wchc" => {
-            for (sid, paths) in &by_session {
+            for (sid, paths) in &watch_tables().0 {
                 let _ = writeln!(s, "0x{sid:x}");
                 for p in paths {
                     let _ = writeln!(s, "\t{p}");
@@ -217,7 +320,7 @@ pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> Str
             s.push('\n');
         }
         "wchp" => {
-            for (p, sids) in &by_path {
+            for (p, sids) in &watch_tables().1 {
                 let _ = writeln!(s, "{p}");
                 for sid in sids {
                     let _ = writeln!(s, "\t0x{sid:x}");
@@ -226,23 +329,17 @@ pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> Str
             s.push('\n');
         }
         "dump" => {
-            let sessions = core.sessions();
-            let _ = writeln!(
-                s,
-                "SessionTracker dump:\nSession Sets ({})/({}):",
-                sessions.len(),
-                sessions.len()
-            );
-            for si in &sessions {
-                let _ = writeln!(s, "1 expire at {}:\n\t0x{:x}", http_date(now_ms()), si.id);
+            let n = snap.session_ids.len();
+            let _ = writeln!(s, "SessionTracker dump:\nSession Sets ({n})/({n}):");
+            for id in &snap.session_ids {
+                let _ = writeln!(s, "1 expire at {}:\n\t0x{:x}", http_date(now_ms()), id);
             }
-            let eph = db.tree.all_ephemerals();
             let _ = writeln!(
                 s,
                 "ephemeral nodes dump:\nSessions with Ephemerals ({}):",
-                eph.len()
+                snap.ephemeral_paths.len()
             );
-            for (sid, paths) in eph {
+            for (sid, paths) in &snap.ephemeral_paths {
                 let _ = writeln!(s, "0x{sid:x}:");
                 for p in paths {
                     let _ = writeln!(s, "\t{p}");
@@ -251,9 +348,9 @@ pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> Str
             let _ = writeln!(
                 s,
                 "Connections dump:\nConnections Sets ({n})/({n}):",
-                n = conns - 1
+                n = snap.conns - 1
             );
-            for (_, c) in core.connections() {
+            for c in &snap.rows {
                 let _ = writeln!(
                     s,
                     "\tip: /{} sessionId: 0x{:x}",

@@ -8,20 +8,26 @@
 
 mod conn;
 mod fourlw;
+mod outbox;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::core::{Committed, ConnId, Core, Output};
 
 pub use fourlw::{FourLetterWords, ALL_WORDS};
+pub(crate) use outbox::Outbox;
+pub use outbox::DEFAULT_MAX_QUEUED_BYTES;
+
+/// ZooKeeper's default `maxClientCnxns`: connections one IP address may hold at once.
+pub const DEFAULT_MAX_CLIENT_CNXNS: usize = 60;
 
 /// The only clock the core sees: ms since the epoch, read once from the wall clock and then
 /// advanced by tokio's monotonic clock, so a wall-clock jump can neither expire every session
@@ -59,6 +65,11 @@ pub struct NetConfig {
     pub handshake_timeout: Duration,
     /// How often the core's `tick` runs.
     pub tick_interval: Duration,
+    /// Bound of each connection's outbound queue in bytes (see [`DEFAULT_MAX_QUEUED_BYTES`]):
+    /// past it the connection reads no more requests until its client has read the replies.
+    pub max_queued_bytes: usize,
+    /// Connections one IP address may hold at once (`maxClientCnxns`; 0 = unlimited).
+    pub max_client_cnxns: usize,
 }
 
 /// Runs once the txns it waited for are durable: sends their outputs.
@@ -74,13 +85,13 @@ pub(crate) trait Durability: Send + Sync + std::fmt::Debug {
 
 /// The core plus the queues of the connections it talks to.
 ///
-/// The queues are unbounded: a server cannot push back on notifications caused by other
-/// clients' writes, exactly like ZooKeeper's per-connection outgoing queue. Their size is bounded
-/// in practice by what a test writes.
+/// Each queue is bounded in bytes by [`NetConfig::max_queued_bytes`] (see `outbox.rs`): replies
+/// by stopping the connection's reader, notifications by closing a connection that lets them
+/// pile up.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub core: Core,
-    pub conns: HashMap<ConnId, mpsc::UnboundedSender<Msg>>,
+    pub conns: HashMap<ConnId, Outbox>,
     pub next_conn: ConnId,
     /// With a data dir: the txn log that releases outputs once their txns are durable.
     pub durability: Option<Arc<dyn Durability>>,
@@ -108,7 +119,7 @@ impl Shared {
         }
         let send = move || {
             for (tx, m) in sends {
-                let _ = tx.send(m);
+                tx.send(m);
             }
         };
         match &self.durability {
@@ -126,6 +137,8 @@ pub(crate) struct Ctx {
     pub local_addr: SocketAddr,
     pub paused: watch::Sender<bool>,
     pub paused_until: Mutex<Option<tokio::time::Instant>>,
+    /// Open connections per client IP address (for `maxClientCnxns`).
+    pub per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Ctx {
@@ -134,12 +147,46 @@ impl Ctx {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Counts a new connection from `ip`; None when the IP already holds `max_client_cnxns`.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut m = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        let max = self.net.max_client_cnxns;
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            ctx: self.clone(),
+            ip,
+        })
+    }
+
     /// Runs `f` on the core, then routes its outputs.
     pub fn with_core<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
         let mut g = self.lock();
         let r = f(&mut g.core);
         g.dispatch();
         r
+    }
+}
+
+/// One connection's place in the per-IP count; released on drop.
+#[derive(Debug)]
+pub(crate) struct IpSlot {
+    ctx: Arc<Ctx>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = self.ctx.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -156,12 +203,23 @@ pub(crate) async fn accept_loop(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             r = listener.accept() => match r {
                 Ok((stream, remote)) => {
+                    // Like ZooKeeper's NIOServerCnxnFactory: a connection past the per-IP
+                    // limit is closed as soon as it is accepted.
+                    let Some(slot) = ctx.admit(remote.ip()) else {
+                        tracing::warn!(
+                            ip = %remote.ip(),
+                            max = ctx.net.max_client_cnxns,
+                            "too many connections from this IP (maxClientCnxns), closing"
+                        );
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let ctx = ctx.clone();
                     let sd = shutdown.clone();
                     let span = tracing::debug_span!("zk_conn", %remote);
                     tasks.spawn(tracing::Instrument::instrument(
-                        conn::serve(stream, remote, ctx, sd),
+                        conn::serve(stream, remote, ctx, sd, slot),
                         span,
                     ));
                 }

@@ -91,6 +91,11 @@ pub struct PersistOptions {
     pub truncate_corrupt: bool,
     /// Recover only txns up to this zxid (point-in-time restore).
     pub restore_to_zxid: Option<i64>,
+    /// Txn log records up to this size are read without further checks (default and minimum:
+    /// ZooKeeper's own, [`txnlog::DEFAULT_READ_LIMIT`]); a longer one is accepted once its
+    /// marker and checksum check out, so whatever the writer wrote reloads
+    /// ([`txnlog::read_log_with`]).
+    pub read_limit: u64,
 }
 
 impl Default for PersistOptions {
@@ -103,6 +108,7 @@ impl Default for PersistOptions {
             purge_keep: None,
             truncate_corrupt: false,
             restore_to_zxid: None,
+            read_limit: txnlog::DEFAULT_READ_LIMIT,
         }
     }
 }
@@ -136,6 +142,11 @@ impl PersistOptions {
     /// See [`PersistOptions::truncate_corrupt`].
     pub fn truncate_corrupt(mut self, on: bool) -> Self {
         self.truncate_corrupt = on;
+        self
+    }
+    /// See [`PersistOptions::read_limit`] (never below [`txnlog::DEFAULT_READ_LIMIT`]).
+    pub fn read_limit(mut self, bytes: u64) -> Self {
+        self.read_limit = bytes.max(txnlog::DEFAULT_READ_LIMIT);
         self
     }
     /// See [`PersistOptions::restore_to_zxid`].

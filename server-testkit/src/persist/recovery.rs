@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use zkit_proto::path::parent;
 
 use super::snapshot::{looks_valid, read_snapshot, write_db};
-use super::txnlog::{read_log, LogEnd};
+use super::txnlog::{read_log_with, LogEnd};
 use super::{list_files, version_dir, PersistError, PersistOptions, LOG_PREFIX, SNAP_PREFIX};
 use crate::core::{tree_digest, Database, TreeDigest, Txn, TxnBody};
 
@@ -176,7 +176,7 @@ pub fn recover(
     let mut i = 0;
     while i < files.len() {
         let (_, path) = &files[i];
-        let end = read_log(path, |e| {
+        let end = read_log_with(path, opts.read_limit, |e| {
             let z = e.txn.hdr.zxid;
             if z < t {
                 return Ok(true);

@@ -98,6 +98,8 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
     let mut acl_list: Vec<(i64, Vec<Acl>)> = Vec::new();
     let mut nodes = BytesMut::new();
     let mut count = 0u64;
+    // Nodes whose data a real ZooKeeper could not read back (interop warning only).
+    let mut oversized = (0u64, 0usize);
     let mut stack = vec!["/".to_owned()];
     while !stack.is_empty() {
         let ok = access(&mut |db, _| {
@@ -118,6 +120,10 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
                 };
                 nodes.put_string(if path == "/" { "" } else { &path });
                 nodes.put_opt_buffer(n.data.as_deref());
+                let len = n.data.as_ref().map_or(0, |d| d.len());
+                if len > super::txnlog::MAX_RECORD as usize {
+                    oversized = (oversized.0 + 1, oversized.1.max(len));
+                }
                 nodes.put_i64(idx);
                 put_stat(&mut nodes, &n.stat);
                 count += 1;
@@ -142,6 +148,18 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
         return Err(gone());
     }
     let _ = have;
+    if oversized.0 > 0 {
+        tracing::warn!(
+            zxid = format_args!("0x{zxid:x}"),
+            nodes = oversized.0,
+            largest = oversized.1,
+            zookeeper_limit = super::txnlog::MAX_RECORD,
+            "snapshot holds node data larger than a real ZooKeeper reads with its default \
+             jute.maxbuffer; a ZooKeeper server loading this dataDir needs -Djute.maxbuffer={} \
+             or more",
+            oversized.1.div_ceil(2)
+        );
+    }
     let tmp = dir.join(format!(".snapshot-tmp.{zxid:x}"));
     let io = |e| PersistError::io(&tmp, e);
     let file = File::create(&tmp).map_err(io)?;

@@ -25,8 +25,13 @@ pub const LOG_MAGIC: i32 = 0x5A4B_4C47;
 pub const SNAP_MAGIC: i32 = 0x5A4B_534E;
 /// File format version.
 pub const FORMAT_VERSION: i32 = 2;
-/// Largest record a ZooKeeper reader accepts (`jute.maxbuffer` + extrasize).
+/// Largest record a real ZooKeeper 3.8 reads back with default settings: its reader refuses a
+/// length above `jute.maxbuffer` (0xfffff) + `zookeeper.jute.maxbuffer.extrasize` (defaults to
+/// `jute.maxbuffer`) as "Unreasonable length" (`BinaryInputArchive.checkLength`).
 pub const MAX_RECORD: i32 = 0xfffff + 0xfffff;
+/// Default read limit of [`read_log_with`]: ZooKeeper's, [`MAX_RECORD`]. It is a plausibility
+/// threshold, not a cap: a longer record is still accepted once it checks out (see there).
+pub const DEFAULT_READ_LIMIT: u64 = MAX_RECORD as u64;
 /// End-of-record marker.
 pub const EOR: u8 = b'B';
 
@@ -50,6 +55,18 @@ pub fn encode_entry(e: &Committed, buf: &mut BytesMut) {
             tree_digest: d,
         }
         .encode(&mut payload);
+    }
+    if payload.len() > MAX_RECORD as usize {
+        // Interop only: zkit reads it back (see `read_log_with`), a real server would not.
+        tracing::warn!(
+            zxid = format_args!("0x{:x}", e.txn.hdr.zxid),
+            txn_type = e.txn.hdr.txn_type,
+            bytes = payload.len(),
+            zookeeper_limit = MAX_RECORD,
+            "txn log record larger than a real ZooKeeper reads with its default jute.maxbuffer; \
+             a ZooKeeper server loading this dataDir needs -Djute.maxbuffer={} or more",
+            payload.len().div_ceil(2)
+        );
     }
     buf.put_i64(adler32(&payload) as i64);
     buf.put_i32(payload.len() as i32);
@@ -301,13 +318,35 @@ fn rest_is_zero(r: &mut impl Read) -> io::Result<bool> {
     }
 }
 
-/// Reads a log file entry by entry. `f` gets each valid entry in order and returns whether to
-/// go on. Never hands out an entry whose checksum, length or marker is wrong.
+/// [`read_log_with`] with the [`DEFAULT_READ_LIMIT`].
+#[cfg(test)]
 pub fn read_log(
     path: &Path,
+    f: impl FnMut(LogEntry) -> Result<bool, PersistError>,
+) -> Result<LogEnd, PersistError> {
+    read_log_with(path, DEFAULT_READ_LIMIT, f)
+}
+
+/// Reads a log file entry by entry. `f` gets each valid entry in order and returns whether to
+/// go on. Never hands out an entry whose checksum, length or marker is wrong.
+///
+/// Every record the writer produces reads back, whatever its size: the writer has no size
+/// limit of its own (a closeSession lists every ephemeral of its session, so it grows without
+/// bound). A length up to `read_limit` (raised to at least [`DEFAULT_READ_LIMIT`]) is read at
+/// once; a longer one is read only if the file holds that many bytes, and accepted only if its
+/// end marker and checksum are right — so a damaged length can neither refuse a good log nor
+/// make the reader allocate more than the file's size.
+pub fn read_log_with(
+    path: &Path,
+    read_limit: u64,
     mut f: impl FnMut(LogEntry) -> Result<bool, PersistError>,
 ) -> Result<LogEnd, PersistError> {
+    let read_limit = read_limit.max(DEFAULT_READ_LIMIT);
     let file = File::open(path).map_err(|e| PersistError::io(path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| PersistError::io(path, e))?
+        .len();
     let mut r = io::BufReader::with_capacity(256 * 1024, file);
     let io_err = |e| PersistError::io(path, e);
     let mut hdr = [0u8; 16];
@@ -357,7 +396,9 @@ pub fn read_log(
                 data_after: true,
             });
         }
-        if !(0..=MAX_RECORD).contains(&len) {
+        let beyond_limit = len as u64 > read_limit;
+        let fits = (len as u64) < file_len.saturating_sub(off + 12);
+        if len < 0 || (beyond_limit && !fits) {
             let data_after = !rest_is_zero(&mut r).map_err(io_err)?;
             return Ok(LogEnd::Damaged {
                 offset: off,
@@ -382,6 +423,19 @@ pub fn read_log(
         } else {
             None
         };
+        let reason = match reason {
+            Some(r) if beyond_limit => Some(format!("unreasonable length {len} ({r})")),
+            r => r,
+        };
+        if beyond_limit && reason.is_none() {
+            tracing::debug!(
+                file = %path.display(),
+                offset = off,
+                bytes = len,
+                read_limit,
+                "log record above the read limit accepted: its marker and checksum are right"
+            );
+        }
         if let Some(reason) = reason {
             let data_after = !rest_is_zero(&mut r).map_err(io_err)?;
             return Ok(LogEnd::Damaged {
@@ -467,5 +521,68 @@ mod tests {
         .unwrap();
         assert_eq!(seen, (1..=100).collect::<Vec<_>>());
         assert!(matches!(end, LogEnd::Clean { .. }));
+    }
+
+    /// A log whose second entry is a closeSession of `n` 66-byte paths.
+    fn big_close_log(d: &TempDir, n: usize) -> (PathBuf, u64) {
+        let paths = (0..n).map(|i| format!("/e/{i:063}")).collect();
+        let mut w = LogWriter::new(d.path(), 0);
+        w.append(&session_txn(1));
+        w.append(&Committed {
+            txn: Txn::new(
+                0x100001a96170000,
+                0,
+                2,
+                0x1a2094d94d3,
+                TxnBody::CloseSession(CloseSessionTxn {
+                    paths2_delete: paths,
+                }),
+            ),
+            digest: None,
+        });
+        w.append(&session_txn(3));
+        w.commit(true).unwrap();
+        let path = d.path().join("log.1");
+        // Offset of the big entry: header + the 61-byte first entry.
+        (path, 16 + 61)
+    }
+
+    #[test]
+    fn records_past_the_read_limit_that_check_out_are_read() {
+        let d = TempDir::new().unwrap();
+        let (path, _) = big_close_log(&d, 40_000);
+        let mut seen = vec![];
+        let end = read_log(&path, |e| {
+            seen.push(e.txn.hdr.zxid);
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(seen, vec![1, 2, 3]);
+        assert!(matches!(end, LogEnd::Clean { .. }), "{end:?}");
+    }
+
+    #[test]
+    fn a_damaged_length_past_the_limit_is_still_caught() {
+        let d = TempDir::new().unwrap();
+        let (path, at) = big_close_log(&d, 40_000);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Past the end of the file: refused without allocating it.
+        bytes[at as usize + 8..at as usize + 12].copy_from_slice(&0x7fff_0000i32.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let end = read_log(&path, |_| Ok(true)).unwrap();
+        assert!(
+            matches!(&end, LogEnd::Damaged { offset, reason, data_after: true }
+                if *offset == at && reason.contains("unreasonable length")),
+            "{end:?}"
+        );
+        // Within the file but not a record: refused too.
+        bytes[at as usize + 8..at as usize + 12].copy_from_slice(&0x0020_0000i32.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let end = read_log(&path, |_| Ok(true)).unwrap();
+        assert!(
+            matches!(&end, LogEnd::Damaged { offset, reason, .. }
+                if *offset == at && reason.contains("unreasonable length")),
+            "{end:?}"
+        );
     }
 }

@@ -53,6 +53,8 @@ pub struct Builder {
     four_letter_words: FourLetterWords,
     handshake_timeout: Duration,
     reap_interval: Duration,
+    max_queued_bytes: usize,
+    max_client_cnxns: usize,
     /// Persistence: data dir, options, backup to seed it from (see `persist`).
     persist: persist::PersistConfig,
 }
@@ -70,6 +72,8 @@ impl Default for Builder {
             four_letter_words: FourLetterWords::default(),
             handshake_timeout: Duration::from_secs(10),
             reap_interval: Duration::from_millis(100),
+            max_queued_bytes: net::DEFAULT_MAX_QUEUED_BYTES,
+            max_client_cnxns: net::DEFAULT_MAX_CLIENT_CNXNS,
             persist: Default::default(),
         }
     }
@@ -126,6 +130,20 @@ impl Builder {
     /// server checks every 60 s).
     pub fn reap_interval(mut self, d: Duration) -> Self {
         self.reap_interval = d;
+        self
+    }
+
+    /// Bound of each connection's outbound queue in bytes (default 4 MiB). While more is queued
+    /// the connection reads no more requests; a connection whose unread watch notifications
+    /// would take it past twice the bound is closed (its session survives).
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes.max(1);
+        self
+    }
+    /// Connections one client IP address may hold at once, like ZooKeeper's `maxClientCnxns`
+    /// (default 60; 0 = unlimited). Connections past it are closed as soon as accepted.
+    pub fn max_client_cnxns(mut self, n: usize) -> Self {
+        self.max_client_cnxns = n;
         self
     }
 
@@ -219,10 +237,13 @@ impl Running {
                 four_letter_words: b.four_letter_words.clone(),
                 handshake_timeout: b.handshake_timeout,
                 tick_interval: Duration::from_millis(tick_ms),
+                max_queued_bytes: b.max_queued_bytes,
+                max_client_cnxns: b.max_client_cnxns,
             },
             local_addr,
             paused,
             paused_until: Mutex::new(None),
+            per_ip: Mutex::new(HashMap::new()),
         });
         let persist = persist::attach(b, &ctx);
         let (shutdown, rx) = watch::channel(false);
@@ -289,6 +310,22 @@ pub struct WatchSummary {
     pub path: String,
     /// Kind of watch.
     pub kind: WatchKind,
+}
+
+/// One client connection as listed by [`Server::connections`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionSummary {
+    /// Peer address.
+    pub remote: SocketAddr,
+    /// Session, once the handshake succeeded.
+    pub session: Option<i64>,
+    /// Bytes queued for the client and not yet written to its socket.
+    pub queued_bytes: usize,
+    /// Frames queued and not yet written.
+    pub queued_frames: usize,
+    /// The most bytes ever queued at once on this connection.
+    pub peak_queued_bytes: usize,
 }
 
 /// An in-process ZooKeeper server. Dropping it shuts it down.
@@ -445,6 +482,33 @@ impl Server {
                 kind,
             })
             .collect()
+    }
+
+    /// Open client connections (four-letter-word connections excluded) with their outbound
+    /// queues: what a client that does not read costs the server.
+    pub fn connections(&self) -> Vec<ConnectionSummary> {
+        let Some(c) = self.ctx() else {
+            return Vec::new();
+        };
+        let g = c.lock();
+        g.core
+            .connections()
+            .map(|(id, info)| {
+                let q = g.conns.get(id).map(|o| o.stats()).unwrap_or_default();
+                ConnectionSummary {
+                    remote: info.remote,
+                    session: info.session,
+                    queued_bytes: q.bytes,
+                    queued_frames: q.frames,
+                    peak_queued_bytes: q.peak,
+                }
+            })
+            .collect()
+    }
+
+    /// The bound of each connection's outbound queue (see [`Builder::max_queued_bytes`]).
+    pub fn max_queued_bytes(&self) -> usize {
+        self.builder.max_queued_bytes
     }
 
     /// Every znode at or below `root`, by full path, exactly as the server holds it (None when
