@@ -44,6 +44,8 @@ pub enum Error {
 mod persist;
 #[cfg(test)]
 mod persist_tests;
+#[cfg(test)]
+mod restart_tests;
 
 /// Configures a [`Server`].
 #[derive(Debug, Clone)]
