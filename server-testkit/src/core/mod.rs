@@ -77,8 +77,8 @@ impl Default for Config {
 /// A session's password is a keyed hash of its id, so a client must have been handed the
 /// password to resume a session; knowing the id (which `cons`, `dump` and the logs show) is
 /// not enough. This deliberately differs from ZooKeeper, whose password is a function of the
-/// session id alone (`new Random(id ^ 0xB3415C00)` in `SessionTrackerImpl`), which lets anyone
-/// who can read an id take over the session. The shell draws the secret from the OS and, with a
+/// session id alone (`ZooKeeperServer.generatePasswd`: `new Random(id ^ 0xB3415C00)`), which
+/// lets anyone who can read an id take over the session. The shell draws the secret from the OS and, with a
 /// data dir, keeps it there so sessions survive a restart of the process. `Debug` never shows
 /// it.
 #[derive(Clone, PartialEq, Eq)]
