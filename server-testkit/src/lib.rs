@@ -29,8 +29,9 @@
 //!
 //! Inside, the server is a sans-IO core (data tree with ZooKeeper's Stat rules, request -> txn
 //! preparation, one txn apply function, sessions, watches, ACLs) driven by a small tokio shell,
-//! with optional persistence in ZooKeeper's own data dir format ([`Builder::data_dir`]). The
-//! binary `zkit-server` serves the same thing to non-Rust users.
+//! with optional persistence in ZooKeeper's own data dir format ([`Builder::data_dir`]), across
+//! which sessions and their ephemerals survive a restart of the process. The binary
+//! `zkit-server` serves the same thing to non-Rust users.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -10,7 +10,7 @@ use zkit_testkit::FourLetterWords;
 use zkit_testkit::Server;
 
 const HELP: &str = "\
-zkit-server: an in-memory, wire-compatible Apache ZooKeeper 3.8 server
+zkit-server: a wire-compatible Apache ZooKeeper 3.8 server (in memory unless --data-dir)
 
 USAGE:
     zkit-server [OPTIONS]
@@ -30,7 +30,8 @@ OPTIONS:
     --extended-types              enable TTL nodes (zookeeper.extendedTypesEnabled)
     --four-letter-words LIST      comma separated whitelist, or * for all (default srvr, like
                                   4lw.commands.whitelist); ruok is always answered (readiness)
-    --data-dir DIR                keep data in a ZooKeeper dataDir (DIR/version-2), recovered at start
+    --data-dir DIR                keep data in a ZooKeeper dataDir (DIR/version-2), recovered at start;
+                                  sessions survive a restart (their key is kept in DIR/zkit-secret)
     --no-fsync                    do not fsync the txn log (forceSync=no)
     --snap-count N                txns between snapshots (default 100000)
     --purge-keep N                after each snapshot keep only the N newest (default: keep all)

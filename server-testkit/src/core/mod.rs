@@ -52,8 +52,8 @@ pub struct Config {
     pub super_digest: Option<String>,
     /// TTL nodes enabled (`zookeeper.extendedTypesEnabled`).
     pub extended_types: bool,
-    /// Seed of session passwords (the shell draws it; the core has no randomness).
-    pub secret: u64,
+    /// Key of session passwords (the shell supplies it; the core has no randomness).
+    pub secret: Secret,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
 }
@@ -66,9 +66,42 @@ impl Default for Config {
             max_session_timeout: 40000,
             super_digest: None,
             extended_types: false,
-            secret: 0x5eed,
+            secret: Secret::from_bytes([0x5e; Secret::LEN]),
             reap_interval: 1000,
         }
+    }
+}
+
+/// The key session passwords are derived from: [`Secret::LEN`] bytes the shell supplies.
+///
+/// A session's password is a keyed hash of its id, so a client must have been handed the
+/// password to resume a session; knowing the id (which `cons`, `dump` and the logs show) is
+/// not enough. This deliberately differs from ZooKeeper, whose password is a function of the
+/// session id alone (`ZooKeeperServer.generatePasswd`: `new Random(id ^ 0xB3415C00)`), which
+/// lets anyone who can read an id take over the session. The shell draws the secret from the OS and, with a
+/// data dir, keeps it there so sessions survive a restart of the process. `Debug` never shows
+/// it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret([u8; Secret::LEN]);
+
+impl Secret {
+    /// Length of a secret in bytes.
+    pub const LEN: usize = 32;
+
+    /// A secret made of these bytes.
+    pub fn from_bytes(bytes: [u8; Secret::LEN]) -> Secret {
+        Secret(bytes)
+    }
+
+    /// The bytes of the secret.
+    pub fn as_bytes(&self) -> &[u8; Secret::LEN] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
     }
 }
 
@@ -382,10 +415,11 @@ impl Core {
         self.conns.get(&conn).and_then(|c| c.session)
     }
 
-    /// Password of a session: derived from its id and the configured secret.
+    /// Password of a session: a hash of the configured [`Secret`] and the session id (never
+    /// of the id alone; see [`Secret`]).
     pub fn password(&self, session: i64) -> Bytes {
         let mut h = Sha1::new();
-        h.update(self.cfg.secret.to_be_bytes());
+        h.update(self.cfg.secret.as_bytes());
         h.update(session.to_be_bytes());
         Bytes::copy_from_slice(&h.finalize()[..16])
     }

@@ -288,7 +288,7 @@ fn passwords_are_deterministic_per_secret() {
     assert_eq!(a.password(42), b.password(42));
     let c = Core::new(
         Config {
-            secret: 7,
+            secret: Secret::from_bytes([7; Secret::LEN]),
             ..Config::default()
         },
         T0,

@@ -12,11 +12,14 @@
 //! - [`pipeline`]: the log writer thread: group commit, fsync before replies are released,
 //!   rolls, background snapshots, crash simulation.
 //! - [`backup`]: consistent copies of a data dir, purge, restore to a zxid.
+//! - [`secret`]: the key of session passwords, kept in `<dataDir>/zkit-secret` so that sessions
+//!   survive a restart of the process.
 
 pub mod backup;
 pub mod checksum;
 pub mod pipeline;
 pub mod recovery;
+pub mod secret;
 pub mod snapshot;
 pub mod txnlog;
 
@@ -52,6 +55,19 @@ pub enum PersistError {
         /// Byte offset of the bad record.
         offset: u64,
         /// What is wrong.
+        reason: String,
+    },
+    /// The session secret file exists but does not hold a secret. It is never replaced
+    /// silently: a new secret would expire every session restored from the data dir.
+    #[error(
+        "{file} does not hold a valid session secret ({reason}); restore it from a copy of \
+         the data dir, or delete it to start with a new secret (every session restored from \
+         the data dir then expires)"
+    )]
+    BadSecret {
+        /// The secret file.
+        file: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
     /// The data dir cannot be recovered for another reason.

@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 use bytes::Bytes;
 use zkit_proto::Acl;
 
-use crate::core::{join, Config, Core, DataTree, Database, NodeKind, StatPersisted, WatchKind};
+use crate::core::{
+    join, Config, Core, DataTree, Database, NodeKind, Secret, StatPersisted, WatchKind,
+};
 use crate::net::{self, now_ms, Ctx, FourLetterWords, NetConfig, Shared};
 use crate::persist::pipeline::Pipeline;
 
@@ -34,11 +36,16 @@ pub enum Error {
     /// The data dir could not be recovered or written.
     #[error(transparent)]
     Persist(#[from] crate::persist::PersistError),
+    /// The operating system could not supply the random bytes of the session secret.
+    #[error("cannot draw the session secret from the operating system: {0}")]
+    Random(String),
 }
 
 mod persist;
 #[cfg(test)]
 mod persist_tests;
+#[cfg(test)]
+mod restart_tests;
 
 /// Configures a [`Server`].
 #[derive(Debug, Clone)]
@@ -147,7 +154,7 @@ impl Builder {
         self
     }
 
-    fn core_config(&self, secret: u64) -> Result<Config, Error> {
+    fn core_config(&self, secret: Secret) -> Result<Config, Error> {
         let tick = self.tick_time.as_millis().clamp(1, i32::MAX as u128) as i32;
         let min = self
             .min_session_timeout
@@ -177,14 +184,9 @@ impl Builder {
 
     /// Starts the server.
     pub async fn start(mut self) -> Result<Server, Error> {
-        // Session passwords need an unpredictable seed; the core itself draws none.
-        let secret = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_i64(now_ms());
-            h.finish()
-        };
-        let cfg = self.core_config(secret)?;
+        // Session passwords are keyed by a secret the core does not draw itself. With a data dir
+        // `prepare` keeps the one stored there (this one is stored when there is none yet).
+        let cfg = self.core_config(fresh_secret()?)?;
         let core = persist::prepare(&mut self, cfg).await?;
         let running = Running::start(&self, self.listen, core).await?;
         Ok(Server {
@@ -198,6 +200,13 @@ impl Builder {
             s
         })
     }
+}
+
+/// A new session secret: [`Secret::LEN`] bytes from the operating system's generator.
+fn fresh_secret() -> Result<Secret, Error> {
+    let mut bytes = [0u8; Secret::LEN];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
+    Ok(Secret::from_bytes(bytes))
 }
 
 /// A live listener and its tasks.

@@ -11,7 +11,7 @@ use crate::net::{now_ms, Ctx, Durability, Release};
 use crate::persist::backup::{backup_dir, restore_into, BackupInfo};
 use crate::persist::pipeline::Pipeline;
 use crate::persist::pipeline::{DbAccess, Visit};
-use crate::persist::{recover, PersistError, PersistOptions, RecoveryReport};
+use crate::persist::{recover, secret, PersistError, PersistOptions, RecoveryReport};
 
 /// Persistence settings held by the [`Builder`].
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,16 @@ pub(super) struct PersistConfig {
 impl Builder {
     /// Keeps the data in a ZooKeeper data dir (`DIR/version-2/{log,snapshot}.*`): recovered at
     /// start, every write logged and fsynced before it is acknowledged. In memory by default.
+    ///
+    /// Sessions are part of the data: after a restart (of this handle or of the whole process)
+    /// each recovered session gets a full timeout from the moment it is loaded, like ZooKeeper,
+    /// so a client that reconnects within its timeout resumes it with its ephemerals and one
+    /// that does not is expired. For that the key of session passwords is kept in
+    /// `DIR/zkit-secret` (created once with mode 0600, read on every start; a damaged file
+    /// refuses to start). Unlike ZooKeeper, whose password is a function of the session id
+    /// alone, zkit's password cannot be computed from a session id without this file: treat it
+    /// like a credential. A backup ([`Server::backup_to`]) does not copy it, so a server started
+    /// from a backup draws a new secret and the sessions in the backup cannot be resumed.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.persist.data_dir = Some(dir.into());
         self
@@ -63,8 +73,10 @@ fn fresh_temp_dir() -> PathBuf {
     ))
 }
 
-/// Builds the core: recovered from the data dir when there is one, else fresh.
-pub(super) async fn prepare(b: &mut Builder, cfg: Config) -> Result<Core, Error> {
+/// Builds the core: recovered from the data dir when there is one, else fresh. With a data dir
+/// the session secret is the one stored there (`cfg.secret` is stored when there is none yet),
+/// so the sessions recovered with the tree can be resumed by their clients.
+pub(super) async fn prepare(b: &mut Builder, mut cfg: Config) -> Result<Core, Error> {
     if b.persist.restore_from.is_some() && b.persist.data_dir.is_none() {
         b.persist.data_dir = Some(fresh_temp_dir());
     }
@@ -74,14 +86,17 @@ pub(super) async fn prepare(b: &mut Builder, cfg: Config) -> Result<Core, Error>
     let from = b.persist.restore_from.take();
     let opts = b.persist.opts.clone();
     let extended = cfg.extended_types;
-    let rec = tokio::task::spawn_blocking(move || -> Result<_, PersistError> {
+    let fresh = cfg.secret.clone();
+    let (rec, secret) = tokio::task::spawn_blocking(move || -> Result<_, PersistError> {
         if let Some(src) = from {
             restore_into(&src, &dir)?;
         }
-        recover(&dir, &opts, extended)
+        let rec = recover(&dir, &opts, extended)?;
+        Ok((rec, secret::load_or_create(&dir, &fresh)?))
     })
     .await
     .map_err(|e| Error::Config(format!("recovery task failed: {e}")))??;
+    cfg.secret = secret;
     // A point-in-time restore happens once; later restarts recover everything on disk.
     b.persist.opts.restore_to_zxid = None;
     let core = Core::with_digested_db(cfg, rec.db, TreeDigest::known(rec.digest), now_ms());
