@@ -108,9 +108,9 @@ pub struct PersistOptions {
     /// Recover only txns up to this zxid (point-in-time restore).
     pub restore_to_zxid: Option<i64>,
     /// Txn log records up to this size are read without further checks (default and minimum:
-    /// ZooKeeper's own, [`txnlog::DEFAULT_READ_LIMIT`]); a longer one is accepted once its
-    /// marker and checksum check out, so whatever the writer wrote reloads
-    /// ([`txnlog::read_log_with`]).
+    /// ZooKeeper's own limit, 2,097,150 bytes — `jute.maxbuffer` plus its extra size); a longer
+    /// one is accepted once its end marker and checksum check out, so whatever the writer wrote
+    /// reloads.
     pub read_limit: u64,
 }
 
@@ -160,7 +160,7 @@ impl PersistOptions {
         self.truncate_corrupt = on;
         self
     }
-    /// See [`PersistOptions::read_limit`] (never below [`txnlog::DEFAULT_READ_LIMIT`]).
+    /// See [`PersistOptions::read_limit`] (never below ZooKeeper's own 2,097,150 bytes).
     pub fn read_limit(mut self, bytes: u64) -> Self {
         self.read_limit = bytes.max(txnlog::DEFAULT_READ_LIMIT);
         self
