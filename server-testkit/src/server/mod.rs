@@ -349,8 +349,10 @@ pub struct ConnectionSummary {
 /// ```
 #[derive(Debug)]
 pub struct Server {
-    builder: Builder,
+    // Field order is drop order: the running tasks go before the builder, which may own a
+    // temporary data dir (a restore without `data_dir`) that is removed when it drops.
     running: Option<Running>,
+    builder: Builder,
     addr: Option<SocketAddr>,
     saved: Option<(Database, Config)>,
 }

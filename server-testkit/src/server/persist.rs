@@ -20,6 +20,21 @@ pub(super) struct PersistConfig {
     pub opts: PersistOptions,
     pub restore_from: Option<PathBuf>,
     pub last_report: Option<RecoveryReport>,
+    /// The data dir when it is a temporary one this server made (a restore without
+    /// `data_dir`): removed once the last handle holding it is gone.
+    pub temp_dir: Option<Arc<TempDataDir>>,
+}
+
+/// A data dir the server created for itself, removed on drop.
+#[derive(Debug)]
+pub(super) struct TempDataDir(PathBuf);
+
+impl Drop for TempDataDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!(dir = %self.0.display(), error = %e, "could not remove temporary data dir");
+        }
+    }
 }
 
 impl Builder {
@@ -78,7 +93,9 @@ fn fresh_temp_dir() -> PathBuf {
 /// so the sessions recovered with the tree can be resumed by their clients.
 pub(super) async fn prepare(b: &mut Builder, mut cfg: Config) -> Result<Core, Error> {
     if b.persist.restore_from.is_some() && b.persist.data_dir.is_none() {
-        b.persist.data_dir = Some(fresh_temp_dir());
+        let dir = fresh_temp_dir();
+        b.persist.temp_dir = Some(Arc::new(TempDataDir(dir.clone())));
+        b.persist.data_dir = Some(dir);
     }
     let Some(dir) = b.persist.data_dir.clone() else {
         return Ok(Core::new(cfg, now_ms()));
@@ -119,7 +136,10 @@ impl Durability for Pipeline {
 pub(super) fn attach(b: &Builder, ctx: &Arc<Ctx>) -> Option<Arc<Pipeline>> {
     let dir = b.persist.data_dir.clone()?;
     let weak: Weak<Ctx> = Arc::downgrade(ctx);
+    // The log threads keep a temporary data dir alive until they are done with it.
+    let keep_dir = b.persist.temp_dir.clone();
     let access: DbAccess = Box::new(move |f: &mut Visit<'_>| -> bool {
+        let _ = &keep_dir;
         let Some(ctx) = weak.upgrade() else {
             return false;
         };
