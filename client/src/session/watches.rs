@@ -166,14 +166,9 @@ impl<H: Handles> WatchRegistry<H> {
     /// persistent watch and take it away when it fires.
     pub fn covered_by_persistent(&self, path: &str, kind: WatchKind) -> bool {
         let has = |k: WatchKind| self.maps[idx(k)].get(path).is_some_and(|l| !l.is_empty());
-        match kind {
-            WatchKind::Data | WatchKind::Exist => {
-                has(WatchKind::Persistent) || has(WatchKind::PersistentRecursive)
-            }
-            // A recursive watch sends no NodeChildrenChanged.
-            WatchKind::Child => has(WatchKind::Persistent),
-            WatchKind::Persistent | WatchKind::PersistentRecursive => false,
-        }
+        [WatchKind::Persistent, WatchKind::PersistentRecursive]
+            .into_iter()
+            .any(|p| covers(p, kind) && has(p))
     }
 
     /// Unregisters one watcher. Returns the watcher type to send in a removeWatches request
@@ -245,6 +240,17 @@ impl<H: Handles> WatchRegistry<H> {
                 }
             }
         }
+    }
+}
+
+/// Whether a watch of kind `persistent` brings every event a one-shot watch of kind `oneshot` on
+/// the same path waits for.
+pub fn covers(persistent: WatchKind, oneshot: WatchKind) -> bool {
+    match (persistent, oneshot) {
+        (WatchKind::Persistent, WatchKind::Data | WatchKind::Exist | WatchKind::Child) => true,
+        // A recursive watch sends no NodeChildrenChanged.
+        (WatchKind::PersistentRecursive, WatchKind::Data | WatchKind::Exist) => true,
+        _ => false,
     }
 }
 
