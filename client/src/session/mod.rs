@@ -29,7 +29,7 @@ use watches::{PendingWatch, RawEvent, Sink, WatchKind, WatchRegistry};
 use zkit_proto::frame::{begin_frame, end_frame, take_frame, write_record};
 use zkit_proto::{
     xid, AuthPacket, ConnectRequest, ConnectResponse, ErrorCode, EventType, OpCode, Reader, Record,
-    ReplyHeader, RequestHeader, SetWatches, SetWatches2, WatcherEvent, WatchesRequest,
+    ReplyHeader, RequestHeader, SetWatches, SetWatches2, WatcherEvent, WatcherType, WatchesRequest,
 };
 
 /// A caller-side handle the session keeps until it has something to deliver to it.
@@ -342,9 +342,13 @@ impl<H: Handles> Session<H> {
 
     /// Unregisters a watcher; sends removeWatches when it was the last of its kind on the path.
     pub fn unwatch(&mut self, path: &str, kind: WatchKind, id: u64) {
-        let Some(t) = self.watches.unregister(path, kind, id) else {
-            return;
-        };
+        if let Some(t) = self.watches.unregister(path, kind, id) {
+            self.remove_watches(path, kind, t);
+        }
+    }
+
+    /// Sends removeWatches for the last watcher of `kind` on `path`, just unregistered.
+    fn remove_watches(&mut self, path: &str, kind: WatchKind, t: WatcherType) {
         // A one-shot on this path still waiting for its reply may rely on this persistent
         // watch on the server (see `covered_by_persistent`): keep it there.
         if is_persistent(kind)
@@ -416,7 +420,9 @@ impl<H: Handles> Session<H> {
                             path: ev.path,
                             zxid: h.zxid,
                         };
-                        self.watches.dispatch(&ev, &mut self.events);
+                        for (path, kind, t) in self.watches.dispatch(&ev, &mut self.events) {
+                            self.remove_watches(&path, kind, t);
+                        }
                     }
                     _ => tracing::debug!(event_type = ev.event_type, "ignored event"),
                 }
