@@ -348,6 +348,39 @@ async fn a_persistent_watch_survives_a_one_shot_watch_firing_on_the_same_path() 
     zk.close().await.unwrap();
 }
 
+/// The same when the one-shot is asked for while the persistent watch's addWatch is still in
+/// flight: the one-shot must not be set on the server then either, or it takes the data side of
+/// the persistent watch with it when it fires.
+#[tokio::test]
+async fn a_persistent_watch_survives_a_one_shot_asked_while_its_add_watch_is_in_flight() {
+    let t = Target::new().await;
+    let (zk, _) = t.client().await;
+    zk.create("/q", b"", &p()).await.unwrap();
+    for recursive in [false, true] {
+        // Both requests go out in one write: the addWatch reply is not back when the getData
+        // is encoded.
+        let add = zk.add_watch("/q", recursive);
+        let get = zk.get_data_and_watch("/q");
+        let (pw, got) = futures::join!(add, get);
+        let mut pw = pw.unwrap();
+        let (_, _, d) = got.unwrap();
+        zk.set_data("/q", b"1", None).await.unwrap();
+        assert_eq!(fired(d).await, (EventType::NodeDataChanged, "/q".into()));
+        assert_eq!(
+            next(&mut pw).await,
+            (EventType::NodeDataChanged, "/q".into())
+        );
+        zk.set_data("/q", b"2", None).await.unwrap();
+        assert_eq!(
+            next(&mut pw).await,
+            (EventType::NodeDataChanged, "/q".into()),
+            "recursive: {recursive}"
+        );
+        drop(pw);
+    }
+    zk.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn remove_all_watches_clears_the_server_side() {
     let t = Target::new().await;

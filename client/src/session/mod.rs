@@ -29,7 +29,7 @@ use watches::{PendingWatch, RawEvent, Sink, WatchKind, WatchRegistry};
 use zkit_proto::frame::{begin_frame, end_frame, take_frame, write_record};
 use zkit_proto::{
     xid, AuthPacket, ConnectRequest, ConnectResponse, ErrorCode, EventType, OpCode, Reader, Record,
-    ReplyHeader, RequestHeader, SetWatches, SetWatches2, WatcherEvent, WatchesRequest,
+    ReplyHeader, RequestHeader, SetWatches, SetWatches2, WatcherEvent, WatcherType, WatchesRequest,
 };
 
 /// A caller-side handle the session keeps until it has something to deliver to it.
@@ -117,6 +117,9 @@ pub struct Session<H: Handles> {
     next_xid: i32,
     queued: VecDeque<Request<H>>,
     inflight: VecDeque<Inflight<H>>,
+    /// How many of `inflight` are addWatch requests (their persistent watch is not registered
+    /// until the reply).
+    persistent_in_flight: usize,
     auths: Vec<Auth<H>>,
     closing: bool,
     watches: WatchRegistry<H>,
@@ -141,6 +144,7 @@ impl<H: Handles> Session<H> {
             next_xid: 1,
             queued: VecDeque::new(),
             inflight: VecDeque::new(),
+            persistent_in_flight: 0,
             auths: Vec::new(),
             closing: false,
             watches: WatchRegistry::default(),
@@ -261,7 +265,7 @@ impl<H: Handles> Session<H> {
         let watch = req
             .watch
             .as_ref()
-            .is_some_and(|w| !self.watches.covered_by_persistent(&w.path, w.kind));
+            .is_some_and(|w| !self.covered_by_persistent(w));
         if let Some(flag) = req.body.watch_flag() {
             *flag = watch;
         }
@@ -277,12 +281,27 @@ impl<H: Handles> Session<H> {
         req.body.encode(&mut self.out);
         end_frame(&mut self.out, at);
         tracing::debug!(xid, ?op, "request");
+        if req.watch.as_ref().is_some_and(|w| is_persistent(w.kind)) {
+            self.persistent_in_flight += 1;
+        }
         self.inflight.push_back(Inflight {
             xid,
             op,
             watch: req.watch,
             reply: req.reply,
         });
+    }
+
+    /// Whether a persistent watch on the one-shot `w`'s path brings its events: one registered,
+    /// or one whose addWatch is still in flight (the server applies it before `w`'s request).
+    fn covered_by_persistent(&self, w: &PendingWatch<H>) -> bool {
+        self.watches.covered_by_persistent(&w.path, w.kind)
+            || (self.persistent_in_flight > 0
+                && self.inflight.iter().any(|i| {
+                    i.watch
+                        .as_ref()
+                        .is_some_and(|p| p.path == w.path && watches::covers(p.kind, w.kind))
+                }))
     }
 
     /// Adds an auth credential: sent now if connected, and replayed after every reconnect. The
@@ -323,13 +342,16 @@ impl<H: Handles> Session<H> {
 
     /// Unregisters a watcher; sends removeWatches when it was the last of its kind on the path.
     pub fn unwatch(&mut self, path: &str, kind: WatchKind, id: u64) {
-        let Some(t) = self.watches.unregister(path, kind, id) else {
-            return;
-        };
+        if let Some(t) = self.watches.unregister(path, kind, id) {
+            self.remove_watches(path, kind, t);
+        }
+    }
+
+    /// Sends removeWatches for the last watcher of `kind` on `path`, just unregistered.
+    fn remove_watches(&mut self, path: &str, kind: WatchKind, t: WatcherType) {
         // A one-shot on this path still waiting for its reply may rely on this persistent
         // watch on the server (see `covered_by_persistent`): keep it there.
-        let persistent = matches!(kind, WatchKind::Persistent | WatchKind::PersistentRecursive);
-        if persistent
+        if is_persistent(kind)
             && self
                 .inflight
                 .iter()
@@ -398,7 +420,9 @@ impl<H: Handles> Session<H> {
                             path: ev.path,
                             zxid: h.zxid,
                         };
-                        self.watches.dispatch(&ev, &mut self.events);
+                        for (path, kind, t) in self.watches.dispatch(&ev, &mut self.events) {
+                            self.remove_watches(&path, kind, t);
+                        }
                     }
                     _ => tracing::debug!(event_type = ev.event_type, "ignored event"),
                 }
@@ -454,6 +478,9 @@ impl<H: Handles> Session<H> {
             Err(Error::from_wire(h.err))
         };
         if let Some(w) = p.watch {
+            if is_persistent(w.kind) {
+                self.persistent_in_flight = self.persistent_in_flight.saturating_sub(1);
+            }
             // The watcher may have been dropped while the request was in flight: its
             // unregistration found nothing then, so remove the watch now.
             let dropped = w.sink.is_closed().then(|| (w.path.clone(), w.kind, w.id));
@@ -667,6 +694,7 @@ impl<H: Handles> Session<H> {
 
     /// Fails every request in flight or queued, and every auth sent on this connection.
     fn fail_pending(&mut self, err: &Error) {
+        self.persistent_in_flight = 0;
         for p in self.inflight.drain(..) {
             if let Some(to) = p.reply {
                 self.events.push_back(Event::Reply {
@@ -722,6 +750,10 @@ impl<H: Handles> Session<H> {
         self.last_heard = None;
         self.set_state(SessionState::Connecting);
     }
+}
+
+fn is_persistent(kind: WatchKind) -> bool {
+    matches!(kind, WatchKind::Persistent | WatchKind::PersistentRecursive)
 }
 
 #[cfg(test)]

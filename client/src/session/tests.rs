@@ -656,3 +656,100 @@ fn renewing_after_expiry_starts_a_new_session_from_connecting() {
     let c = ConnectRequest::from_bytes(frames(&mut s)[0].clone()).unwrap();
     assert_eq!((c.session_id, &c.passwd[..]), (0, &[0u8; 16][..]));
 }
+
+#[test]
+fn a_persistent_watcher_dropped_as_an_event_arrives_is_still_removed_on_the_server() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    let p = probe("p");
+    s.submit(Request::new(
+        Body::AddWatch(AddWatchRequest {
+            path: "/a".into(),
+            mode: AddWatchMode::Persistent.code(),
+        }),
+        Some(PendingWatch {
+            path: "/a".into(),
+            kind: WatchKind::Persistent,
+            id: 1,
+            sink: Sink::Persistent(p.clone()),
+        }),
+        probe("r"),
+    ));
+    frames(&mut s);
+    feed(&mut s, reply(1, 3, 0, &[0, 0, 0, 0]), now).unwrap();
+    assert!(drain(&mut s).reply("r").is_ok());
+    // The watcher is dropped; an event for its path is read before its unregistration.
+    p.gone.set(true);
+    let ev = WatcherEvent {
+        event_type: EventType::NodeDataChanged.code(),
+        state: 3,
+        path: "/a".into(),
+    }
+    .to_bytes();
+    feed(&mut s, reply(-1, -1, 0, &ev), now).unwrap();
+    s.unwatch("/a", WatchKind::Persistent, 1);
+    let f = frames(&mut s);
+    assert_eq!(f.len(), 1, "one removeWatches");
+    let mut r = Reader::new(f[0].clone());
+    assert_eq!(
+        RequestHeader::decode(&mut r).unwrap().op,
+        OpCode::RemoveWatches.code()
+    );
+    let req = WatchesRequest::decode(&mut r).unwrap();
+    assert_eq!(
+        (req.path.as_str(), req.watcher_type),
+        ("/a", WatcherType::Any.code())
+    );
+    assert!(s.watches.is_empty());
+}
+
+#[test]
+fn an_add_watch_in_flight_covers_a_one_shot_on_its_path_until_it_is_answered() {
+    let now = Instant::now();
+    let mut s = connected(now);
+    let flag = |s: &mut Session<T>| {
+        let mut r = Reader::new(frames(s).pop().unwrap());
+        RequestHeader::decode(&mut r).unwrap();
+        PathWatchRequest::decode(&mut r).unwrap().watch
+    };
+    let add_watch = |name| {
+        Request::new(
+            Body::AddWatch(AddWatchRequest {
+                path: "/a".into(),
+                mode: AddWatchMode::PersistentRecursive.code(),
+            }),
+            Some(PendingWatch {
+                path: "/a".into(),
+                kind: WatchKind::PersistentRecursive,
+                id: 1,
+                sink: Sink::Persistent(probe(name)),
+            }),
+            probe("r"),
+        )
+    };
+    let one_shot = |kind, id| {
+        Request::new(
+            if kind == WatchKind::Child {
+                Body::GetChildren(path_watch("/a"))
+            } else {
+                Body::GetData(path_watch("/a"))
+            },
+            Some(oneshot_watch("/a", kind, id, "w")),
+            probe("g"),
+        )
+    };
+    s.submit(add_watch("p"));
+    s.submit(one_shot(WatchKind::Data, 2));
+    assert!(!flag(&mut s), "the addWatch ahead brings the events");
+    // A recursive watch brings no NodeChildrenChanged: a child watch is still asked for.
+    s.submit(one_shot(WatchKind::Child, 3));
+    assert!(flag(&mut s));
+    // Once the connection is lost nothing is in flight any more.
+    s.on_connection_lost();
+    s.begin_handshake(now, now + Duration::from_secs(10));
+    frames(&mut s);
+    feed(&mut s, connect_response(30_000, 0x42), now).unwrap();
+    frames(&mut s);
+    s.submit(one_shot(WatchKind::Data, 4));
+    assert!(flag(&mut s));
+}

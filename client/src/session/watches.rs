@@ -116,8 +116,14 @@ impl<H: Handles> WatchRegistry<H> {
     }
 
     /// Routes a server event into `out`; one-shot watchers that fire are removed, persistent
-    /// watchers whose receiver is gone are dropped.
-    pub fn dispatch(&mut self, ev: &RawEvent, out: &mut VecDeque<Event<H>>) {
+    /// watchers whose receiver is gone are dropped. Returns the removeWatches those drops call
+    /// for (as [`unregister`](Self::unregister) would): the watcher's own unregistration finds
+    /// nothing left once it is dropped here.
+    pub fn dispatch(
+        &mut self,
+        ev: &RawEvent,
+        out: &mut VecDeque<Event<H>>,
+    ) -> Vec<(String, WatchKind, WatcherType)> {
         let path = ev.path.as_str();
         let oneshot_kinds: &[WatchKind] = match ev.event_type {
             EventType::NodeCreated | EventType::NodeDataChanged => {
@@ -147,17 +153,26 @@ impl<H: Handles> WatchRegistry<H> {
                 | EventType::NodeChildrenChanged
         );
         if !persistent_ok {
-            return;
+            return Vec::new();
         }
-        send_persistent(&mut self.maps[idx(WatchKind::Persistent)], path, ev, out);
+        let mut dead = Vec::new();
+        let kind = WatchKind::Persistent;
+        send_persistent(&self.maps[idx(kind)], kind, path, ev, out, &mut dead);
         if ev.event_type != EventType::NodeChildrenChanged {
-            let rec = &mut self.maps[idx(WatchKind::PersistentRecursive)];
+            let kind = WatchKind::PersistentRecursive;
+            let rec = &self.maps[idx(kind)];
             if !rec.is_empty() {
                 for p in ancestors_and_self(path) {
-                    send_persistent(rec, p, ev, out);
+                    send_persistent(rec, kind, p, ev, out, &mut dead);
                 }
             }
         }
+        dead.into_iter()
+            .filter_map(|(p, k, id)| {
+                let t = self.unregister(p, k, id)?;
+                Some((p.to_owned(), k, t))
+            })
+            .collect()
     }
 
     /// Whether a persistent watch registered on this very path already brings every event a
@@ -166,14 +181,9 @@ impl<H: Handles> WatchRegistry<H> {
     /// persistent watch and take it away when it fires.
     pub fn covered_by_persistent(&self, path: &str, kind: WatchKind) -> bool {
         let has = |k: WatchKind| self.maps[idx(k)].get(path).is_some_and(|l| !l.is_empty());
-        match kind {
-            WatchKind::Data | WatchKind::Exist => {
-                has(WatchKind::Persistent) || has(WatchKind::PersistentRecursive)
-            }
-            // A recursive watch sends no NodeChildrenChanged.
-            WatchKind::Child => has(WatchKind::Persistent),
-            WatchKind::Persistent | WatchKind::PersistentRecursive => false,
-        }
+        [WatchKind::Persistent, WatchKind::PersistentRecursive]
+            .into_iter()
+            .any(|p| covers(p, kind) && has(p))
     }
 
     /// Unregisters one watcher. Returns the watcher type to send in a removeWatches request
@@ -248,30 +258,39 @@ impl<H: Handles> WatchRegistry<H> {
     }
 }
 
-/// Gives `ev` to every persistent watcher on `path` in `map` whose receiver is still there, and
-/// drops the others (and the path once none is left).
-fn send_persistent<H: Handles>(
-    map: &mut ByPath<H>,
-    path: &str,
+/// Whether a watch of kind `persistent` brings every event a one-shot watch of kind `oneshot` on
+/// the same path waits for.
+pub fn covers(persistent: WatchKind, oneshot: WatchKind) -> bool {
+    match (persistent, oneshot) {
+        (WatchKind::Persistent, WatchKind::Data | WatchKind::Exist | WatchKind::Child) => true,
+        // A recursive watch sends no NodeChildrenChanged.
+        (WatchKind::PersistentRecursive, WatchKind::Data | WatchKind::Exist) => true,
+        _ => false,
+    }
+}
+
+/// Gives `ev` to every persistent watcher on `path` in `map` (of watchers of `kind`) whose
+/// receiver is still there, and lists the others in `dead` for the caller to unregister.
+fn send_persistent<'p, H: Handles>(
+    map: &ByPath<H>,
+    kind: WatchKind,
+    path: &'p str,
     ev: &RawEvent,
     out: &mut VecDeque<Event<H>>,
+    dead: &mut Vec<(&'p str, WatchKind, u64)>,
 ) {
-    let Some(list) = map.get_mut(path) else {
+    let Some(list) = map.get(path) else {
         return;
     };
-    list.retain(|(_, s)| match s {
-        Sink::Persistent(tx) if tx.is_dropped() => false,
-        Sink::Persistent(tx) => {
-            out.push_back(Event::Watch {
+    for (id, s) in list {
+        match s {
+            Sink::Persistent(tx) if tx.is_dropped() => dead.push((path, kind, *id)),
+            Sink::Persistent(tx) => out.push_back(Event::Watch {
                 to: Sink::Persistent(tx.clone()),
                 result: Ok(ev.clone()),
-            });
-            true
+            }),
+            Sink::Oneshot(_) => {}
         }
-        Sink::Oneshot(_) => true,
-    });
-    if list.is_empty() {
-        map.remove(path);
     }
 }
 
