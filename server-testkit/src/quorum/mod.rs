@@ -26,6 +26,8 @@
 pub mod election;
 mod follower;
 mod leader;
+#[cfg(test)]
+pub(crate) mod linearizability;
 pub mod peer;
 #[cfg(test)]
 mod peer_tests;
