@@ -1,0 +1,272 @@
+//! Three shell-driven peers on loopback: election, replication, failover and catch-up over
+//! real sockets. Every wait is on a condition, with a generous bound.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::*;
+
+/// Upper bound for any single wait: far above what an idle machine needs (milliseconds).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+struct View {
+    role: Option<Role>,
+    delivered: Vec<(i64, Bytes)>,
+    restores: usize,
+    resets: usize,
+}
+
+struct Node {
+    peer: Option<QuorumPeer>,
+    view: Arc<Mutex<View>>,
+    collector: JoinHandle<()>,
+}
+
+struct Cluster {
+    cfgs: BTreeMap<Sid, ShellConfig>,
+    nodes: BTreeMap<Sid, Node>,
+    progress: watch::Sender<u64>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.values() {
+            n.collector.abort();
+        }
+    }
+}
+
+fn peer_config(id: Sid, voters: &[Sid]) -> PeerConfig {
+    PeerConfig {
+        id,
+        voters: voters.iter().copied().collect(),
+        observers: Default::default(),
+        tick_time: 50,
+        // Generous limits: a loaded machine must not trip them; failover here comes from
+        // sockets closing, not from timeouts.
+        init_limit: 100,
+        sync_limit: 100,
+        finalize_wait: 5,
+        max_notification_interval: 400,
+        snap_threshold: 10_000,
+        config: Bytes::from_static(b"version=0"),
+    }
+}
+
+impl Cluster {
+    async fn start(voters: &[Sid]) -> Cluster {
+        let mut listeners = BTreeMap::new();
+        let (mut election_addrs, mut quorum_addrs) = (BTreeMap::new(), BTreeMap::new());
+        for &id in voters {
+            let l = Listeners::bind_loopback().await.expect("bind loopback");
+            election_addrs.insert(id, l.election_addr().expect("addr"));
+            quorum_addrs.insert(id, l.quorum_addr().expect("addr"));
+            listeners.insert(id, l);
+        }
+        let (progress, _) = watch::channel(0);
+        let mut c = Cluster {
+            cfgs: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            progress,
+        };
+        for (id, l) in listeners {
+            let cfg = ShellConfig {
+                peer: peer_config(id, voters),
+                election_addrs: election_addrs.clone(),
+                quorum_addrs: quorum_addrs.clone(),
+                tick_interval: Duration::from_millis(2),
+                connect_timeout: Duration::from_secs(5),
+            };
+            c.cfgs.insert(id, cfg);
+            c.launch(id, l, MemoryDisk::new());
+        }
+        c
+    }
+
+    fn launch(&mut self, id: Sid, listeners: Listeners, disk: MemoryDisk) {
+        let (tx, mut rx) = mpsc::channel(256);
+        let view = Arc::new(Mutex::new(View::default()));
+        let progress = self.progress.clone();
+        let v = view.clone();
+        let collector = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                {
+                    let mut v = v.lock().expect("view");
+                    match e {
+                        Event::Deliver { zxid, txn } => v.delivered.push((zxid, txn)),
+                        Event::RoleChanged(r) => v.role = Some(r),
+                        Event::Restore { .. } => v.restores += 1,
+                        Event::Reset { .. } => v.resets += 1,
+                        _ => {}
+                    }
+                }
+                progress.send_modify(|n| *n += 1);
+            }
+        });
+        let peer = QuorumPeer::start(self.cfgs[&id].clone(), listeners, disk, 0, tx);
+        if let Some(old) = self.nodes.insert(
+            id,
+            Node {
+                peer: Some(peer),
+                view,
+                collector,
+            },
+        ) {
+            old.collector.abort();
+        }
+    }
+
+    fn role(&self, id: Sid) -> Option<Role> {
+        self.nodes[&id].view.lock().expect("view").role
+    }
+
+    fn delivered(&self, id: Sid) -> Vec<(i64, Bytes)> {
+        self.nodes[&id].view.lock().expect("view").delivered.clone()
+    }
+
+    /// Waits until `cond` holds, re-checking after every event any peer emits.
+    async fn wait(&self, what: &str, mut cond: impl FnMut(&Cluster) -> bool) {
+        let mut rx = self.progress.subscribe();
+        let r = tokio::time::timeout(PATIENCE, async {
+            loop {
+                rx.borrow_and_update();
+                if cond(self) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "timed out waiting for {what}");
+    }
+
+    /// The established leader and its epoch once `among` agree on it: it leads and every
+    /// other server of `among` follows it, synced.
+    fn settled(&self, among: &[Sid]) -> Option<(Sid, u32)> {
+        let (leader, epoch) = among.iter().find_map(|&id| match self.role(id) {
+            Some(Role::Leading {
+                epoch,
+                established: true,
+            }) => Some((id, epoch)),
+            _ => None,
+        })?;
+        among
+            .iter()
+            .filter(|&&id| id != leader)
+            .all(|&id| {
+                self.role(id)
+                    == Some(Role::Following {
+                        leader,
+                        synced: true,
+                    })
+            })
+            .then_some((leader, epoch))
+    }
+
+    async fn wait_settled(&self, among: &[Sid], what: &str) -> (Sid, u32) {
+        self.wait(what, |c| c.settled(among).is_some()).await;
+        self.settled(among).expect("settled")
+    }
+
+    async fn propose(&self, leader: Sid, range: std::ops::Range<usize>) {
+        let peer = self.nodes[&leader].peer.as_ref().expect("running");
+        for i in range {
+            peer.propose(Bytes::from(format!("entry-{i}")))
+                .await
+                .expect("the leader accepts proposals");
+        }
+    }
+
+    async fn wait_delivered(&self, among: &[Sid], n: usize) {
+        self.wait(&format!("{n} entries on {among:?}"), |c| {
+            among.iter().all(|&id| c.delivered(id).len() >= n)
+        })
+        .await;
+        let first = self.delivered(among[0]);
+        assert_eq!(first.len(), n, "no more than proposed");
+        for &id in &among[1..] {
+            assert_eq!(
+                self.delivered(id),
+                first,
+                "server {id} delivered another order"
+            );
+        }
+        for (i, (_, txn)) in first.iter().enumerate() {
+            assert_eq!(txn, &Bytes::from(format!("entry-{i}")));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_elect_replicate_fail_over_and_catch_up() {
+    let all = [1, 2, 3];
+    let t = Instant::now();
+    let mut c = Cluster::start(&all).await;
+    let (leader, epoch) = c.wait_settled(&all, "the first leader").await;
+    let elect = t.elapsed();
+
+    let t = Instant::now();
+    c.propose(leader, 0..100).await;
+    c.wait_delivered(&all, 100).await;
+    let replicate = t.elapsed();
+
+    // Kill the leader: its sockets close, the others elect again.
+    let t = Instant::now();
+    let old = c
+        .nodes
+        .get_mut(&leader)
+        .expect("node")
+        .peer
+        .take()
+        .expect("running");
+    let disk = old.kill().await;
+    assert_eq!(
+        disk.last_zxid(),
+        c.delivered(leader)[99].0,
+        "the leader synced what it committed"
+    );
+    let rest: Vec<Sid> = all.iter().copied().filter(|&s| s != leader).collect();
+    let (leader2, epoch2) = c.wait_settled(&rest, "a new leader").await;
+    let failover = t.elapsed();
+    assert_ne!(leader2, leader);
+    assert!(epoch2 > epoch, "new epoch {epoch2} after {epoch}");
+
+    c.propose(leader2, 100..150).await;
+    c.wait_delivered(&rest, 150).await;
+
+    // The old leader comes back on its old ports with its disk and catches up by DIFF.
+    let t = Instant::now();
+    let cfg = &c.cfgs[&leader];
+    let listeners = Listeners::bind(cfg.election_addrs[&leader], cfg.quorum_addrs[&leader])
+        .await
+        .expect("rebind the old ports");
+    c.launch(leader, listeners, disk);
+    let settled = c.wait_settled(&all, "the old leader following").await;
+    assert_eq!(settled, (leader2, epoch2));
+    c.wait_delivered(&all, 150).await;
+    let catch_up = t.elapsed();
+    {
+        let v = c.nodes[&leader].view.lock().expect("view");
+        assert_eq!(
+            (v.restores, v.resets),
+            (0, 0),
+            "a DIFF, not a snapshot or a reset"
+        );
+    }
+
+    c.propose(leader2, 150..160).await;
+    c.wait_delivered(&all, 160).await;
+    eprintln!(
+        "loopback ensemble: elected in {elect:?}, 100 entries replicated in {replicate:?}, \
+         new leader in {failover:?}, restarted server caught up in {catch_up:?}"
+    );
+}
