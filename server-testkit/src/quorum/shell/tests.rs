@@ -6,9 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use zkit_proto::quorum::{
+    split_election_frame, ElectionHandshake, Notification, PacketType, QuorumPacket, ServerState,
+};
 
 use super::*;
 
@@ -61,7 +65,7 @@ fn peer_config(id: Sid, voters: &[Sid]) -> PeerConfig {
 }
 
 impl Cluster {
-    async fn start(voters: &[Sid]) -> Cluster {
+    async fn start(voters: &[Sid], snap_threshold: usize) -> Cluster {
         let mut listeners = BTreeMap::new();
         let (mut election_addrs, mut quorum_addrs) = (BTreeMap::new(), BTreeMap::new());
         for &id in voters {
@@ -78,7 +82,10 @@ impl Cluster {
         };
         for (id, l) in listeners {
             let cfg = ShellConfig {
-                peer: peer_config(id, voters),
+                peer: PeerConfig {
+                    snap_threshold,
+                    ..peer_config(id, voters)
+                },
                 election_addrs: election_addrs.clone(),
                 quorum_addrs: quorum_addrs.clone(),
                 tick_interval: Duration::from_millis(2),
@@ -210,7 +217,7 @@ impl Cluster {
 async fn three_peers_elect_replicate_fail_over_and_catch_up() {
     let all = [1, 2, 3];
     let t = Instant::now();
-    let mut c = Cluster::start(&all).await;
+    let mut c = Cluster::start(&all, 10_000).await;
     let (leader, epoch) = c.wait_settled(&all, "the first leader").await;
     let elect = t.elapsed();
 
@@ -268,5 +275,177 @@ async fn three_peers_elect_replicate_fail_over_and_catch_up() {
     eprintln!(
         "loopback ensemble: elected in {elect:?}, 100 entries replicated in {replicate:?}, \
          new leader in {failover:?}, restarted server caught up in {catch_up:?}"
+    );
+}
+
+async fn read_some(s: &mut TcpStream, buf: &mut BytesMut) -> usize {
+    use tokio::io::AsyncReadExt;
+    buf.reserve(1024);
+    tokio::time::timeout(PATIENCE, s.read_buf(buf))
+        .await
+        .expect("the peer writes or closes")
+        .unwrap_or(0)
+}
+
+async fn accept(l: &TcpListener) -> TcpStream {
+    tokio::time::timeout(PATIENCE, l.accept())
+        .await
+        .expect("server 2 connects")
+        .expect("accept")
+        .0
+}
+
+async fn read_handshake(s: &mut TcpStream, buf: &mut BytesMut) -> ElectionHandshake {
+    loop {
+        if let Some(h) = wire::split_handshake(buf).expect("a valid handshake") {
+            return h;
+        }
+        assert!(read_some(s, buf).await > 0, "closed before its handshake");
+    }
+}
+
+async fn read_notification(s: &mut TcpStream, buf: &mut BytesMut) -> Notification {
+    loop {
+        if let Some(m) = split_election_frame(buf).expect("a valid frame") {
+            return Notification::decode(m).expect("a notification");
+        }
+        assert!(read_some(s, buf).await > 0, "closed before a notification");
+    }
+}
+
+async fn assert_closed(s: &mut TcpStream) {
+    let mut buf = BytesMut::new();
+    while read_some(s, &mut buf).await > 0 {}
+}
+
+/// `QuorumCnxManager`'s rule, seen from outside with raw sockets standing in for servers 1
+/// and 3 around a real server 2: only connections from the larger sid to the smaller live.
+#[tokio::test]
+async fn election_connections_follow_quorum_cnx_manager_rules() {
+    let fake1 = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let fake3 = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l2 = Listeners::bind_loopback().await.expect("bind");
+    let addr2 = l2.election_addr().expect("addr");
+    let quorum2 = l2.quorum_addr().expect("addr");
+    let fake_quorum = SocketAddr::from(([127, 0, 0, 1], 9));
+    let cfg = ShellConfig {
+        peer: peer_config(2, &[1, 2, 3]),
+        election_addrs: [
+            (1, fake1.local_addr().expect("addr")),
+            (2, addr2),
+            (3, fake3.local_addr().expect("addr")),
+        ]
+        .into(),
+        quorum_addrs: [(1, fake_quorum), (2, quorum2), (3, fake_quorum)].into(),
+        tick_interval: Duration::from_millis(2),
+        connect_timeout: Duration::from_secs(5),
+    };
+    let (tx, _events) = mpsc::channel(256);
+    let _peer = QuorumPeer::start(cfg, l2, MemoryDisk::new(), 0, tx);
+
+    // To the larger sid 3: a handshake, then the connection is dropped.
+    let mut s = accept(&fake3).await;
+    let mut buf = BytesMut::new();
+    let h = read_handshake(&mut s, &mut buf).await;
+    assert_eq!(
+        h,
+        ElectionHandshake::Versioned {
+            protocol: zkit_proto::quorum::ELECTION_PROTOCOL_V1,
+            sid: 2,
+            addresses: vec![addr2.to_string()],
+        }
+    );
+    assert_closed(&mut s).await;
+
+    // To the smaller sid 1: kept, and its vote arrives on it.
+    let mut s1 = accept(&fake1).await;
+    let mut buf1 = BytesMut::new();
+    assert_eq!(read_handshake(&mut s1, &mut buf1).await.sid(), 2);
+    let n = read_notification(&mut s1, &mut buf1).await;
+    assert_eq!((n.leader, n.state, n.version), (2, ServerState::Looking, 2));
+
+    // Sid 1 connecting to 2 is refused, and 2 connects back to 1.
+    let mut c = TcpStream::connect(addr2).await.expect("connect");
+    c.write_all(&conn::our_handshake(1, fake1.local_addr().expect("addr")))
+        .await
+        .expect("write");
+    assert_closed(&mut c).await;
+    let mut back = accept(&fake1).await;
+    let mut bbuf = BytesMut::new();
+    assert_eq!(read_handshake(&mut back, &mut bbuf).await.sid(), 2);
+
+    // Sid 3 connecting to 2 is kept: notifications flow on it.
+    let mut c3 = TcpStream::connect(addr2).await.expect("connect");
+    c3.write_all(&conn::our_handshake(3, fake3.local_addr().expect("addr")))
+        .await
+        .expect("write");
+    let mut buf3 = BytesMut::new();
+    let n = read_notification(&mut c3, &mut buf3).await;
+    assert_eq!(n.leader, 2);
+
+    // The quorum port wants a learner's introduction first.
+    let mut q = TcpStream::connect(quorum2).await.expect("connect");
+    let mut ping = BytesMut::new();
+    wire::put_packet(&mut ping, &QuorumPacket::new(PacketType::Ping, 0, None));
+    q.write_all(&ping).await.expect("write");
+    assert_closed(&mut q).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_server_is_resynced_with_a_snapshot_over_the_socket() {
+    let all = [1, 2, 3];
+    let mut c = Cluster::start(&all, 5).await;
+    let (leader, _) = c.wait_settled(&all, "a leader").await;
+    c.propose(leader, 0..20).await;
+    c.wait_delivered(&all, 20).await;
+    let follower = *all.iter().find(|&&s| s != leader).expect("a follower");
+    let peer = c
+        .nodes
+        .get_mut(&follower)
+        .expect("node")
+        .peer
+        .take()
+        .expect("running");
+    let _ = peer.kill().await;
+    // Restarted with an empty disk: 20 txns behind is past the threshold.
+    let cfg = &c.cfgs[&follower];
+    let listeners = Listeners::bind(cfg.election_addrs[&follower], cfg.quorum_addrs[&follower])
+        .await
+        .expect("rebind");
+    c.launch(follower, listeners, MemoryDisk::new());
+    c.wait(&format!("server {follower} restored"), |c| {
+        let v = c.nodes[&follower].view.lock().expect("view");
+        v.restores == 1
+            && v.role
+                == Some(Role::Following {
+                    leader,
+                    synced: true,
+                })
+    })
+    .await;
+    // The snapshot carried all 20; what follows is delivered on top of it.
+    c.propose(leader, 20..25).await;
+    c.wait(&format!("server {follower} caught up"), |c| {
+        c.delivered(follower).len() == 5
+    })
+    .await;
+    let tail: Vec<Bytes> = c.delivered(follower).into_iter().map(|e| e.1).collect();
+    let expected: Vec<Bytes> = (20..25)
+        .map(|i| Bytes::from(format!("entry-{i}")))
+        .collect();
+    assert_eq!(tail, expected);
+    assert_eq!(
+        c.nodes[&follower]
+            .peer
+            .as_ref()
+            .expect("running")
+            .disk
+            .entries(),
+        c.nodes[&leader]
+            .peer
+            .as_ref()
+            .expect("running")
+            .disk
+            .entries()
     );
 }
