@@ -120,6 +120,7 @@ pub(crate) enum ShellError {
 
 enum Command {
     Propose(Bytes, oneshot::Sender<Result<i64, PeerError>>),
+    Cut(BTreeSet<Sid>, oneshot::Sender<()>),
 }
 
 /// What connection tasks tell the driver.
@@ -204,6 +205,7 @@ impl QuorumPeer {
             zab_backlog: BTreeMap::new(),
             events,
             status: status_tx,
+            cut: BTreeSet::new(),
         };
         let task = tokio::spawn(
             driver
@@ -226,6 +228,18 @@ impl QuorumPeer {
             .await
             .map_err(|_| ShellError::Stopped)?;
         Ok(rx.await.map_err(|_| ShellError::Stopped)??)
+    }
+
+    /// Cuts this server off from `sids` (and reconnects it to every other): connections
+    /// with them close, nothing is sent to or accepted from them. Cut both ends for a
+    /// partition; an empty set heals.
+    pub async fn cut(&self, sids: impl IntoIterator<Item = Sid>) -> Result<(), ShellError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::Cut(sids.into_iter().collect(), tx))
+            .await
+            .map_err(|_| ShellError::Stopped)?;
+        rx.await.map_err(|_| ShellError::Stopped)
     }
 
     /// The latest status; `changed()` on it wakes on every update.
@@ -267,6 +281,8 @@ struct Driver {
     zab_backlog: BTreeMap<Sid, Vec<Bytes>>,
     events: mpsc::Sender<Event>,
     status: watch::Sender<Status>,
+    /// Servers this one is cut off from (a partition).
+    cut: BTreeSet<Sid>,
 }
 
 impl Driver {
@@ -296,6 +312,10 @@ impl Driver {
                     Some(Command::Propose(txn, reply)) => {
                         let _ = reply.send(self.peer.propose(txn));
                     }
+                    Some(Command::Cut(sids, reply)) => {
+                        self.set_cut(sids);
+                        let _ = reply.send(());
+                    }
                     // The handle is gone: so is the server.
                     None => return,
                 },
@@ -324,8 +344,34 @@ impl Driver {
         }
     }
 
+    fn set_cut(&mut self, sids: BTreeSet<Sid>) {
+        let now = self.now();
+        let newly: Vec<Sid> = sids.difference(&self.cut).copied().collect();
+        for sid in newly {
+            self.election.remove(&sid);
+            self.election_backlog.remove(&sid);
+            if self.zab.contains_key(&sid) || self.zab_connecting.contains_key(&sid) {
+                self.drop_zab(sid);
+                self.peer.disconnected(sid, now);
+            }
+        }
+        self.cut = sids;
+    }
+
     fn on_input(&mut self, input: Input) {
         let now = self.now();
+        let from = match &input {
+            Input::Message { from, .. } => Some(*from),
+            Input::ElectionInbound { sid, .. }
+            | Input::ElectionUp { sid, .. }
+            | Input::ZabUp { sid, .. } => Some(*sid),
+            _ => None,
+        };
+        if from.is_some_and(|s| self.cut.contains(&s)) {
+            // Partitioned: the bytes never arrived, the connection never came up (dropping
+            // a stream or a writer closes that connection).
+            return;
+        }
         match input {
             Input::Message { from, conn, msg } => {
                 let current = match msg {
@@ -415,6 +461,9 @@ impl Driver {
     }
 
     fn send_election_frame(&mut self, sid: Sid, frame: Bytes) {
+        if self.cut.contains(&sid) {
+            return;
+        }
         if let Some(link) = self.election.get(&sid) {
             match link.tx.try_send(frame) {
                 Ok(()) => return,
@@ -469,6 +518,12 @@ impl Driver {
     }
 
     fn send_zab_frame(&mut self, sid: Sid, frame: Bytes, now: u64) {
+        if self.cut.contains(&sid) {
+            // As a connect that cannot get through: the peer learns the link is down.
+            debug!(sid, "cut off: quorum packet dropped");
+            self.peer.disconnected(sid, now);
+            return;
+        }
         if let Some(link) = self.zab.get(&sid) {
             if link.tx.try_send(frame).is_err() {
                 warn!(sid, "quorum connection cannot keep up: closing it");

@@ -449,3 +449,53 @@ async fn a_wiped_server_is_resynced_with_a_snapshot_over_the_socket() {
             .entries()
     );
 }
+
+impl Cluster {
+    fn peer(&self, id: Sid) -> &QuorumPeer {
+        self.nodes[&id].peer.as_ref().expect("running")
+    }
+
+    /// Cuts every link between `a` and `b` (both ends).
+    async fn partition(&self, a: &[Sid], b: &[Sid]) {
+        for &x in a {
+            self.peer(x).cut(b.iter().copied()).await.expect("cut");
+        }
+        for &y in b {
+            self.peer(y).cut(a.iter().copied()).await.expect("cut");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_steps_down_and_rejoins_after_heal() {
+    let all = [1, 2, 3];
+    let c = Cluster::start(&all, 10_000).await;
+    let (leader, epoch) = c.wait_settled(&all, "a leader").await;
+    c.propose(leader, 0..10).await;
+    c.wait_delivered(&all, 10).await;
+
+    let rest: Vec<Sid> = all.iter().copied().filter(|&s| s != leader).collect();
+    c.partition(&[leader], &rest).await;
+    let (leader2, epoch2) = c.wait_settled(&rest, "a leader on the majority side").await;
+    assert!(epoch2 > epoch);
+    c.wait(&format!("server {leader} stepping down"), |c| {
+        !matches!(c.role(leader), Some(Role::Leading { .. }))
+    })
+    .await;
+    assert!(c
+        .peer(leader)
+        .propose(Bytes::from_static(b"x"))
+        .await
+        .is_err());
+    c.propose(leader2, 10..20).await;
+    c.wait_delivered(&rest, 20).await;
+
+    for &id in &all {
+        c.peer(id).cut([]).await.expect("heal");
+    }
+    assert_eq!(
+        c.wait_settled(&all, "one ensemble again").await,
+        (leader2, epoch2)
+    );
+    c.wait_delivered(&all, 20).await;
+}
