@@ -16,6 +16,15 @@ struct DiskState {
     durable_len: usize,
     accepted: u32,
     current: u32,
+    /// Bumped by every truncation, so an fsync that straddles one claims nothing.
+    generation: u64,
+}
+
+/// What an fsync started with; see [`MemoryDisk::begin_sync`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SyncTicket {
+    len: usize,
+    generation: u64,
 }
 
 /// A shared handle on one server's in-memory disk; clones see the same disk. The lock is
@@ -37,11 +46,36 @@ impl MemoryDisk {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// fsync: everything appended so far becomes durable; returns the zxid it covers.
+    /// fsync at once: everything appended so far becomes durable; returns the zxid it covers.
     pub fn fsync(&self) -> i64 {
+        let t = self.begin_sync();
+        self.finish_sync(t).unwrap_or(0)
+    }
+
+    /// Starts an fsync: it will cover what is appended now.
+    pub fn begin_sync(&self) -> SyncTicket {
+        let s = self.lock();
+        SyncTicket {
+            len: s.entries.len(),
+            generation: s.generation,
+        }
+    }
+
+    /// Completes an fsync: the zxid it made durable, or `None` when the log was truncated
+    /// meanwhile (what it covered may be gone or replaced; the next fsync covers it).
+    pub fn finish_sync(&self, t: SyncTicket) -> Option<i64> {
         let mut s = self.lock();
-        s.durable_len = s.entries.len();
-        s.entries.last().map_or(0, |e| e.0)
+        if s.generation != t.generation {
+            return None;
+        }
+        s.durable_len = s.durable_len.max(t.len.min(s.entries.len()));
+        Some(s.entries[..s.durable_len].last().map_or(0, |e| e.0))
+    }
+
+    /// The last zxid an fsync covered.
+    pub fn synced_zxid(&self) -> i64 {
+        let s = self.lock();
+        s.entries[..s.durable_len].last().map_or(0, |e| e.0)
     }
 
     /// Whether something was appended since the last fsync.
@@ -130,6 +164,7 @@ impl Log for MemoryDisk {
         let i = s.entries.partition_point(|e| e.0 <= zxid);
         s.entries.truncate(i);
         s.durable_len = s.durable_len.min(i);
+        s.generation += 1;
     }
 
     fn append(&mut self, zxid: i64, txn: Bytes) {
@@ -159,6 +194,7 @@ impl Log for MemoryDisk {
             }
         }
         s.durable_len = s.entries.len();
+        s.generation += 1;
     }
 
     fn accepted_epoch(&self) -> u32 {
@@ -188,6 +224,22 @@ mod tests {
         d.append(1, Bytes::from_static(b"a"));
         assert_eq!(d.fsync(), 1);
         d.append(2, Bytes::from_static(b"b"));
+        d.crash();
+        assert_eq!(d.last_zxid(), 1);
+    }
+
+    #[test]
+    fn an_fsync_covers_what_was_there_when_it_began() {
+        let mut d = MemoryDisk::new();
+        d.append(1, Bytes::from_static(b"a"));
+        let t = d.begin_sync();
+        d.append(2, Bytes::from_static(b"b"));
+        assert_eq!(d.finish_sync(t), Some(1));
+        assert!(d.unsynced());
+        let t = d.begin_sync();
+        d.truncate(1);
+        d.append(2, Bytes::from_static(b"c"));
+        assert_eq!(d.finish_sync(t), None, "straddled a truncation");
         d.crash();
         assert_eq!(d.last_zxid(), 1);
     }

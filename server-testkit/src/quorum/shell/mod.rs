@@ -10,8 +10,8 @@
 //!
 //! The disk is a [`MemoryDisk`] that outlives the tasks: [`QuorumPeer::kill`] aborts every
 //! task and drops what was not synced. The shell syncs the disk after each batch of work it
-//! did (group commit) and reports the result to the peer, which only then sends the ACKs
-//! that promise durability.
+//! did (group commit; one fsync at a time, taking [`QuorumPeer::slow_disk`]'s delay) and
+//! reports the result to the peer, which only then sends the ACKs that promise durability.
 
 mod conn;
 pub(crate) mod disk;
@@ -33,6 +33,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use zkit_proto::quorum::put_election_frame;
 
 pub(crate) use disk::MemoryDisk;
+use disk::SyncTicket;
 
 use super::peer::{Event, Peer, PeerConfig, PeerError, Role};
 use super::{Log, Message, Sid};
@@ -105,6 +106,8 @@ pub(crate) struct Status {
     pub delivered: i64,
     /// The last zxid in the log.
     pub last_zxid: i64,
+    /// The last zxid the disk made durable.
+    pub synced: i64,
 }
 
 /// Why a call on a [`QuorumPeer`] failed.
@@ -121,6 +124,7 @@ pub(crate) enum ShellError {
 enum Command {
     Propose(Bytes, oneshot::Sender<Result<i64, PeerError>>),
     Cut(BTreeSet<Sid>, oneshot::Sender<()>),
+    SlowDisk(Duration, oneshot::Sender<()>),
 }
 
 /// What connection tasks tell the driver.
@@ -155,6 +159,8 @@ pub(super) enum Input {
     },
     /// A ZAB connection (or the attempt to make one) ended.
     ZabDown { sid: Sid, conn: ConnId },
+    /// A slow fsync finished.
+    Synced(SyncTicket),
 }
 
 struct Link {
@@ -186,6 +192,7 @@ impl QuorumPeer {
             role: peer.role(),
             delivered: peer.delivered(),
             last_zxid: disk.last_zxid(),
+            synced: disk.synced_zxid(),
         });
         let (cmd_tx, cmds) = mpsc::channel(64);
         let (inbox_tx, inbox) = mpsc::channel(INBOX);
@@ -206,6 +213,8 @@ impl QuorumPeer {
             events,
             status: status_tx,
             cut: BTreeSet::new(),
+            fsync_delay: Duration::ZERO,
+            syncing: false,
         };
         let task = tokio::spawn(
             driver
@@ -237,6 +246,17 @@ impl QuorumPeer {
         let (tx, rx) = oneshot::channel();
         self.cmds
             .send(Command::Cut(sids.into_iter().collect(), tx))
+            .await
+            .map_err(|_| ShellError::Stopped)?;
+        rx.await.map_err(|_| ShellError::Stopped)
+    }
+
+    /// Makes every fsync of this server that starts from now on take `delay` (zero:
+    /// instant).
+    pub async fn slow_disk(&self, delay: Duration) -> Result<(), ShellError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::SlowDisk(delay, tx))
             .await
             .map_err(|_| ShellError::Stopped)?;
         rx.await.map_err(|_| ShellError::Stopped)
@@ -283,6 +303,10 @@ struct Driver {
     status: watch::Sender<Status>,
     /// Servers this one is cut off from (a partition).
     cut: BTreeSet<Sid>,
+    /// How long an fsync takes.
+    fsync_delay: Duration,
+    /// Whether a slow fsync is under way (one at a time; the next covers what came since).
+    syncing: bool,
 }
 
 impl Driver {
@@ -314,6 +338,10 @@ impl Driver {
                     }
                     Some(Command::Cut(sids, reply)) => {
                         self.set_cut(sids);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::SlowDisk(d, reply)) => {
+                        self.fsync_delay = d;
                         let _ = reply.send(());
                     }
                     // The handle is gone: so is the server.
@@ -402,6 +430,12 @@ impl Driver {
                 }
             }
             Input::ZabUp { sid, conn, tx } => self.zab_up(sid, conn, tx, now),
+            Input::Synced(ticket) => {
+                self.syncing = false;
+                if let Some(zxid) = self.disk.finish_sync(ticket) {
+                    self.peer.durable(zxid, now);
+                }
+            }
             Input::ZabDown { sid, conn } => {
                 let live = self.zab.get(&sid).is_some_and(|l| l.conn == conn)
                     || self.zab_connecting.get(&sid) == Some(&conn);
@@ -554,6 +588,23 @@ impl Driver {
         }
     }
 
+    /// Syncs the disk: at once, or in the background when the disk is slow.
+    fn sync(&mut self, now: u64) {
+        let ticket = self.disk.begin_sync();
+        if self.fsync_delay.is_zero() {
+            if let Some(zxid) = self.disk.finish_sync(ticket) {
+                self.peer.durable(zxid, now);
+            }
+            return;
+        }
+        self.syncing = true;
+        let (delay, inbox) = (self.fsync_delay, self.inbox_tx.clone());
+        self.tasks.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = inbox.send(Input::Synced(ticket)).await;
+        });
+    }
+
     /// Drains the peer until it has nothing more to say: routes its messages, closes what
     /// it closes, syncs the disk and reports it, hands events on, publishes the status.
     async fn flush(&mut self) {
@@ -561,7 +612,7 @@ impl Driver {
             let now = self.now();
             let (out, closes) = self.peer.poll();
             let events = self.peer.events();
-            let unsynced = self.disk.unsynced();
+            let unsynced = self.disk.unsynced() && !self.syncing;
             if out.is_empty() && closes.is_empty() && events.is_empty() && !unsynced {
                 break;
             }
@@ -590,8 +641,7 @@ impl Driver {
                 self.peer.disconnected(sid, now);
             }
             if unsynced {
-                let zxid = self.disk.fsync();
-                self.peer.durable(zxid, now);
+                self.sync(now);
             }
             for e in events {
                 // A receiver that went away no longer wants them.
@@ -602,6 +652,7 @@ impl Driver {
             role: self.peer.role(),
             delivered: self.peer.delivered(),
             last_zxid: self.disk.last_zxid(),
+            synced: self.disk.synced_zxid(),
         };
         self.status.send_if_modified(|s| {
             let changed = *s != status;

@@ -499,3 +499,64 @@ async fn an_isolated_leader_steps_down_and_rejoins_after_heal() {
     );
     c.wait_delivered(&all, 20).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_wait_for_a_quorum_of_fsyncs_and_a_kill_loses_the_unsynced_tail() {
+    let all = [1, 2, 3];
+    let mut c = Cluster::start(&all, 10_000).await;
+    let (leader, _) = c.wait_settled(&all, "a leader").await;
+    c.propose(leader, 0..5).await;
+    c.wait_delivered(&all, 5).await;
+    let followers: Vec<Sid> = all.iter().copied().filter(|&s| s != leader).collect();
+    let (slow, fast) = (followers[0], followers[1]);
+
+    // Both followers slow: nothing commits before one of them finished an fsync.
+    let delay = Duration::from_millis(150);
+    for &f in &followers {
+        c.peer(f).slow_disk(delay).await.expect("slow disk");
+    }
+    let t = Instant::now();
+    c.propose(leader, 5..6).await;
+    c.wait_delivered(&all, 6).await;
+    assert!(t.elapsed() >= delay, "committed in {:?}", t.elapsed());
+
+    // One follower stuck on its disk (once its slow fsync is over): the other one makes
+    // the quorum.
+    let synced = c.delivered(slow)[5].0;
+    let mut status = c.peer(slow).status();
+    tokio::time::timeout(PATIENCE, status.wait_for(|s| s.synced >= synced))
+        .await
+        .expect("the slow fsync ends")
+        .expect("running");
+    c.peer(fast)
+        .slow_disk(Duration::ZERO)
+        .await
+        .expect("fast disk");
+    c.peer(slow)
+        .slow_disk(Duration::from_secs(3600))
+        .await
+        .expect("stuck disk");
+    c.propose(leader, 6..10).await;
+    c.wait_delivered(&all, 10).await;
+
+    // Killed before its fsync, the stuck follower loses what it had only appended...
+    let synced = c.delivered(slow)[5].0;
+    let peer = c
+        .nodes
+        .get_mut(&slow)
+        .expect("node")
+        .peer
+        .take()
+        .expect("running");
+    let disk = peer.kill().await;
+    assert!(disk.last_zxid() < c.delivered(leader)[9].0);
+    assert!(disk.last_zxid() >= synced);
+    // ... and gets it back from the leader when it restarts.
+    let cfg = &c.cfgs[&slow];
+    let listeners = Listeners::bind(cfg.election_addrs[&slow], cfg.quorum_addrs[&slow])
+        .await
+        .expect("rebind");
+    c.launch(slow, listeners, disk);
+    c.wait_settled(&all, "the follower back").await;
+    c.wait_delivered(&all, 10).await;
+}
