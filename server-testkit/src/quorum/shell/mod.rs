@@ -574,7 +574,14 @@ impl Driver {
             debug!(sid, "no quorum connection: packet dropped");
             return;
         }
-        self.zab_backlog.entry(sid).or_default().push(frame);
+        let backlog = self.zab_backlog.entry(sid).or_default();
+        if backlog.len() >= conn::WRITE_QUEUE {
+            warn!(sid, "leader unreachable for too long: giving up on it");
+            self.drop_zab(sid);
+            self.peer.disconnected(sid, now);
+            return;
+        }
+        backlog.push(frame);
         if !self.zab_connecting.contains_key(&sid) {
             let Some(&addr) = self.cfg.quorum_addrs.get(&sid) else {
                 return;

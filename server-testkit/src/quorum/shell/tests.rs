@@ -560,3 +560,57 @@ async fn commits_wait_for_a_quorum_of_fsyncs_and_a_kill_loses_the_unsynced_tail(
     c.wait_settled(&all, "the follower back").await;
     c.wait_delivered(&all, 10).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_write_leaves_one_history_everywhere() {
+    let all = [1, 2, 3];
+    let mut c = Cluster::start(&all, 10_000).await;
+    let (leader, _) = c.wait_settled(&all, "a leader").await;
+    // Proposals still in flight when the leader dies: some commit, some may not.
+    c.propose(leader, 0..50).await;
+    let peer = c
+        .nodes
+        .get_mut(&leader)
+        .expect("node")
+        .peer
+        .take()
+        .expect("running");
+    let disk = peer.kill().await;
+    let rest: Vec<Sid> = all.iter().copied().filter(|&s| s != leader).collect();
+    let (leader2, _) = c.wait_settled(&rest, "a new leader").await;
+    // The survivors agree on a prefix of what the old leader proposed.
+    let k = c.delivered(leader2).len();
+    c.wait(&format!("{k} entries on {rest:?}"), |c| {
+        rest.iter().all(|&id| c.delivered(id).len() >= k)
+    })
+    .await;
+    for (i, (_, txn)) in c.delivered(leader2).iter().enumerate() {
+        assert_eq!(txn, &Bytes::from(format!("entry-{i}")));
+    }
+    for i in 0..10 {
+        c.peer(leader2)
+            .propose(Bytes::from(format!("after-{i}")))
+            .await
+            .expect("the new leader accepts proposals");
+    }
+    // The old leader returns; whatever it logged beyond the survivors' history goes (TRUNC).
+    let cfg = &c.cfgs[&leader];
+    let listeners = Listeners::bind(cfg.election_addrs[&leader], cfg.quorum_addrs[&leader])
+        .await
+        .expect("rebind");
+    let logged_before = disk.last_zxid();
+    c.launch(leader, listeners, disk);
+    c.wait_settled(&all, "the old leader back").await;
+    c.wait(&format!("{} entries everywhere", k + 10), |c| {
+        all.iter().all(|&id| c.delivered(id).len() >= k + 10)
+    })
+    .await;
+    let history = c.delivered(leader2);
+    assert_eq!(history.len(), k + 10);
+    for &id in &all {
+        assert_eq!(c.delivered(id), history, "server {id}");
+    }
+    eprintln!(
+        "mid-write kill: {k} of 50 survived; the old leader had logged up to {logged_before:#x}"
+    );
+}
