@@ -9,6 +9,12 @@
 //! without an answer (a timeout, a connection loss) is *indeterminate*: it may have taken
 //! effect at any point after its invoke, or never.
 //!
+//! Cost: the search only looks at operations overlapping the earliest pending return, but
+//! an indeterminate write stays a candidate until the end of its register's history, so
+//! many of them on one register (hundreds, in histories of thousands of operations) can
+//! exhaust the step budget; the checker then says [`CheckError::TooHard`], never a verdict
+//! it did not reach. Keep histories to a few hundred operations per register.
+//!
 //! Record only what a client can vouch for: a failed read tells nothing and is left out; a
 //! write that failed with a definite error other than a version mismatch never happened and
 //! is left out too; a connection loss during a write is an indeterminate write.
@@ -276,6 +282,15 @@ impl Bits {
     fn has(&self, i: usize) -> bool {
         self.0[i / 64] & (1 << (i % 64)) != 0
     }
+    /// The lowest index not in the set.
+    fn first_clear(&self) -> usize {
+        self.0
+            .iter()
+            .position(|w| *w != u64::MAX)
+            .map_or(self.0.len() * 64, |w| {
+                w * 64 + self.0[w].trailing_ones() as usize
+            })
+    }
     fn with(&self, i: usize) -> Self {
         let mut b = self.clone();
         b.0[i / 64] |= 1 << (i % 64);
@@ -308,16 +323,20 @@ fn check_register(
 
     // The operations that may come next: those invoked no later than the earliest return
     // among the operations not yet linearized (an operation that returned before another
-    // was invoked must precede it). Equal times count as overlapping.
+    // was invoked must precede it). Equal times count as overlapping. Scanning in invoke
+    // order can stop at the first operation invoked after the earliest return seen so far:
+    // every later one returns later still, so the window is all that is ever looked at.
     let candidates = |done: &Bits| -> Vec<usize> {
-        let min_ret = (0..n)
-            .filter(|&i| !done.has(i))
-            .map(|i| ret_at(ops[i]))
-            .min()
-            .unwrap_or(u64::MAX);
-        (0..n)
-            .filter(|&i| !done.has(i) && ops[i].invoke <= min_ret)
-            .collect()
+        let mut min_ret = u64::MAX;
+        let mut out = Vec::new();
+        for i in (done.first_clear()..n).filter(|&i| !done.has(i)) {
+            if ops[i].invoke > min_ret {
+                break;
+            }
+            min_ret = min_ret.min(ret_at(ops[i]));
+            out.push(i);
+        }
+        out
     };
 
     let root_done = Bits::new(n);
