@@ -18,17 +18,21 @@
 //!   ZAB epoch it is in, so servers that reached the same leader by different rounds agree;
 //! - a learner more than `snap_threshold` txns behind gets SNAP (ZooKeeper compares sizes).
 //!
-//! Not wired into the server yet (hence `dead_code` allowed below): the tokio shell, the
-//! server core (REQUEST forwarding, REVALIDATE, SYNC, session touches) and the persistence
-//! adapters come next.
+//! [`shell`] runs a peer on tokio over real sockets (ZooKeeper's election and quorum port
+//! framing) with an in-memory disk; `linearizability` (tests only) checks client histories.
+//! Not wired into the server yet (hence `dead_code` allowed below): the server core (REQUEST
+//! forwarding, REVALIDATE, SYNC, session touches) and the persistence adapters come next.
 #![allow(dead_code)]
 
 pub mod election;
 mod follower;
 mod leader;
+#[cfg(test)]
+pub(crate) mod linearizability;
 pub mod peer;
 #[cfg(test)]
 mod peer_tests;
+pub(crate) mod shell;
 #[cfg(test)]
 mod sim;
 

@@ -1,0 +1,676 @@
+//! The tokio shell around a sans-IO [`Peer`]: one driver task per server owns the peer and
+//! its sockets' queues, feeds it messages, ticks from tokio time and fsync completions, and
+//! routes what it emits. Connection tasks (in `conn`) only frame bytes.
+//!
+//! Election connections follow `QuorumCnxManager`: a server connects when it has a
+//! notification for a server it has no connection to, introduces itself with its protocol
+//! version, sid and election address, and only the connection from the larger sid to the
+//! smaller survives (a smaller sid's connection makes the larger one connect back). The ZAB
+//! channel follows `Learner`: a learner connects to its leader's quorum port and speaks first.
+//!
+//! The disk is a [`MemoryDisk`] that outlives the tasks: [`QuorumPeer::kill`] aborts every
+//! task and drops what was not synced. The shell syncs the disk after each batch of work it
+//! did (group commit; one fsync at a time, taking [`QuorumPeer::slow_disk`]'s delay) and
+//! reports the result to the peer, which only then sends the ACKs that promise durability.
+
+mod conn;
+pub(crate) mod disk;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, info_span, warn, Instrument};
+use zkit_proto::quorum::put_election_frame;
+
+pub(crate) use disk::MemoryDisk;
+use disk::SyncTicket;
+
+use super::peer::{Event, Peer, PeerConfig, PeerError, Role};
+use super::{Log, Message, Sid};
+
+/// Identifies one connection, so news from a superseded one is ignored.
+type ConnId = u64;
+
+/// Notifications kept for a server this one cannot reach yet; older ones are dropped
+/// (the election resends its current vote anyway, as `QuorumCnxManager`'s bounded queue).
+const ELECTION_BACKLOG: usize = 4;
+
+/// Messages the connection tasks may queue for the driver before they wait.
+const INBOX: usize = 1024;
+
+/// How a shell-driven peer is wired.
+#[derive(Debug, Clone)]
+pub(crate) struct ShellConfig {
+    /// The peer itself.
+    pub peer: PeerConfig,
+    /// Every server's election address (this one's included).
+    pub election_addrs: BTreeMap<Sid, SocketAddr>,
+    /// Every server's quorum (learner) address.
+    pub quorum_addrs: BTreeMap<Sid, SocketAddr>,
+    /// How often the peer is ticked; a fraction of the smallest timeout it keeps.
+    pub tick_interval: Duration,
+    /// Limit for a TCP connect or a handshake.
+    pub connect_timeout: Duration,
+}
+
+/// The two listening sockets of a server, bound before any server starts so every address
+/// is known up front.
+#[derive(Debug)]
+pub(crate) struct Listeners {
+    election: TcpListener,
+    quorum: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both on `127.0.0.1`, on ports the system picks.
+    pub async fn bind_loopback() -> std::io::Result<Self> {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::bind(any, any).await
+    }
+
+    /// Binds both at the given addresses (a restart reuses its old ones).
+    pub async fn bind(election: SocketAddr, quorum: SocketAddr) -> std::io::Result<Self> {
+        Ok(Listeners {
+            election: TcpListener::bind(election).await?,
+            quorum: TcpListener::bind(quorum).await?,
+        })
+    }
+
+    /// The election address.
+    pub fn election_addr(&self) -> std::io::Result<SocketAddr> {
+        self.election.local_addr()
+    }
+
+    /// The quorum address.
+    pub fn quorum_addr(&self) -> std::io::Result<SocketAddr> {
+        self.quorum.local_addr()
+    }
+}
+
+/// What a peer looks like from outside, updated after every batch of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Status {
+    /// The role.
+    pub role: Role,
+    /// The last zxid delivered to the state machine.
+    pub delivered: i64,
+    /// The last zxid in the log.
+    pub last_zxid: i64,
+    /// The last zxid the disk made durable.
+    pub synced: i64,
+}
+
+/// Why a call on a [`QuorumPeer`] failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ShellError {
+    /// The peer refused.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The peer's tasks are gone.
+    #[error("peer stopped")]
+    Stopped,
+}
+
+enum Command {
+    Propose(Bytes, oneshot::Sender<Result<i64, PeerError>>),
+    Cut(BTreeSet<Sid>, oneshot::Sender<()>),
+    SlowDisk(Duration, oneshot::Sender<()>),
+}
+
+/// What connection tasks tell the driver.
+pub(super) enum Input {
+    /// A message from `from` on connection `conn`.
+    Message {
+        from: Sid,
+        conn: ConnId,
+        msg: Message,
+    },
+    /// An accepted election connection introduced itself.
+    ElectionInbound {
+        sid: Sid,
+        stream: TcpStream,
+        rest: BytesMut,
+    },
+    /// An outgoing election connection is kept; frames for `sid` go to `tx`.
+    ElectionUp {
+        sid: Sid,
+        conn: ConnId,
+        tx: mpsc::Sender<Bytes>,
+    },
+    /// An outgoing election connection attempt finished (whatever its fate).
+    ElectionAttemptOver { sid: Sid },
+    /// An election connection ended.
+    ElectionDown { sid: Sid, conn: ConnId },
+    /// A ZAB connection with `sid` is up.
+    ZabUp {
+        sid: Sid,
+        conn: ConnId,
+        tx: mpsc::Sender<Bytes>,
+    },
+    /// A ZAB connection (or the attempt to make one) ended.
+    ZabDown { sid: Sid, conn: ConnId },
+    /// A slow fsync finished.
+    Synced(SyncTicket),
+}
+
+struct Link {
+    conn: ConnId,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// A running replicated server: a handle on its driver task.
+pub(crate) struct QuorumPeer {
+    task: JoinHandle<()>,
+    cmds: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+    disk: MemoryDisk,
+}
+
+impl QuorumPeer {
+    /// Starts a peer over `disk` whose state machine already reflects `applied`; its
+    /// [`Event`]s go to `events` (the peer waits when that queue is full).
+    pub fn start(
+        cfg: ShellConfig,
+        listeners: Listeners,
+        disk: MemoryDisk,
+        applied: i64,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
+        let sid = cfg.peer.id;
+        let peer = Peer::new(cfg.peer.clone(), disk.clone(), applied, 0);
+        let (status_tx, status) = watch::channel(Status {
+            role: peer.role(),
+            delivered: peer.delivered(),
+            last_zxid: disk.last_zxid(),
+            synced: disk.synced_zxid(),
+        });
+        let (cmd_tx, cmds) = mpsc::channel(64);
+        let (inbox_tx, inbox) = mpsc::channel(INBOX);
+        let driver = Driver {
+            cfg,
+            peer,
+            disk: disk.clone(),
+            start: Instant::now(),
+            inbox_tx,
+            tasks: JoinSet::new(),
+            next_conn: 0,
+            election: BTreeMap::new(),
+            election_connecting: BTreeSet::new(),
+            election_backlog: BTreeMap::new(),
+            zab: BTreeMap::new(),
+            zab_connecting: BTreeMap::new(),
+            zab_backlog: BTreeMap::new(),
+            events,
+            status: status_tx,
+            cut: BTreeSet::new(),
+            fsync_delay: Duration::ZERO,
+            syncing: false,
+        };
+        let task = tokio::spawn(
+            driver
+                .run(listeners, inbox, cmds)
+                .instrument(info_span!("quorum_peer", sid)),
+        );
+        QuorumPeer {
+            task,
+            cmds: cmd_tx,
+            status,
+            disk,
+        }
+    }
+
+    /// Proposes a txn (leader only); its zxid once logged locally.
+    pub async fn propose(&self, txn: Bytes) -> Result<i64, ShellError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::Propose(txn, tx))
+            .await
+            .map_err(|_| ShellError::Stopped)?;
+        Ok(rx.await.map_err(|_| ShellError::Stopped)??)
+    }
+
+    /// Cuts this server off from `sids` (and reconnects it to every other): connections
+    /// with them close, nothing is sent to or accepted from them. Cut both ends for a
+    /// partition; an empty set heals.
+    pub async fn cut(&self, sids: impl IntoIterator<Item = Sid>) -> Result<(), ShellError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::Cut(sids.into_iter().collect(), tx))
+            .await
+            .map_err(|_| ShellError::Stopped)?;
+        rx.await.map_err(|_| ShellError::Stopped)
+    }
+
+    /// Makes every fsync of this server that starts from now on take `delay` (zero:
+    /// instant).
+    pub async fn slow_disk(&self, delay: Duration) -> Result<(), ShellError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::SlowDisk(delay, tx))
+            .await
+            .map_err(|_| ShellError::Stopped)?;
+        rx.await.map_err(|_| ShellError::Stopped)
+    }
+
+    /// The latest status; `changed()` on it wakes on every update.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Kills the server: every task ends, its sockets close, and the disk loses whatever
+    /// was not synced. Returns the disk for a restart.
+    pub async fn kill(mut self) -> MemoryDisk {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        self.disk.crash();
+        self.disk.clone()
+    }
+}
+
+impl Drop for QuorumPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Driver {
+    cfg: ShellConfig,
+    peer: Peer<MemoryDisk>,
+    disk: MemoryDisk,
+    start: Instant,
+    inbox_tx: mpsc::Sender<Input>,
+    /// Every connection task; dropping the driver aborts them all.
+    tasks: JoinSet<()>,
+    next_conn: ConnId,
+    election: BTreeMap<Sid, Link>,
+    election_connecting: BTreeSet<Sid>,
+    election_backlog: BTreeMap<Sid, VecDeque<Bytes>>,
+    zab: BTreeMap<Sid, Link>,
+    /// A learner's connection attempt to its leader, by attempt id.
+    zab_connecting: BTreeMap<Sid, ConnId>,
+    zab_backlog: BTreeMap<Sid, Vec<Bytes>>,
+    events: mpsc::Sender<Event>,
+    status: watch::Sender<Status>,
+    /// Servers this one is cut off from (a partition).
+    cut: BTreeSet<Sid>,
+    /// How long an fsync takes.
+    fsync_delay: Duration,
+    /// Whether a slow fsync is under way (one at a time; the next covers what came since).
+    syncing: bool,
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn conn_id(&mut self) -> ConnId {
+        self.next_conn += 1;
+        self.next_conn
+    }
+
+    async fn run(
+        mut self,
+        listeners: Listeners,
+        mut inbox: mpsc::Receiver<Input>,
+        mut cmds: mpsc::Receiver<Command>,
+    ) {
+        let mut ticker =
+            tokio::time::interval(self.cfg.tick_interval.max(Duration::from_millis(1)));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.flush().await;
+        loop {
+            tokio::select! {
+                Some(input) = inbox.recv() => self.on_input(input),
+                cmd = cmds.recv() => match cmd {
+                    Some(Command::Propose(txn, reply)) => {
+                        let _ = reply.send(self.peer.propose(txn));
+                    }
+                    Some(Command::Cut(sids, reply)) => {
+                        self.set_cut(sids);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::SlowDisk(d, reply)) => {
+                        self.fsync_delay = d;
+                        let _ = reply.send(());
+                    }
+                    // The handle is gone: so is the server.
+                    None => return,
+                },
+                r = listeners.election.accept() => match r {
+                    Ok((s, _)) => {
+                        let inbox = self.inbox_tx.clone();
+                        self.tasks.spawn(conn::election_accept(s, self.cfg.connect_timeout, inbox));
+                    }
+                    Err(e) => accept_failed(e).await,
+                },
+                r = listeners.quorum.accept() => match r {
+                    Ok((s, _)) => {
+                        let conn = self.conn_id();
+                        let inbox = self.inbox_tx.clone();
+                        self.tasks.spawn(conn::zab_accept(s, conn, self.cfg.connect_timeout, inbox));
+                    }
+                    Err(e) => accept_failed(e).await,
+                },
+                _ = ticker.tick() => {
+                    let now = self.now();
+                    self.peer.tick(now);
+                }
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+            self.flush().await;
+        }
+    }
+
+    fn set_cut(&mut self, sids: BTreeSet<Sid>) {
+        let now = self.now();
+        let newly: Vec<Sid> = sids.difference(&self.cut).copied().collect();
+        for sid in newly {
+            self.election.remove(&sid);
+            self.election_backlog.remove(&sid);
+            if self.zab.contains_key(&sid) || self.zab_connecting.contains_key(&sid) {
+                self.drop_zab(sid);
+                self.peer.disconnected(sid, now);
+            }
+        }
+        self.cut = sids;
+    }
+
+    fn on_input(&mut self, input: Input) {
+        let now = self.now();
+        let from = match &input {
+            Input::Message { from, .. } => Some(*from),
+            Input::ElectionInbound { sid, .. }
+            | Input::ElectionUp { sid, .. }
+            | Input::ZabUp { sid, .. } => Some(*sid),
+            _ => None,
+        };
+        if from.is_some_and(|s| self.cut.contains(&s)) {
+            // Partitioned: the bytes never arrived, the connection never came up (dropping
+            // a stream or a writer closes that connection).
+            return;
+        }
+        match input {
+            Input::Message { from, conn, msg } => {
+                let current = match msg {
+                    Message::Election(_) => true,
+                    Message::Zab(_) | Message::Snapshot(_) => {
+                        self.zab.get(&from).is_some_and(|l| l.conn == conn)
+                    }
+                };
+                if current {
+                    self.peer.step(from, msg, now);
+                }
+            }
+            Input::ElectionInbound { sid, stream, rest } => {
+                self.election_inbound(sid, stream, rest)
+            }
+            Input::ElectionUp { sid, conn, tx } => {
+                self.election.insert(sid, Link { conn, tx });
+                for frame in self.election_backlog.remove(&sid).unwrap_or_default() {
+                    self.send_election_frame(sid, frame);
+                }
+            }
+            Input::ElectionAttemptOver { sid } => {
+                self.election_connecting.remove(&sid);
+            }
+            Input::ElectionDown { sid, conn } => {
+                if self.election.get(&sid).is_some_and(|l| l.conn == conn) {
+                    self.election.remove(&sid);
+                }
+            }
+            Input::ZabUp { sid, conn, tx } => self.zab_up(sid, conn, tx, now),
+            Input::Synced(ticket) => {
+                self.syncing = false;
+                if let Some(zxid) = self.disk.finish_sync(ticket) {
+                    self.peer.durable(zxid, now);
+                }
+            }
+            Input::ZabDown { sid, conn } => {
+                let live = self.zab.get(&sid).is_some_and(|l| l.conn == conn)
+                    || self.zab_connecting.get(&sid) == Some(&conn);
+                if live {
+                    self.drop_zab(sid);
+                    self.peer.disconnected(sid, now);
+                }
+            }
+        }
+    }
+
+    /// `QuorumCnxManager.handleConnection`: a smaller sid's connection is closed and this
+    /// server connects back; a larger one's is kept (replacing any older one).
+    fn election_inbound(&mut self, sid: Sid, stream: TcpStream, rest: BytesMut) {
+        let known = self.cfg.election_addrs.contains_key(&sid);
+        if !known || sid == self.cfg.peer.id {
+            warn!(
+                sid,
+                "election connection from an unknown or our own sid refused"
+            );
+            return;
+        }
+        if sid < self.cfg.peer.id {
+            drop(stream);
+            self.election.remove(&sid);
+            self.connect_election(sid);
+            return;
+        }
+        let conn = self.conn_id();
+        let (tx, rx) = mpsc::channel(conn::WRITE_QUEUE);
+        let inbox = self.inbox_tx.clone();
+        self.tasks
+            .spawn(conn::election_loop(stream, rest, sid, conn, rx, inbox));
+        self.election.insert(sid, Link { conn, tx });
+        for frame in self.election_backlog.remove(&sid).unwrap_or_default() {
+            self.send_election_frame(sid, frame);
+        }
+    }
+
+    fn connect_election(&mut self, sid: Sid) {
+        let (Some(&addr), Some(&my_addr)) = (
+            self.cfg.election_addrs.get(&sid),
+            self.cfg.election_addrs.get(&self.cfg.peer.id),
+        ) else {
+            return;
+        };
+        if self.election.contains_key(&sid) || !self.election_connecting.insert(sid) {
+            return;
+        }
+        let conn = self.conn_id();
+        let inbox = self.inbox_tx.clone();
+        let me = self.cfg.peer.id;
+        let timeout = self.cfg.connect_timeout;
+        self.tasks.spawn(conn::election_connect(
+            me, my_addr, sid, addr, conn, timeout, inbox,
+        ));
+    }
+
+    fn send_election_frame(&mut self, sid: Sid, frame: Bytes) {
+        if self.cut.contains(&sid) {
+            return;
+        }
+        if let Some(link) = self.election.get(&sid) {
+            match link.tx.try_send(frame) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    debug!(sid, "election queue full: notification dropped");
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(frame)) => {
+                    self.election.remove(&sid);
+                    self.backlog_election(sid, frame);
+                }
+            }
+        } else {
+            self.backlog_election(sid, frame);
+        }
+        self.connect_election(sid);
+    }
+
+    fn backlog_election(&mut self, sid: Sid, frame: Bytes) {
+        let q = self.election_backlog.entry(sid).or_default();
+        if q.len() >= ELECTION_BACKLOG {
+            q.pop_front();
+        }
+        q.push_back(frame);
+    }
+
+    fn zab_up(&mut self, sid: Sid, conn: ConnId, tx: mpsc::Sender<Bytes>, now: u64) {
+        if self.zab_connecting.get(&sid) == Some(&conn) {
+            // Our own attempt to reach the leader succeeded.
+            self.zab_connecting.remove(&sid);
+            self.zab.insert(sid, Link { conn, tx });
+            for frame in self.zab_backlog.remove(&sid).unwrap_or_default() {
+                self.send_zab_frame(sid, frame, now);
+            }
+            return;
+        }
+        if self.zab_connecting.contains_key(&sid) || !self.cfg.quorum_addrs.contains_key(&sid) {
+            // A superseded attempt, or a learner we do not know: dropping `tx` closes it.
+            return;
+        }
+        // A learner (re)connected: its older connection is over.
+        if self.zab.remove(&sid).is_some() {
+            self.peer.disconnected(sid, now);
+        }
+        self.zab.insert(sid, Link { conn, tx });
+    }
+
+    fn drop_zab(&mut self, sid: Sid) {
+        self.zab.remove(&sid);
+        self.zab_connecting.remove(&sid);
+        self.zab_backlog.remove(&sid);
+    }
+
+    fn send_zab_frame(&mut self, sid: Sid, frame: Bytes, now: u64) {
+        if self.cut.contains(&sid) {
+            // As a connect that cannot get through: the peer learns the link is down.
+            debug!(sid, "cut off: quorum packet dropped");
+            self.peer.disconnected(sid, now);
+            return;
+        }
+        if let Some(link) = self.zab.get(&sid) {
+            if link.tx.try_send(frame).is_err() {
+                warn!(sid, "quorum connection cannot keep up: closing it");
+                self.drop_zab(sid);
+                self.peer.disconnected(sid, now);
+            }
+            return;
+        }
+        let leader = match self.peer.role() {
+            Role::Following { leader, .. } | Role::Observing { leader, .. } => Some(leader),
+            _ => None,
+        };
+        if leader != Some(sid) {
+            debug!(sid, "no quorum connection: packet dropped");
+            return;
+        }
+        let backlog = self.zab_backlog.entry(sid).or_default();
+        if backlog.len() >= conn::WRITE_QUEUE {
+            warn!(sid, "leader unreachable for too long: giving up on it");
+            self.drop_zab(sid);
+            self.peer.disconnected(sid, now);
+            return;
+        }
+        backlog.push(frame);
+        if !self.zab_connecting.contains_key(&sid) {
+            let Some(&addr) = self.cfg.quorum_addrs.get(&sid) else {
+                return;
+            };
+            let conn = self.conn_id();
+            self.zab_connecting.insert(sid, conn);
+            let inbox = self.inbox_tx.clone();
+            let timeout = self.cfg.connect_timeout;
+            self.tasks
+                .spawn(conn::zab_connect(sid, addr, conn, timeout, inbox));
+        }
+    }
+
+    /// Syncs the disk: at once, or in the background when the disk is slow.
+    fn sync(&mut self, now: u64) {
+        let ticket = self.disk.begin_sync();
+        if self.fsync_delay.is_zero() {
+            if let Some(zxid) = self.disk.finish_sync(ticket) {
+                self.peer.durable(zxid, now);
+            }
+            return;
+        }
+        self.syncing = true;
+        let (delay, inbox) = (self.fsync_delay, self.inbox_tx.clone());
+        self.tasks.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = inbox.send(Input::Synced(ticket)).await;
+        });
+    }
+
+    /// Drains the peer until it has nothing more to say: routes its messages, closes what
+    /// it closes, syncs the disk and reports it, hands events on, publishes the status.
+    async fn flush(&mut self) {
+        loop {
+            let now = self.now();
+            let (out, closes) = self.peer.poll();
+            let events = self.peer.events();
+            let unsynced = self.disk.unsynced() && !self.syncing;
+            if out.is_empty() && closes.is_empty() && events.is_empty() && !unsynced {
+                break;
+            }
+            for (to, msg) in out {
+                if to == self.cfg.peer.id {
+                    continue;
+                }
+                let mut frame = BytesMut::new();
+                match &msg {
+                    Message::Election(n) => {
+                        put_election_frame(&mut frame, &n.encode());
+                        self.send_election_frame(to, frame.freeze());
+                    }
+                    Message::Zab(p) => {
+                        wire::put_packet(&mut frame, p);
+                        self.send_zab_frame(to, frame.freeze(), now);
+                    }
+                    Message::Snapshot(s) => {
+                        wire::put_snapshot(&mut frame, s);
+                        self.send_zab_frame(to, frame.freeze(), now);
+                    }
+                }
+            }
+            for sid in closes {
+                self.drop_zab(sid);
+                self.peer.disconnected(sid, now);
+            }
+            if unsynced {
+                self.sync(now);
+            }
+            for e in events {
+                // A receiver that went away no longer wants them.
+                let _ = self.events.send(e).await;
+            }
+        }
+        let status = Status {
+            role: self.peer.role(),
+            delivered: self.peer.delivered(),
+            last_zxid: self.disk.last_zxid(),
+            synced: self.disk.synced_zxid(),
+        };
+        self.status.send_if_modified(|s| {
+            let changed = *s != status;
+            *s = status;
+            changed
+        });
+    }
+}
+
+async fn accept_failed(e: std::io::Error) {
+    // Out of file descriptors and the like: back off instead of spinning.
+    warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
