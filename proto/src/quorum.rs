@@ -403,9 +403,11 @@ impl Notification {
     }
 }
 
-/// The election-channel handshake protocol of 3.5 (one address).
+/// The election-channel handshake protocol with one address: what 3.8 sends unless multi-address
+/// is enabled (`multiAddress.enabled`).
 pub const ELECTION_PROTOCOL_V1: i64 = -65536;
-/// The election-channel handshake protocol of 3.6+ (`|`-separated addresses), the one 3.8 sends.
+/// The election-channel handshake protocol with `|`-separated addresses (3.6+, sent when
+/// multi-address is enabled).
 pub const ELECTION_PROTOCOL_V2: i64 = -65535;
 /// Longest address string a receiver accepts (`QuorumCnxManager.maxBuffer`).
 pub const ELECTION_MAX_ADDRESS: usize = 2048;
@@ -432,7 +434,8 @@ pub enum ElectionHandshake {
 }
 
 impl ElectionHandshake {
-    /// The handshake 3.8 sends.
+    /// A protocol-V2 handshake (`|`-separated addresses, what 3.8 sends with multi-address
+    /// enabled; the quorum shell sends V1 like a default 3.8).
     pub fn new(sid: i64, addresses: Vec<String>) -> Self {
         ElectionHandshake::Versioned {
             protocol: ELECTION_PROTOCOL_V2,
