@@ -9,6 +9,7 @@
 mod acl;
 mod db;
 mod digest;
+mod frame;
 mod jhash;
 mod ops;
 mod prep;
@@ -31,6 +32,8 @@ use zkit_proto::{ErrorCode, Id, Record, ReplyHeader, WatcherEvent};
 use acl::check_acl;
 pub use db::{ApplyResult, Database};
 pub use digest::{tree_digest, TreeDigest, DIGEST_VERSION};
+pub use frame::Frame;
+pub(crate) use frame::FrameBuf;
 use prep::Prep;
 pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
@@ -121,8 +124,9 @@ pub enum Output {
     /// A txn was applied. The outputs after it (its notifications and reply) must not be
     /// released before the txn is durable, when the shell persists.
     Committed(Box<Committed>),
-    /// Send this whole frame (length prefix included) on the connection.
-    Send(ConnId, Bytes),
+    /// Send this whole frame (length prefix included) on the connection. A reply to getData
+    /// references the node's data rather than copying it (see [`Frame`]).
+    Send(ConnId, Frame),
     /// Close the connection after everything queued before has been sent.
     Close(ConnId, &'static str),
 }
@@ -433,7 +437,7 @@ impl Core {
         }
     }
 
-    fn send(&mut self, conn: ConnId, frame: Bytes) {
+    fn send(&mut self, conn: ConnId, frame: Frame) {
         if let Some(c) = self.conns.get_mut(&conn) {
             if c.closing {
                 return;
@@ -452,6 +456,18 @@ impl Core {
         err: ErrorCode,
         body: Option<&dyn Fn(&mut BytesMut)>,
     ) {
+        let header = self.reply_header(conn, xid, err);
+        self.send(conn, reply_frame(header, body));
+    }
+
+    /// Sends a reply: header, then the body built in `body` on success.
+    fn reply_with(&mut self, conn: ConnId, xid: i32, err: ErrorCode, body: FrameBuf) {
+        let header = self.reply_header(conn, xid, err);
+        self.send(conn, body.finish(header));
+    }
+
+    /// The header of a reply sent now on `conn` (whose last zxid it records).
+    fn reply_header(&mut self, conn: ConnId, xid: i32, err: ErrorCode) -> ReplyHeader {
         let zxid = self.db.last_zxid;
         if !err.is_ok() {
             tracing::debug!(conn, xid, err = %err, "request failed");
@@ -464,7 +480,7 @@ impl Core {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.last_zxid = zxid;
         }
-        self.send(conn, reply_frame(header, body));
+        header
     }
 
     fn notify(&mut self, fired: Vec<Fired>) {
@@ -596,7 +612,7 @@ impl Core {
 
 /// One frame from the server: the reply header, then `body` only when the header says success
 /// (a failed request's reply is the header alone, like ZooKeeper's).
-fn reply_frame(header: ReplyHeader, body: Option<&dyn Fn(&mut BytesMut)>) -> Bytes {
+fn reply_frame(header: ReplyHeader, body: Option<&dyn Fn(&mut BytesMut)>) -> Frame {
     let ok = header.err == ErrorCode::Ok.code();
     let mut b = BytesMut::new();
     let at = begin_frame(&mut b);
@@ -605,5 +621,5 @@ fn reply_frame(header: ReplyHeader, body: Option<&dyn Fn(&mut BytesMut)>) -> Byt
         f(&mut b);
     }
     end_frame(&mut b, at);
-    b.freeze()
+    Frame::from(b.freeze())
 }

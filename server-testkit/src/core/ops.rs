@@ -9,7 +9,7 @@ use super::acl::{check_acl, digest, mask_digests, user_name};
 use super::prep::{CreateArgs, Prep};
 use super::txn::{Txn, TxnBody};
 use super::watch::{Fired, WatchKind};
-use super::{reply_frame, ConnId, Core};
+use super::{reply_frame, ConnId, Core, FrameBuf};
 
 fn decode<R: Record>(r: &mut Reader) -> Result<R, ErrorCode> {
     R::decode(r).map_err(|_| ErrorCode::MarshallingError)
@@ -95,7 +95,7 @@ impl Core {
         };
         let mut b = BytesMut::new();
         write_record(&mut b, &resp);
-        self.send(conn, b.freeze());
+        self.send(conn, b.freeze().into());
         if valid {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.session = Some(session);
@@ -161,16 +161,13 @@ impl Core {
             | OpCode::Multi
             | OpCode::Reconfig => self.write(conn, session, h, op, &mut r, now),
             _ => {
-                let res = self.read(conn, session, op, &mut r);
-                match res {
-                    Ok(body) => self.reply(
-                        conn,
-                        h.xid,
-                        ErrorCode::Ok,
-                        Some(&|b: &mut BytesMut| b.extend_from_slice(&body)),
-                    ),
-                    Err(e) => self.reply(conn, h.xid, e, None),
-                }
+                // The reply is built in place; getData's data is referenced, not copied.
+                let mut body = FrameBuf::new();
+                let err = match self.read(conn, session, op, &mut r, &mut body) {
+                    Ok(()) => ErrorCode::Ok,
+                    Err(e) => e,
+                };
+                self.reply_with(conn, h.xid, err, body);
             }
         }
     }
@@ -418,20 +415,20 @@ impl Core {
         );
     }
 
-    /// Reads: answered from the tree; returns the encoded response body.
+    /// Reads: answered from the tree; the response body goes to `out` (discarded on error).
     fn read(
         &mut self,
         conn: ConnId,
         session: i64,
         op: OpCode,
         r: &mut Reader,
-    ) -> Result<Bytes, ErrorCode> {
+        out: &mut FrameBuf,
+    ) -> Result<(), ErrorCode> {
         let ids = self
             .conns
             .get(&conn)
             .map(|c| c.auth.clone())
             .unwrap_or_default();
-        let mut b = BytesMut::new();
         match op {
             OpCode::Exists => {
                 let q: PathWatchRequest = decode(r)?;
@@ -446,19 +443,20 @@ impl Core {
                     .tree
                     .stat(&q.path)
                     .ok_or(ErrorCode::NoNode)?
-                    .encode(&mut b);
+                    .encode(out.buf());
             }
             OpCode::GetData => {
                 let q: PathWatchRequest = decode(r)?;
-                self.get_data(conn, &q, &ids)?.encode(&mut b);
+                let d = self.get_data(conn, &q, &ids)?;
+                put_get_data(out, &d);
             }
             OpCode::GetChildren | OpCode::GetChildren2 => {
                 let q: PathWatchRequest = decode(r)?;
                 let (children, stat) = self.get_children(conn, &q, &ids)?;
                 if op == OpCode::GetChildren {
-                    GetChildrenResponse { children }.encode(&mut b);
+                    GetChildrenResponse { children }.encode(out.buf());
                 } else {
-                    GetChildren2Response { children, stat }.encode(&mut b);
+                    GetChildren2Response { children, stat }.encode(out.buf());
                 }
             }
             OpCode::GetAcl => {
@@ -471,11 +469,11 @@ impl Core {
                 } else {
                     mask_digests(&n.acl)
                 };
-                GetAclResponse { acl, stat }.encode(&mut b);
+                GetAclResponse { acl, stat }.encode(out.buf());
             }
             OpCode::Sync => {
                 let q: PathRequest = decode(r)?;
-                q.encode(&mut b);
+                q.encode(out.buf());
             }
             OpCode::GetEphemerals => {
                 let q: PathRequest = decode(r)?;
@@ -485,7 +483,7 @@ impl Core {
                     .into_iter()
                     .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(&q.path))
                     .collect();
-                GetChildrenResponse { children }.encode(&mut b);
+                GetChildrenResponse { children }.encode(out.buf());
             }
             OpCode::GetAllChildrenNumber => {
                 let q: PathRequest = decode(r)?;
@@ -494,25 +492,37 @@ impl Core {
                 IntResponse {
                     value: self.db.tree.all_children_number(&q.path),
                 }
-                .encode(&mut b);
+                .encode(out.buf());
             }
             OpCode::MultiRead => {
                 let m: MultiRequest = decode(r)?;
-                let mut results = Vec::with_capacity(m.ops.len());
+                // Encoded as `MultiResponse` encodes, result by result, so that each getData's
+                // data is referenced rather than copied.
                 for op in &m.ops {
-                    results.push(match op {
+                    match op {
                         MultiOp::GetData(q) => match self.get_data(conn, q, &ids) {
-                            Ok(d) => MultiResult::GetData(d),
-                            Err(e) => MultiResult::Error(e.code()),
+                            Ok(d) => {
+                                multi_header(out.buf(), OpCode::GetData, 0);
+                                put_get_data(out, &d);
+                            }
+                            Err(e) => multi_error(out.buf(), e),
                         },
                         MultiOp::GetChildren(q) => match self.get_children(conn, q, &ids) {
-                            Ok((c, _)) => MultiResult::GetChildren(c),
-                            Err(e) => MultiResult::Error(e.code()),
+                            Ok((c, _)) => {
+                                multi_header(out.buf(), OpCode::GetChildren, 0);
+                                c.encode(out.buf());
+                            }
+                            Err(e) => multi_error(out.buf(), e),
                         },
                         _ => return Err(ErrorCode::MarshallingError),
-                    });
+                    }
                 }
-                MultiResponse { results }.encode(&mut b);
+                MultiHeader {
+                    op: -1,
+                    done: true,
+                    err: -1,
+                }
+                .encode(out.buf());
             }
             OpCode::WhoAmI => {
                 let client_info = ids
@@ -522,7 +532,7 @@ impl Core {
                         user: user_name(i),
                     })
                     .collect();
-                WhoAmIResponse { client_info }.encode(&mut b);
+                WhoAmIResponse { client_info }.encode(out.buf());
             }
             OpCode::CheckWatches | OpCode::RemoveWatches => {
                 let q: WatchesRequest = decode(r)?;
@@ -548,11 +558,11 @@ impl Core {
                     _ => return Err(ErrorCode::BadArguments),
                 };
                 self.watches.add(conn, &q.path, kind);
-                IntResponse { value: 0 }.encode(&mut b);
+                IntResponse { value: 0 }.encode(out.buf());
             }
             _ => return Err(ErrorCode::Unimplemented),
         }
-        Ok(b.freeze())
+        Ok(())
     }
 
     fn get_data(
@@ -588,6 +598,28 @@ impl Core {
         }
         Ok((children, stat))
     }
+}
+
+/// Appends a getData response (data, then Stat), referencing large data instead of copying it.
+fn put_get_data(out: &mut FrameBuf, d: &GetDataResponse) {
+    out.put_opt_buffer(&d.data);
+    d.stat.encode(out.buf());
+}
+
+/// Appends the header of one multiRead result.
+fn multi_header(b: &mut BytesMut, op: OpCode, err: i32) {
+    MultiHeader {
+        op: op.code(),
+        done: false,
+        err,
+    }
+    .encode(b);
+}
+
+/// Appends one failed multiRead result: its header, then the error code again.
+fn multi_error(b: &mut BytesMut, e: ErrorCode) {
+    multi_header(b, OpCode::Error, e.code());
+    e.code().encode(b);
 }
 
 fn push_id(ids: &mut Vec<Id>, scheme: &str, id: &str) {

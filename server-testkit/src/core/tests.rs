@@ -82,7 +82,7 @@ impl H {
         match &out[0] {
             Output::Send(c, f) => {
                 assert_eq!(*c, conn);
-                ConnectResponse::from_bytes(f.slice(4..)).unwrap()
+                ConnectResponse::from_bytes(f.to_bytes().slice(4..)).unwrap()
             }
             o => panic!("{o:?}"),
         }
@@ -108,7 +108,7 @@ impl H {
             .into_iter()
             .map(|o| match o {
                 Output::Send(c, f) => {
-                    let mut r = Reader::new(f.slice(4..));
+                    let mut r = Reader::new(f.to_bytes().slice(4..));
                     let h = ReplyHeader::decode(&mut r).unwrap();
                     if h.xid == -1 {
                         (c, Sent::Event(WatcherEvent::decode(&mut r).unwrap()))

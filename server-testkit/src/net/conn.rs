@@ -1,12 +1,16 @@
 //! One task per connection. Its reader and writer run concurrently inside the task (`select!`),
-//! and writes are batched: everything queued when the writer wakes goes out in one `write_all`.
+//! and writes are batched: everything queued when the writer wakes goes out in one write. A
+//! large frame (a getData reply referencing a big znode's data) is not copied into the batch:
+//! the batch and the frame's parts go out together in vectored writes.
 //! The outbound queue is bounded (`outbox.rs`): while it is full the reader takes no more
 //! requests, so a client that does not read its replies costs bounded memory.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -16,7 +20,7 @@ use zkit_proto::frame::take_frame;
 
 use super::outbox::{self, Inbox, Room};
 use super::{fourlw, is_known_word, now_ms, Ctx, IpSlot, Msg};
-use crate::core::ConnId;
+use crate::core::{ConnId, Frame};
 
 /// Largest batch the writer assembles before writing.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -180,17 +184,16 @@ async fn write_loop(wr: &mut OwnedWriteHalf, inbox: &mut Inbox) -> &'static str 
         while let Some(m) = next.take() {
             match m {
                 Msg::Frame(f) if f.len() >= WRITE_BATCH => {
-                    // A large frame (a big getData reply) is written as it is, not copied.
-                    if !flush(wr, &mut buf, &mut batched, inbox).await {
+                    // A large frame (a big getData reply) is written as it is, not copied:
+                    // the batch so far and the frame's parts in vectored writes.
+                    if !write_with(wr, &mut buf, &mut batched, &f, inbox).await {
                         return "write error";
                     }
-                    if wr.write_all(&f).await.is_err() {
-                        return "write error";
-                    }
-                    inbox.written(1, f.len());
                 }
                 Msg::Frame(f) => {
-                    buf.extend_from_slice(&f);
+                    for p in f.parts() {
+                        buf.extend_from_slice(p);
+                    }
                     batched += 1;
                 }
                 Msg::Close(r) => {
@@ -213,6 +216,74 @@ async fn write_loop(wr: &mut OwnedWriteHalf, inbox: &mut Inbox) -> &'static str 
     }
 }
 
+/// Writes the batch, then `frame`, in vectored writes (no copy of the frame), and releases both
+/// from the queue's count; false on a write error.
+async fn write_with(
+    wr: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    batched: &mut usize,
+    frame: &Frame,
+    inbox: &Inbox,
+) -> bool {
+    let bytes = buf.len() + frame.len();
+    let mut all = Parts::new(buf, frame);
+    if wr.write_all_buf(&mut all).await.is_err() {
+        return false;
+    }
+    buf.clear();
+    inbox.written(std::mem::take(batched) + 1, bytes);
+    true
+}
+
+/// Byte buffers written in order as one [`Buf`] (its `chunks_vectored` lists every part, so
+/// the socket gets them in one `writev`).
+struct Parts<'a> {
+    parts: VecDeque<&'a [u8]>,
+}
+
+impl<'a> Parts<'a> {
+    fn new(first: &'a [u8], frame: &'a Frame) -> Parts<'a> {
+        let parts = std::iter::once(first)
+            .chain(frame.parts().map(|p| &p[..]))
+            .filter(|p| !p.is_empty())
+            .collect();
+        Parts { parts }
+    }
+}
+
+impl Buf for Parts<'_> {
+    fn remaining(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.parts.front().copied().unwrap_or_default()
+    }
+
+    fn chunks_vectored<'b>(&'b self, dst: &mut [IoSlice<'b>]) -> usize {
+        let mut n = 0;
+        for (slot, p) in dst.iter_mut().zip(&self.parts) {
+            *slot = IoSlice::new(p);
+            n += 1;
+        }
+        n
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        while cnt > 0 {
+            let Some(p) = self.parts.front_mut() else {
+                return;
+            };
+            if cnt < p.len() {
+                *p = &p[cnt..];
+                return;
+            }
+            cnt -= p.len();
+            self.parts.pop_front();
+        }
+    }
+}
+
 /// Writes the batch and releases it from the queue's count; false on a write error.
 async fn flush(
     wr: &mut OwnedWriteHalf,
@@ -229,4 +300,72 @@ async fn flush(
     inbox.written(std::mem::take(batched), buf.len());
     buf.clear();
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::FrameBuf;
+    use crate::net::Msg;
+    use bytes::Bytes;
+    use tokio::net::TcpListener;
+    use zkit_proto::ReplyHeader;
+
+    /// A reply frame whose body is `data` as a jute buffer (shared when large).
+    fn reply(xid: i32, data: &Bytes) -> Frame {
+        let mut fb = FrameBuf::new();
+        fb.put_opt_buffer(&Some(data.clone()));
+        fb.buf().extend_from_slice(&[xid as u8; 68]);
+        fb.finish(ReplyHeader {
+            xid,
+            zxid: 5,
+            err: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn the_writer_sends_every_part_in_order_and_releases_the_count() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (mut client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        let (_rd, mut wr) = server.into_split();
+
+        let big = Bytes::from(
+            (0..WRITE_BATCH as u32 * 2)
+                .map(|i| i as u8)
+                .collect::<Vec<_>>(),
+        );
+        let mid = Bytes::from(vec![3; 10_000]);
+        let frames = [
+            reply(1, &Bytes::from_static(b"small")),
+            reply(2, &mid),
+            reply(3, &big),
+            reply(4, &Bytes::from_static(b"after")),
+            reply(5, &big),
+        ];
+        assert!(frames[2].parts().any(|p| p.as_ptr() == big.as_ptr()));
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_bytes().to_vec()).collect();
+        let (out, mut inbox) = outbox::channel(1, usize::MAX / 4);
+        for f in &frames {
+            out.send(Msg::Frame(f.clone()));
+        }
+        out.send(Msg::Close("done"));
+        assert_eq!(out.stats().bytes, expected.len());
+        assert_eq!(out.stats().frames, frames.len());
+
+        let (reason, got) = tokio::join!(write_loop(&mut wr, &mut inbox), async {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        assert_eq!(reason, "done");
+        assert!(
+            got == expected,
+            "the bytes on the wire are the frames' bytes"
+        );
+        assert_eq!(out.stats().bytes, 0);
+        assert_eq!(out.stats().frames, 0);
+        assert_eq!(out.stats().peak, expected.len());
+    }
 }

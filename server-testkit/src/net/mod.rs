@@ -15,12 +15,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::core::{Committed, ConnId, Core, Output};
+use crate::core::{Committed, ConnId, Core, Frame, Output};
 
 pub use fourlw::{FourLetterWords, ALL_WORDS};
 pub(crate) use outbox::Outbox;
@@ -48,8 +47,8 @@ pub fn now_ms() -> i64 {
 /// What a connection's writer is asked to do.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    /// Send a frame.
-    Frame(Bytes),
+    /// Send a frame (its parts may share a znode's data).
+    Frame(Frame),
     /// Flush, then close.
     Close(&'static str),
 }

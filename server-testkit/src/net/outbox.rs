@@ -15,11 +15,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
 use super::Msg;
-use crate::core::ConnId;
+use crate::core::{ConnId, Frame};
 
 /// Default bound of a connection's outbound queue: 4 MiB.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
@@ -87,9 +86,11 @@ pub(crate) fn channel(conn: ConnId, limit: usize) -> (Outbox, Inbox) {
     )
 }
 
-/// Whether a whole frame (length prefix included) is a watch notification (xid -1).
-fn is_notification(frame: &Bytes) -> bool {
-    frame.len() >= 8 && frame[4..8] == zkit_proto::xid::NOTIFICATION.to_be_bytes()
+/// Whether a whole frame (length prefix included) is a watch notification (xid -1). The
+/// frame's first part holds its length prefix and header.
+fn is_notification(frame: &Frame) -> bool {
+    let head = frame.head();
+    head.len() >= 8 && head[4..8] == zkit_proto::xid::NOTIFICATION.to_be_bytes()
 }
 
 impl Outbox {
@@ -101,6 +102,7 @@ impl Outbox {
             return;
         }
         if let Msg::Frame(f) = &m {
+            // Every part counts, shared or not: the bound is on what the socket must still take.
             let len = f.len();
             let now = s.bytes.load(Ordering::Acquire);
             if is_notification(f) && now + len > s.limit.saturating_mul(2) {
@@ -204,7 +206,7 @@ mod tests {
         b.put_i64(0);
         b.put_i32(0);
         b.put_bytes(0, body);
-        Msg::Frame(b.freeze())
+        Msg::Frame(b.freeze().into())
     }
 
     #[tokio::test]
