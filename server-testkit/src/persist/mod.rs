@@ -12,11 +12,13 @@
 //! - [`pipeline`]: the log writer thread: group commit, fsync before replies are released,
 //!   rolls, background snapshots, crash simulation.
 //! - [`backup`]: consistent copies of a data dir, purge, restore to a zxid.
+//! - [`epoch`]: the quorum's `acceptedEpoch` / `currentEpoch` files (never used standalone).
 //! - [`secret`]: the key of session passwords, kept in `<dataDir>/zkit-secret` so that sessions
 //!   survive a restart of the process.
 
 pub mod backup;
 pub mod checksum;
+pub mod epoch;
 pub mod pipeline;
 pub mod recovery;
 pub mod secret;
