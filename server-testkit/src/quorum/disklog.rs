@@ -565,3 +565,7 @@ impl Log for DiskLog {
 #[cfg(test)]
 #[path = "disklog_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "disklog_peer_tests.rs"]
+mod peer_tests;
