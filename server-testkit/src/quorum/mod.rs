@@ -22,7 +22,7 @@
 //! framing) with an in-memory disk; [`disklog`] is the [`Log`] over a real data dir in
 //! ZooKeeper's format; `linearizability` (tests only) checks client histories.
 //! Not wired into the server yet (hence `dead_code` allowed below): the server core (REQUEST
-//! forwarding, REVALIDATE, SYNC, session touches) and the persistence adapters come next.
+//! forwarding, REVALIDATE, SYNC, session touches) and the shell over [`disklog`] come next.
 #![allow(dead_code)]
 
 pub(crate) mod disklog;
