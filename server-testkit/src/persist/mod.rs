@@ -12,12 +12,19 @@
 //! - [`pipeline`]: the log writer thread: group commit, fsync before replies are released,
 //!   rolls, background snapshots, crash simulation.
 //! - [`backup`]: consistent copies of a data dir, purge, restore to a zxid.
+//! - [`logread`]: reads of the log from a zxid (DIFF) and truncation to a zxid (TRUNC).
+//! - [`rebuild`]: the tree at a zxid rebuilt from disk (after TRUNC, for SNAP), and the
+//!   installation of a leader's snapshot.
+//! - [`epoch`]: the quorum's `acceptedEpoch` / `currentEpoch` files (never used standalone).
 //! - [`secret`]: the key of session passwords, kept in `<dataDir>/zkit-secret` so that sessions
 //!   survive a restart of the process.
 
 pub mod backup;
 pub mod checksum;
+pub mod epoch;
+pub mod logread;
 pub mod pipeline;
+pub mod rebuild;
 pub mod recovery;
 pub mod secret;
 pub mod snapshot;

@@ -44,8 +44,9 @@ pub fn file_header(magic: i32, dbid: i64) -> [u8; 16] {
     h
 }
 
-/// Appends one framed entry for `e` to `buf`.
-pub fn encode_entry(e: &Committed, buf: &mut BytesMut) {
+/// The payload of a log entry: `TxnHeader`, the txn record, and the `TxnDigest` when there is
+/// one (`Util.marshallTxnEntry`; also the data of a ZAB PROPOSAL).
+pub(crate) fn encode_payload(e: &Committed) -> BytesMut {
     let mut payload = BytesMut::with_capacity(128);
     e.txn.hdr.encode(&mut payload);
     e.txn.body.encode(&mut payload);
@@ -56,6 +57,12 @@ pub fn encode_entry(e: &Committed, buf: &mut BytesMut) {
         }
         .encode(&mut payload);
     }
+    payload
+}
+
+/// Appends one framed entry for `e` to `buf`.
+pub fn encode_entry(e: &Committed, buf: &mut BytesMut) {
+    let payload = encode_payload(e);
     if payload.len() > MAX_RECORD as usize {
         // Interop only: zkit reads it back (see `read_log_with`), a real server would not.
         tracing::warn!(
