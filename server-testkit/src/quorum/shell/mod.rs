@@ -21,6 +21,8 @@ pub(crate) mod disk;
 mod wire;
 
 #[cfg(test)]
+mod disklog_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
