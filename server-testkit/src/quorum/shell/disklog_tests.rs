@@ -141,6 +141,8 @@ impl Cluster {
             while status.changed().await.is_ok() {
                 progress.send_modify(|n| *n += 1);
             }
+            // The server stopped.
+            progress.send_modify(|n| *n += 1);
         });
         let node = Node {
             status: peer.status(),
@@ -187,14 +189,16 @@ impl Cluster {
         })
         .await;
         assert!(r.is_ok(), "timed out waiting for {what}");
-        for (id, n) in &self.nodes {
-            if let Some(p) = &n.peer {
-                assert!(
-                    !p.stopped(),
-                    "server {id} stopped: {:?}",
-                    p.disk().failure()
-                );
-            }
+    }
+
+    fn assert_running(&self, among: &[Sid]) {
+        for id in among {
+            let p = self.nodes[id].peer.as_ref().expect("running");
+            assert!(
+                !p.stopped(),
+                "server {id} stopped: {:?}",
+                p.disk().failure()
+            );
         }
     }
 
@@ -223,6 +227,7 @@ impl Cluster {
 
     async fn wait_settled(&self, among: &[Sid], what: &str) -> Sid {
         self.wait(what, |c| c.settled(among).is_some()).await;
+        self.assert_running(among);
         self.settled(among).expect("settled")
     }
 
@@ -248,6 +253,7 @@ impl Cluster {
             })
         })
         .await;
+        self.assert_running(among);
     }
 
     /// Each dir's last zxid and rebuilt tree (zxid, digest, node count), as disk has them.
@@ -313,4 +319,39 @@ async fn peers_on_data_dirs_fail_over_restart_from_disk_and_keep_every_commit() 
     let last = c.propose(leader3, "c", 5).await;
     c.wait_applied(&all, last).await;
     c.assert_same_everywhere(&all, last, &names);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_disk_stops_its_server_and_the_others_go_on() {
+    let all = [1, 2, 3];
+    let c = Cluster::start(&all).await;
+    let leader = c.wait_settled(&all, "the first leader").await;
+    let last = c.propose(leader, "a", 5).await;
+    c.wait_applied(&all, last).await;
+
+    let broken = *all.iter().find(|&&s| s != leader).expect("a follower");
+    let peer = |id: Sid| c.nodes[&id].peer.as_ref().expect("running");
+    let e = std::io::Error::other("injected");
+    peer(broken)
+        .disk()
+        .fail_for_test(crate::persist::PersistError::io(
+            std::path::Path::new("x"),
+            e,
+        ));
+    let mut rx = c.progress.subscribe();
+    let stopped = tokio::time::timeout(PATIENCE, async {
+        while !peer(broken).stopped() {
+            rx.changed().await.expect("progress");
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "server {broken} did not stop");
+    assert!(matches!(
+        peer(broken).propose_at(create("x".into())).await,
+        Err(ShellError::Stopped)
+    ));
+
+    let rest: Vec<Sid> = all.iter().copied().filter(|&s| s != broken).collect();
+    let last = c.propose(leader, "b", 5).await;
+    c.wait_applied(&rest, last).await;
 }
