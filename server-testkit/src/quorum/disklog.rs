@@ -136,6 +136,12 @@ impl DiskLog {
         self.lock().failure.clone()
     }
 
+    /// Breaks the log as a failed write would (tests of what a failed disk stops).
+    #[cfg(test)]
+    pub fn fail_for_test(&self, e: PersistError) {
+        self.lock().fail(e);
+    }
+
     /// The data dir.
     pub fn data_dir(&self) -> PathBuf {
         self.lock().data_dir.clone()

@@ -110,6 +110,13 @@ impl LeaderState {
         self.phase == Phase::Broadcast
     }
 
+    /// The zxid the next [`LeaderState::propose`] will give its txn, once broadcast has begun
+    /// (a txn record carries its own zxid in its header).
+    pub fn next_zxid(&self) -> Option<i64> {
+        (self.phase == Phase::Broadcast)
+            .then(|| make_zxid(self.epoch(), self.counter.saturating_add(1)))
+    }
+
     /// The learners with a connection.
     pub fn learners(&self) -> Vec<Sid> {
         self.learners.keys().copied().collect()

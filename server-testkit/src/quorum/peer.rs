@@ -353,6 +353,14 @@ impl<L: Log> Peer<L> {
         }
     }
 
+    /// The zxid the next [`Peer::propose`] will return, on an established leader.
+    pub fn next_zxid(&self) -> Option<i64> {
+        match &self.state {
+            State::Leading(l) => l.next_zxid(),
+            _ => None,
+        }
+    }
+
     /// Proposes a txn (leader only): returns its zxid. It commits once a quorum logged it.
     pub fn propose(&mut self, txn: Bytes) -> Result<i64, PeerError> {
         let State::Leading(l) = &mut self.state else {

@@ -1,13 +1,97 @@
-//! An in-memory disk for a shell-driven peer: a txn log with a durable prefix, and the two
-//! epoch files. It outlives the peer's tasks, so a killed peer restarts from what it had
-//! synced (the volatile tail is lost, as on a power cut).
+//! The disk under a shell-driven peer ([`ShellDisk`]): the [`MemoryDisk`] here (a txn log
+//! with a durable prefix and the two epoch files, outliving the peer's tasks, so a killed
+//! peer restarts from what it had synced, the volatile tail lost as on a power cut), or a
+//! [`DiskLog`] over a real data dir.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tracing::warn;
 
+use crate::quorum::disklog::{self, DiskLog};
 use crate::quorum::Log;
+
+/// What the shell needs of a peer's disk beyond the [`Log`]: group-commit fsyncs in two
+/// halves, a stored failure that stops the server, and what a kill does to it.
+pub(crate) trait ShellDisk: Log + Clone + Send + Sync + 'static {
+    /// What an fsync started with.
+    type Ticket: Send + 'static;
+    /// Whether [`ShellDisk::complete_sync`] blocks (then it runs on tokio's blocking pool).
+    const BLOCKING_SYNC: bool;
+    /// Starts an fsync covering everything appended so far.
+    fn begin_sync(&self) -> Self::Ticket;
+    /// Runs the fsync: the zxid it made durable, or `None` when a truncation or snapshot
+    /// load came in between (the next fsync covers it) or the disk failed.
+    fn complete_sync(&self, t: Self::Ticket) -> Option<i64>;
+    /// The last zxid an fsync covered.
+    fn synced_zxid(&self) -> i64;
+    /// Whether something was appended since the last fsync.
+    fn unsynced(&self) -> bool;
+    /// The error that broke the disk, if one did: the server must stop.
+    fn failure(&self) -> Option<String>;
+    /// What a kill of the server does to the disk.
+    fn crash(&self);
+}
+
+impl ShellDisk for MemoryDisk {
+    type Ticket = SyncTicket;
+    const BLOCKING_SYNC: bool = false;
+
+    fn begin_sync(&self) -> SyncTicket {
+        MemoryDisk::begin_sync(self)
+    }
+
+    fn complete_sync(&self, t: SyncTicket) -> Option<i64> {
+        self.finish_sync(t)
+    }
+
+    fn synced_zxid(&self) -> i64 {
+        MemoryDisk::synced_zxid(self)
+    }
+
+    fn unsynced(&self) -> bool {
+        MemoryDisk::unsynced(self)
+    }
+
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
+    /// The unsynced tail is gone, as on a power cut.
+    fn crash(&self) {
+        MemoryDisk::crash(self)
+    }
+}
+
+impl ShellDisk for DiskLog {
+    type Ticket = disklog::SyncTicket;
+    const BLOCKING_SYNC: bool = true;
+
+    fn begin_sync(&self) -> disklog::SyncTicket {
+        DiskLog::begin_sync(self)
+    }
+
+    fn complete_sync(&self, t: disklog::SyncTicket) -> Option<i64> {
+        DiskLog::complete_sync(self, t)
+    }
+
+    fn synced_zxid(&self) -> i64 {
+        DiskLog::synced_zxid(self)
+    }
+
+    fn unsynced(&self) -> bool {
+        DiskLog::unsynced(self)
+    }
+
+    fn failure(&self) -> Option<String> {
+        DiskLog::failure(self).map(|e| e.to_string())
+    }
+
+    /// As a killed process: what the log writer had not written yet is lost with this
+    /// handle, what reached the files stays. A restart opens a fresh [`DiskLog`] on the
+    /// data dir (after recovery), never this handle.
+    fn crash(&self) {}
+}
 
 #[derive(Debug, Default)]
 struct DiskState {

@@ -8,15 +8,20 @@
 //! smaller survives (a smaller sid's connection makes the larger one connect back). The ZAB
 //! channel follows `Learner`: a learner connects to its leader's quorum port and speaks first.
 //!
-//! The disk is a [`MemoryDisk`] that outlives the tasks: [`QuorumPeer::kill`] aborts every
-//! task and drops what was not synced. The shell syncs the disk after each batch of work it
-//! did (group commit; one fsync at a time, taking [`QuorumPeer::slow_disk`]'s delay) and
-//! reports the result to the peer, which only then sends the ACKs that promise durability.
+//! The disk ([`ShellDisk`]) outlives the tasks: a [`MemoryDisk`], where [`QuorumPeer::kill`]
+//! aborts every task and drops what was not synced, or a [`DiskLog`](super::disklog::DiskLog)
+//! over a real data dir, which a restart reopens. The shell syncs the disk after each batch of
+//! work it did (group commit; one fsync at a time, on tokio's blocking pool when it blocks,
+//! after [`QuorumPeer::slow_disk`]'s delay) and reports the result to the peer, which only
+//! then sends the ACKs that promise durability. A disk that failed stops the server: its
+//! driver task ends (logged at error), as ZooKeeper exits on a failed write.
 
 mod conn;
 pub(crate) mod disk;
 mod wire;
 
+#[cfg(test)]
+mod disklog_tests;
 #[cfg(test)]
 mod tests;
 
@@ -29,14 +34,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, error, info_span, warn, Instrument};
 use zkit_proto::quorum::put_election_frame;
 
-pub(crate) use disk::MemoryDisk;
-use disk::SyncTicket;
+pub(crate) use disk::{MemoryDisk, ShellDisk};
 
 use super::peer::{Event, Peer, PeerConfig, PeerError, Role};
-use super::{Log, Message, Sid};
+use super::{Message, Sid};
 
 /// Identifies one connection, so news from a superseded one is ignored.
 type ConnId = u64;
@@ -121,8 +125,12 @@ pub(crate) enum ShellError {
     Stopped,
 }
 
+/// Builds a txn from the zxid it will get.
+type TxnAt = Box<dyn FnOnce(i64) -> Bytes + Send>;
+
 enum Command {
     Propose(Bytes, oneshot::Sender<Result<i64, PeerError>>),
+    ProposeAt(TxnAt, oneshot::Sender<Result<i64, PeerError>>),
     Cut(BTreeSet<Sid>, oneshot::Sender<()>),
     SlowDisk(Duration, oneshot::Sender<()>),
 }
@@ -159,8 +167,8 @@ pub(super) enum Input {
     },
     /// A ZAB connection (or the attempt to make one) ended.
     ZabDown { sid: Sid, conn: ConnId },
-    /// A slow fsync finished.
-    Synced(SyncTicket),
+    /// A background fsync finished: the zxid it made durable, if any.
+    Synced(Option<i64>),
 }
 
 struct Link {
@@ -169,20 +177,20 @@ struct Link {
 }
 
 /// A running replicated server: a handle on its driver task.
-pub(crate) struct QuorumPeer {
+pub(crate) struct QuorumPeer<D: ShellDisk = MemoryDisk> {
     task: JoinHandle<()>,
     cmds: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
-    disk: MemoryDisk,
+    disk: D,
 }
 
-impl QuorumPeer {
+impl<D: ShellDisk> QuorumPeer<D> {
     /// Starts a peer over `disk` whose state machine already reflects `applied`; its
     /// [`Event`]s go to `events` (the peer waits when that queue is full).
     pub fn start(
         cfg: ShellConfig,
         listeners: Listeners,
-        disk: MemoryDisk,
+        disk: D,
         applied: i64,
         events: mpsc::Sender<Event>,
     ) -> Self {
@@ -229,6 +237,30 @@ impl QuorumPeer {
         }
     }
 
+    /// Proposes the txn `txn_at` builds from the zxid it will get (leader only), for txn
+    /// records that carry their zxid; its zxid once logged locally.
+    pub async fn propose_at(
+        &self,
+        txn_at: impl FnOnce(i64) -> Bytes + Send + 'static,
+    ) -> Result<i64, ShellError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::ProposeAt(Box::new(txn_at), tx))
+            .await
+            .map_err(|_| ShellError::Stopped)?;
+        Ok(rx.await.map_err(|_| ShellError::Stopped)??)
+    }
+
+    /// Whether the server stopped (its disk failed).
+    pub fn stopped(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// The disk.
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
     /// Proposes a txn (leader only); its zxid once logged locally.
     pub async fn propose(&self, txn: Bytes) -> Result<i64, ShellError> {
         let (tx, rx) = oneshot::channel();
@@ -268,8 +300,8 @@ impl QuorumPeer {
     }
 
     /// Kills the server: every task ends, its sockets close, and the disk loses whatever
-    /// was not synced. Returns the disk for a restart.
-    pub async fn kill(mut self) -> MemoryDisk {
+    /// was not synced ([`ShellDisk::crash`]). Returns the disk for a restart.
+    pub async fn kill(mut self) -> D {
         self.task.abort();
         let _ = (&mut self.task).await;
         self.disk.crash();
@@ -277,16 +309,16 @@ impl QuorumPeer {
     }
 }
 
-impl Drop for QuorumPeer {
+impl<D: ShellDisk> Drop for QuorumPeer<D> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-struct Driver {
+struct Driver<D: ShellDisk> {
     cfg: ShellConfig,
-    peer: Peer<MemoryDisk>,
-    disk: MemoryDisk,
+    peer: Peer<D>,
+    disk: D,
     start: Instant,
     inbox_tx: mpsc::Sender<Input>,
     /// Every connection task; dropping the driver aborts them all.
@@ -309,7 +341,7 @@ struct Driver {
     syncing: bool,
 }
 
-impl Driver {
+impl<D: ShellDisk> Driver<D> {
     fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -328,13 +360,22 @@ impl Driver {
         let mut ticker =
             tokio::time::interval(self.cfg.tick_interval.max(Duration::from_millis(1)));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        self.flush().await;
+        if self.flush().await.is_err() {
+            return;
+        }
         loop {
             tokio::select! {
                 Some(input) = inbox.recv() => self.on_input(input),
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Propose(txn, reply)) => {
                         let _ = reply.send(self.peer.propose(txn));
+                    }
+                    Some(Command::ProposeAt(txn_at, reply)) => {
+                        let r = match self.peer.next_zxid() {
+                            Some(zxid) => self.peer.propose(txn_at(zxid)),
+                            None => Err(PeerError::NotLeader),
+                        };
+                        let _ = reply.send(r);
                     }
                     Some(Command::Cut(sids, reply)) => {
                         self.set_cut(sids);
@@ -368,7 +409,9 @@ impl Driver {
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
-            self.flush().await;
+            if self.flush().await.is_err() {
+                return;
+            }
         }
     }
 
@@ -430,10 +473,11 @@ impl Driver {
                 }
             }
             Input::ZabUp { sid, conn, tx } => self.zab_up(sid, conn, tx, now),
-            Input::Synced(ticket) => {
+            Input::Synced(zxid) => {
                 self.syncing = false;
-                if let Some(zxid) = self.disk.finish_sync(ticket) {
-                    self.peer.durable(zxid, now);
+                // A truncation since the fsync ended lowered what is synced: claim no more.
+                if let Some(zxid) = zxid {
+                    self.peer.durable(zxid.min(self.disk.synced_zxid()), now);
                 }
             }
             Input::ZabDown { sid, conn } => {
@@ -595,27 +639,45 @@ impl Driver {
         }
     }
 
-    /// Syncs the disk: at once, or in the background when the disk is slow.
+    /// Syncs the disk: at once, or in the background when the disk is slow or an fsync
+    /// blocks (on tokio's blocking pool; an abort leaves it to finish harmlessly).
     fn sync(&mut self, now: u64) {
         let ticket = self.disk.begin_sync();
-        if self.fsync_delay.is_zero() {
-            if let Some(zxid) = self.disk.finish_sync(ticket) {
+        if self.fsync_delay.is_zero() && !D::BLOCKING_SYNC {
+            if let Some(zxid) = self.disk.complete_sync(ticket) {
                 self.peer.durable(zxid, now);
             }
             return;
         }
         self.syncing = true;
-        let (delay, inbox) = (self.fsync_delay, self.inbox_tx.clone());
+        let (delay, inbox, disk) = (self.fsync_delay, self.inbox_tx.clone(), self.disk.clone());
         self.tasks.spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = inbox.send(Input::Synced(ticket)).await;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let zxid = if D::BLOCKING_SYNC {
+                tokio::task::spawn_blocking(move || disk.complete_sync(ticket))
+                    .await
+                    .unwrap_or_else(|e| {
+                        warn!(error = %e, "fsync task failed");
+                        None
+                    })
+            } else {
+                disk.complete_sync(ticket)
+            };
+            let _ = inbox.send(Input::Synced(zxid)).await;
         });
     }
 
     /// Drains the peer until it has nothing more to say: routes its messages, closes what
     /// it closes, syncs the disk and reports it, hands events on, publishes the status.
-    async fn flush(&mut self) {
+    /// `Err` when the disk failed: the server must stop.
+    async fn flush(&mut self) -> Result<(), ()> {
         loop {
+            if let Some(e) = self.disk.failure() {
+                error!(error = %e, "disk failed: stopping the server");
+                return Err(());
+            }
             let now = self.now();
             let (out, closes) = self.peer.poll();
             let events = self.peer.events();
@@ -666,6 +728,7 @@ impl Driver {
             *s = status;
             changed
         });
+        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@ use zkit_proto::quorum::{
 };
 
 use super::*;
+use crate::quorum::Log;
 
 /// Upper bound for any single wait: far above what an idle machine needs (milliseconds).
 const PATIENCE: Duration = Duration::from_secs(30);
