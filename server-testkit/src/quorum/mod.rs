@@ -19,10 +19,10 @@
 //! - a learner more than `snap_threshold` txns behind gets SNAP (ZooKeeper compares sizes).
 //!
 //! [`shell`] runs a peer on tokio over real sockets (ZooKeeper's election and quorum port
-//! framing) with an in-memory disk; [`disklog`] is the [`Log`] over a real data dir in
+//! framing) on an in-memory disk or on [`disklog`], the [`Log`] over a real data dir in
 //! ZooKeeper's format; `linearizability` (tests only) checks client histories.
-//! Not wired into the server yet (hence `dead_code` allowed below): the server core (REQUEST
-//! forwarding, REVALIDATE, SYNC, session touches) and the shell over [`disklog`] come next.
+//! Not wired into the server yet (hence `dead_code` allowed below): the server core (leader-side
+//! prepare, global sessions, REQUEST forwarding, REVALIDATE, SYNC, session touches) comes next.
 #![allow(dead_code)]
 
 pub(crate) mod disklog;
