@@ -7,45 +7,12 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use zkit_proto::frame::{take_frame, write_record, write_request};
-use zkit_proto::{
-    AddWatchRequest, ConnectRequest, ConnectResponse, OpCode, PathWatchRequest, Record,
-};
+use zkit_proto::frame::{take_frame, write_request};
+use zkit_proto::{AddWatchRequest, OpCode, PathWatchRequest};
 use zkit_testkit::{ConnectionSummary, Server};
-
-/// A connection with a 4 KiB receive buffer that completed its handshake.
-async fn small_window_session(addr: SocketAddr) -> (TcpStream, i64) {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut stream = sock.connect(addr).await.unwrap();
-    let mut b = BytesMut::new();
-    write_record(
-        &mut b,
-        &ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout: 30_000,
-            session_id: 0,
-            passwd: Bytes::from_static(&[0; 16]),
-            read_only: Some(false),
-        },
-    );
-    stream.write_all(&b).await.unwrap();
-    let mut buf = BytesMut::new();
-    let frame = loop {
-        if let Some(f) = take_frame(&mut buf, 1 << 20).unwrap() {
-            break f;
-        }
-        assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "handshake");
-    };
-    let resp = ConnectResponse::from_bytes(frame).unwrap();
-    assert_ne!(resp.session_id, 0);
-    (stream, resp.session_id)
-}
 
 /// The server's view of the connection whose client end is `local`.
 fn conn_of(s: &Server, local: SocketAddr) -> Option<ConnectionSummary> {

@@ -5,19 +5,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use zkit_proto::frame::{take_frame, write_record, write_request};
-use zkit_proto::{
-    AddWatchRequest, ConnectRequest, ConnectResponse, OpCode, PathWatchRequest, Record,
-};
+use tokio::net::TcpStream;
+use zkit_proto::frame::{take_frame, write_request};
+use zkit_proto::{AddWatchRequest, OpCode, PathWatchRequest};
 use zkit_testkit::Server;
 
 /// Queue bound used by the soak: small, so the bounds are hit early and often.
@@ -28,35 +25,6 @@ const BIG: usize = 100_000;
 const OPS: usize = 300;
 /// Normal clients.
 const NORMAL: usize = 4;
-
-/// A handshaken connection with a 4 KiB receive buffer.
-async fn small_window_session(addr: SocketAddr) -> TcpStream {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut stream = sock.connect(addr).await.unwrap();
-    let mut b = BytesMut::new();
-    write_record(
-        &mut b,
-        &ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout: 30_000,
-            session_id: 0,
-            passwd: Bytes::from_static(&[0; 16]),
-            read_only: Some(false),
-        },
-    );
-    stream.write_all(&b).await.unwrap();
-    let mut buf = BytesMut::new();
-    let frame = loop {
-        if let Some(f) = take_frame(&mut buf, 1 << 20).unwrap() {
-            break f;
-        }
-        assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "handshake");
-    };
-    assert_ne!(ConnectResponse::from_bytes(frame).unwrap().session_id, 0);
-    stream
-}
 
 /// Requests `n` getData of `path` in one write.
 fn get_data_batch(path: &str, first_xid: i32, n: i32) -> BytesMut {
@@ -105,7 +73,7 @@ async fn normal_clients_progress_under_hogs_slow_readers_and_a_watch_flood() {
 
     // Hogs: pipeline big reads and never read a reply.
     for _ in 0..3 {
-        let mut hog = small_window_session(addr).await;
+        let mut hog = small_window_session(addr).await.0;
         let batch = get_data_batch(&big, 1, 500);
         background.spawn(async move {
             let _ = hog.write_all(&batch).await;
@@ -116,7 +84,7 @@ async fn normal_clients_progress_under_hogs_slow_readers_and_a_watch_flood() {
     // A slow reader: keeps requesting, reads a frame now and then.
     let slow_replies = Arc::new(AtomicUsize::new(0));
     {
-        let mut slow = small_window_session(addr).await;
+        let mut slow = small_window_session(addr).await.0;
         let (big, stop, replies) = (big.clone(), stop.clone(), slow_replies.clone());
         background.spawn(async move {
             let (mut rd, mut wr) = slow.split();
@@ -144,7 +112,7 @@ async fn normal_clients_progress_under_hogs_slow_readers_and_a_watch_flood() {
     // Watch flood: watchers that never read, and a writer changing the watched tree.
     let mut watchers = Vec::new();
     for _ in 0..5 {
-        let mut w = small_window_session(addr).await;
+        let mut w = small_window_session(addr).await.0;
         watchers.push(w.local_addr().unwrap());
         let mut b = BytesMut::new();
         let req = AddWatchRequest {

@@ -323,3 +323,33 @@ pub async fn raw_exchange(addr: &str, bytes: &[u8]) -> Vec<u8> {
     let _ = tokio::time::timeout(TIMEOUT, s.read_to_end(&mut out)).await;
     out
 }
+
+/// A connection with a 4 KiB receive buffer that completed its handshake.
+pub async fn small_window_session(addr: std::net::SocketAddr) -> (TcpStream, i64) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stream = sock.connect(addr).await.unwrap();
+    let mut b = BytesMut::new();
+    write_record(
+        &mut b,
+        &ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout: 30_000,
+            session_id: 0,
+            passwd: Bytes::from_static(&[0; 16]),
+            read_only: Some(false),
+        },
+    );
+    stream.write_all(&b).await.unwrap();
+    let mut buf = BytesMut::new();
+    let frame = loop {
+        if let Some(f) = take_frame(&mut buf, 1 << 20).unwrap() {
+            break f;
+        }
+        assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "handshake");
+    };
+    let resp = ConnectResponse::from_bytes(frame).unwrap();
+    assert_ne!(resp.session_id, 0);
+    (stream, resp.session_id)
+}
