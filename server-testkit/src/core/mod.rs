@@ -13,6 +13,7 @@ mod frame;
 mod jhash;
 mod ops;
 mod prep;
+mod replica;
 mod tree;
 mod txn;
 mod watch;
@@ -35,6 +36,7 @@ pub use digest::{tree_digest, TreeDigest, DIGEST_VERSION};
 pub use frame::Frame;
 pub(crate) use frame::FrameBuf;
 use prep::Prep;
+pub use replica::Mode;
 pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
 pub use watch::{Fired, WatchKind, WatchManager};
@@ -129,6 +131,42 @@ pub enum Output {
     Send(ConnId, Frame),
     /// Close the connection after everything queued before has been sent.
     Close(ConnId, &'static str),
+    /// Leader: propose this txn. Its header's zxid is a placeholder: the replication layer
+    /// assigns the zxid (the next of its epoch) when it logs the proposal.
+    Propose(Box<Txn>),
+    /// Learner: forward this request to the leader (REQUEST).
+    Forward {
+        /// The request.
+        request: zkit_proto::quorum::ForwardedRequest,
+        /// The client connection's auth ids.
+        authinfo: Vec<Id>,
+    },
+    /// Learner: ask the leader whether `session` may attach here (REVALIDATE).
+    Revalidate {
+        /// The session.
+        session: i64,
+        /// The timeout the client negotiated, ms.
+        timeout: i32,
+    },
+    /// Leader: answer learner `to`'s REVALIDATE.
+    RevalidateReply {
+        /// The learner.
+        to: i64,
+        /// The session.
+        session: i64,
+        /// Whether it is alive (and now owned by `to`).
+        valid: bool,
+    },
+    /// Learner: `session` saw activity (reported to the leader in the next PING reply).
+    Touch {
+        /// The session.
+        session: i64,
+        /// Its timeout, ms.
+        timeout: i32,
+    },
+    /// Leader: complete a `sync` for server `sid` (this one's own id included) once every
+    /// earlier proposal is committed.
+    SyncFor(i64),
 }
 
 /// Per-connection state the core tracks.

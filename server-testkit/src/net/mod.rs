@@ -111,6 +111,8 @@ impl Shared {
                 }
                 Output::Send(c, f) => (c, Msg::Frame(f)),
                 Output::Close(c, r) => (c, Msg::Close(r)),
+                // Outputs for the replication layer: the ensemble shell routes them.
+                _ => continue,
             };
             if let Some(tx) = self.conns.get(&c) {
                 sends.push((tx.clone(), m));
