@@ -19,6 +19,8 @@ mod txn;
 mod watch;
 
 #[cfg(test)]
+mod replica_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
@@ -237,6 +239,8 @@ pub struct Core {
     out: Vec<Output>,
     /// Running digest of `db.tree`.
     digest: TreeDigest,
+    /// Replication state (idle in standalone mode).
+    replica: replica::Replica,
 }
 
 impl Core {
@@ -276,6 +280,7 @@ impl Core {
             counters: Counters::default(),
             out: Vec::new(),
             digest,
+            replica: Default::default(),
         }
     }
 
@@ -369,6 +374,11 @@ impl Core {
         }
         c.received += 1;
         self.counters.received += 1;
+        if !self.replica.mode.serving() {
+            // Like ZooKeeper outside broadcast: no client is served.
+            self.close(conn, "server not serving");
+            return;
+        }
         if c.session.is_none() {
             self.handshake(conn, frame, now);
         } else {
@@ -378,6 +388,10 @@ impl Core {
 
     /// Advances time: expires silent sessions, reaps containers and TTL nodes.
     pub fn tick(&mut self, now: i64) {
+        if self.replica.mode != Mode::Standalone {
+            self.replica_tick(now);
+            return;
+        }
         let mut expired: Vec<i64> = self
             .deadlines
             .iter()
@@ -409,6 +423,9 @@ impl Core {
     /// Expires a session now: its ephemerals are deleted, its connection closed.
     /// Returns false if there is no such session.
     pub fn expire_session(&mut self, session: i64, now: i64) -> bool {
+        if self.replica.mode != Mode::Standalone {
+            return self.replica_expire(session, now);
+        }
         if !self.db.sessions.contains_key(&session) {
             return false;
         }
@@ -432,10 +449,7 @@ impl Core {
 
     /// Closes every connection.
     pub fn close_all_connections(&mut self) {
-        let all: Vec<ConnId> = self.conns.keys().copied().collect();
-        for c in all {
-            self.close(c, "closed by test");
-        }
+        self.close_all_with("closed by test");
     }
 
     /// Live sessions.
@@ -553,14 +567,17 @@ impl Core {
         let pre = self.digest.before(&self.db.tree, txn);
         let rc = self.db.apply(txn, &mut changes);
         self.digest.after(&self.db.tree, pre);
-        let digest = match txn.body {
-            TxnBody::Error(_) => None,
-            _ => Some(self.digest.value()),
-        };
-        self.out.push(Output::Committed(Box::new(Committed {
-            txn: txn.clone(),
-            digest,
-        })));
+        // In an ensemble the replication layer logged the txn already.
+        if self.replica.mode == Mode::Standalone {
+            let digest = match txn.body {
+                TxnBody::Error(_) => None,
+                _ => Some(self.digest.value()),
+            };
+            self.out.push(Output::Committed(Box::new(Committed {
+                txn: txn.clone(),
+                digest,
+            })));
+        }
         let mut fired = Vec::new();
         for ch in changes {
             match ch {
@@ -612,11 +629,30 @@ impl Core {
 
     fn touch(&mut self, session: i64, now: i64) {
         if let Some(to) = self.timeout_of(session) {
-            self.deadlines.insert(session, now + to as i64);
+            if self.replica.mode == Mode::Standalone {
+                self.deadlines.insert(session, now + to as i64);
+            } else {
+                self.replica_touch(session, to, now);
+            }
         }
     }
 
     fn reap(&mut self, now: i64) {
+        for path in self.reap_candidates(now) {
+            let zxid = self.next_zxid();
+            let body = {
+                let mut prep = Prep::new(&self.db.tree, 0, &[], zxid, now);
+                prep.delete_container(&path).unwrap_or_else(|err| {
+                    TxnBody::Error(zkit_proto::txn::ErrorTxn { err: err.code() })
+                })
+            };
+            tracing::debug!(path = %path, "reaping container/TTL node");
+            self.commit(&Txn::new(0, 0, zxid, now, body));
+        }
+    }
+
+    /// Empty containers that once had children, and expired empty TTL nodes.
+    fn reap_candidates(&self, now: i64) -> Vec<String> {
         let mut candidates = Vec::new();
         for p in self.db.tree.containers() {
             if let Some(n) = self.db.tree.get(p) {
@@ -634,17 +670,7 @@ impl Core {
                 }
             }
         }
-        for path in candidates {
-            let zxid = self.next_zxid();
-            let body = {
-                let mut prep = Prep::new(&self.db.tree, 0, &[], zxid, now);
-                prep.delete_container(&path).unwrap_or_else(|err| {
-                    TxnBody::Error(zkit_proto::txn::ErrorTxn { err: err.code() })
-                })
-            };
-            tracing::debug!(path = %path, "reaping container/TTL node");
-            self.commit(&Txn::new(0, 0, zxid, now, body));
-        }
+        candidates
     }
 }
 

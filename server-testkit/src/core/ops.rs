@@ -6,7 +6,12 @@ use zkit_proto::txn::{CreateSessionTxn, ErrorTxn};
 use zkit_proto::*;
 
 use super::acl::{check_acl, digest, mask_digests, user_name};
-use super::prep::{CreateArgs, Prep};
+use std::collections::HashMap;
+
+use super::db::ApplyResult;
+use super::prep::{CreateArgs, Pending, Prep, Rec};
+use super::replica::Mode;
+use super::tree::DataTree;
 use super::txn::{Txn, TxnBody};
 use super::watch::{Fired, WatchKind};
 use super::{reply_frame, ConnId, Core, FrameBuf};
@@ -42,6 +47,10 @@ impl Core {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.old_client = old_client;
         }
+        if self.replica.mode != Mode::Standalone {
+            self.replica_handshake(conn, &req, timeout, now);
+            return;
+        }
         let (session, valid) = if req.session_id == 0 {
             let id = self.next_session;
             self.next_session += 1;
@@ -61,13 +70,7 @@ impl Core {
             (id, true)
         } else {
             let id = req.session_id;
-            // Like ZooKeeper, the session's previous connection is closed first.
-            if let Some(old) = self.session_conn.get(&id).copied() {
-                if old != conn {
-                    self.close(old, "client reconnect");
-                    self.session_conn.remove(&id);
-                }
-            }
+            self.detach_previous(id, conn);
             let ok = self.db.sessions.contains_key(&id) && req.passwd == self.password(id);
             if ok {
                 // Like ZooKeeper, the session is touched with the newly negotiated timeout from
@@ -81,6 +84,32 @@ impl Core {
                 );
             }
             (id, ok)
+        };
+        self.finish_connect(conn, session, timeout, valid, now);
+    }
+
+    /// Like ZooKeeper, a session's previous connection is closed when it re-attaches.
+    pub(super) fn detach_previous(&mut self, session: i64, conn: ConnId) {
+        if let Some(old) = self.session_conn.get(&session).copied() {
+            if old != conn {
+                self.close(old, "client reconnect");
+                self.session_conn.remove(&session);
+            }
+        }
+    }
+
+    /// Answers a handshake: the session (when `valid`) or "expired", which closes the
+    /// connection.
+    pub(super) fn finish_connect(
+        &mut self,
+        conn: ConnId,
+        session: i64,
+        timeout: i32,
+        valid: bool,
+        now: i64,
+    ) {
+        let Some(old_client) = self.conns.get(&conn).map(|c| c.old_client) else {
+            return;
         };
         let resp = ConnectResponse {
             protocol_version: 0,
@@ -110,7 +139,7 @@ impl Core {
     pub(super) fn request(&mut self, conn: ConnId, frame: Bytes, now: i64) {
         // Strings decode like ZooKeeper's: invalid UTF-8 becomes U+FFFD, which path and ACL
         // validation then refuse with ZooKeeper's own codes.
-        let mut r = Reader::new(frame).java_strings();
+        let mut r = Reader::new(frame.clone()).java_strings();
         let h = match RequestHeader::decode(&mut r) {
             Ok(h) => h,
             Err(e) => {
@@ -135,15 +164,33 @@ impl Core {
             self.close(conn, "unknown opcode");
             return;
         };
+        if self.replica.mode != Mode::Standalone
+            && self.replica_request(conn, session, &h, op, frame, now)
+        {
+            return;
+        }
+        self.serve(conn, session, h, op, &mut r, now);
+    }
+
+    /// Answers one request (after the replicated ordering let it through).
+    pub(super) fn serve(
+        &mut self,
+        conn: ConnId,
+        session: i64,
+        h: RequestHeader,
+        op: OpCode,
+        r: &mut Reader,
+        now: i64,
+    ) {
         match op {
             OpCode::Ping => self.reply(conn, h.xid, ErrorCode::Ok, None),
-            OpCode::Auth => self.auth(conn, h.xid, &mut r),
+            OpCode::Auth => self.auth(conn, h.xid, r),
             OpCode::Sasl => {
                 // No SASL configured: a real server drops the connection.
                 tracing::warn!(conn, "SASL requested but not configured, closing");
                 self.close(conn, "SASL not configured");
             }
-            OpCode::SetWatches | OpCode::SetWatches2 => self.set_watches(conn, h, &mut r),
+            OpCode::SetWatches | OpCode::SetWatches2 => self.set_watches(conn, h, r),
             OpCode::CloseSession => {
                 self.close_session(session, h.xid, now);
                 self.session_conn.remove(&session);
@@ -159,11 +206,11 @@ impl Core {
             | OpCode::SetAcl
             | OpCode::Check
             | OpCode::Multi
-            | OpCode::Reconfig => self.write(conn, session, h, op, &mut r, now),
+            | OpCode::Reconfig => self.write(conn, session, h, op, r, now),
             _ => {
                 // The reply is built in place; getData's data is referenced, not copied.
                 let mut body = FrameBuf::new();
-                let err = match self.read(conn, session, op, &mut r, &mut body) {
+                let err = match self.read(conn, session, op, r, &mut body) {
                     Ok(()) => ErrorCode::Ok,
                     Err(e) => e,
                 };
@@ -296,72 +343,14 @@ impl Core {
             .get(&conn)
             .map(|c| c.auth.clone())
             .unwrap_or_default();
-        let body = {
-            let mut prep = Prep::new(&self.db.tree, session, &ids, zxid, now);
-            let res: Result<TxnBody, ErrorCode> = (|| match op {
-                OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
-                    let c: CreateRequest = decode(r)?;
-                    prep.create(
-                        op,
-                        CreateArgs {
-                            path: c.path,
-                            data: c.data,
-                            acl: c.acl,
-                            flags: c.flags,
-                            ttl: -1,
-                        },
-                    )
-                }
-                OpCode::CreateTtl => {
-                    let c: CreateTtlRequest = decode(r)?;
-                    prep.create(
-                        op,
-                        CreateArgs {
-                            path: c.path,
-                            data: c.data,
-                            acl: c.acl,
-                            flags: c.flags,
-                            ttl: c.ttl,
-                        },
-                    )
-                }
-                OpCode::Delete => {
-                    let d: DeleteRequest = decode(r)?;
-                    prep.delete(&d.path, d.version)
-                }
-                OpCode::SetData => {
-                    let s: SetDataRequest = decode(r)?;
-                    prep.set_data(&s.path, s.data, s.version)
-                }
-                OpCode::SetAcl => {
-                    let s: SetAclRequest = decode(r)?;
-                    prep.set_acl(&s.path, &s.acl, s.version)
-                }
-                OpCode::Check => {
-                    let c: CheckVersionRequest = decode(r)?;
-                    prep.check(&c.path, c.version)
-                }
-                OpCode::Multi => {
-                    let m: MultiRequest = decode(r)?;
-                    // A read op inside a write multi fails the whole request like 3.8 does.
-                    if m.ops
-                        .iter()
-                        .any(|o| matches!(o, MultiOp::GetData(_) | MultiOp::GetChildren(_)))
-                    {
-                        return Err(ErrorCode::MarshallingError);
-                    }
-                    Ok(prep.multi(&m.ops))
-                }
-                OpCode::Reconfig => {
-                    let _: ReconfigRequest = decode(r)?;
-                    Err(ErrorCode::ReconfigDisabled)
-                }
-                _ => Err(ErrorCode::Unimplemented),
-            })();
-            res.unwrap_or_else(|err| TxnBody::Error(ErrorTxn { err: err.code() }))
-        };
+        let (body, _) = prepare(&self.db.tree, None, session, &ids, op, r, zxid, now);
         let txn = Txn::new(session, h.xid, zxid, now, body);
         let rc = self.commit(&txn);
+        self.reply_write(conn, h.xid, op, rc);
+    }
+
+    /// The reply to a write, from the result of applying its txn.
+    pub(super) fn reply_write(&mut self, conn: ConnId, xid: i32, op: OpCode, rc: ApplyResult) {
         if op == OpCode::Multi && rc.txn_type == OpCode::Multi {
             let results = rc
                 .multi
@@ -385,14 +374,14 @@ impl Core {
             // The header's err is 0 even when the multi aborted.
             self.reply(
                 conn,
-                h.xid,
+                xid,
                 ErrorCode::Ok,
                 Some(&|b: &mut BytesMut| resp.encode(b)),
             );
             return;
         }
         if !rc.err.is_ok() {
-            self.reply(conn, h.xid, rc.err, None);
+            self.reply(conn, xid, rc.err, None);
             return;
         }
         let stat = rc.stat.clone().unwrap_or_default();
@@ -409,7 +398,7 @@ impl Core {
         }
         self.reply(
             conn,
-            h.xid,
+            xid,
             ErrorCode::Ok,
             Some(&|b: &mut BytesMut| b.extend_from_slice(&body)),
         );
@@ -601,6 +590,94 @@ impl Core {
 }
 
 /// Appends a getData response (data, then Stat), referencing large data instead of copying it.
+/// Validates a write request of `session` (auth `ids`) against `tree` (and the changes of
+/// proposals not committed yet, on a leader) and turns it into a txn body, with the changes it
+/// makes; a request that fails becomes an error txn.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn prepare(
+    tree: &DataTree,
+    pending: Option<&Pending>,
+    session: i64,
+    ids: &[Id],
+    op: OpCode,
+    r: &mut Reader,
+    zxid: i64,
+    now: i64,
+) -> (TxnBody, HashMap<String, Option<Rec>>) {
+    let mut prep = Prep::new(tree, session, ids, zxid, now);
+    if let Some(p) = pending {
+        prep = prep.over(p);
+    }
+    let body = {
+        let res: Result<TxnBody, ErrorCode> = (|| match op {
+            OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
+                let c: CreateRequest = decode(r)?;
+                prep.create(
+                    op,
+                    CreateArgs {
+                        path: c.path,
+                        data: c.data,
+                        acl: c.acl,
+                        flags: c.flags,
+                        ttl: -1,
+                    },
+                )
+            }
+            OpCode::CreateTtl => {
+                let c: CreateTtlRequest = decode(r)?;
+                prep.create(
+                    op,
+                    CreateArgs {
+                        path: c.path,
+                        data: c.data,
+                        acl: c.acl,
+                        flags: c.flags,
+                        ttl: c.ttl,
+                    },
+                )
+            }
+            OpCode::Delete => {
+                let d: DeleteRequest = decode(r)?;
+                prep.delete(&d.path, d.version)
+            }
+            OpCode::SetData => {
+                let s: SetDataRequest = decode(r)?;
+                prep.set_data(&s.path, s.data, s.version)
+            }
+            OpCode::SetAcl => {
+                let s: SetAclRequest = decode(r)?;
+                prep.set_acl(&s.path, &s.acl, s.version)
+            }
+            OpCode::Check => {
+                let c: CheckVersionRequest = decode(r)?;
+                prep.check(&c.path, c.version)
+            }
+            OpCode::Multi => {
+                let m: MultiRequest = decode(r)?;
+                // A read op inside a write multi fails the whole request like 3.8 does.
+                if m.ops
+                    .iter()
+                    .any(|o| matches!(o, MultiOp::GetData(_) | MultiOp::GetChildren(_)))
+                {
+                    return Err(ErrorCode::MarshallingError);
+                }
+                Ok(prep.multi(&m.ops))
+            }
+            OpCode::Reconfig => {
+                let _: ReconfigRequest = decode(r)?;
+                Err(ErrorCode::ReconfigDisabled)
+            }
+            _ => Err(ErrorCode::Unimplemented),
+        })();
+        res.unwrap_or_else(|err| TxnBody::Error(ErrorTxn { err: err.code() }))
+    };
+    let changes = match body {
+        TxnBody::Error(_) => Default::default(),
+        _ => prep.into_changes(),
+    };
+    (body, changes)
+}
+
 fn put_get_data(out: &mut FrameBuf, d: &GetDataResponse) {
     out.put_opt_buffer(&d.data);
     d.stat.encode(out.buf());

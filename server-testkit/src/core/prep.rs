@@ -17,11 +17,16 @@ use super::txn::TxnBody;
 
 /// What preparation knows about a node (ZooKeeper's `ChangeRecord`).
 #[derive(Debug, Clone)]
-struct Rec {
-    stat: StatPersisted,
-    child_count: i32,
-    acl: Vec<Acl>,
+pub(crate) struct Rec {
+    pub stat: StatPersisted,
+    pub child_count: i32,
+    pub acl: Vec<Acl>,
 }
+
+/// The changes of proposals not yet committed (the leader's `outstandingChanges`): for each
+/// path, the proposal (by sequence number) that changed it last and what it left (`None`:
+/// deleted).
+pub(crate) type Pending = HashMap<String, (u64, Option<Rec>)>;
 
 /// A create request of any flavour, normalised.
 #[derive(Debug, Clone)]
@@ -41,6 +46,7 @@ pub struct CreateArgs {
 /// Prepares txns for one request (and the ops of one multi) against a tree.
 pub struct Prep<'a> {
     tree: &'a DataTree,
+    pending: Option<&'a Pending>,
     overlay: HashMap<String, Option<Rec>>,
     session: i64,
     ids: &'a [Id],
@@ -64,6 +70,7 @@ impl<'a> Prep<'a> {
     pub fn new(tree: &'a DataTree, session: i64, ids: &'a [Id], zxid: i64, time: i64) -> Self {
         Prep {
             tree,
+            pending: None,
             overlay: HashMap::new(),
             session,
             ids,
@@ -72,9 +79,29 @@ impl<'a> Prep<'a> {
         }
     }
 
+    /// Prepares on top of the changes of proposals not committed yet (leader).
+    pub(crate) fn over(mut self, pending: &'a Pending) -> Self {
+        self.pending = Some(pending);
+        self
+    }
+
+    /// The changes this preparation made (to be recorded as pending until committed).
+    pub(crate) fn into_changes(self) -> HashMap<String, Option<Rec>> {
+        self.overlay
+    }
+
+    /// What is known of `path` (this preparation's changes, then pending ones, then the
+    /// tree), if it exists.
+    pub(crate) fn record_of(&self, path: &str) -> Option<Rec> {
+        self.record(path).ok()
+    }
+
     fn record(&self, path: &str) -> Result<Rec, ErrorCode> {
         let path = if path.is_empty() { ROOT } else { path };
         if let Some(r) = self.overlay.get(path) {
+            return r.clone().ok_or(ErrorCode::NoNode);
+        }
+        if let Some((_, r)) = self.pending.and_then(|p| p.get(path)) {
             return r.clone().ok_or(ErrorCode::NoNode);
         }
         let n = self.tree.get(path).ok_or(ErrorCode::NoNode)?;
