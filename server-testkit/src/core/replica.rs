@@ -27,6 +27,7 @@ use zkit_proto::{ConnectRequest, ErrorCode, Id, OpCode, Reader, Record, RequestH
 
 use super::ops::prepare;
 use super::prep::{Pending, Prep, Rec};
+use super::tree::CONFIG;
 use super::{Config, ConnId, Core, Database, Output, TreeDigest, Txn, TxnBody};
 
 /// How a core serves clients.
@@ -105,6 +106,8 @@ pub(super) struct Replica {
     pub owners: HashMap<i64, i64>,
     /// Learner: sessions with activity since the last tick, and their timeouts.
     pub touched: HashMap<i64, i32>,
+    /// The ensemble's configuration, shown in `/zookeeper/config`.
+    pub config: Option<Bytes>,
 }
 
 impl Core {
@@ -118,6 +121,24 @@ impl Core {
         core.replica.mode = Mode::NotServing;
         core.replica.server_id = server_id;
         core
+    }
+
+    /// Shows the ensemble's configuration (`server.N=host:quorumPort:electionPort:role`
+    /// lines, then `version=...`) in `/zookeeper/config`, as ZooKeeper does when it starts: not
+    /// a txn (the node is outside the tree digest), data version -1, mtime now.
+    pub fn set_config(&mut self, config: Bytes, now: i64) {
+        self.replica.config = Some(config);
+        self.show_config(now);
+    }
+
+    fn show_config(&mut self, now: i64) {
+        if let Some(c) = self.replica.config.clone() {
+            let mut changes = Vec::new();
+            let _ = self
+                .db
+                .tree
+                .set_data(CONFIG, Some(c), -1, 0, now, &mut changes);
+        }
     }
 
     /// How this core serves.
@@ -250,6 +271,7 @@ impl Core {
         self.drop_clients("server state rebuilt");
         self.digest = TreeDigest::of(&db.tree);
         self.db = db;
+        self.show_config(now);
         self.watches = Default::default();
         self.deadlines.clear();
         self.last_reap = now;

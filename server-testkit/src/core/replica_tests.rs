@@ -541,3 +541,18 @@ fn a_client_close_on_a_follower_is_answered_then_the_connection_closes() {
     assert!(e.cores.iter().all(|c| !c.db().sessions.contains_key(&s)));
     e.assert_consistent();
 }
+
+#[test]
+fn the_config_node_shows_the_ensemble_and_survives_a_reset() {
+    let mut e = Ens::new();
+    let text = Bytes::from_static(b"server.1=127.0.0.1:1:2:participant\nversion=0");
+    e.cores[1].set_config(text.clone(), e.now);
+    let d = e.cores[1].digest();
+    let n = e.cores[1].db().tree.get("/zookeeper/config").unwrap();
+    assert_eq!(n.data.as_ref(), Some(&text));
+    assert_eq!((n.stat.version, n.stat.mtime), (-1, e.now));
+    assert_eq!(d, e.cores[0].digest(), "outside the digest");
+    e.cores[1].reset(Database::new(false), e.now);
+    let n = e.cores[1].db().tree.get("/zookeeper/config").unwrap();
+    assert_eq!(n.data.as_ref(), Some(&text));
+}
