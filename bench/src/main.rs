@@ -8,12 +8,15 @@
 //! target/release/zkit-bench --connect 127.0.0.1:2181 --requests 100000 --windows 1000,1
 //! ```
 //!
+//! `zkit-bench ensemble` measures 3-server ensembles instead (see [`ensemble`]).
+//!
 //! Each window size gets a warm-up (server JIT, both connections), then `--runs` measured runs
 //! per client, interleaved zkit / zookeeper-client with the order flipped every round; the table
 //! shows the median-throughput run of each.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod ensemble;
 mod server;
 mod stats;
 mod workload;
@@ -43,6 +46,7 @@ const USAGE: &str = "\
 zkit-bench: pipelined getData on one connection, zkit vs zookeeper-client, real ZooKeeper
 
 USAGE: zkit-bench [OPTIONS]
+       zkit-bench ensemble [OPTIONS]   3-server ensembles (zkit-bench ensemble --help)
 
   --connect HOST:PORT     server to use (default: start a standalone server with
                           scripts/zookeeper.sh in a temporary directory, stop it at the end)
@@ -126,6 +130,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("ensemble") {
+        ensemble::main(&argv[1..]);
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
