@@ -117,7 +117,7 @@ impl H {
                     }
                 }
                 Output::Close(c, _) => (c, Sent::Close),
-                Output::Committed(_) => unreachable!("kept by output()"),
+                other => unreachable!("kept by output() or not standalone: {other:?}"),
             })
             .collect()
     }
