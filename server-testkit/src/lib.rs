@@ -38,12 +38,16 @@
 #[doc(hidden)]
 pub mod bench;
 mod core;
+mod ensemble;
 mod net;
 mod persist;
 mod quorum;
 mod server;
 
 pub use crate::core::{NodeKind, StatPersisted, WatchKind};
+pub use ensemble::{
+    Builder as EnsembleBuilder, Ensemble, Inconsistency, QuorumRole, ServerHandle, ServerMode,
+};
 pub use net::FourLetterWords;
 pub use persist::backup::BackupInfo;
 pub use persist::{PersistError, PersistOptions, RecoveryReport};
