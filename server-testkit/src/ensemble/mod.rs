@@ -39,6 +39,8 @@ mod disk;
 mod faults;
 mod handle;
 mod node;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
