@@ -84,7 +84,7 @@ impl Builder {
 
     /// Keeps each server's data in a ZooKeeper data dir, `DIR/s{index}` (recovered at start,
     /// kept across [`Ensemble::restart`]), and the session secret every server shares in
-    /// `DIR/zkit-secret` (see [`server::Builder::data_dir`]). In memory by default.
+    /// `DIR/zkit-secret` (see [`crate::Builder::data_dir`]). In memory by default.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self

@@ -3,25 +3,6 @@
 //! ZAB over loopback sockets), each serving clients on its own port, with the faults a real
 //! cluster suffers on demand.
 //!
-//! ```no_run
-//! use std::time::Duration;
-//! # async fn f() -> Result<(), zkit_testkit::Error> {
-//! let mut ensemble = zkit_testkit::Ensemble::builder().servers(3).start().await?;
-//! let leader = ensemble.wait_for_leader().await?;
-//! let connect_string = ensemble.connect_string(); // "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3"
-//! # let _ = connect_string;
-//! // ... connect a client, write ...
-//! ensemble.kill(leader).await; // the others elect a new leader, clients fail over
-//! let new_leader = ensemble.wait_for_leader().await?;
-//! ensemble.restart(leader).await?; // back on its ports, from its disk; it catches up
-//! ensemble.partition(&[&[0, 1], &[2]]).await;
-//! ensemble.heal().await;
-//! ensemble.wait_for_leader().await?;
-//! let zxid = ensemble.check_consistent().await.expect("one history");
-//! # let _ = (new_leader, zxid);
-//! # Ok(()) }
-//! ```
-//!
 //! Each member is the standalone server's client side (listener, connection tasks, ticker)
 //! around its own core, a replicated peer (election and ZAB, with its disk: in memory or a
 //! ZooKeeper data dir), and a task that hands what the peer commits to the core. A member
@@ -63,6 +44,31 @@ use node::{Node, Settings};
 ///
 /// Servers are named by their index, `0..len()`: voters first (server ids 1..=n), then
 /// observers. A method given an index out of range panics, as slice indexing does.
+///
+/// A server refuses clients until it is an established leader or a learner synced with one
+/// (like ZooKeeper). Faults act on the quorum's links ([`Ensemble::partition`],
+/// [`Ensemble::cut`], [`Ensemble::delay`], [`Ensemble::drop_rate`]), on a server's disk
+/// ([`Ensemble::slow_disk`]) or on the whole server ([`Ensemble::kill`], [`Ensemble::stop`],
+/// [`Ensemble::pause`]). Clients are never cut off from a server: one on the minority side
+/// of a partition stops serving and closes their connections, as a real one does.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), zkit_testkit::Error> {
+/// let mut ensemble = zkit_testkit::Ensemble::builder().servers(3).start().await?;
+/// let leader = ensemble.wait_for_leader().await?;
+/// let connect_string = ensemble.connect_string(); // "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3"
+/// # let _ = connect_string;
+/// // ... connect a client, write ...
+/// ensemble.kill(leader).await; // the others elect a new leader, clients fail over
+/// let new_leader = ensemble.wait_for_leader().await?;
+/// ensemble.restart(leader).await?; // back on its ports, from its disk; it catches up
+/// ensemble.partition(&[&[0, 1], &[2]]).await;
+/// ensemble.heal().await;
+/// ensemble.wait_for_leader().await?;
+/// let zxid = ensemble.check_consistent().await.expect("one history");
+/// # let _ = (new_leader, zxid);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Ensemble {
     settings: Settings,
@@ -295,7 +301,13 @@ impl Ensemble {
     /// Partitions the quorum's network into `groups` of server indexes: links between
     /// groups are cut, a server in no group is cut off from every other. Replaces earlier
     /// cuts (delays and losses stay). Clients still reach every server.
+    ///
+    /// # Panics
+    /// When an index is out of range.
     pub async fn partition(&mut self, groups: &[&[usize]]) {
+        for &i in groups.iter().flat_map(|g| g.iter()) {
+            self.node(i);
+        }
         self.faults.partition(self.nodes.len(), groups);
         self.apply_all_faults().await;
     }
