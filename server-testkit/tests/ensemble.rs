@@ -612,3 +612,21 @@ async fn an_expired_session_loses_its_ephemerals_on_every_server() {
     .expect("the client learns")
     .expect("state");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_voter_leads_alone_and_an_observer_follows_it() {
+    let e = Ensemble::builder()
+        .servers(1)
+        .observers(1)
+        .start()
+        .await
+        .expect("start");
+    assert_eq!(e.wait_for_leader().await.expect("a leader"), 0);
+    assert_eq!(
+        e.server(1).role(),
+        QuorumRole::Observing {
+            leader: 0,
+            synced: true
+        }
+    );
+}
