@@ -175,7 +175,11 @@ impl ServerHandle<'_> {
         if !self.is_running() {
             return QuorumRole::Down;
         }
-        QuorumRole::of(self.node.view.borrow().role)
+        match self.node.view.borrow().role {
+            // Started, its first role not applied yet: it starts electing.
+            None => QuorumRole::Looking,
+            role => QuorumRole::of(role),
+        }
     }
 
     /// The sessions it knows (the replicated session table); `connected` says whether the
