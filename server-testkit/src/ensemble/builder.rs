@@ -49,6 +49,7 @@ pub struct Builder {
     finalize_wait: Duration,
     patience: Duration,
     persist: PersistOptions,
+    snap_threshold: usize,
 }
 
 impl Default for Builder {
@@ -65,6 +66,7 @@ impl Default for Builder {
             finalize_wait: Duration::from_millis(20),
             patience: Duration::from_secs(60),
             persist: PersistOptions::default(),
+            snap_threshold: 10_000,
         }
     }
 }
@@ -163,6 +165,14 @@ impl Builder {
         self
     }
 
+    /// A learner further behind than this many txns is sent a snapshot (SNAP) instead of
+    /// the txns it misses (default 10 000).
+    #[cfg(test)]
+    pub(crate) fn snap_threshold(mut self, txns: usize) -> Self {
+        self.snap_threshold = txns;
+        self
+    }
+
     /// Starts every server: each recovers its disk, listens for clients on `127.0.0.1:0`
     /// (refusing them until it serves) and joins the election. Returns at once; see
     /// [`Ensemble::wait_for_leader`].
@@ -203,7 +213,7 @@ impl Builder {
             sync_limit: self.sync_limit,
             finalize_wait: finalize_ms,
             max_notification_interval: 500,
-            snap_threshold: 10_000,
+            snap_threshold: self.snap_threshold,
             config: Bytes::new(),
         };
         let tick_interval =

@@ -204,3 +204,49 @@ async fn a_returning_leader_truncates_what_it_alone_logged() {
     e.check_consistent().await.unwrap_or_else(|i| panic!("{i}"));
     assert!(!has(&e, old, "/lost"));
 }
+
+/// A follower that missed more than the snapshot threshold gets SNAP: its disk takes the
+/// leader's snapshot and its core is reset to the tree rebuilt from it.
+async fn a_far_behind_follower_is_restored_from_a_snapshot(data_dir: Option<&std::path::Path>) {
+    let mut b = Ensemble::builder().servers(3).snap_threshold(3);
+    if let Some(d) = data_dir {
+        b = b
+            .data_dir(d)
+            .persist_options(crate::PersistOptions::default().prealloc(4096));
+    }
+    let mut e = b.start().await.expect("start");
+    let leader = e.wait_for_leader().await.expect("a leader");
+    let epoch = epoch_of(&e, leader);
+    emit(&e, leader, create("/a"), Mode::Leader { epoch });
+    wait_everywhere(&e, "/a").await;
+    let f = (0..3).find(|&i| i != leader).expect("a follower");
+    e.kill(f).await;
+    for i in 0..10 {
+        emit(
+            &e,
+            leader,
+            create(&format!("/b{i}")),
+            Mode::Leader { epoch },
+        );
+    }
+    wait_everywhere(&e, "/b9").await;
+    e.restart(f).await.expect("restart");
+    e.wait_for_leader().await.expect("settled");
+    emit(&e, leader, create("/c"), Mode::Leader { epoch });
+    wait_everywhere(&e, "/c").await;
+    e.check_consistent().await.unwrap_or_else(|i| panic!("{i}"));
+    assert_eq!(e.server(f).znodes("/"), e.server(leader).znodes("/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs replicated core"]
+async fn a_far_behind_in_memory_follower_is_restored_from_a_snapshot() {
+    a_far_behind_follower_is_restored_from_a_snapshot(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs replicated core"]
+async fn a_far_behind_follower_on_a_data_dir_is_restored_from_a_snapshot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    a_far_behind_follower_is_restored_from_a_snapshot(Some(dir.path())).await;
+}
