@@ -27,6 +27,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! For replication, [`Ensemble`] starts several servers in the process that elect a leader and
+//! replicate every write with ZooKeeper's own protocols over loopback sockets, each on its
+//! own client port, and lets a test kill, restart, partition, slow down or stall any of them:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), zkit_testkit::Error> {
+//! let mut ensemble = zkit_testkit::Ensemble::builder().servers(3).start().await?;
+//! let leader = ensemble.wait_for_leader().await?;
+//! let connect_string = ensemble.connect_string(); // every server's address
+//! # let _ = connect_string;
+//! ensemble.kill(leader).await; // clients fail over to the new leader's ensemble
+//! ensemble.wait_for_leader().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! Inside, the server is a sans-IO core (data tree with ZooKeeper's Stat rules, request -> txn
 //! preparation, one txn apply function, sessions, watches, ACLs) driven by a small tokio shell,
 //! with optional persistence in ZooKeeper's own data dir format ([`Builder::data_dir`]), across
@@ -38,12 +53,16 @@
 #[doc(hidden)]
 pub mod bench;
 mod core;
+mod ensemble;
 mod net;
 mod persist;
 mod quorum;
 mod server;
 
 pub use crate::core::{NodeKind, StatPersisted, WatchKind};
+pub use ensemble::{
+    Builder as EnsembleBuilder, Ensemble, Inconsistency, QuorumRole, ServerHandle, ServerMode,
+};
 pub use net::FourLetterWords;
 pub use persist::backup::BackupInfo;
 pub use persist::{PersistError, PersistOptions, RecoveryReport};

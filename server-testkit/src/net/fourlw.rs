@@ -1,9 +1,15 @@
-//! Four-letter words on the client port, in the text format of a real 3.8 standalone server.
+//! Four-letter words on the client port, in the text format of a real 3.8 server: standalone,
+//! or a member of an ensemble (its `Mode`, and a server that is not serving says so).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::{now_ms, Ctx};
+use super::{now_ms, Ctx, LearnerStats};
+use crate::core::Mode;
+
+/// What a server answers `srvr`, `stat` and `mntr` with while it is not serving (electing or
+/// syncing), as ZooKeeper's `AbstractFourLetterCommand.ZK_NOT_SERVING`.
+pub(crate) const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
 
 /// The version reported by `srvr`, `stat`, `mntr` and `envi` (`zookeeper.version=` is what kazoo
 /// parses).
@@ -109,6 +115,21 @@ struct Snapshot {
     session_ids: Vec<i64>,
     /// Ephemerals by session (`dump` only).
     ephemeral_paths: Vec<(i64, Vec<String>)>,
+    /// How the server serves.
+    mode: Option<Mode>,
+    /// A leader's learners (`mntr` only).
+    learners: LearnerStats,
+}
+
+/// ZooKeeper's name of a serving mode (`Mode:` in `srvr`, `zk_server_state` in `mntr`).
+fn mode_name(mode: Option<Mode>) -> &'static str {
+    match mode {
+        None | Some(Mode::Standalone) => "standalone",
+        Some(Mode::Leader { .. }) => "leader",
+        Some(Mode::Follower) => "follower",
+        Some(Mode::Observer) => "observer",
+        Some(Mode::NotServing) => "looking",
+    }
 }
 
 impl Snapshot {
@@ -128,10 +149,14 @@ impl Snapshot {
             min_session_timeout: cfg.min_session_timeout,
             max_session_timeout: cfg.max_session_timeout,
             started: core.started(),
+            mode: Some(core.mode()),
             ..Snapshot::default()
         };
         match word {
             "mntr" => {
+                if let (Some(Mode::Leader { .. }), Some(r)) = (s.mode, &g.replica) {
+                    s.learners = (r.learners)();
+                }
                 s.ephemerals = db.tree.ephemeral_count();
                 s.sessions = db.sessions.len();
                 s.watch_count = core.watch_manager().count();
@@ -180,6 +205,9 @@ pub(crate) fn answer(word: &str, ctx: &Ctx, remote: std::net::SocketAddr) -> Str
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
     let snap = Snapshot::take(word, ctx);
+    if snap.mode == Some(Mode::NotServing) && matches!(word, "srvr" | "stat" | "mntr") {
+        return format!("{NOT_SERVING}\n");
+    }
     render(word, &snap, ctx, remote)
 }
 
@@ -193,8 +221,13 @@ fn render(word: &str, snap: &Snapshot, ctx: &Ctx, remote: std::net::SocketAddr) 
         let _ = write!(
             s,
             "Latency min/avg/max: 0/0.0/0\nReceived: {}\nSent: {}\nConnections: {}\n\
-             Outstanding: 0\nZxid: 0x{:x}\nMode: standalone\nNode count: {}\n",
-            snap.received, snap.sent, snap.conns, snap.last_zxid, snap.node_count
+             Outstanding: 0\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
+            snap.received,
+            snap.sent,
+            snap.conns,
+            snap.last_zxid,
+            mode_name(snap.mode),
+            snap.node_count
         );
     };
     let cons = |s: &mut String| {
@@ -277,9 +310,9 @@ fn render(word: &str, snap: &Snapshot, ctx: &Ctx, remote: std::net::SocketAddr) 
             );
         }
         "mntr" => {
-            let rows: Vec<(&str, String)> = vec![
+            let mut rows: Vec<(&str, String)> = vec![
                 ("zk_version", VERSION.to_owned()),
-                ("zk_server_state", "standalone".into()),
+                ("zk_server_state", mode_name(snap.mode).into()),
                 ("zk_ephemerals_count", snap.ephemerals.to_string()),
                 ("zk_num_alive_connections", snap.conns.to_string()),
                 ("zk_avg_latency", "0.0".into()),
@@ -296,6 +329,17 @@ fn render(word: &str, snap: &Snapshot, ctx: &Ctx, remote: std::net::SocketAddr) 
                 ("zk_uptime", (now_ms() - snap.started).to_string()),
                 ("zk_auth_failed_count", "0".into()),
             ];
+            if let Some(Mode::Leader { .. }) = snap.mode {
+                // 3.8's names (3.4 said zk_followers for what is now zk_learners).
+                let l = snap.learners;
+                rows.extend([
+                    ("zk_learners", l.learners.to_string()),
+                    ("zk_synced_followers", l.synced_followers.to_string()),
+                    ("zk_synced_non_voting_followers", "0".into()),
+                    ("zk_synced_observers", l.synced_observers.to_string()),
+                    ("zk_pending_syncs", "0".into()),
+                ]);
+            }
             for (k, v) in rows {
                 let _ = writeln!(s, "{k}\t{v}");
             }

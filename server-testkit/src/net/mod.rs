@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::core::{Committed, ConnId, Core, Frame, Output};
+use crate::core::{Committed, ConnId, Core, Frame, Mode, Output};
 
 pub use fourlw::{FourLetterWords, ALL_WORDS};
 pub(crate) use outbox::Outbox;
@@ -82,6 +82,32 @@ pub(crate) trait Durability: Send + Sync + std::fmt::Debug {
     fn submit(&self, txns: Vec<Committed>, release: Release);
 }
 
+/// Learner counts a leader reports in `mntr`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LearnerStats {
+    /// Learners connected.
+    pub learners: usize,
+    /// Followers among them that finished their sync.
+    pub synced_followers: usize,
+    /// Observers among them that finished their sync.
+    pub synced_observers: usize,
+}
+
+/// The replication side of a server that is a member of an ensemble.
+pub(crate) struct Replica {
+    /// Takes the core's outputs for the replication layer, in order, with the mode the core
+    /// was in when it emitted them. Called under the lock: it must not block.
+    pub sink: Box<dyn Fn(Output, Mode) + Send + Sync>,
+    /// The leader's learner counts, for `mntr`.
+    pub learners: Box<dyn Fn() -> LearnerStats + Send + Sync>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Replica(..)")
+    }
+}
+
 /// The core plus the queues of the connections it talks to.
 ///
 /// Each queue is bounded in bytes by [`NetConfig::max_queued_bytes`] (see `outbox.rs`): replies
@@ -94,15 +120,18 @@ pub(crate) struct Shared {
     pub next_conn: ConnId,
     /// With a data dir: the txn log that releases outputs once their txns are durable.
     pub durability: Option<Arc<dyn Durability>>,
+    /// In an ensemble: where the outputs for the replication layer go (dropped otherwise).
+    pub replica: Option<Replica>,
 }
 
 impl Shared {
     /// Routes the core's outputs to the connection queues. With a txn log, committed txns go to
     /// it first, and their outputs (and any output queued behind them) are sent once the txns
-    /// are durable.
+    /// are durable. In an ensemble the outputs for the replication layer go to its sink.
     pub fn dispatch(&mut self) {
         let mut txns = Vec::new();
         let mut sends = Vec::new();
+        let mode = self.core.mode();
         for o in self.core.take_output() {
             let (c, m) = match o {
                 Output::Committed(c) => {
@@ -111,8 +140,12 @@ impl Shared {
                 }
                 Output::Send(c, f) => (c, Msg::Frame(f)),
                 Output::Close(c, r) => (c, Msg::Close(r)),
-                // Outputs for the replication layer: the ensemble shell routes them.
-                _ => continue,
+                other => {
+                    if let Some(r) = &self.replica {
+                        (r.sink)(other, mode);
+                    }
+                    continue;
+                }
             };
             if let Some(tx) = self.conns.get(&c) {
                 sends.push((tx.clone(), m));
@@ -256,6 +289,14 @@ pub(crate) async fn ticker(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
         let now = now_ms();
         ctx.with_core(|c| c.tick(now));
     }
+}
+
+/// Stops answering for `d` (a stalled server); the ticker resumes by itself.
+pub(crate) fn pause_for(ctx: &Ctx, d: Duration) {
+    *ctx.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(tokio::time::Instant::now() + d);
+    let _ = ctx.paused.send(true);
+    tracing::info!(?d, "server paused");
 }
 
 /// Ends a pause: sessions get a full timeout from now, connections read again.

@@ -199,6 +199,14 @@ impl Election {
             "looking for a leader"
         );
         self.send_notifications(now);
+        // A lone voter is a quorum by itself (ZooKeeper delivers a server's notifications to
+        // itself too): its round ends like any other, `finalize_wait` later.
+        if self.cfg.is_voter(self.cfg.id) && self.cfg.is_quorum([self.cfg.id].iter()) {
+            self.finalize_at = Some(now + self.cfg.finalize_wait);
+            if self.cfg.finalize_wait == 0 {
+                self.decide(now);
+            }
+        }
     }
 
     /// How the last round ended, once it has.

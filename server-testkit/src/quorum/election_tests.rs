@@ -149,3 +149,11 @@ fn replies_carry_the_decided_leader() {
     assert_eq!(reply[0].1.state, ServerState::Leading);
     assert_eq!(reply[0].1.leader, 3);
 }
+
+#[test]
+fn a_lone_voter_elects_itself_and_its_observer_observes_it() {
+    let mut es = start_all(&[1, 2], &[1], &[2], &[(0, 0); 2]);
+    run(&mut es, &[1, 2], 50);
+    assert_eq!(es[&1].outcome(), Some(Outcome::Leading));
+    assert_eq!(es[&2].outcome(), Some(Outcome::Observing(1)));
+}

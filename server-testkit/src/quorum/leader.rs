@@ -122,6 +122,19 @@ impl LeaderState {
         self.learners.keys().copied().collect()
     }
 
+    /// Learners with a connection, and the followers and observers among them that
+    /// acknowledged NEWLEADER (what `mntr` reports as learners, synced followers and
+    /// synced observers).
+    pub fn learner_counts(&self) -> (usize, usize, usize) {
+        let synced = |observer: bool| {
+            self.learners
+                .values()
+                .filter(|l| l.observer == observer && l.stage == Stage::Synced)
+                .count()
+        };
+        (self.learners.len(), synced(false), synced(true))
+    }
+
     fn newleader_zxid(&self) -> i64 {
         make_zxid(self.epoch(), 0)
     }

@@ -21,8 +21,8 @@
 //! [`shell`] runs a peer on tokio over real sockets (ZooKeeper's election and quorum port
 //! framing) on an in-memory disk or on [`disklog`], the [`Log`] over a real data dir in
 //! ZooKeeper's format; `linearizability` (tests only) checks client histories.
-//! Not wired into the server yet (hence `dead_code` allowed below): the server core (leader-side
-//! prepare, global sessions, REQUEST forwarding, REVALIDATE, SYNC, session touches) comes next.
+//! The ensemble (`crate::ensemble`) runs one shell per member and ties it to that member's
+//! core; parts of this layer only its tests use (hence `dead_code` allowed below).
 #![allow(dead_code)]
 
 pub(crate) mod disklog;

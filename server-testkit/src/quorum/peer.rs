@@ -353,6 +353,15 @@ impl<L: Log> Peer<L> {
         }
     }
 
+    /// Leader: learners connected, and synced followers and observers among them (zeros on
+    /// other roles).
+    pub fn learner_counts(&self) -> (usize, usize, usize) {
+        match &self.state {
+            State::Leading(l) => l.learner_counts(),
+            _ => (0, 0, 0),
+        }
+    }
+
     /// The zxid the next [`Peer::propose`] will return, on an established leader.
     pub fn next_zxid(&self) -> Option<i64> {
         match &self.state {

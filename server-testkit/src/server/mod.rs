@@ -39,6 +39,9 @@ pub enum Error {
     /// The operating system could not supply the random bytes of the session secret.
     #[error("cannot draw the session secret from the operating system: {0}")]
     Random(String),
+    /// A wait for a condition (an ensemble settling) ran out of time.
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
 }
 
 mod persist;
@@ -154,7 +157,7 @@ impl Builder {
         self
     }
 
-    fn core_config(&self, secret: Secret) -> Result<Config, Error> {
+    pub(crate) fn core_config(&self, secret: Secret) -> Result<Config, Error> {
         let tick = self.tick_time.as_millis().clamp(1, i32::MAX as u128) as i32;
         let min = self
             .min_session_timeout
@@ -203,15 +206,15 @@ impl Builder {
 }
 
 /// A new session secret: [`Secret::LEN`] bytes from the operating system's generator.
-fn fresh_secret() -> Result<Secret, Error> {
+pub(crate) fn fresh_secret() -> Result<Secret, Error> {
     let mut bytes = [0u8; Secret::LEN];
     getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
     Ok(Secret::from_bytes(bytes))
 }
 
-/// A live listener and its tasks.
+/// A live listener and its tasks (also each member of an ensemble's client side).
 #[derive(Debug)]
-struct Running {
+pub(crate) struct Running {
     ctx: Arc<Ctx>,
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
@@ -220,7 +223,7 @@ struct Running {
 }
 
 impl Running {
-    async fn start(b: &Builder, addr: SocketAddr, core: Core) -> Result<Running, Error> {
+    pub(crate) async fn start(b: &Builder, addr: SocketAddr, core: Core) -> Result<Running, Error> {
         let bind = |e| Error::Bind { addr, source: e };
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()
@@ -240,6 +243,7 @@ impl Running {
                 conns: HashMap::new(),
                 next_conn: 1,
                 durability: None,
+                replica: None,
             }),
             net: NetConfig {
                 max_packet: b.max_packet,
@@ -275,7 +279,7 @@ impl Running {
         })
     }
 
-    async fn stop(mut self) -> Database {
+    pub(crate) async fn stop(mut self) -> Database {
         let _ = self.shutdown.send(true);
         let _ = (&mut self.accept).await;
         let _ = (&mut self.ticker).await;
@@ -284,6 +288,13 @@ impl Running {
         let cfg = g.core.config().clone();
         let core = std::mem::replace(&mut g.core, Core::new(cfg, 0));
         core.into_db()
+    }
+}
+
+impl Running {
+    /// The shared state of the listener's tasks.
+    pub(crate) fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
     }
 }
 
@@ -445,10 +456,7 @@ impl Server {
     /// Stops answering for `d`, then resumes by itself.
     pub fn pause(&self, d: Duration) {
         if let Some(c) = self.ctx() {
-            *c.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(tokio::time::Instant::now() + d);
-            let _ = c.paused.send(true);
-            tracing::info!(?d, "server paused");
+            net::pause_for(c, d);
         }
     }
 
@@ -548,7 +556,7 @@ impl Server {
 }
 
 /// Every node of `tree` at or below `root`, by full path.
-fn znodes_of(tree: &DataTree, root: &str) -> BTreeMap<String, Znode> {
+pub(crate) fn znodes_of(tree: &DataTree, root: &str) -> BTreeMap<String, Znode> {
     let extended = tree.extended_types();
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_owned()];

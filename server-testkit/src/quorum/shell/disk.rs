@@ -17,7 +17,7 @@ pub(crate) trait ShellDisk: Log + Clone + Send + Sync + 'static {
     /// What an fsync started with.
     type Ticket: Send + 'static;
     /// Whether [`ShellDisk::complete_sync`] blocks (then it runs on tokio's blocking pool).
-    const BLOCKING_SYNC: bool;
+    fn blocking_sync(&self) -> bool;
     /// Starts an fsync covering everything appended so far.
     fn begin_sync(&self) -> Self::Ticket;
     /// Runs the fsync: the zxid it made durable, or `None` when a truncation or snapshot
@@ -35,7 +35,10 @@ pub(crate) trait ShellDisk: Log + Clone + Send + Sync + 'static {
 
 impl ShellDisk for MemoryDisk {
     type Ticket = SyncTicket;
-    const BLOCKING_SYNC: bool = false;
+
+    fn blocking_sync(&self) -> bool {
+        false
+    }
 
     fn begin_sync(&self) -> SyncTicket {
         MemoryDisk::begin_sync(self)
@@ -65,7 +68,10 @@ impl ShellDisk for MemoryDisk {
 
 impl ShellDisk for DiskLog {
     type Ticket = disklog::SyncTicket;
-    const BLOCKING_SYNC: bool = true;
+
+    fn blocking_sync(&self) -> bool {
+        true
+    }
 
     fn begin_sync(&self) -> disklog::SyncTicket {
         DiskLog::begin_sync(self)

@@ -116,6 +116,7 @@ impl Cluster {
                     quorum_addrs: quorum_addrs.clone(),
                     tick_interval: Duration::from_millis(5),
                     connect_timeout: Duration::from_secs(5),
+                    seed: 0,
                 },
             );
             c.dirs.insert(id, TempDir::new().expect("temp dir"));

@@ -15,9 +15,18 @@
 //! after [`QuorumPeer::slow_disk`]'s delay) and reports the result to the peer, which only
 //! then sends the ACKs that promise durability. A disk that failed stops the server: its
 //! driver task ends (logged at error), as ZooKeeper exits on a failed write.
+//!
+//! The server's core talks to its peer through [`QuorumPeer::core_commands`] (an unbounded,
+//! ordered queue it can use under its lock; see `commands`). Tests put faults on the
+//! quorum's links: partitions ([`QuorumPeer::cut`]), delays and losses
+//! ([`QuorumPeer::set_links`]; see `links` and `routing`), a slow disk, a stall
+//! ([`QuorumPeer::pause`]).
 
+mod commands;
 mod conn;
 pub(crate) mod disk;
+mod links;
+mod routing;
 mod wire;
 
 #[cfg(test)]
@@ -34,10 +43,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{debug, error, info_span, warn, Instrument};
+use tracing::{error, info_span, warn, Instrument};
 use zkit_proto::quorum::put_election_frame;
 
+pub(crate) use commands::{CoreCommand, TxnAt};
 pub(crate) use disk::{MemoryDisk, ShellDisk};
+pub(crate) use links::LinkFault;
+use links::{Link, Rng};
 
 use super::peer::{Event, Peer, PeerConfig, PeerError, Role};
 use super::{Message, Sid};
@@ -65,6 +77,8 @@ pub(crate) struct ShellConfig {
     pub tick_interval: Duration,
     /// Limit for a TCP connect or a handshake.
     pub connect_timeout: Duration,
+    /// Seeds the loss decisions of [`QuorumPeer::set_links`] (with the server id).
+    pub seed: u64,
 }
 
 /// The two listening sockets of a server, bound before any server starts so every address
@@ -112,6 +126,9 @@ pub(crate) struct Status {
     pub last_zxid: i64,
     /// The last zxid the disk made durable.
     pub synced: i64,
+    /// Leader: learners connected, followers and observers among them that finished their
+    /// sync (zero on other roles).
+    pub learners: (usize, usize, usize),
 }
 
 /// Why a call on a [`QuorumPeer`] failed.
@@ -125,14 +142,13 @@ pub(crate) enum ShellError {
     Stopped,
 }
 
-/// Builds a txn from the zxid it will get.
-type TxnAt = Box<dyn FnOnce(i64) -> Bytes + Send>;
-
 enum Command {
     Propose(Bytes, oneshot::Sender<Result<i64, PeerError>>),
     ProposeAt(TxnAt, oneshot::Sender<Result<i64, PeerError>>),
     Cut(BTreeSet<Sid>, oneshot::Sender<()>),
     SlowDisk(Duration, oneshot::Sender<()>),
+    Links(BTreeMap<Sid, LinkFault>, oneshot::Sender<()>),
+    Pause(Duration, oneshot::Sender<()>),
 }
 
 /// What connection tasks tell the driver.
@@ -171,15 +187,11 @@ pub(super) enum Input {
     Synced(Option<i64>),
 }
 
-struct Link {
-    conn: ConnId,
-    tx: mpsc::Sender<Bytes>,
-}
-
 /// A running replicated server: a handle on its driver task.
 pub(crate) struct QuorumPeer<D: ShellDisk = MemoryDisk> {
     task: JoinHandle<()>,
     cmds: mpsc::Sender<Command>,
+    core: mpsc::UnboundedSender<CoreCommand>,
     status: watch::Receiver<Status>,
     disk: D,
 }
@@ -201,9 +213,12 @@ impl<D: ShellDisk> QuorumPeer<D> {
             delivered: peer.delivered(),
             last_zxid: disk.last_zxid(),
             synced: disk.synced_zxid(),
+            learners: (0, 0, 0),
         });
         let (cmd_tx, cmds) = mpsc::channel(64);
+        let (core_tx, core_cmds) = mpsc::unbounded_channel();
         let (inbox_tx, inbox) = mpsc::channel(INBOX);
+        let rng = Rng::new(cfg.seed ^ (sid as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let driver = Driver {
             cfg,
             peer,
@@ -223,18 +238,27 @@ impl<D: ShellDisk> QuorumPeer<D> {
             cut: BTreeSet::new(),
             fsync_delay: Duration::ZERO,
             syncing: false,
+            faults: BTreeMap::new(),
+            rng,
         };
         let task = tokio::spawn(
             driver
-                .run(listeners, inbox, cmds)
+                .run(listeners, inbox, cmds, core_cmds)
                 .instrument(info_span!("quorum_peer", sid)),
         );
         QuorumPeer {
             task,
             cmds: cmd_tx,
+            core: core_tx,
             status,
             disk,
         }
+    }
+
+    /// Where the server's core sends its requests to the replication layer: in order, never
+    /// waiting (see [`CoreCommand`]); a command sent after the peer stopped is dropped.
+    pub fn core_commands(&self) -> mpsc::UnboundedSender<CoreCommand> {
+        self.core.clone()
     }
 
     /// Proposes the txn `txn_at` builds from the zxid it will get (leader only), for txn
@@ -294,6 +318,29 @@ impl<D: ShellDisk> QuorumPeer<D> {
         rx.await.map_err(|_| ShellError::Stopped)
     }
 
+    /// Sets the faults of the links from this server to others (what is sent to a server
+    /// missing from `faults` goes out unaffected). See `links` for what a loss means.
+    pub async fn set_links(&self, faults: BTreeMap<Sid, LinkFault>) -> Result<(), ShellError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::Links(faults, tx))
+            .await
+            .map_err(|_| ShellError::Stopped)?;
+        rx.await.map_err(|_| ShellError::Stopped)
+    }
+
+    /// Stalls the server for `d` (a GC pause): its driver handles nothing meanwhile, while
+    /// its connections keep reading into bounded queues, as a kernel buffers for a stalled
+    /// process. Returns once the stall has begun.
+    pub async fn pause(&self, d: Duration) -> Result<(), ShellError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Command::Pause(d, tx))
+            .await
+            .map_err(|_| ShellError::Stopped)?;
+        rx.await.map_err(|_| ShellError::Stopped)
+    }
+
     /// The latest status; `changed()` on it wakes on every update.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.status.clone()
@@ -301,10 +348,17 @@ impl<D: ShellDisk> QuorumPeer<D> {
 
     /// Kills the server: every task ends, its sockets close, and the disk loses whatever
     /// was not synced ([`ShellDisk::crash`]). Returns the disk for a restart.
-    pub async fn kill(mut self) -> D {
+    pub async fn kill(self) -> D {
+        let disk = self.stop().await;
+        disk.crash();
+        disk
+    }
+
+    /// Stops the server: every task ends and its sockets close, the disk keeps everything
+    /// (sync it before reuse for a clean shutdown). Returns the disk for a restart.
+    pub async fn stop(mut self) -> D {
         self.task.abort();
         let _ = (&mut self.task).await;
-        self.disk.crash();
         self.disk.clone()
     }
 }
@@ -339,6 +393,10 @@ struct Driver<D: ShellDisk> {
     fsync_delay: Duration,
     /// Whether a slow fsync is under way (one at a time; the next covers what came since).
     syncing: bool,
+    /// Delays and losses on the links to other servers.
+    faults: BTreeMap<Sid, LinkFault>,
+    /// Draws the losses.
+    rng: Rng,
 }
 
 impl<D: ShellDisk> Driver<D> {
@@ -356,6 +414,7 @@ impl<D: ShellDisk> Driver<D> {
         listeners: Listeners,
         mut inbox: mpsc::Receiver<Input>,
         mut cmds: mpsc::Receiver<Command>,
+        mut core_cmds: mpsc::UnboundedReceiver<CoreCommand>,
     ) {
         let mut ticker =
             tokio::time::interval(self.cfg.tick_interval.max(Duration::from_millis(1)));
@@ -364,8 +423,10 @@ impl<D: ShellDisk> Driver<D> {
             return;
         }
         loop {
+            let mut stall = None;
             tokio::select! {
                 Some(input) = inbox.recv() => self.on_input(input),
+                Some(cmd) = core_cmds.recv() => self.on_core(cmd),
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Propose(txn, reply)) => {
                         let _ = reply.send(self.peer.propose(txn));
@@ -384,6 +445,14 @@ impl<D: ShellDisk> Driver<D> {
                     Some(Command::SlowDisk(d, reply)) => {
                         self.fsync_delay = d;
                         let _ = reply.send(());
+                    }
+                    Some(Command::Links(faults, reply)) => {
+                        self.faults = faults.into_iter().filter(|(_, f)| !f.is_none()).collect();
+                        let _ = reply.send(());
+                    }
+                    Some(Command::Pause(d, reply)) => {
+                        let _ = reply.send(());
+                        stall = Some(d);
                     }
                     // The handle is gone: so is the server.
                     None => return,
@@ -409,24 +478,14 @@ impl<D: ShellDisk> Driver<D> {
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
+            if let Some(d) = stall {
+                tracing::info!(?d, "stalled");
+                tokio::time::sleep(d).await;
+            }
             if self.flush().await.is_err() {
                 return;
             }
         }
-    }
-
-    fn set_cut(&mut self, sids: BTreeSet<Sid>) {
-        let now = self.now();
-        let newly: Vec<Sid> = sids.difference(&self.cut).copied().collect();
-        for sid in newly {
-            self.election.remove(&sid);
-            self.election_backlog.remove(&sid);
-            if self.zab.contains_key(&sid) || self.zab_connecting.contains_key(&sid) {
-                self.drop_zab(sid);
-                self.peer.disconnected(sid, now);
-            }
-        }
-        self.cut = sids;
     }
 
     fn on_input(&mut self, input: Input) {
@@ -459,7 +518,7 @@ impl<D: ShellDisk> Driver<D> {
                 self.election_inbound(sid, stream, rest)
             }
             Input::ElectionUp { sid, conn, tx } => {
-                self.election.insert(sid, Link { conn, tx });
+                self.election.insert(sid, Link::new(conn, tx));
                 for frame in self.election_backlog.remove(&sid).unwrap_or_default() {
                     self.send_election_frame(sid, frame);
                 }
@@ -491,159 +550,12 @@ impl<D: ShellDisk> Driver<D> {
         }
     }
 
-    /// `QuorumCnxManager.handleConnection`: a smaller sid's connection is closed and this
-    /// server connects back; a larger one's is kept (replacing any older one).
-    fn election_inbound(&mut self, sid: Sid, stream: TcpStream, rest: BytesMut) {
-        let known = self.cfg.election_addrs.contains_key(&sid);
-        if !known || sid == self.cfg.peer.id {
-            warn!(
-                sid,
-                "election connection from an unknown or our own sid refused"
-            );
-            return;
-        }
-        if sid < self.cfg.peer.id {
-            drop(stream);
-            self.election.remove(&sid);
-            self.connect_election(sid);
-            return;
-        }
-        let conn = self.conn_id();
-        let (tx, rx) = mpsc::channel(conn::WRITE_QUEUE);
-        let inbox = self.inbox_tx.clone();
-        self.tasks
-            .spawn(conn::election_loop(stream, rest, sid, conn, rx, inbox));
-        self.election.insert(sid, Link { conn, tx });
-        for frame in self.election_backlog.remove(&sid).unwrap_or_default() {
-            self.send_election_frame(sid, frame);
-        }
-    }
-
-    fn connect_election(&mut self, sid: Sid) {
-        let (Some(&addr), Some(&my_addr)) = (
-            self.cfg.election_addrs.get(&sid),
-            self.cfg.election_addrs.get(&self.cfg.peer.id),
-        ) else {
-            return;
-        };
-        if self.election.contains_key(&sid) || !self.election_connecting.insert(sid) {
-            return;
-        }
-        let conn = self.conn_id();
-        let inbox = self.inbox_tx.clone();
-        let me = self.cfg.peer.id;
-        let timeout = self.cfg.connect_timeout;
-        self.tasks.spawn(conn::election_connect(
-            me, my_addr, sid, addr, conn, timeout, inbox,
-        ));
-    }
-
-    fn send_election_frame(&mut self, sid: Sid, frame: Bytes) {
-        if self.cut.contains(&sid) {
-            return;
-        }
-        if let Some(link) = self.election.get(&sid) {
-            match link.tx.try_send(frame) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    debug!(sid, "election queue full: notification dropped");
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(frame)) => {
-                    self.election.remove(&sid);
-                    self.backlog_election(sid, frame);
-                }
-            }
-        } else {
-            self.backlog_election(sid, frame);
-        }
-        self.connect_election(sid);
-    }
-
-    fn backlog_election(&mut self, sid: Sid, frame: Bytes) {
-        let q = self.election_backlog.entry(sid).or_default();
-        if q.len() >= ELECTION_BACKLOG {
-            q.pop_front();
-        }
-        q.push_back(frame);
-    }
-
-    fn zab_up(&mut self, sid: Sid, conn: ConnId, tx: mpsc::Sender<Bytes>, now: u64) {
-        if self.zab_connecting.get(&sid) == Some(&conn) {
-            // Our own attempt to reach the leader succeeded.
-            self.zab_connecting.remove(&sid);
-            self.zab.insert(sid, Link { conn, tx });
-            for frame in self.zab_backlog.remove(&sid).unwrap_or_default() {
-                self.send_zab_frame(sid, frame, now);
-            }
-            return;
-        }
-        if self.zab_connecting.contains_key(&sid) || !self.cfg.quorum_addrs.contains_key(&sid) {
-            // A superseded attempt, or a learner we do not know: dropping `tx` closes it.
-            return;
-        }
-        // A learner (re)connected: its older connection is over.
-        if self.zab.remove(&sid).is_some() {
-            self.peer.disconnected(sid, now);
-        }
-        self.zab.insert(sid, Link { conn, tx });
-    }
-
-    fn drop_zab(&mut self, sid: Sid) {
-        self.zab.remove(&sid);
-        self.zab_connecting.remove(&sid);
-        self.zab_backlog.remove(&sid);
-    }
-
-    fn send_zab_frame(&mut self, sid: Sid, frame: Bytes, now: u64) {
-        if self.cut.contains(&sid) {
-            // As a connect that cannot get through: the peer learns the link is down.
-            debug!(sid, "cut off: quorum packet dropped");
-            self.peer.disconnected(sid, now);
-            return;
-        }
-        if let Some(link) = self.zab.get(&sid) {
-            if link.tx.try_send(frame).is_err() {
-                warn!(sid, "quorum connection cannot keep up: closing it");
-                self.drop_zab(sid);
-                self.peer.disconnected(sid, now);
-            }
-            return;
-        }
-        let leader = match self.peer.role() {
-            Role::Following { leader, .. } | Role::Observing { leader, .. } => Some(leader),
-            _ => None,
-        };
-        if leader != Some(sid) {
-            debug!(sid, "no quorum connection: packet dropped");
-            return;
-        }
-        let backlog = self.zab_backlog.entry(sid).or_default();
-        if backlog.len() >= conn::WRITE_QUEUE {
-            warn!(sid, "leader unreachable for too long: giving up on it");
-            self.drop_zab(sid);
-            self.peer.disconnected(sid, now);
-            return;
-        }
-        backlog.push(frame);
-        if !self.zab_connecting.contains_key(&sid) {
-            let Some(&addr) = self.cfg.quorum_addrs.get(&sid) else {
-                return;
-            };
-            let conn = self.conn_id();
-            self.zab_connecting.insert(sid, conn);
-            let inbox = self.inbox_tx.clone();
-            let timeout = self.cfg.connect_timeout;
-            self.tasks
-                .spawn(conn::zab_connect(sid, addr, conn, timeout, inbox));
-        }
-    }
-
     /// Syncs the disk: at once, or in the background when the disk is slow or an fsync
     /// blocks (on tokio's blocking pool; an abort leaves it to finish harmlessly).
     fn sync(&mut self, now: u64) {
         let ticket = self.disk.begin_sync();
-        if self.fsync_delay.is_zero() && !D::BLOCKING_SYNC {
+        let blocking = self.disk.blocking_sync();
+        if self.fsync_delay.is_zero() && !blocking {
             if let Some(zxid) = self.disk.complete_sync(ticket) {
                 self.peer.durable(zxid, now);
             }
@@ -655,7 +567,7 @@ impl<D: ShellDisk> Driver<D> {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let zxid = if D::BLOCKING_SYNC {
+            let zxid = if blocking {
                 tokio::task::spawn_blocking(move || disk.complete_sync(ticket))
                     .await
                     .unwrap_or_else(|e| {
@@ -722,6 +634,7 @@ impl<D: ShellDisk> Driver<D> {
             delivered: self.peer.delivered(),
             last_zxid: self.disk.last_zxid(),
             synced: self.disk.synced_zxid(),
+            learners: self.peer.learner_counts(),
         };
         self.status.send_if_modified(|s| {
             let changed = *s != status;

@@ -100,6 +100,7 @@ impl Cluster {
                 quorum_addrs: quorum_addrs.clone(),
                 tick_interval: Duration::from_millis(2),
                 connect_timeout: Duration::from_secs(5),
+                seed: 0,
             };
             c.cfgs.insert(id, cfg);
             c.launch(id, l, MemoryDisk::new());
@@ -349,6 +350,7 @@ async fn election_connections_follow_quorum_cnx_manager_rules() {
         quorum_addrs: [(1, fake_quorum), (2, quorum2), (3, fake_quorum)].into(),
         tick_interval: Duration::from_millis(2),
         connect_timeout: Duration::from_secs(5),
+        seed: 0,
     };
     let (tx, _events) = mpsc::channel(256);
     let _peer = QuorumPeer::start(cfg, l2, MemoryDisk::new(), 0, tx);
