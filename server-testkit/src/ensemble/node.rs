@@ -168,6 +168,7 @@ impl Node {
         let peer = QuorumPeer::start(cfg, listeners, p.disk.clone(), p.applied, tx);
         let ctx = p.client.ctx().clone();
         ctx.lock().replica = Some(replica(&peer));
+        ctx.with_core(|c| c.set_config(s.peer.config.clone(), now_ms()));
         self.view.send_replace(View::default());
         let apply = tokio::spawn(
             apply_events(
