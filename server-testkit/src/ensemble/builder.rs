@@ -63,7 +63,7 @@ impl Default for Builder {
             tick_time: Duration::from_millis(2000),
             init_limit: 10,
             sync_limit: 5,
-            finalize_wait: Duration::from_millis(20),
+            finalize_wait: Duration::from_millis(5),
             patience: Duration::from_secs(60),
             persist: PersistOptions::default(),
             snap_threshold: 10_000,
@@ -128,7 +128,7 @@ impl Builder {
     }
 
     /// How long the election waits, once a quorum agrees, for a better vote
-    /// (`finalizeWait`; default 20 ms, ZooKeeper's is 200 ms).
+    /// (`finalizeWait`; default 5 ms, ZooKeeper's is 200 ms).
     pub fn finalize_wait(mut self, d: Duration) -> Self {
         self.finalize_wait = d;
         self
@@ -250,10 +250,9 @@ impl Builder {
                 .insert(n.sid, l.quorum_addr().map_err(bind)?);
             listeners.push(l);
         }
-        let mut prepared = Vec::with_capacity(total);
-        for n in &mut nodes {
-            prepared.push(n.prepare(&settings).await?);
-        }
+        // Members recover their data dirs and bind their client ports side by side.
+        let prepared =
+            futures::future::try_join_all(nodes.iter_mut().map(|n| n.prepare(&settings))).await?;
         settings.peer.config = config_text(&settings, &nodes);
         let progress = watch::channel(0u64).0;
         for ((n, l), p) in nodes.iter_mut().zip(listeners).zip(prepared) {
