@@ -250,10 +250,7 @@ async fn a_far_behind_follower_on_a_data_dir_is_restored_from_a_snapshot() {
 
 /// A server's znodes, without `/zookeeper/config` (each server sets it when it starts, with its
 /// own mtime, as ZooKeeper does).
-fn replicated(
-    e: &Ensemble,
-    i: usize,
-) -> Option<std::collections::BTreeMap<String, crate::Znode>> {
+fn replicated(e: &Ensemble, i: usize) -> Option<std::collections::BTreeMap<String, crate::Znode>> {
     let mut z = e.server(i).znodes("/")?;
     z.remove("/zookeeper/config");
     Some(z)
