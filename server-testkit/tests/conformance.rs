@@ -1,6 +1,8 @@
 //! Finer conformance points, each checked against a real 3.8 server. TTL tests need extended
 //! types: set `ZKIT_TEST_SERVER_EXTENDED=host:port` to a real server started with
-//! `-Dzookeeper.extendedTypesEnabled=true -Dznode.container.checkIntervalMs=100`.
+//! `-Dzookeeper.extendedTypesEnabled=true -Dznode.container.checkIntervalMs=100`. With
+//! `ZKIT_TEST_TARGET=ensemble` they run on a follower of an in-process ensemble with extended
+//! types (the real ensemble of `ZK_TEST_ENSEMBLE` is not started with them).
 
 mod common;
 
@@ -9,9 +11,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use zkit_proto::*;
-use zkit_testkit::Server;
+use zkit_testkit::{Ensemble, Server};
 
-async fn extended_server() -> (Option<Server>, String) {
+async fn extended_server() -> (Option<Running>, String) {
+    if on_ensemble() {
+        let s = Ensemble::builder()
+            .extended_types(true)
+            .start()
+            .await
+            .unwrap();
+        let leader = s.wait_for_leader().await.unwrap();
+        let a = s.server((leader + 1) % s.len()).connect_string();
+        return (Some(Running::Ensemble(s)), a);
+    }
     match std::env::var("ZKIT_TEST_SERVER_EXTENDED") {
         Ok(a) if !a.is_empty() => (None, a),
         _ => {
@@ -22,7 +34,7 @@ async fn extended_server() -> (Option<Server>, String) {
                 .await
                 .unwrap();
             let a = s.connect_string();
-            (Some(s), a)
+            (Some(Running::Server(s)), a)
         }
     }
 }

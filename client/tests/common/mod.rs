@@ -2,11 +2,12 @@
 //! Apache ZooKeeper when `ZK_TEST_CONNECT` is set — inside a fresh chroot of its own so tests can
 //! share one real server.
 //!
-//! Fault hooks (`restart`, `stop`, `start`, `expire_session`, the ensemble's `stop_server`) are
-//! methods on [`Target`] whatever the server behind it is: for real ZooKeeper they drive
-//! `scripts/zookeeper.sh` on the directories named by the environment, and the in-process testkit
-//! can plug in behind the same methods. A test that needs a hook the target lacks checks
-//! [`Target::supports`] and returns early with `skipped: ...`.
+//! Fault hooks (`restart`, `stop`, `start`, `expire_session`, the ensemble's `stop_member` and
+//! `start_member`) are methods on [`Target`] and [`Ensemble`] whatever the server behind them
+//! is: for real ZooKeeper they drive `scripts/zookeeper.sh` on the directories named by the
+//! environment; the in-process testkit (a `Server`, and a 3-server `zkit_testkit::Ensemble`
+//! started when a test first asks for it) plugs in behind the same methods. A test that needs a
+//! hook the target lacks checks [`Target::supports`] and returns early with `skipped: ...`.
 //!
 //! Environment (real server):
 //! - `ZK_TEST_CONNECT`       standalone connect string (`127.0.0.1:PORT`)
@@ -16,6 +17,10 @@
 //! - `ZK_TEST_SCRIPT`        path of `zookeeper.sh` (default: the repo's `scripts/zookeeper.sh`)
 //! - `ZK_EXTENDED_TYPES=1`   the servers were started with TTL nodes enabled
 #![allow(dead_code)]
+
+pub mod ensemble;
+
+pub use ensemble::Ensemble;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,6 +54,8 @@ pub struct Target {
     /// Whether this is real Apache ZooKeeper.
     pub real: bool,
     backend: Backend,
+    /// The ensemble, once a test asked for it.
+    ensemble: tokio::sync::OnceCell<Ensemble>,
 }
 
 enum Backend {
@@ -82,7 +89,7 @@ fn env_nonempty(name: &str) -> Option<String> {
 }
 
 /// Runs `zookeeper.sh ARGS...`, panicking with its stderr if it fails.
-async fn run_script(script: &PathBuf, args: &[&str]) -> String {
+pub(crate) async fn run_script(script: &PathBuf, args: &[&str]) -> String {
     let out = tokio::process::Command::new("bash")
         .arg(script)
         .args(args)
@@ -118,6 +125,7 @@ impl Target {
                         dir: env_nonempty("ZK_TEST_DIR").map(PathBuf::from),
                         ensemble,
                     },
+                    ensemble: tokio::sync::OnceCell::new(),
                 }
             }
             None => {
@@ -131,6 +139,7 @@ impl Target {
                     connect: server.connect_string(),
                     real: false,
                     backend: Backend::Testkit(Box::new(tokio::sync::Mutex::new(server))),
+                    ensemble: tokio::sync::OnceCell::new(),
                 }
             }
         }
@@ -139,7 +148,7 @@ impl Target {
     /// Whether this target can inject `cap`.
     pub fn supports(&self, cap: Capability) -> bool {
         match &self.backend {
-            Backend::Testkit(_) => cap != Capability::Ensemble,
+            Backend::Testkit(_) => true,
             Backend::Real { dir, ensemble, .. } => match cap {
                 Capability::Restart | Capability::StopStart | Capability::Stall => dir.is_some(),
                 Capability::Ensemble => ensemble.is_some(),
@@ -243,18 +252,25 @@ impl Target {
         }
     }
 
-    /// The ensemble, when the target has one.
-    pub fn ensemble(&self) -> Option<Ensemble> {
-        match &self.backend {
-            Backend::Testkit(_) => None,
+    /// The ensemble, when the target has one: the real one named by the environment, or an
+    /// in-process testkit ensemble of 3 (started by the first call; later calls share it).
+    pub async fn ensemble(&self) -> Option<&Ensemble> {
+        let ens = match &self.backend {
+            Backend::Testkit(_) => {
+                self.ensemble
+                    .get_or_init(|| Ensemble::start_testkit(zkit_testkit::Ensemble::builder()))
+                    .await
+            }
             Backend::Real {
                 script, ensemble, ..
-            } => ensemble.as_ref().map(|(connect, dir)| Ensemble {
-                connect: connect.clone(),
-                script: script.clone(),
-                dir: dir.clone(),
-            }),
-        }
+            } => {
+                let (connect, dir) = ensemble.as_ref()?;
+                self.ensemble
+                    .get_or_init(|| async { Ensemble::real(connect, script, dir) })
+                    .await
+            }
+        };
+        Some(ens)
     }
 
     /// A fresh, empty namespace for one test on `connect`: creates `/zkit-test-<random>` and
@@ -308,53 +324,6 @@ impl Drop for FaultGuard {
                 .stdout(std::process::Stdio::null())
                 .status();
         }
-    }
-}
-
-/// A 3-server ensemble whose members can be stopped and started one at a time.
-pub struct Ensemble {
-    /// Connect string of every member (no chroot).
-    pub connect: String,
-    script: PathBuf,
-    dir: PathBuf,
-}
-
-impl Ensemble {
-    /// The member (1-based, as in `server.N`) that serves clients at `addr`.
-    pub fn member_at(&self, addr: SocketAddr) -> usize {
-        for n in 1..=9 {
-            let cfg = self.dir.join(format!("s{n}")).join("zoo.cfg");
-            let Ok(text) = std::fs::read_to_string(&cfg) else {
-                break;
-            };
-            let port = text
-                .lines()
-                .filter_map(|l| l.strip_prefix("clientPort="))
-                .next_back()
-                .and_then(|p| p.trim().parse::<u16>().ok());
-            if port == Some(addr.port()) {
-                return n;
-            }
-        }
-        panic!("no ensemble member serves {addr}");
-    }
-
-    /// Stops member `n`.
-    pub async fn stop_member(&self, n: usize) {
-        run_script(
-            &self.script,
-            &["stop-one", self.dir.to_str().unwrap(), &n.to_string()],
-        )
-        .await;
-    }
-
-    /// Starts member `n` again and waits until it has rejoined.
-    pub async fn start_member(&self, n: usize) {
-        run_script(
-            &self.script,
-            &["start-one", self.dir.to_str().unwrap(), &n.to_string()],
-        )
-        .await;
     }
 }
 
