@@ -9,12 +9,12 @@ pub mod demos;
 pub struct Target {
     /// Connect string (no chroot).
     pub connect: String,
-    /// The embedded server, when the example started one.
-    pub embedded: Option<zkit_testkit::Server>,
+    /// The embedded 3-server ensemble, when the example started one.
+    pub embedded: Option<zkit_testkit::Ensemble>,
 }
 
 impl Target {
-    /// `--connect HOST:PORT` or `ZK_CONNECT`, else a fresh embedded testkit server.
+    /// `--connect HOST:PORT` or `ZK_CONNECT`, else a fresh embedded 3-server testkit ensemble.
     pub async fn from_args() -> Target {
         let mut args = std::env::args().skip(1);
         let mut connect = std::env::var("ZK_CONNECT").ok();
@@ -33,17 +33,21 @@ impl Target {
             }
             None => {
                 let t = Instant::now();
-                let server = zkit_testkit::Server::start()
+                let ens = zkit_testkit::Ensemble::builder()
+                    .servers(3)
+                    .start()
                     .await
-                    .expect("start embedded testkit server");
+                    .expect("start an embedded testkit ensemble");
+                let leader = ens.wait_for_leader().await.expect("a leader");
                 step(&format!(
-                    "started an embedded zkit-testkit server on {} in {:.2} ms",
-                    server.connect_string(),
+                    "started an embedded 3-server zkit-testkit ensemble on {} in {:.2} ms \
+                     (server {leader} leads)",
+                    ens.connect_string(),
                     t.elapsed().as_secs_f64() * 1e3
                 ));
                 Target {
-                    connect: server.connect_string(),
-                    embedded: Some(server),
+                    connect: ens.connect_string(),
+                    embedded: Some(ens),
                 }
             }
         }

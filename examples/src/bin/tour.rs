@@ -1,6 +1,7 @@
-//! The zkit tour: a client session against an embedded testkit server (or `--connect`),
-//! covering creates, watches, transactions, persistent watches, sessions and faults, then the
-//! recipes: a lock hand-off, a leader election and a config reload.
+//! The zkit tour: a client session against an embedded 3-server testkit ensemble (or
+//! `--connect`), covering creates, watches, transactions, persistent watches, sessions and
+//! faults, a failover (the leader is killed while a lock is held and a config is watched), then
+//! the recipes: a lock hand-off, a leader election and a config reload.
 //!
 //! ```sh
 //! cargo run -p zkit-examples --bin tour
@@ -15,7 +16,7 @@ use zkit_examples::{init_tracing, section, step, Target};
 async fn main() -> zkit_examples::demos::DemoResult {
     init_tracing();
     println!("zkit tour");
-    let target = Target::from_args().await;
+    let mut target = Target::from_args().await;
     let root = Client::connect(&target.connect).await?;
     let ns = format!("/tour-{:08x}", fastrand_u32());
     root.create(&ns, b"", &CreateOptions::persistent()).await?;
@@ -162,6 +163,12 @@ async fn main() -> zkit_examples::demos::DemoResult {
     writer.close().await?;
     root.close().await?;
 
+    if let Some(ens) = target.embedded.as_mut() {
+        let connect = ens.connect_string();
+        let ns = format!("/tour-failover-{:08x}", fastrand_u32());
+        failover(ens, &connect, &ns).await?;
+    }
+
     section("recipes: a lock hand-off");
     let t = Instant::now();
     let connect = target.namespace("tour-lock").await?;
@@ -180,6 +187,131 @@ async fn main() -> zkit_examples::demos::DemoResult {
     zkit_examples::demos::config(&connect).await?;
     step(&format!("config section took {:.0} ms", ms(t)));
     println!("\ntour done.");
+    Ok(())
+}
+
+/// Kills the ensemble's leader while one client holds a lock and another watches a config,
+/// and shows what each sees; then the old leader comes back and every server agrees.
+async fn failover(
+    ens: &mut zkit_testkit::Ensemble,
+    connect: &str,
+    ns: &str,
+) -> zkit_examples::demos::DemoResult {
+    use zkit_recipes::config::ConfigWatch;
+    use zkit_recipes::lock::{Mutex, MutexOptions};
+
+    section("failover: the leader dies while a lock is held and a config is watched");
+    let root = Client::connect(connect).await?;
+    root.create(ns, b"", &CreateOptions::persistent()).await?;
+    root.close().await?;
+    let chrooted = format!("{connect}{ns}");
+    let session = |c: &str| {
+        Client::builder(c)
+            .session_timeout(Duration::from_secs(10))
+            .connect()
+    };
+    let holder = session(&chrooted).await?;
+    let watcher = session(&chrooted).await?;
+    let operator = session(&chrooted).await?;
+    let mutex = Mutex::new(&holder, "/lock", MutexOptions::default().data("holder"));
+    let guard = mutex.acquire().await?;
+    operator
+        .create("/config", b"workers=8", &CreateOptions::persistent())
+        .await?;
+    let cfg = ConfigWatch::start(&watcher, "/config", |b: Option<&[u8]>| {
+        Ok::<_, String>(String::from_utf8_lossy(b.unwrap_or_default()).into_owned())
+    })
+    .await?;
+    let mut seen = cfg.receiver();
+    let leader = ens.wait_for_leader().await?;
+    let where_is = |c: &Client| {
+        c.connected_server()
+            .map_or("nowhere".to_string(), |a| a.to_string())
+    };
+    step(&format!(
+        "holder (session {:#x}, on {}) holds /lock; watcher (on {}) sees {:?}; server {leader} \
+         ({}) leads",
+        holder.session_id(),
+        where_is(&holder),
+        where_is(&watcher),
+        *seen.borrow(),
+        ens.server(leader).addr()
+    ));
+    let mut holder_states = holder.state_changes();
+    let t = Instant::now();
+    ens.kill(leader).await;
+    let new_leader = ens.wait_for_leader().await?;
+    step(&format!(
+        "killed server {leader}: server {new_leader} leads after {:.1} ms (meanwhile every \
+         server dropped its clients, as ZooKeeper's do while they elect)",
+        ms(t)
+    ));
+    // The operator may have been on the dead server: its first write waits for the reconnect.
+    loop {
+        match operator.set_data("/config", b"workers=16", None).await {
+            Ok(_) => break,
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    step(&format!(
+        "operator wrote workers=16 {:.1} ms after the kill (from {})",
+        ms(t),
+        where_is(&operator)
+    ));
+    while *seen.borrow_and_update() != "workers=16" {
+        seen.changed().await?;
+    }
+    step(&format!(
+        "watcher (now on {}) sees {:?}: its watch moved with its session",
+        where_is(&watcher),
+        *seen.borrow()
+    ));
+    holder.exists("/").await?;
+    let mut moves = Vec::new();
+    while let Ok(Some(s)) =
+        tokio::time::timeout(Duration::from_millis(1), holder_states.next()).await
+    {
+        moves.push(format!("{s:?}"));
+    }
+    let node_owner = holder
+        .exists(guard.node())
+        .await?
+        .map(|st| st.ephemeral_owner);
+    step(&format!(
+        "holder (now on {}, states: {}): {}; its session survived, so {} is still its node \
+         (owner {:#x})",
+        where_is(&holder),
+        if moves.is_empty() {
+            "never disconnected".to_string()
+        } else {
+            moves.join(" -> ")
+        },
+        if guard.is_held() {
+            "never told of a loss (its server did not die)".to_string()
+        } else {
+            format!(
+                "told the lock may be lost ({:?}, under the default LossPolicy::Suspended) \
+                 while it was disconnected",
+                guard.lost().await
+            )
+        },
+        guard.node(),
+        node_owner.unwrap_or(0)
+    ));
+    guard.release().await?;
+    let t = Instant::now();
+    ens.restart(leader).await?;
+    ens.wait_for_leader().await?;
+    let zxid = ens.check_consistent().await?;
+    step(&format!(
+        "server {leader} restarted and caught up in {:.1} ms: all servers at zxid {zxid:#x} \
+         with the same tree digest",
+        ms(t)
+    ));
+    for c in [holder, watcher, operator] {
+        c.close().await?;
+    }
     Ok(())
 }
 
