@@ -383,6 +383,53 @@ fn nothing_commits_until_a_quorum_has_synced_its_disk() {
     assert_eq!(c.delivered(2), ["a"]);
 }
 
+/// A follower that restarts holding a proposal the leader has not committed yet (logged,
+/// never acknowledged) must still acknowledge it once it rejoins: the leader re-sends what
+/// is past its commit point, as ZooKeeper's leader truncates such a learner to its last
+/// committed txn and forwards the outstanding proposals. Otherwise, with the other follower
+/// unable to acknowledge, the proposal (and everything after it) never commits.
+#[test]
+fn a_follower_rejoining_with_an_outstanding_proposal_acknowledges_it() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    assert!(matches!(
+        c.role(3),
+        Role::Leading {
+            established: true,
+            ..
+        }
+    ));
+    c.stalled.extend([1, 2]);
+    c.peers
+        .get_mut(&3)
+        .unwrap()
+        .propose(Bytes::from("x"))
+        .unwrap();
+    c.run(5);
+    assert!(c.delivered(3).is_empty());
+    // Server 1 restarts with "x" in its log (whatever survives a restart is durable).
+    let now = c.now;
+    let log = c.peers.remove(&1).unwrap().into_log();
+    c.peers
+        .insert(1, Peer::new(config(1, &[1, 2, 3], &[], 100), log, 0, now));
+    c.peers.get_mut(&3).unwrap().disconnected(1, now);
+    c.stalled.remove(&1);
+    c.run(200);
+    assert_eq!(
+        c.role(1),
+        Role::Following {
+            leader: 3,
+            synced: true
+        }
+    );
+    assert_eq!(
+        c.delivered(3),
+        ["x"],
+        "committed with server 1's acknowledgement"
+    );
+    assert_eq!(c.delivered(1), ["x"]);
+}
+
 #[test]
 fn newleader_is_acknowledged_only_after_the_synced_txns_are_durable() {
     let oracle = Rc::new(RefCell::new(Oracle::default()));
