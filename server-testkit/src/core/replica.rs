@@ -242,8 +242,13 @@ impl Core {
         }
         if txn.body.op() == OpCode::CloseSession {
             // ZooKeeper closes the session's connection on every server once the close
-            // commits (a client's close, or an expiry).
-            self.replica.waiting.remove(&session);
+            // commits (a client's close, or an expiry); a handshake still waiting for the
+            // leader's revalidation learns that the session is gone.
+            for w in self.replica.waiting.remove(&session).unwrap_or_default() {
+                if let Waiting::Connect { conn, timeout } = w {
+                    self.finish_connect(conn, session, timeout, false, now);
+                }
+            }
             if let Some(conn) = self.session_conn.remove(&session) {
                 self.close(conn, "session closed");
             }
@@ -455,12 +460,20 @@ impl Core {
         let Some(q) = self.replica.waiting.get_mut(&session) else {
             return;
         };
-        let Some(Waiting::Connect { .. }) = q.front() else {
+        // The oldest handshake waiting for the leader, wherever it is: the session may still
+        // have requests of an earlier connection ahead of it (which the new connection's
+        // requests then wait behind), and answers come in the order the handshakes asked.
+        let Some(i) = q.iter().position(|w| matches!(w, Waiting::Connect { .. })) else {
             return;
         };
-        let Some(Waiting::Connect { conn, timeout }) = q.pop_front() else {
+        let Some(Waiting::Connect { conn, timeout }) = q.remove(i) else {
             return;
         };
+        if !self.conns.contains_key(&conn) {
+            // Its connection is gone: nothing to answer, and no live one to detach.
+            self.drain(session, now);
+            return;
+        }
         tracing::info!(
             session_id = format_args!("0x{session:x}"),
             valid,
@@ -499,11 +512,13 @@ impl Core {
         let Some(q) = self.replica.waiting.get_mut(&session) else {
             return;
         };
-        let Some(i) = q.iter().position(|w| matches!(w, Waiting::Sync { .. })) else {
+        let Some(w) = q.iter_mut().find(|w| matches!(w, Waiting::Sync { .. })) else {
             return;
         };
-        if let Some(Waiting::Sync { conn, frame }) = q.remove(i) {
-            self.serve_frame(conn, session, frame, now);
+        // Answered in its turn: never before a request of the session ahead of it.
+        if let Waiting::Sync { conn, frame } = w {
+            let (conn, frame) = (*conn, frame.clone());
+            *w = Waiting::Later { conn, frame };
         }
         self.drain(session, now);
     }

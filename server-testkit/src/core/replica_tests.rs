@@ -556,3 +556,140 @@ fn the_config_node_shows_the_ensemble_and_survives_a_reset() {
     let n = e.cores[1].db().tree.get("/zookeeper/config").unwrap();
     assert_eq!(n.data.as_ref(), Some(&text));
 }
+
+#[test]
+fn a_session_reattaching_behind_its_old_connections_write_is_answered() {
+    let mut e = Ens::new();
+    let r = e.session(1, 1);
+    e.auto_commit = false;
+    // The old connection's write is still a proposal when the client comes back on a new
+    // connection to the same follower.
+    let w = e.request(
+        1,
+        1,
+        OpCode::Create,
+        &CreateRequest {
+            path: "/w".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        },
+    );
+    e.pump();
+    let back = e.connect(1, 2, r.session_id, r.passwd.clone());
+    assert_eq!(back.session_id, r.session_id, "revalidated at once");
+    // A read on the new connection still waits behind the old connection's write.
+    let x = e.request(
+        1,
+        2,
+        OpCode::Exists,
+        &PathWatchRequest {
+            path: "/w".into(),
+            watch: false,
+        },
+    );
+    e.pump();
+    assert!(e.reply(1, 2, x).is_none());
+    e.commit(usize::MAX);
+    e.pump();
+    assert!(e.reply(1, 1, w).is_none(), "the old connection was closed");
+    assert_eq!(
+        e.reply(1, 2, x).unwrap().0.err,
+        0,
+        "the read sees the write"
+    );
+}
+
+#[test]
+fn a_sync_answer_never_overtakes_an_earlier_write_of_its_session() {
+    let mut e = Ens::new();
+    e.session(1, 1);
+    e.auto_commit = false;
+    let w = e.request(
+        1,
+        1,
+        OpCode::SetData,
+        &SetDataRequest {
+            path: "/".into(),
+            data: None,
+            version: -1,
+        },
+    );
+    let s = e.request(1, 1, OpCode::Sync, &PathRequest { path: "/".into() });
+    e.pump();
+    // The replication layer answers the sync while the write's txn is still on its way.
+    e.cores[1].synced(e.now);
+    e.syncs.clear();
+    e.pump();
+    assert!(
+        e.reply(1, 1, s).is_none(),
+        "the sync waits behind the write"
+    );
+    e.commit(usize::MAX);
+    e.pump();
+    let order: Vec<i32> = e
+        .sent
+        .iter()
+        .filter_map(|(j, c, x)| match x {
+            Sent::Reply(h, _) if *j == 1 && *c == 1 => Some(h.xid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec![w, s]);
+}
+
+#[test]
+fn a_handshake_whose_connection_is_gone_leaves_the_live_one_attached() {
+    let mut e = Ens::new();
+    let r = e.session(1, 1);
+    // A stale connection's handshake reaches the follower, which asks the leader; that
+    // connection closes before the answer comes.
+    e.cores[1].conn_opened(2, addr(), e.now);
+    let req = ConnectRequest {
+        timeout: 10_000,
+        session_id: r.session_id,
+        passwd: r.passwd.clone(),
+        read_only: Some(false),
+        ..Default::default()
+    };
+    let mut b = BytesMut::new();
+    write_record(&mut b, &req);
+    let frame = take_frame(&mut b, usize::MAX).unwrap().unwrap();
+    e.cores[1].receive(2, frame, e.now);
+    e.cores[1].conn_closed(2);
+    e.pump();
+    assert!(!e.closed(1, 1), "the live connection stays");
+    assert_eq!(e.cores[1].session_of(1), Some(r.session_id));
+}
+
+#[test]
+fn a_handshake_waiting_for_the_leader_learns_of_its_sessions_close() {
+    let mut e = Ens::new();
+    let r = e.session(1, 1);
+    // The client re-attaches through server 3; its REVALIDATE is still on the way when the
+    // leader expires the session and the close commits.
+    e.cores[2].conn_opened(5, addr(), e.now);
+    let req = ConnectRequest {
+        timeout: 10_000,
+        session_id: r.session_id,
+        passwd: r.passwd.clone(),
+        read_only: Some(false),
+        ..Default::default()
+    };
+    let mut b = BytesMut::new();
+    write_record(&mut b, &req);
+    let frame = take_frame(&mut b, usize::MAX).unwrap().unwrap();
+    e.cores[2].receive(5, frame, e.now);
+    let held = e.cores[2].take_output();
+    assert!(e.cores[0].expire_session(r.session_id, e.now));
+    e.pump();
+    for o in held {
+        e.route(2, o);
+    }
+    e.pump();
+    let answered = e.sent.iter().any(|(j, c, s)| {
+        *j == 2 && *c == 5 && matches!(s, Sent::Connected(c) if c.session_id == 0)
+    });
+    assert!(answered, "told the session expired");
+    assert!(e.closed(2, 5));
+}

@@ -53,8 +53,6 @@ pub(super) struct FollowerState {
     newleader_acked: bool,
     /// Proposals logged and not yet acknowledged.
     unacked: BTreeSet<i64>,
-    /// A snapshot loaded during sync, handed to the state machine at UPTODATE.
-    restore: Option<(i64, Bytes)>,
     /// Sessions seen active since the last PING reply (session -> timeout).
     touches: BTreeMap<i64, i32>,
     last_heard: Millis,
@@ -84,7 +82,6 @@ impl FollowerState {
             newleader: None,
             newleader_acked: false,
             unacked: BTreeSet::new(),
-            restore: None,
             touches: BTreeMap::new(),
             last_heard: ctx.now,
         }
@@ -157,10 +154,6 @@ impl FollowerState {
             }
             (PacketType::UpToDate, Stage::AwaitUpToDate) if self.newleader_acked => {
                 self.stage = Stage::Serving;
-                if let Some((zxid, snapshot)) = self.restore.take() {
-                    ctx.events.push(Event::Restore { zxid, snapshot });
-                    *ctx.delivered = zxid;
-                }
                 ctx.deliver_to(self.commit_floor.max(self.committed));
                 // ZooKeeper's learner acknowledges UPTODATE with the epoch's zxid; leaders
                 // ignore it, but a real one may count on seeing it.
@@ -242,7 +235,12 @@ impl FollowerState {
             return Next::Elect("snapshot out of place");
         };
         ctx.load_snapshot(zxid, snapshot.clone());
-        self.restore = Some((zxid, snapshot));
+        // The state machine takes the snapshot when the log does (ZooKeeper's learner loads a
+        // SNAP at once), not at UPTODATE: if the leader falls before UPTODATE, the state
+        // machine must not keep what the log no longer holds (a restarted server applied its
+        // whole log, uncommitted tail included), or a later DIFF builds on top of it.
+        ctx.events.push(Event::Restore { zxid, snapshot });
+        *ctx.delivered = zxid;
         self.commit_floor = zxid;
         self.stage = Stage::InSync;
         Next::Stay

@@ -403,19 +403,24 @@ impl LeaderState {
         };
         let last = ctx.log.last_zxid();
         let peer_last = l.peer_last;
-        // DIFF from the learner's last zxid when this history has it; otherwise TRUNC to the
-        // newest zxid of this history below it (a learner ahead, or one that diverged).
-        let (header, from) =
-            if peer_last == last || (peer_last < last && ctx.log.contains(peer_last)) {
-                (PacketType::Diff, peer_last)
-            } else {
-                (PacketType::Trunc, ctx.log.floor(peer_last.min(last)))
-            };
+        // DIFF from the learner's last zxid when this history has it up to the commit point;
+        // otherwise TRUNC to the newest zxid of this history below it (a learner ahead, or
+        // one that diverged), and at most to the commit point: a learner already holding
+        // proposals still outstanding gets them again, so that it acknowledges them (it may
+        // have logged them without acknowledging, then restarted), as ZooKeeper's leader
+        // truncates a learner past its last committed txn and forwards what is outstanding.
+        let (header, from) = if peer_last <= commit_point && ctx.log.contains(peer_last) {
+            (PacketType::Diff, peer_last)
+        } else {
+            (
+                PacketType::Trunc,
+                ctx.log.floor(peer_last.min(commit_point)),
+            )
+        };
         let entries = ctx.log.entries_after(from);
-        let snap = (header == PacketType::Trunc && from > commit_point)
-            || entries
-                .as_ref()
-                .is_none_or(|e| e.len() > ctx.cfg.snap_threshold);
+        let snap = entries
+            .as_ref()
+            .is_none_or(|e| e.len() > ctx.cfg.snap_threshold);
         debug!(learner = sid, ?header, from, snap, "syncing learner");
         let mut out = Vec::new();
         let entries = if snap {

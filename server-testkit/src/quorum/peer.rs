@@ -109,13 +109,18 @@ pub enum Event {
         txn: Bytes,
     },
     /// Replace the state with this snapshot (taken at `zxid`) before further deliveries.
+    /// A learner gets it as soon as its log takes the leader's snapshot during sync, so it may
+    /// hold the new leader's history before that is committed; should that leader fall, the
+    /// next sync takes back what never commits ([`Event::Reset`]).
     Restore {
         /// The snapshot's zxid.
         zxid: i64,
         /// The snapshot.
         snapshot: Bytes,
     },
-    /// The log was truncated below what was delivered: rebuild the state from the log.
+    /// The log was truncated below what the state machine holds (txns that never committed:
+    /// a restarted server's uncommitted tail, or a snapshot's): rebuild the state from the
+    /// log.
     Reset {
         /// The zxid the log now ends at.
         zxid: i64,

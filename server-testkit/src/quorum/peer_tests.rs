@@ -66,6 +66,12 @@ impl Cluster {
     }
 
     fn pump(&mut self) {
+        self.pump_until(|_, _, _| false);
+    }
+
+    /// Delivers queued messages until `stop` holds for one just delivered (then returns
+    /// true) or nothing is left.
+    fn pump_until(&mut self, stop: impl Fn(Sid, Sid, &Message) -> bool) -> bool {
         loop {
             for (&sid, p) in self.peers.iter_mut() {
                 let (out, closes) = p.poll();
@@ -79,11 +85,12 @@ impl Cluster {
                 self.events.entry(sid).or_default().extend(p.events());
             }
             let Some((from, to, m)) = self.queue.pop_front() else {
-                return;
+                return false;
             };
             if self.down.contains(&from) || self.down.contains(&to) {
                 continue;
             }
+            let stopped = stop(from, to, &m);
             let now = self.now;
             let p = self.peers.get_mut(&to).unwrap();
             p.step(from, m, now);
@@ -91,10 +98,18 @@ impl Cluster {
                 let z = p.log_mut().fsync();
                 p.durable(z, now);
             }
+            if stopped {
+                return true;
+            }
         }
     }
 
     fn run(&mut self, ms: Millis) {
+        self.run_until(ms, |_, _, _| false);
+    }
+
+    /// Runs for up to `ms`, stopping right after a message for which `stop` holds.
+    fn run_until(&mut self, ms: Millis, stop: impl Fn(Sid, Sid, &Message) -> bool) -> bool {
         for _ in 0..ms {
             self.now += 1;
             let now = self.now;
@@ -107,8 +122,11 @@ impl Cluster {
                     p.tick(now);
                 }
             }
-            self.pump();
+            if self.pump_until(&stop) {
+                return true;
+            }
         }
+        false
     }
 
     fn role(&self, sid: Sid) -> Role {
@@ -228,6 +246,60 @@ fn a_diverged_follower_is_truncated_then_diffed() {
     assert_eq!(c.peers[&1].log().current_epoch(), 3);
 }
 
+/// A restarted server's state machine holds its whole log, including a txn that never
+/// committed. The leader syncs it with a snapshot and crashes before UPTODATE: the state
+/// machine must still end up holding exactly what the log holds (the snapshot reaches it when
+/// the log takes it, as ZooKeeper's learner loads a SNAP at once), not the lost txn under the
+/// next leader's history.
+#[test]
+fn a_snapshot_reaches_the_state_machine_even_if_the_leader_falls_before_uptodate() {
+    let oracle = Rc::new(RefCell::new(Oracle::default()));
+    let one = [(make_zxid(1, 1), "a"), (make_zxid(1, 2), "lost")];
+    let two = [(make_zxid(1, 1), "a"), (make_zxid(2, 1), "b")];
+    let v = [1, 2, 3];
+    let mut c = Cluster::new(vec![
+        (config(1, &v, &[], 0), disk(&oracle, 1, &one, 1)),
+        (config(2, &v, &[], 0), disk(&oracle, 2, &two, 2)),
+        (config(3, &v, &[], 0), disk(&oracle, 3, &two, 2)),
+    ]);
+    // Server 1 restarts with its whole log applied, as a server loads it at startup.
+    let log = c.peers.remove(&1).unwrap().into_log();
+    c.peers
+        .insert(1, Peer::new(config(1, &v, &[], 0), log, make_zxid(1, 2), 0));
+    let snapshot_to_1 = |_: Sid, to: Sid, m: &Message| to == 1 && matches!(m, Message::Snapshot(_));
+    assert!(
+        c.run_until(100, snapshot_to_1),
+        "server 1 is synced by snapshot"
+    );
+    c.down.insert(3);
+    c.queue.clear();
+    c.run(400);
+    assert!(matches!(
+        c.role(1),
+        Role::Following { synced: true, .. }
+            | Role::Leading {
+                established: true,
+                ..
+            }
+    ));
+    // The state machine: what it held at startup, then what the events told it.
+    let mut state = vec!["a".to_owned(), "lost".to_owned()];
+    for e in &c.events[&1] {
+        match e {
+            Event::Deliver { txn, .. } => state.push(String::from_utf8_lossy(txn).into_owned()),
+            Event::Restore { snapshot, .. } => {
+                state = MemLog::decode(snapshot.clone())
+                    .into_iter()
+                    .map(|(_, t)| String::from_utf8_lossy(&t).into_owned())
+                    .collect()
+            }
+            Event::Reset { .. } => panic!("no truncation in this scenario"),
+            _ => {}
+        }
+    }
+    assert_eq!(state, ["a", "b"]);
+}
+
 #[test]
 fn a_far_behind_follower_gets_a_snapshot() {
     let oracle = Rc::new(RefCell::new(Oracle::default()));
@@ -309,6 +381,53 @@ fn nothing_commits_until_a_quorum_has_synced_its_disk() {
     c.run(5);
     assert_eq!(c.delivered(3), ["a"]);
     assert_eq!(c.delivered(2), ["a"]);
+}
+
+/// A follower that restarts holding a proposal the leader has not committed yet (logged,
+/// never acknowledged) must still acknowledge it once it rejoins: the leader re-sends what
+/// is past its commit point, as ZooKeeper's leader truncates such a learner to its last
+/// committed txn and forwards the outstanding proposals. Otherwise, with the other follower
+/// unable to acknowledge, the proposal (and everything after it) never commits.
+#[test]
+fn a_follower_rejoining_with_an_outstanding_proposal_acknowledges_it() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    assert!(matches!(
+        c.role(3),
+        Role::Leading {
+            established: true,
+            ..
+        }
+    ));
+    c.stalled.extend([1, 2]);
+    c.peers
+        .get_mut(&3)
+        .unwrap()
+        .propose(Bytes::from("x"))
+        .unwrap();
+    c.run(5);
+    assert!(c.delivered(3).is_empty());
+    // Server 1 restarts with "x" in its log (whatever survives a restart is durable).
+    let now = c.now;
+    let log = c.peers.remove(&1).unwrap().into_log();
+    c.peers
+        .insert(1, Peer::new(config(1, &[1, 2, 3], &[], 100), log, 0, now));
+    c.peers.get_mut(&3).unwrap().disconnected(1, now);
+    c.stalled.remove(&1);
+    c.run(200);
+    assert_eq!(
+        c.role(1),
+        Role::Following {
+            leader: 3,
+            synced: true
+        }
+    );
+    assert_eq!(
+        c.delivered(3),
+        ["x"],
+        "committed with server 1's acknowledgement"
+    );
+    assert_eq!(c.delivered(1), ["x"]);
 }
 
 #[test]

@@ -18,20 +18,20 @@ use super::peer::{Event, Peer, PeerConfig, Role};
 use super::{Log, Message, Millis, Sid};
 
 /// splitmix64: small, seedable and good enough to shuffle a simulation.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(super) fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 }
@@ -40,7 +40,7 @@ impl Rng {
 #[derive(Default)]
 pub(super) struct Oracle {
     txns: BTreeMap<i64, Bytes>,
-    violations: Vec<String>,
+    pub(super) violations: Vec<String>,
 }
 
 impl Oracle {
@@ -83,14 +83,14 @@ impl MemLog {
     }
 
     /// A crash: the volatile tail is lost, except a random part of it that reached the disk.
-    fn crash(&mut self, rng: &mut Rng) {
+    pub(super) fn crash(&mut self, rng: &mut Rng) {
         let volatile = (self.entries.len() - self.durable_len) as u64;
         let kept = self.durable_len + rng.below(volatile + 1) as usize;
         self.entries.truncate(kept);
         self.durable_len = kept;
     }
 
-    fn durable_zxids(&self) -> impl Iterator<Item = i64> + '_ {
+    pub(super) fn durable_zxids(&self) -> impl Iterator<Item = i64> + '_ {
         self.entries[..self.durable_len].iter().map(|(z, _)| *z)
     }
 
@@ -196,33 +196,59 @@ struct World {
     restores: usize,
 }
 
-fn pair(a: Sid, b: Sid) -> (Sid, Sid) {
+/// A random ensemble (three or five voters, or three and an observer) with fast timers: the
+/// config of each member.
+pub(super) fn ensemble(rng: &mut Rng) -> Vec<PeerConfig> {
+    let (voters, observers): (Vec<Sid>, Vec<Sid>) = match rng.below(100) {
+        0..=59 => (vec![1, 2, 3], vec![]),
+        60..=84 => (vec![1, 2, 3, 4, 5], vec![]),
+        _ => (vec![1, 2, 3], vec![4]),
+    };
+    voters
+        .iter()
+        .chain(&observers)
+        .map(|&id| PeerConfig {
+            id,
+            voters: voters.iter().copied().collect(),
+            observers: observers.iter().copied().collect(),
+            tick_time: 10,
+            init_limit: 10,
+            sync_limit: 5,
+            finalize_wait: 5,
+            max_notification_interval: 80,
+            snap_threshold: 1 + rng.below(40) as usize,
+            config: Bytes::from_static(b"version=0"),
+        })
+        .collect()
+}
+
+/// Records that `sid` established leadership of `epoch`; a second leader of one epoch is a
+/// violation.
+pub(super) fn check_leader(
+    leaders: &mut BTreeMap<u32, Sid>,
+    epoch: u32,
+    sid: Sid,
+) -> Result<(), String> {
+    let first = *leaders.entry(epoch).or_insert(sid);
+    if first != sid {
+        return Err(format!("epoch {epoch}: leaders {first} and {sid}"));
+    }
+    Ok(())
+}
+
+pub(super) fn pair(a: Sid, b: Sid) -> (Sid, Sid) {
     (a.min(b), a.max(b))
 }
 
 impl World {
     fn new(seed: u64) -> World {
         let mut rng = Rng(seed);
-        let (voters, observers): (Vec<Sid>, Vec<Sid>) = match rng.below(100) {
-            0..=59 => (vec![1, 2, 3], vec![]),
-            60..=84 => (vec![1, 2, 3, 4, 5], vec![]),
-            _ => (vec![1, 2, 3], vec![4]),
-        };
         let oracle = Rc::new(RefCell::new(Oracle::default()));
+        let cfgs = ensemble(&mut rng);
+        let voters = cfgs[0].voters.clone();
         let mut nodes = BTreeMap::new();
-        for &id in voters.iter().chain(&observers) {
-            let cfg = PeerConfig {
-                id,
-                voters: voters.iter().copied().collect(),
-                observers: observers.iter().copied().collect(),
-                tick_time: 10,
-                init_limit: 10,
-                sync_limit: 5,
-                finalize_wait: 5,
-                max_notification_interval: 80,
-                snap_threshold: 1 + rng.below(40) as usize,
-                config: Bytes::from_static(b"version=0"),
-            };
+        for cfg in cfgs {
+            let id = cfg.id;
             let log = MemLog::new(id, oracle.clone());
             nodes.insert(
                 id,
@@ -239,7 +265,7 @@ impl World {
             rng,
             now: 0,
             nodes,
-            voters: voters.into_iter().collect(),
+            voters,
             links: BTreeMap::new(),
             cut: BTreeSet::new(),
             oracle,
@@ -350,21 +376,28 @@ impl World {
                     self.violation(format!("server {sid}: delivered uncommitted {zxid:#x}"));
                 }
             }
-            Event::Restore { snapshot, .. } => {
+            Event::Restore { zxid, snapshot } => {
                 self.restores += 1;
                 let node = self.nodes.get_mut(&sid).unwrap();
                 node.delivered = MemLog::decode(snapshot);
-                let n = node.delivered.len();
-                if n > self.committed.len() || node.delivered[..] != self.committed[..n] {
+                // A snapshot is a leader's history, maybe not committed yet, but it holds
+                // every txn committed up to its zxid (a new leader has them all).
+                let k = self.committed.partition_point(|c| c.0 <= zxid);
+                if node.delivered.get(..k) != Some(&self.committed[..k]) {
                     self.violation(format!(
                         "server {sid}: restored a snapshot off the committed prefix"
                     ));
                 }
             }
             Event::Reset { zxid } => {
-                self.violation(format!(
-                    "server {sid}: truncated delivered txns (now at {zxid:#x})"
-                ));
+                // Only txns that never committed may be taken back.
+                let keep = node.delivered.partition_point(|d| d.0 <= zxid);
+                let dropped: Vec<i64> = node.delivered.drain(keep..).map(|d| d.0).collect();
+                for z in dropped {
+                    if self.committed.binary_search_by_key(&z, |c| c.0).is_ok() {
+                        self.violation(format!("server {sid}: reset took back committed {z:#x}"));
+                    }
+                }
             }
             Event::RoleChanged(
                 r @ Role::Leading {
@@ -373,9 +406,20 @@ impl World {
                 },
             ) => {
                 node.role = r;
-                let first = *self.leaders.entry(epoch).or_insert(sid);
-                if first != sid {
-                    self.violation(format!("epoch {epoch}: leaders {first} and {sid}"));
+                // The new leader's history, which its state machine may already hold, is the
+                // committed start of its epoch.
+                let n = self.committed.len();
+                let m = node.delivered.len().min(n);
+                if node.delivered[..m] != self.committed[..m] {
+                    self.violation(format!(
+                        "server {sid}: leads from off the committed sequence"
+                    ));
+                } else if node.delivered.len() > n {
+                    let tail = node.delivered[n..].to_vec();
+                    self.committed.extend(tail);
+                }
+                if let Err(v) = check_leader(&mut self.leaders, epoch, sid) {
+                    self.violation(v);
                 }
             }
             Event::RoleChanged(r) => node.role = r,
@@ -660,7 +704,7 @@ fn run_seed(seed: u64, steps: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn env(name: &str) -> Option<u64> {
+pub(super) fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
