@@ -19,7 +19,11 @@ mod builder;
 mod disk;
 mod faults;
 mod handle;
+#[cfg(test)]
+mod linearizability_tests;
 mod node;
+#[cfg(test)]
+mod stalled_leader_tests;
 #[cfg(test)]
 mod tests;
 
@@ -385,6 +389,16 @@ impl Ensemble {
     pub async fn pause(&self, i: usize, d: Duration) {
         if let Some(live) = &self.node(i).live {
             net::pause_for(live.client.ctx(), d);
+            let _ = live.peer.pause(d).await;
+        }
+    }
+
+    /// Stalls only server `i`'s quorum peer (election and ZAB) for `d`, its client side still
+    /// serving: a leader whose quorum side lags behind its clients. Does nothing when it is
+    /// down.
+    #[cfg(test)]
+    pub(crate) async fn stall_quorum(&self, i: usize, d: Duration) {
+        if let Some(live) = &self.node(i).live {
             let _ = live.peer.pause(d).await;
         }
     }

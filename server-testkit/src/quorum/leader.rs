@@ -8,7 +8,7 @@
 //! leader's whole history and starts broadcast (UPTODATE). Broadcast: PROPOSAL, ACKs after the
 //! learner's fsync, COMMIT strictly in zxid order to followers and INFORM to observers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use tracing::{debug, info, warn};
@@ -46,6 +46,21 @@ struct Learner {
     stage: Stage,
     peer_last: i64,
     last_heard: Millis,
+    /// PINGs sent on this connection, and PING replies received (a learner answers each
+    /// PING once, in order, so the n-th reply answers the n-th PING).
+    pings_sent: u64,
+    pings_answered: u64,
+}
+
+/// A sync waiting to be answered.
+#[derive(Debug)]
+struct SyncWait {
+    /// Who asked (a learner, or this server).
+    sid: Sid,
+    /// The last proposal outstanding when it arrived, which must commit first.
+    after: Option<i64>,
+    /// Per learner, the PING reply that answers a PING sent after the sync arrived.
+    pings: BTreeMap<Sid, u64>,
 }
 
 #[derive(Debug)]
@@ -74,8 +89,8 @@ pub(super) struct LeaderState {
     counter: u32,
     last_committed: i64,
     last_ping: Millis,
-    /// Syncs waiting for the commit of the zxid they are keyed by.
-    pending_syncs: BTreeMap<i64, Vec<Sid>>,
+    /// Syncs not answered yet, in arrival order.
+    syncs: VecDeque<SyncWait>,
 }
 
 impl LeaderState {
@@ -96,7 +111,7 @@ impl LeaderState {
             counter: 0,
             last_committed: 0,
             last_ping: now,
-            pending_syncs: BTreeMap::new(),
+            syncs: VecDeque::new(),
         }
     }
 
@@ -142,6 +157,10 @@ impl LeaderState {
     pub fn on_packet<L: Log>(&mut self, ctx: &mut Ctx<'_, L>, from: Sid, p: QuorumPacket) -> Next {
         if let Some(l) = self.learners.get_mut(&from) {
             l.last_heard = ctx.now;
+            if p.kind == PacketType::Ping {
+                l.pings_answered += 1;
+                self.answer_syncs(ctx);
+            }
         }
         match p.kind {
             PacketType::FollowerInfo | PacketType::ObserverInfo => self.on_info(ctx, from, p),
@@ -201,17 +220,72 @@ impl LeaderState {
         Next::Stay
     }
 
-    /// Answers a sync for `sid` now if nothing is outstanding, else at the commit of the last
-    /// proposal.
+    /// Answers a sync for `sid` once the last proposal outstanding now is committed and a
+    /// quorum of followers answered a PING sent after the sync arrived (one goes out now).
+    ///
+    /// The PINGs are what makes a sync then read linearizable: a leader that lost its quorum
+    /// without noticing yet (stalled, or cut off while the others elected a new leader and
+    /// committed writes) would otherwise answer from its old state. A follower that answers
+    /// this leader's PING has not joined a newer epoch, and any quorum of a newer epoch shares
+    /// a follower with this one, so nothing of a newer epoch committed before the sync
+    /// arrived (etcd's ReadIndex does the same with heartbeats).
     pub fn sync_for<L: Log>(&mut self, ctx: &mut Ctx<'_, L>, sid: Sid) -> Result<(), PeerError> {
         if self.phase != Phase::Broadcast {
             return Err(PeerError::NotLeader);
         }
-        match self.outstanding.last_key_value() {
-            None => self.send_sync(ctx, sid),
-            Some((&zxid, _)) => self.pending_syncs.entry(zxid).or_default().push(sid),
-        }
+        // Learners connected later answer only PINGs sent after this: their first reply counts.
+        let pings = self
+            .learners
+            .iter()
+            .map(|(s, l)| (*s, l.pings_sent + 1))
+            .collect();
+        self.syncs.push_back(SyncWait {
+            sid,
+            after: self.outstanding.last_key_value().map(|(z, _)| *z),
+            pings,
+        });
+        self.ping(ctx);
+        self.answer_syncs(ctx);
         Ok(())
+    }
+
+    /// Sends a PING to every learner that receives the broadcast.
+    fn ping<L: Log>(&mut self, ctx: &mut Ctx<'_, L>) {
+        let last = ctx.log.last_zxid();
+        for (sid, l) in &mut self.learners {
+            if l.stage >= Stage::Syncing {
+                l.pings_sent += 1;
+                let p = QuorumPacket::new(PacketType::Ping, last, None);
+                ctx.out.push((*sid, Message::Zab(p)));
+            }
+        }
+    }
+
+    /// Answers the syncs whose proposals committed and whose PINGs a quorum answered, in
+    /// order (a later sync waits for at least what an earlier one does).
+    fn answer_syncs<L: Log>(&mut self, ctx: &mut Ctx<'_, L>) {
+        while let Some(w) = self.syncs.front() {
+            if w.after.is_some_and(|z| z > self.last_committed) {
+                return;
+            }
+            let mut heard: BTreeSet<Sid> = self
+                .learners
+                .iter()
+                .filter(|(s, l)| {
+                    !l.observer
+                        && l.stage == Stage::Synced
+                        && l.pings_answered >= w.pings.get(s).copied().unwrap_or(1)
+                })
+                .map(|(s, _)| *s)
+                .collect();
+            heard.insert(ctx.cfg.id);
+            if !ctx.cfg.is_quorum(&heard) {
+                return;
+            }
+            let sid = w.sid;
+            self.syncs.pop_front();
+            self.send_sync(ctx, sid);
+        }
     }
 
     fn send_sync<L: Log>(&self, ctx: &mut Ctx<'_, L>, sid: Sid) {
@@ -243,6 +317,8 @@ impl LeaderState {
                 stage: Stage::Info,
                 peer_last: 0,
                 last_heard: ctx.now,
+                pings_sent: 0,
+                pings_answered: 0,
             },
         );
         let accepted = zxid_epoch(p.zxid);
@@ -514,10 +590,8 @@ impl LeaderState {
                 ctx.out.push((*sid, Message::Zab(pkt)));
             }
             ctx.deliver_to(zxid);
-            for sid in self.pending_syncs.remove(&zxid).unwrap_or_default() {
-                self.send_sync(ctx, sid);
-            }
         }
+        self.answer_syncs(ctx);
     }
 
     pub fn on_disconnect<L: Log>(&mut self, _ctx: &mut Ctx<'_, L>, sid: Sid) -> Next {
@@ -573,13 +647,7 @@ impl LeaderState {
         }
         if now.saturating_sub(self.last_ping) >= tick / 2 {
             self.last_ping = now;
-            let last = ctx.log.last_zxid();
-            for (sid, l) in &self.learners {
-                if l.stage >= Stage::Syncing {
-                    let p = QuorumPacket::new(PacketType::Ping, last, None);
-                    ctx.out.push((*sid, Message::Zab(p)));
-                }
-            }
+            self.ping(ctx);
         }
         Next::Stay
     }

@@ -442,7 +442,9 @@ impl<L: Log> Peer<L> {
     }
 
     /// Leader: completes a `sync` for `sid` (a learner's forwarded one, or this server's own)
-    /// once everything proposed so far is committed (`Leader.processSync`).
+    /// once everything proposed so far is committed (`Leader.processSync`) and a quorum has
+    /// answered a PING sent after it, so that a leader that lost its quorum without noticing
+    /// yet never answers it.
     pub fn sync_for(&mut self, sid: Sid) -> Result<(), PeerError> {
         let State::Leading(l) = &mut self.state else {
             return Err(PeerError::NotLeader);

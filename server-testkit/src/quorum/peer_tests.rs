@@ -540,6 +540,59 @@ fn a_sync_completes_only_after_the_proposals_before_it_commit() {
 }
 
 #[test]
+fn a_sync_is_answered_once_a_quorum_answered_a_ping_sent_after_it() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    // One follower gone: the other and the leader are a quorum.
+    c.down.insert(1);
+    let leader = c.peers.get_mut(&3).unwrap();
+    leader.sync_for(3).unwrap();
+    assert!(
+        !leader.events().contains(&Event::Synced),
+        "answered before any follower vouched for the leader"
+    );
+    c.run(1);
+    assert!(c.events[&3].contains(&Event::Synced));
+}
+
+#[test]
+fn a_stalled_leader_that_lost_its_quorum_does_not_answer_a_sync() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    // The leader stalls; the others give up on it, elect one of them and commit a write.
+    c.down.insert(3);
+    c.run(200);
+    let new = [1, 2]
+        .into_iter()
+        .find(|s| {
+            matches!(
+                c.role(*s),
+                Role::Leading {
+                    established: true,
+                    ..
+                }
+            )
+        })
+        .expect("a new leader");
+    c.peers
+        .get_mut(&new)
+        .unwrap()
+        .propose(Bytes::from("b"))
+        .unwrap();
+    c.run(5);
+    assert_eq!(c.delivered(new), ["b"]);
+    // The old leader resumes believing it leads; a sync reaches it before its next tick.
+    assert!(matches!(c.role(3), Role::Leading { epoch: 1, .. }));
+    let now = c.now;
+    let old = c.peers.get_mut(&3).unwrap();
+    old.sync_for(3).unwrap();
+    assert!(!old.events().contains(&Event::Synced), "a stale sync");
+    old.tick(now);
+    assert_eq!(old.role(), Role::Looking);
+    assert!(!old.events().contains(&Event::Synced), "a stale sync");
+}
+
+#[test]
 fn session_touches_ride_on_ping_replies() {
     let mut c = fresh(&[1, 2, 3], &[]);
     c.run(50);
