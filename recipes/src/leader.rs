@@ -32,10 +32,12 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use zkit::path::join;
-use zkit::{Client, CreateMode, Error as ZkError};
+use zkit::{Client, CreateMode, Error as ZkError, SessionState};
 
 use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
-use crate::state::{wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal, TaskGuard};
+use crate::state::{
+    usable, wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal, TaskGuard,
+};
 use crate::znode::{delete_quietly, retry, sorted_members, ProtectedCreate};
 use crate::{Error, Result};
 
@@ -279,8 +281,12 @@ enum Turn {
 async fn run(inner: Arc<Inner>) {
     let client = &inner.client;
     loop {
-        if let Err(e) = wait_connected(client).await {
-            let r = if e == ZkError::SessionExpired {
+        // Through an expiry the latch carries on, on the client's next session; it ends only
+        // when the client will never connect again. (A client that re-creates sessions shows
+        // `Expired` for a moment before `Connecting`: waiting with `wait_connected`, which fails
+        // on any expiry, would end the latch whenever it looked in that moment.)
+        if !usable(client).await {
+            let r = if client.state() == SessionState::Expired {
                 LossReason::SessionExpired
             } else {
                 LossReason::SessionClosed

@@ -280,3 +280,25 @@ async fn closing_a_suspended_leader_deletes_its_node_after_reconnect() {
     );
     bounded("b leads", b.leadership()).await.unwrap();
 }
+
+/// A latch on a client that re-creates sessions carries on through every expiry. Such a client
+/// shows `Expired` for a moment before it moves on to its next session; a latch that looked in
+/// that moment used to end for good. The window is narrow, so the test gives the race many
+/// chances (an expiry is instant on the testkit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latch_on_a_recreating_client_carries_on_through_many_expiries() {
+    let t = target!();
+    let ns = t.namespace("leader-many-expiries").await;
+    let f = ns.faulty_client(true).await;
+    let latch = LeaderLatch::start(&f.client, "/election", LeaderOptions::new("a"))
+        .await
+        .unwrap();
+    let rounds = if t.is_real() { 2 } else { 300 };
+    for round in 0..rounds {
+        let term = bounded("leads again", latch.leadership())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the latch ended: {e}"));
+        f.expire().await;
+        bounded("told", term.lost()).await;
+    }
+}
