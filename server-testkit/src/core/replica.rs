@@ -74,8 +74,14 @@ impl Mode {
 /// A request waiting on this server for its session's turn.
 #[derive(Debug)]
 pub(super) enum Waiting {
-    /// A handshake waiting for its createSession txn or the leader's revalidation.
-    Connect { conn: ConnId, timeout: i32 },
+    /// A handshake waiting for its createSession txn or the leader's revalidation; `valid`
+    /// holds the leader's answer to a re-attach once it came, while the handshake still waits
+    /// behind requests its session had in flight before (a write of the previous connection).
+    Connect {
+        conn: ConnId,
+        timeout: i32,
+        valid: Option<bool>,
+    },
     /// A write waiting for its txn.
     Write { conn: ConnId, xid: i32, op: OpCode },
     /// A sync waiting for the leader (the frame is answered then).
@@ -230,7 +236,7 @@ impl Core {
                 _ => None,
             });
         match head {
-            Some(Waiting::Connect { conn, timeout }) => {
+            Some(Waiting::Connect { conn, timeout, .. }) => {
                 tracing::info!(
                     session_id = format_args!("0x{session:x}"),
                     "session created"
@@ -450,27 +456,25 @@ impl Core {
         });
     }
 
-    /// Learner: the leader's answer to an [`Output::Revalidate`].
+    /// Learner: the leader's answer to an [`Output::Revalidate`]. It answers the session's
+    /// oldest re-attach still unanswered, which completes in its turn: at once, or after the
+    /// requests ahead of it (a write its previous connection left in flight) are answered.
     pub fn revalidated(&mut self, session: i64, valid: bool, now: i64) {
         let Some(q) = self.replica.waiting.get_mut(&session) else {
             return;
         };
-        let Some(Waiting::Connect { .. }) = q.front() else {
+        let Some(Waiting::Connect { valid: answer, .. }) = q
+            .iter_mut()
+            .find(|w| matches!(w, Waiting::Connect { valid: None, .. }))
+        else {
             return;
         };
-        let Some(Waiting::Connect { conn, timeout }) = q.pop_front() else {
-            return;
-        };
+        *answer = Some(valid);
         tracing::info!(
             session_id = format_args!("0x{session:x}"),
             valid,
             "session revalidated by the leader"
         );
-        if valid {
-            self.detach_previous(session, conn);
-            self.timeouts.insert(session, timeout);
-        }
-        self.finish_connect(conn, session, timeout, valid, now);
         self.drain(session, now);
     }
 
@@ -524,6 +528,20 @@ impl Core {
                         self.serve_frame(conn, session, frame, now);
                     }
                 }
+                Some(Waiting::Connect { valid: Some(_), .. }) => {
+                    if let Some(Waiting::Connect {
+                        conn,
+                        timeout,
+                        valid: Some(valid),
+                    }) = q.pop_front()
+                    {
+                        if valid {
+                            self.detach_previous(session, conn);
+                            self.timeouts.insert(session, timeout);
+                        }
+                        self.finish_connect(conn, session, timeout, valid, now);
+                    }
+                }
                 Some(_) => return,
             }
         }
@@ -556,7 +574,14 @@ impl Core {
         if req.session_id == 0 {
             let id = self.next_session;
             self.next_session += 1;
-            self.enqueue(id, Waiting::Connect { conn, timeout });
+            self.enqueue(
+                id,
+                Waiting::Connect {
+                    conn,
+                    timeout,
+                    valid: None,
+                },
+            );
             if leader {
                 self.replica.owners.insert(id, self.replica.server_id);
                 let body = TxnBody::CreateSession(CreateSessionTxn { time_out: timeout });
@@ -592,7 +617,14 @@ impl Core {
             }
             self.finish_connect(conn, id, timeout, valid, now);
         } else {
-            self.enqueue(id, Waiting::Connect { conn, timeout });
+            self.enqueue(
+                id,
+                Waiting::Connect {
+                    conn,
+                    timeout,
+                    valid: None,
+                },
+            );
             self.out.push(Output::Revalidate {
                 session: id,
                 timeout,

@@ -478,6 +478,69 @@ fn a_session_moves_by_revalidation_and_its_old_server_gets_session_moved() {
     assert_eq!(bad.session_id, 0);
 }
 
+/// A client whose connection drops while its write is in flight reconnects to the same
+/// follower at once: the leader's revalidation comes back before the write commits. The
+/// handshake must not be lost behind the write (the client would wait, untouched, until its
+/// session expired): it is answered right after the write.
+#[test]
+fn a_reconnect_behind_a_write_in_flight_is_answered_once_the_write_commits() {
+    let mut e = Ens::new();
+    let r = e.session(1, 1);
+    e.auto_commit = false;
+    let w = e.request(
+        1,
+        1,
+        OpCode::Create,
+        &CreateRequest {
+            path: "/in-flight".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        },
+    );
+    e.pump();
+    e.cores[1].conn_closed(1);
+    e.cores[1].conn_opened(2, addr(), e.now);
+    let req = ConnectRequest {
+        timeout: 10_000,
+        session_id: r.session_id,
+        passwd: r.passwd.clone(),
+        read_only: Some(false),
+        ..Default::default()
+    };
+    let mut b = BytesMut::new();
+    write_record(&mut b, &req);
+    let frame = take_frame(&mut b, usize::MAX).unwrap().unwrap();
+    e.cores[1].receive(2, frame, e.now);
+    e.pump();
+    let answered = |e: &Ens| {
+        e.sent.iter().find_map(|(j, c, s)| match s {
+            Sent::Connected(cr) if *j == 1 && *c == 2 => Some(cr.session_id),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        answered(&e),
+        None,
+        "it waits behind the write of its session"
+    );
+    e.commit(usize::MAX);
+    e.pump();
+    assert_eq!(
+        answered(&e),
+        Some(r.session_id),
+        "re-attached once the write committed"
+    );
+    assert!(e.reply(1, 1, w).is_none(), "the old connection is gone");
+    e.auto_commit = true;
+    assert_eq!(
+        e.create(1, 2, "/after", 0).0,
+        0,
+        "the new connection serves"
+    );
+    assert!(e.cores[1].db().tree.get("/in-flight").is_some());
+}
+
 #[test]
 fn sync_on_a_follower_answers_after_earlier_proposals_commit() {
     let mut e = Ens::new();
