@@ -19,9 +19,13 @@ mod builder;
 mod disk;
 mod faults;
 mod handle;
+mod member;
 mod node;
 #[cfg(test)]
 mod tests;
+mod zoocfg;
+#[cfg(test)]
+mod zoocfg_tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,6 +36,8 @@ use tokio::time::Instant;
 
 pub use builder::Builder;
 pub use handle::{QuorumRole, ServerHandle, ServerMode};
+pub use member::{Member, MemberConfig};
+pub use zoocfg::{ConfigError, ConfigWarning, ServerLine, ZooCfg};
 
 use crate::net::{self, now_ms};
 use crate::quorum::peer::Role;
