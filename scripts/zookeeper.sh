@@ -33,6 +33,11 @@
 #   ZK_START_TIMEOUT          seconds to wait for a server to serve (default 60)
 #   ZK_STOP_TIMEOUT           seconds between SIGTERM and SIGKILL (default 15)
 #   JAVA                      java binary (default: $JAVA_HOME/bin/java, else java)
+#   ZK_IMPL=zkit              run `zkit-server --config DIR/zoo.cfg` instead of the JVM, from the
+#                             same zoo.cfg files (plus `zkit.secretFile=DIR/zkit-secret` for an
+#                             ensemble, so sessions move between members; real ZooKeeper ignores
+#                             it); ZK_JAVA_OPTS does not apply
+#   ZKIT_SERVER               the zkit-server binary (default: target/debug/zkit-server of this repo)
 set -euo pipefail
 
 ZK_JAR_DIR=${ZK_JAR_DIR:-/usr/share/java}
@@ -41,6 +46,11 @@ STOP_TIMEOUT=${ZK_STOP_TIMEOUT:-15}
 
 log() { printf 'zookeeper.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+ZK_IMPL=${ZK_IMPL:-zookeeper}
+case $ZK_IMPL in zookeeper | zkit) ;; *) die "ZK_IMPL must be zookeeper or zkit, not $ZK_IMPL" ;; esac
+ZKIT_SERVER=${ZKIT_SERVER:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/debug/zkit-server}
+is_zkit() { [[ $ZK_IMPL == zkit ]]; }
 
 java_bin() {
     if [[ -n ${JAVA:-} ]]; then
@@ -53,7 +63,19 @@ java_bin() {
 }
 
 zk_installed() {
+    if is_zkit; then
+        [[ -x $ZKIT_SERVER ]]
+        return
+    fi
     [[ -f $ZK_JAR_DIR/zookeeper.jar ]] && command -v "$(java_bin)" >/dev/null 2>&1
+}
+
+# What to tell when the servers cannot be started.
+not_installed() {
+    if is_zkit; then
+        die "no zkit-server at $ZKIT_SERVER (cargo build -p zkit-testkit --bin zkit-server)"
+    fi
+    die "zookeeper is not installed (run: $0 install)"
 }
 
 cmd_install() {
@@ -134,7 +156,7 @@ running_pid() {
     [[ -f $srvdir/pid ]] || return 1
     pid=$(<"$srvdir/pid")
     pid_alive "$pid" || return 1
-    # The JVM's last argument is the absolute path of its zoo.cfg.
+    # The server's last argument is the absolute path of its zoo.cfg.
     [[ $(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | tail -n1) == "$srvdir/zoo.cfg" ]] || return 1
     printf '%s\n' "$pid"
 }
@@ -157,6 +179,8 @@ write_config() {
         echo "admin.enableServer=false"
         [[ -n ${ZK_MIN_SESSION_TIMEOUT:-} ]] && echo "minSessionTimeout=$ZK_MIN_SESSION_TIMEOUT"
         [[ -n ${ZK_MAX_SESSION_TIMEOUT:-} ]] && echo "maxSessionTimeout=$ZK_MAX_SESSION_TIMEOUT"
+        # The JVM gets -Dzookeeper.extendedTypesEnabled=true; zkit-server reads it from here.
+        is_zkit && [[ ${ZK_EXTENDED_TYPES:-0} == 1 ]] && echo "extendedTypesEnabled=true"
         cat
         [[ -n ${ZK_CFG_EXTRA:-} ]] && printf '%s\n' "$ZK_CFG_EXTRA"
         true
@@ -169,9 +193,10 @@ log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] -
 EOF
 }
 
-# Start the JVM for SRVDIR (whose zoo.cfg exists) in the background; record its pid.
+# Start the JVM (or zkit-server) for SRVDIR (whose zoo.cfg exists) in the background; record
+# its pid.
 launch() {
-    local srvdir=$1 main=$2 java pid
+    local srvdir=$1 main=$2 java pid cmd
     java=$(java_bin)
     local opts=(
         -Xmx256m -Xms32m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto -XX:-UsePerfData
@@ -185,20 +210,25 @@ launch() {
     [[ ${ZK_EXTENDED_TYPES:-0} == 1 ]] && opts+=(-Dzookeeper.extendedTypesEnabled=true)
     # shellcheck disable=SC2206 # word splitting of user-supplied options is intended
     [[ -n ${ZK_JAVA_OPTS:-} ]] && opts+=($ZK_JAVA_OPTS)
+    # Either way the last argument is the absolute path of the zoo.cfg (see running_pid).
+    if is_zkit; then
+        cmd=("$ZKIT_SERVER" --config "$srvdir/zoo.cfg")
+        main=zkit-server
+    else
+        cmd=("$java" "${opts[@]}" -cp "$(classpath)" "$main" "$srvdir/zoo.cfg")
+    fi
     echo "=== $(date -Is) starting $main $srvdir/zoo.cfg" >>"$srvdir/zk.log"
     # setsid: the server must not share the caller's process group (a ^C aimed at a test run
     # should not half-kill an ensemble); stdin/stdout/stderr detached so a caller capturing
     # our stdout with $(...) or Command::output() is not kept waiting by the JVM.
     if command -v setsid >/dev/null 2>&1; then
-        setsid "$java" "${opts[@]}" -cp "$(classpath)" "$main" "$srvdir/zoo.cfg" \
-            </dev/null >>"$srvdir/zk.log" 2>&1 &
+        setsid "${cmd[@]}" </dev/null >>"$srvdir/zk.log" 2>&1 &
     else
-        "$java" "${opts[@]}" -cp "$(classpath)" "$main" "$srvdir/zoo.cfg" \
-            </dev/null >>"$srvdir/zk.log" 2>&1 &
+        "${cmd[@]}" </dev/null >>"$srvdir/zk.log" 2>&1 &
     fi
     pid=$!
     echo "$pid" >"$srvdir/pid"
-    # Until the forked shell has exec'd java, /proc/PID/cmdline does not name our zoo.cfg and
+    # Until the forked shell has exec'd the server, /proc/PID/cmdline does not name our zoo.cfg and
     # running_pid would call the server dead; wait for the exec (or an early exit).
     local deadline=$((SECONDS + 10))
     until running_pid "$srvdir" >/dev/null; do
@@ -241,7 +271,7 @@ wait_serving() {
 bind_conflict() {
     local srvdir
     for srvdir in "$@"; do
-        grep -q 'Address already in use' "$srvdir/zk.log" 2>/dev/null && return 0
+        grep -qi 'Address already in use' "$srvdir/zk.log" 2>/dev/null && return 0
     done
     return 1
 }
@@ -279,7 +309,7 @@ cmd_start_standalone() {
     local dir port attempt
     dir=$(abs_dir "$1")
     running_pid "$dir" >/dev/null && die "a server is already running in $dir"
-    zk_installed || die "zookeeper is not installed (run: $0 install)"
+    zk_installed || not_installed
     for attempt in 1 2 3; do
         port=$(free_ports 1)
         write_config "$dir" "$port" </dev/null
@@ -302,7 +332,7 @@ cmd_start_ensemble() {
     local dir n i attempt ports connect srv members
     dir=$(abs_dir "$1")
     n=${ZK_ENSEMBLE_SIZE:-3}
-    zk_installed || die "zookeeper is not installed (run: $0 install)"
+    zk_installed || not_installed
     for ((i = 1; i <= n; i++)); do
         running_pid "$dir/s$i" >/dev/null && die "server $i is already running in $dir/s$i"
     done
@@ -315,6 +345,8 @@ cmd_start_ensemble() {
             members+="server.$i=127.0.0.1:${ports[3 * i - 2]}:${ports[3 * i - 1]}"$'\n'
             connect+="${connect:+,}127.0.0.1:${ports[3 * i - 3]}"
         done
+        # zkit members must share the key of session passwords to move sessions between them.
+        is_zkit && members+="zkit.secretFile=$dir/zkit-secret"$'\n'
         srv=()
         for ((i = 1; i <= n; i++)); do
             write_config "$dir/s$i" "${ports[3 * i - 3]}" < <(printf '%s' "$members")

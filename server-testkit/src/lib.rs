@@ -61,7 +61,8 @@ mod server;
 
 pub use crate::core::{NodeKind, StatPersisted, WatchKind};
 pub use ensemble::{
-    Builder as EnsembleBuilder, Ensemble, Inconsistency, QuorumRole, ServerHandle, ServerMode,
+    Builder as EnsembleBuilder, ConfigError, ConfigWarning, Ensemble, Inconsistency, Member,
+    MemberConfig, QuorumRole, ServerHandle, ServerLine, ServerMode, ZooCfg,
 };
 pub use net::FourLetterWords;
 pub use persist::backup::BackupInfo;

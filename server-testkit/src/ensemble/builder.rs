@@ -1,6 +1,6 @@
 //! Configures and starts an [`Ensemble`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,10 +15,14 @@ use crate::net::FourLetterWords;
 use crate::persist::{secret, PersistOptions};
 use crate::quorum::peer::PeerConfig;
 use crate::quorum::shell::Listeners;
+use crate::quorum::Sid;
 use crate::server::{self, fresh_secret, Error};
 
 /// Most members an ensemble may have: a session id carries its server id in one byte.
 const MAX_MEMBERS: usize = 255;
+
+/// How long the election waits, once a quorum agrees, for a better vote (ZooKeeper: 200 ms).
+pub(super) const DEFAULT_FINALIZE_WAIT: Duration = Duration::from_millis(5);
 
 /// Configures an [`Ensemble`]: how many voting servers and observers, where they keep their
 /// data, and the timing of the quorum. Start it with [`Builder::start`].
@@ -63,7 +67,7 @@ impl Default for Builder {
             tick_time: Duration::from_millis(2000),
             init_limit: 10,
             sync_limit: 5,
-            finalize_wait: Duration::from_millis(5),
+            finalize_wait: DEFAULT_FINALIZE_WAIT,
             patience: Duration::from_secs(60),
             persist: PersistOptions::default(),
             snap_threshold: 10_000,
@@ -201,23 +205,16 @@ impl Builder {
                 .map_err(|e| Error::Config(format!("secret task failed: {e}")))??;
         }
         let core = self.server.core_config(secret)?;
-        let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
-        let tick_ms = ms(self.tick_time).max(1);
-        let finalize_ms = ms(self.finalize_wait);
-        let peer = PeerConfig {
-            id: 0,
-            voters: (0..self.servers).map(sid_of).collect(),
-            observers: (self.servers..total).map(sid_of).collect(),
-            tick_time: tick_ms,
-            init_limit: self.init_limit,
-            sync_limit: self.sync_limit,
-            finalize_wait: finalize_ms,
-            max_notification_interval: 500,
-            snap_threshold: self.snap_threshold,
-            config: Bytes::new(),
-        };
-        let tick_interval =
-            Duration::from_millis((tick_ms / 10).min(finalize_ms.max(1)).clamp(2, 50));
+        let mut peer_cfg = quorum_config(
+            (0..self.servers).map(sid_of).collect(),
+            (self.servers..total).map(sid_of).collect(),
+            self.tick_time,
+            self.init_limit,
+            self.sync_limit,
+            self.finalize_wait,
+        );
+        peer_cfg.0.snap_threshold = self.snap_threshold;
+        let (peer, tick_interval) = peer_cfg;
         let mut settings = Settings {
             server: self.server.clone(),
             core,
@@ -253,7 +250,24 @@ impl Builder {
         // Members recover their data dirs and bind their client ports side by side.
         let prepared =
             futures::future::try_join_all(nodes.iter_mut().map(|n| n.prepare(&settings))).await?;
-        settings.peer.config = config_text(&settings, &nodes);
+        let entries: Vec<ConfigEntry> = nodes
+            .iter()
+            .map(|n| {
+                let (q, e) = (
+                    settings.quorum_addrs[&n.sid],
+                    settings.election_addrs[&n.sid],
+                );
+                ConfigEntry {
+                    sid: n.sid,
+                    host: q.ip().to_string(),
+                    quorum_port: q.port(),
+                    election_port: e.port(),
+                    observer: n.observer,
+                    client: Some(n.client_addr.to_string()),
+                }
+            })
+            .collect();
+        settings.peer.config = config_text(&entries);
         let progress = watch::channel(0u64).0;
         for ((n, l), p) in nodes.iter_mut().zip(listeners).zip(prepared) {
             n.launch(&settings, l, p, &progress);
@@ -275,26 +289,66 @@ impl Builder {
     }
 }
 
+/// The quorum settings every member shares (its own id is set per member), and how often a
+/// peer is ticked: a fraction of the smallest timeout it keeps.
+pub(super) fn quorum_config(
+    voters: BTreeSet<Sid>,
+    observers: BTreeSet<Sid>,
+    tick_time: Duration,
+    init_limit: u64,
+    sync_limit: u64,
+    finalize_wait: Duration,
+) -> (PeerConfig, Duration) {
+    let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+    let tick_ms = ms(tick_time).max(1);
+    let finalize_ms = ms(finalize_wait);
+    let peer = PeerConfig {
+        id: 0,
+        voters,
+        observers,
+        tick_time: tick_ms,
+        init_limit: init_limit.max(1),
+        sync_limit: sync_limit.max(1),
+        finalize_wait: finalize_ms,
+        max_notification_interval: 500,
+        snap_threshold: 10_000,
+        config: Bytes::new(),
+    };
+    let tick_interval = Duration::from_millis((tick_ms / 10).min(finalize_ms.max(1)).clamp(2, 50));
+    (peer, tick_interval)
+}
+
+/// One member as the ensemble's configuration lists it.
+#[derive(Debug, Clone)]
+pub(super) struct ConfigEntry {
+    pub sid: Sid,
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    pub observer: bool,
+    /// Its client address, when known.
+    pub client: Option<String>,
+}
+
 /// The ensemble's configuration as ZooKeeper's `QuorumVerifier` writes it (what
-/// notifications and NEWLEADER carry).
-fn config_text(s: &Settings, nodes: &[Node]) -> Bytes {
+/// notifications and NEWLEADER carry, and `/zookeeper/config` shows).
+pub(super) fn config_text(entries: &[ConfigEntry]) -> Bytes {
     let mut t = String::new();
-    for n in nodes {
-        let (q, e) = (s.quorum_addrs[&n.sid], s.election_addrs[&n.sid]);
+    for n in entries {
         let kind = if n.observer {
             "observer"
         } else {
             "participant"
         };
-        let _ = writeln!(
+        let _ = write!(
             t,
-            "server.{}={}:{}:{}:{kind};{}",
-            n.sid,
-            q.ip(),
-            q.port(),
-            e.port(),
-            n.client_addr
+            "server.{}={}:{}:{}:{kind}",
+            n.sid, n.host, n.quorum_port, n.election_port
         );
+        if let Some(c) = &n.client {
+            let _ = write!(t, ";{c}");
+        }
+        t.push('\n');
     }
     t.push_str("version=0");
     Bytes::from(t)

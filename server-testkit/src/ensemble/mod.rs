@@ -21,11 +21,15 @@ mod faults;
 mod handle;
 #[cfg(test)]
 mod linearizability_tests;
+mod member;
 mod node;
 #[cfg(test)]
 mod stalled_leader_tests;
 #[cfg(test)]
 mod tests;
+mod zoocfg;
+#[cfg(test)]
+mod zoocfg_tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,6 +40,8 @@ use tokio::time::Instant;
 
 pub use builder::Builder;
 pub use handle::{QuorumRole, ServerHandle, ServerMode};
+pub use member::{Member, MemberConfig};
+pub use zoocfg::{ConfigError, ConfigWarning, ServerLine, ZooCfg};
 
 use crate::net::{self, now_ms};
 use crate::quorum::peer::Role;

@@ -46,24 +46,82 @@ pub fn load_or_create(data_dir: &Path, fresh: &Secret) -> Result<Secret, Persist
     }
 }
 
-/// Writes `secret` to a new secret file atomically: temp file (mode 0600), fsync, rename, fsync
-/// of the directory. A temp file left by a crash is overwritten.
-fn create(data_dir: &Path, secret: &Secret) -> Result<(), PersistError> {
-    std::fs::create_dir_all(data_dir).map_err(|e| PersistError::io(data_dir, e))?;
-    let tmp = data_dir.join(TEMP_FILE);
+/// Reads the secret file at `path`, shared by the members of an ensemble that run in separate
+/// processes; when there is none yet, stores `fresh` there and returns it. Members starting at
+/// the same time agree: each writes its candidate to a temp file of its own and links it into
+/// place only if no file is there yet (the first link wins; the others read the winner's).
+pub fn load_or_create_shared(path: &Path, fresh: &Secret) -> Result<Secret, PersistError> {
+    let read = |path: &Path| -> Result<Option<Secret>, PersistError> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                warn_if_readable_by_others(path);
+                decode(&bytes)
+                    .map(Some)
+                    .map_err(|reason| PersistError::BadSecret {
+                        file: path.to_owned(),
+                        reason,
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(PersistError::io(path, e)),
+        }
+    };
+    if let Some(s) = read(path)? {
+        return Ok(s);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| SECRET_FILE.to_owned());
+    // Unique per process and per call: members may also share a process.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    write_private(&dir, &tmp, encode(fresh))?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(&dir)?;
+            tracing::info!(file = %path.display(), "created the shared session secret");
+            Ok(fresh.clone())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read(path)?.ok_or_else(|| PersistError::BadSecret {
+                file: path.to_owned(),
+                reason: "vanished while being read".into(),
+            })
+        }
+        Err(e) => Err(PersistError::io(path, e)),
+    }
+}
+
+/// Writes `contents` to `tmp` (in `dir`, created if missing) with mode 0600 and fsyncs it.
+fn write_private(dir: &Path, tmp: &Path, contents: String) -> Result<(), PersistError> {
+    std::fs::create_dir_all(dir).map_err(|e| PersistError::io(dir, e))?;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let io = |e| PersistError::io(&tmp, e);
-    let mut f = opts.open(&tmp).map_err(io)?;
+    let io = |e| PersistError::io(tmp, e);
+    let mut f = opts.open(tmp).map_err(io)?;
     // The mode above applies only when the file is new; a leftover temp file may have another.
     #[cfg(unix)]
     f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .map_err(io)?;
-    f.write_all(encode(secret).as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
+    f.write_all(contents.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Writes `secret` to a new secret file atomically: temp file (mode 0600), fsync, rename, fsync
+/// of the directory. A temp file left by a crash is overwritten.
+fn create(data_dir: &Path, secret: &Secret) -> Result<(), PersistError> {
+    let tmp = data_dir.join(TEMP_FILE);
+    write_private(data_dir, &tmp, encode(secret))?;
     let path = secret_path(data_dir);
     std::fs::rename(&tmp, &path).map_err(|e| PersistError::io(&path, e))?;
     sync_dir(data_dir)
@@ -217,6 +275,35 @@ mod tests {
             }
             assert_eq!(std::fs::read(&path).unwrap(), content, "never replaced");
         }
+    }
+
+    #[test]
+    fn a_shared_secret_file_is_created_once_and_read_by_every_member() {
+        let d = dir();
+        let path = d.path().join("ensemble").join("zkit-secret");
+        // Members racing to create it: exactly one candidate wins, every one gets it.
+        let got: Vec<Secret> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4u8)
+                .map(|i| {
+                    let path = &path;
+                    s.spawn(move || load_or_create_shared(path, &secret(10 + i)).unwrap())
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(got.iter().all(|s| *s == got[0]), "one secret for all");
+        assert_eq!(load_or_create_shared(&path, &secret(20)).unwrap(), got[0]);
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "zkit-secret")
+            .collect();
+        assert!(leftovers.is_empty(), "temp files removed: {leftovers:?}");
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(matches!(
+            load_or_create_shared(&path, &secret(21)),
+            Err(PersistError::BadSecret { .. })
+        ));
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub enum Error {
     /// The operating system could not supply the random bytes of the session secret.
     #[error("cannot draw the session secret from the operating system: {0}")]
     Random(String),
+    /// A `zoo.cfg` or `myid` file is wrong, or a port it names is in use (the error names
+    /// the key and line).
+    #[error(transparent)]
+    ZooCfg(#[from] crate::ensemble::ConfigError),
     /// A wait for a condition (an ensemble settling) ran out of time.
     #[error("timed out waiting for {0}")]
     Timeout(String),

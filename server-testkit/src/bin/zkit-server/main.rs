@@ -1,6 +1,12 @@
-//! `zkit-server`: the zkit-testkit ZooKeeper server as a standalone process.
+//! `zkit-server`: the zkit-testkit ZooKeeper server as a process: standalone (flags), one
+//! member of a multi-process ensemble (`--config zoo.cfg`), or an in-process ensemble with a
+//! control port (`--ensemble N`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod config_mode;
+mod control;
+mod ensemble_mode;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -13,9 +19,13 @@ const HELP: &str = "\
 zkit-server: a wire-compatible Apache ZooKeeper 3.8 server (in memory unless --data-dir)
 
 USAGE:
-    zkit-server [OPTIONS]
+    zkit-server [OPTIONS]                       a standalone server
+    zkit-server --config PATH/zoo.cfg [--secret-file PATH]
+                                                one member of an ensemble whose members run as
+                                                separate processes, from ZooKeeper's own config
+    zkit-server --ensemble N [ENSEMBLE OPTIONS] N servers in this process, with a control port
 
-OPTIONS:
+OPTIONS (standalone):
     --host HOST                   address to listen on (default 127.0.0.1)
     --port PORT                   port to listen on, 0 for any free port (default 2181)
     --tick-time MS                tickTime in ms (default 2000)
@@ -42,8 +52,72 @@ OPTIONS:
     -h, --help                    print this help
 
 The bound address is printed on stderr as `zkit-server listening on HOST:PORT`.
-Logging follows RUST_LOG (default info). Ctrl-C or SIGTERM stops the server.
+
+CONFIG MODE (--config PATH):
+    Reads the zoo.cfg a real ZooKeeper would: dataDir, clientPort, clientPortAddress, tickTime,
+    initLimit, syncLimit, minSessionTimeout, maxSessionTimeout, maxClientCnxns,
+    4lw.commands.whitelist, extendedTypesEnabled, forceSync, snapCount, preAllocSize,
+    autopurge.*, jute.maxbuffer, standaloneEnabled, quorumListenOnAllIPs and
+        server.N=host:quorumPort:electionPort[:participant|:observer][;[clientHost:]clientPort]
+    The member's id is in dataDir/myid. With no server.N line (or one) it is a standalone
+    server. Unknown keys are warned about and ignored; an even number of voters is allowed with
+    a warning. A bad file, a missing myid or a port in use is an error naming the key and the
+    line (exit status 2).
+    Session secret: every member of one ensemble must name the same secret file, with
+    `zkit.secretFile=PATH` in each zoo.cfg (real ZooKeeper ignores the key) or --secret-file
+    PATH; the first member to start creates it (mode 0600). Without one, each member keeps its
+    own in dataDir/zkit-secret, and a session whose server fails expires instead of moving.
+
+ENSEMBLE OPTIONS (--ensemble N):
+    --ensemble N                  voting servers (ids 1..N; indexes 0..N-1)
+    --observers M                 observers after them (default 0)
+    --control-port PORT           control port on 127.0.0.1, 0 for any free port (default 0)
+    --data-dir DIR                each server keeps a ZooKeeper dataDir in DIR/sINDEX (default:
+                                  in memory); with --no-fsync, no fsync
+    --tick-time, --min-session-timeout, --max-session-timeout, --extended-types and
+    --four-letter-words as above
+  Once a leader serves, stdout gets one `127.0.0.1:PORT` line per server (by index), then
+  `connect HOST:PORT,HOST:PORT,...` and `control 127.0.0.1:PORT`. The control port takes one
+  command per line and answers each with one line, `ok ...` or `error ...`:
+    kill I          crash server I (its clients are disconnected)
+    stop I          stop server I cleanly
+    restart I       start server I again, same ports, from its disk
+    partition 0,1|2 cut the quorum links between the groups (a server in none is cut off)
+    isolate I       cut server I off from every other
+    heal            lift every cut
+    expire SESSION  expire a session now (0x-hex or decimal id)
+    leader          wait (up to 60 s) for a leader every reachable server follows:
+                    `ok INDEX 127.0.0.1:PORT`
+    status          every server's mode: `ok 0=leader 1=follower 2=down`
+    check           wait until the serving servers agree, compare their trees: `ok zxid 0x..`
+    help            the list of commands
+
+Logging follows RUST_LOG (default info). Ctrl-C or SIGTERM stops the server(s).
 ";
+
+/// Which of the three ways the process runs.
+enum Mode {
+    Standalone(Args),
+    Config(config_mode::Args),
+    Ensemble(ensemble_mode::Args),
+}
+
+/// Picks the mode from the arguments: `--config` or `--ensemble` anywhere selects it.
+fn parse_mode(args: Vec<String>) -> Result<Option<Mode>, String> {
+    let has = |name: &str| {
+        args.iter()
+            .any(|a| a == name || a.starts_with(&format!("{name}=")))
+    };
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(None);
+    }
+    match (has("--config"), has("--ensemble")) {
+        (true, true) => Err("--config and --ensemble exclude each other".into()),
+        (true, false) => config_mode::parse(args.into_iter()).map(|a| Some(Mode::Config(a))),
+        (false, true) => ensemble_mode::parse(args.into_iter()).map(|a| Some(Mode::Ensemble(a))),
+        (false, false) => Ok(parse(args.into_iter())?.map(Mode::Standalone)),
+    }
+}
 
 struct Args {
     host: String,
@@ -184,8 +258,8 @@ async fn terminated() {
 }
 
 fn main() -> ExitCode {
-    let args = match parse(std::env::args().skip(1)) {
-        Ok(Some(a)) => a,
+    let mode = match parse_mode(std::env::args().skip(1).collect()) {
+        Ok(Some(m)) => m,
         Ok(None) => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
@@ -203,13 +277,6 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let addr = match resolve(&args.host, args.port) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("zkit-server: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -222,21 +289,37 @@ fn main() -> ExitCode {
         }
     };
     let code = rt.block_on(async move {
-        let mut server = match args.builder.listen(addr).start().await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("zkit-server: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        eprintln!("zkit-server listening on {}", server.connect_string());
-        terminated().await;
-        tracing::info!("shutting down");
-        server.stop().await;
-        ExitCode::SUCCESS
+        match mode {
+            Mode::Standalone(args) => standalone(args).await,
+            Mode::Config(args) => config_mode::run(args, terminated()).await,
+            Mode::Ensemble(args) => ensemble_mode::run(args, terminated()).await,
+        }
     });
     let t = std::time::Instant::now();
     rt.shutdown_timeout(Duration::from_secs(1));
     tracing::debug!(elapsed = ?t.elapsed(), "runtime shut down");
     code
+}
+
+/// The standalone server of the flags, until SIGTERM or Ctrl-C.
+async fn standalone(args: Args) -> ExitCode {
+    let addr = match resolve(&args.host, args.port) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("zkit-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut server = match args.builder.listen(addr).start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zkit-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("zkit-server listening on {}", server.connect_string());
+    terminated().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    ExitCode::SUCCESS
 }
