@@ -263,11 +263,13 @@ impl World {
     }
 
     /// Moves every peer's messages onto the links, its events into its core, and the core's
-    /// outputs to the peer and the clients, until nothing moves.
+    /// outputs to the peer and the clients, until nothing moves. A core's outputs are carried
+    /// out before the next event reaches it, so each goes out under the mode it was made in.
     fn drain(&mut self) {
         loop {
             let mut quiet = true;
             for sid in self.alive() {
+                quiet &= !self.route_outputs(sid);
                 let (out, closes, events) = {
                     let p = self.peer(sid);
                     let (out, closes) = p.poll();
@@ -286,19 +288,23 @@ impl World {
                 }
                 for e in events {
                     self.on_event(sid, e);
-                }
-                let outs = self.core(sid).take_output();
-                if !outs.is_empty() {
-                    quiet = false;
-                }
-                for o in outs {
-                    self.route(sid, o);
+                    self.route_outputs(sid);
                 }
             }
             if quiet {
                 return;
             }
         }
+    }
+
+    /// Carries out what server `sid`'s core emitted; whether there was anything.
+    fn route_outputs(&mut self, sid: Sid) -> bool {
+        let outs = self.core(sid).take_output();
+        let any = !outs.is_empty();
+        for o in outs {
+            self.route(sid, o);
+        }
+        any
     }
 
     /// A peer event, handed to the core as the ensemble shell would.
@@ -477,8 +483,16 @@ impl World {
                 }
             }
             Output::Propose(mut txn) => {
+                // Only into the epoch the core leads (the ensemble shell's rule).
+                let Mode::Leader { epoch } = self.core(sid).mode() else {
+                    return self.violation(format!("server {sid}: a non-leader core proposed"));
+                };
                 let peer = self.peer(sid);
-                let Some(z) = peer.next_zxid() else {
+                let leading = Role::Leading {
+                    epoch,
+                    established: true,
+                };
+                let Some(z) = peer.next_zxid().filter(|_| peer.role() == leading) else {
                     self.dropped += 1;
                     return;
                 };
