@@ -477,7 +477,6 @@ impl LeaderState {
         } else {
             self.history_last
         };
-        let last = ctx.log.last_zxid();
         let peer_last = l.peer_last;
         // DIFF from the learner's last zxid when this history has it up to the commit point;
         // otherwise TRUNC to the newest zxid of this history below it (a learner ahead, or

@@ -20,7 +20,10 @@
 //!
 //! [`shell`] runs a peer on tokio over real sockets (ZooKeeper's election and quorum port
 //! framing) on an in-memory disk or on [`disklog`], the [`Log`] over a real data dir in
-//! ZooKeeper's format; `linearizability` (tests only) checks client histories.
+//! ZooKeeper's format; `linearizability` (tests only) checks client histories. Two seeded,
+//! deterministic simulations (tests only) drive peers through crashes and partitions: `sim`
+//! peers alone, `sim_server` whole servers (a peer under the server core in replicated mode,
+//! with clients sending real request frames).
 //! The ensemble (`crate::ensemble`) runs one shell per member and ties it to that member's
 //! core; parts of this layer only its tests use (hence `dead_code` allowed below).
 #![allow(dead_code)]
@@ -37,6 +40,8 @@ mod peer_tests;
 pub(crate) mod shell;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod sim_server;
 
 use bytes::Bytes;
 use zkit_proto::quorum::{Notification, QuorumPacket};
