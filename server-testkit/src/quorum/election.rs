@@ -124,6 +124,9 @@ pub struct Election {
     resend_at: Millis,
     resend_interval: Millis,
     outbox: Vec<(Sid, Notification)>,
+    /// The last notification addressed to each server (`QuorumCnxManager`'s
+    /// `lastMessageSent`), sent again when a connection to it comes up.
+    last_sent: BTreeMap<Sid, Notification>,
 }
 
 impl Election {
@@ -148,6 +151,7 @@ impl Election {
             finalize_at: None,
             resend_at: 0,
             outbox: Vec::new(),
+            last_sent: BTreeMap::new(),
         }
     }
 
@@ -239,6 +243,23 @@ impl Election {
         std::mem::take(&mut self.outbox)
     }
 
+    /// A connection to `sid` came up (a first one, or one replacing a connection that broke,
+    /// after a partition or a restart of either side): sends again the last notification
+    /// addressed to `sid`, as `QuorumCnxManager`'s `SendWorker` does when it starts. A
+    /// notification lost with the old connection (or sent while there was none) would
+    /// otherwise be lost for good: a looking server resends only after `notTimeout` of
+    /// silence, and other servers' notifications can keep that silence from ever happening.
+    pub fn connected(&mut self, sid: Sid) {
+        if let Some(n) = self.last_sent.get(&sid) {
+            self.outbox.push((sid, n.clone()));
+        }
+    }
+
+    fn send(&mut self, to: Sid, n: Notification) {
+        self.last_sent.insert(to, n.clone());
+        self.outbox.push((to, n));
+    }
+
     fn notification(&self, vote: Vote, election_epoch: i64) -> Notification {
         Notification {
             state: self.state,
@@ -265,10 +286,15 @@ impl Election {
 
     fn send_notifications(&mut self, now: Millis) {
         let n = self.notification(self.proposal, self.logical_clock);
-        for &v in &self.cfg.voters {
-            if v != self.cfg.id {
-                self.outbox.push((v, n.clone()));
-            }
+        let others: Vec<Sid> = self
+            .cfg
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != self.cfg.id)
+            .collect();
+        for v in others {
+            self.send(v, n.clone());
         }
         self.record_self();
         self.resend_at = now + self.resend_interval;
@@ -298,21 +324,21 @@ impl Election {
         // A non-voter is answered at once with what this server believes, and otherwise ignored.
         if !self.cfg.is_voter(from) {
             let (vote, epoch) = self.reply_vote();
-            self.outbox.push((from, self.notification(vote, epoch)));
+            self.send(from, self.notification(vote, epoch));
             return;
         }
         if self.state != ServerState::Looking || self.outcome.is_some() {
             // Out of election: tell a looking voter who leads.
             if n.state == ServerState::Looking {
                 if let Some((vote, epoch)) = self.current {
-                    self.outbox.push((from, self.notification(vote, epoch)));
+                    self.send(from, self.notification(vote, epoch));
                 }
             }
             return;
         }
         if n.state == ServerState::Looking && n.election_epoch < self.logical_clock {
             let n = self.notification(self.proposal, self.logical_clock);
-            self.outbox.push((from, n));
+            self.send(from, n);
         }
         if !self.cfg.is_voter(n.leader) {
             return;

@@ -157,3 +157,37 @@ fn a_lone_voter_elects_itself_and_its_observer_observes_it() {
     assert_eq!(es[&1].outcome(), Some(Outcome::Leading));
     assert_eq!(es[&2].outcome(), Some(Outcome::Observing(1)));
 }
+
+#[test]
+fn a_new_connection_brings_back_the_notification_lost_with_the_old_one() {
+    // 2 and 3 start while the link between them is down: their first notifications are lost.
+    let mut es = start_all(&[2, 3], &[1, 2, 3], &[], &[(0, 0); 2]);
+    for e in es.values_mut() {
+        e.poll();
+    }
+    // Server 1 (a worse vote, same round) writes to both just before either would resend, so
+    // neither ever does: a looking server resends only after a silence.
+    let one = Notification {
+        state: ServerState::Looking,
+        leader: 1,
+        zxid: 0,
+        election_epoch: 1,
+        peer_epoch: 0,
+        version: NOTIFICATION_VERSION,
+        config: Bytes::from_static(b"version=0"),
+    };
+    for now in (4..200).step_by(4) {
+        for e in es.values_mut() {
+            e.step(1, one.clone(), now);
+            e.tick(now);
+            assert!(e.poll().iter().all(|(to, _)| *to == 1), "no resend");
+        }
+    }
+    assert!(es.values().all(|e| e.outcome().is_none()));
+    // The link is back: each end sends again what it last had for the other.
+    es.get_mut(&2).unwrap().connected(3);
+    es.get_mut(&3).unwrap().connected(2);
+    run(&mut es, &[2, 3], 50);
+    assert_eq!(es[&3].outcome(), Some(Outcome::Leading));
+    assert_eq!(es[&2].outcome(), Some(Outcome::Following(3)));
+}

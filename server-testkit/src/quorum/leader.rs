@@ -2,7 +2,8 @@
 //!
 //! Discovery: a quorum of FOLLOWERINFO (this server included) fixes the new epoch as one past
 //! every accepted epoch seen; LEADERINFO goes out and a quorum of ACKEPOCH is awaited. A learner
-//! whose (current epoch, last zxid) is ahead of the leader's ends this leadership.
+//! whose (current epoch, last zxid) is ahead of the leader's ends this leadership, and so does
+//! one that accepted a newer epoch than the one chosen (it could never join).
 //! Sync: per learner, DIFF (the missing txns as PROPOSAL+COMMIT pairs), TRUNC (then the txns
 //! after the truncation point) or SNAP, then NEWLEADER; a quorum of NEWLEADER ACKs commits the
 //! leader's whole history and starts broadcast (UPTODATE). Broadcast: PROPOSAL, ACKs after the
@@ -323,6 +324,14 @@ impl LeaderState {
         );
         let accepted = zxid_epoch(p.zxid);
         match self.epoch {
+            // The learner promised a newer epoch to a would-be leader whose discovery never
+            // completed: it refuses LEADERINFO and is back after every election while this
+            // leadership lasts (in ZooKeeper, forever). Elect again, for an epoch past this
+            // one (and past the learner's when it is among the first to report).
+            Some(e) if accepted > e => {
+                warn!(learner = from, accepted, "learner accepted a newer epoch");
+                return Next::Elect("a learner accepted a newer epoch");
+            }
             Some(e) => ctx.send(
                 from,
                 QuorumPacket::new(
@@ -360,7 +369,11 @@ impl LeaderState {
         }
         l.stage = Stage::EpochAcked;
         l.peer_last = p.zxid;
-        if !l.observer {
+        // -1: the learner had accepted this epoch already (from this leader before a
+        // reconnect, or from another would-be leader that chose the same number): synced all
+        // the same, but no ack, or one promise could establish two leaders in one epoch
+        // (ZooKeeper's `waitForEpochAck` skips it too).
+        if !l.observer && cur != -1 {
             self.epoch_acks.insert(from);
         }
         if self.phase >= Phase::Sync {
@@ -478,13 +491,13 @@ impl LeaderState {
             self.history_last
         };
         let peer_last = l.peer_last;
-        // DIFF from the learner's last zxid when this history has it up to the commit point;
-        // otherwise TRUNC to the newest zxid of this history below it (a learner ahead, or
-        // one that diverged), and at most to the commit point: a learner already holding
-        // proposals still outstanding gets them again, so that it acknowledges them (it may
-        // have logged them without acknowledging, then restarted), as ZooKeeper's leader
-        // truncates a learner past its last committed txn and forwards what is outstanding.
-        let (header, from) = if peer_last <= commit_point && ctx.log.contains(peer_last) {
+        // DIFF from the learner's last zxid when it is committed here; otherwise TRUNC to the
+        // newest committed zxid below it (ZooKeeper's `syncFollower`): a learner that diverged,
+        // or one holding proposals still outstanding here, which it would never acknowledge
+        // (a learner acknowledges what it logs in a session): truncated, it gets them again.
+        let (header, from) = if peer_last == commit_point
+            || (peer_last < commit_point && ctx.log.contains(peer_last))
+        {
             (PacketType::Diff, peer_last)
         } else {
             (
@@ -492,6 +505,10 @@ impl LeaderState {
                 ctx.log.floor(peer_last.min(commit_point)),
             )
         };
+        // Its ACKs from before are no evidence now (a TRUNC or a SNAP drops those txns).
+        for p in self.outstanding.values_mut() {
+            p.acks.remove(&sid);
+        }
         let entries = ctx.log.entries_after(from);
         let snap = entries
             .as_ref()

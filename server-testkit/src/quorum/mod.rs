@@ -16,7 +16,12 @@
 //!   epoch only once its own history is durable;
 //! - once a role is established, the vote a server answers notifications with carries the
 //!   ZAB epoch it is in, so servers that reached the same leader by different rounds agree;
-//! - a learner more than `snap_threshold` txns behind gets SNAP (ZooKeeper compares sizes).
+//! - a learner more than `snap_threshold` txns behind gets SNAP (ZooKeeper compares sizes);
+//! - a leader steps down when a learner reports an accepted epoch newer than the leader's
+//!   (promised to a would-be leader whose discovery never completed): ZooKeeper's leader keeps
+//!   leading, and that learner refuses it after every election for as long as it lasts;
+//! - a learner synced again by an established leader has its earlier ACKs of the outstanding
+//!   proposals forgotten (its TRUNC or SNAP may drop those txns); it acknowledges them anew.
 //!
 //! [`shell`] runs a peer on tokio over real sockets (ZooKeeper's election and quorum port
 //! framing) on an in-memory disk or on [`disklog`], the [`Log`] over a real data dir in

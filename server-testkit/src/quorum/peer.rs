@@ -1,10 +1,11 @@
 //! One replicated server, sans-IO: election, then leading, following or observing with ZAB.
 //!
 //! The shell feeds [`Peer::step`] (a message from a peer), [`Peer::tick`] (time),
-//! [`Peer::durable`] (the log is synced up to a zxid) and [`Peer::disconnected`] (a ZAB
-//! connection broke), and drains [`Peer::poll`]: messages to send, connections to close and
-//! [`Event`]s for the state machine. Acknowledgements that promise durability (ACK of a
-//! proposal or of NEWLEADER, the current-epoch write) wait for [`Peer::durable`].
+//! [`Peer::durable`] (the log is synced up to a zxid), [`Peer::disconnected`] (a ZAB
+//! connection broke) and [`Peer::connected`] (an election connection came up), and drains
+//! [`Peer::poll`]: messages to send, connections to close and [`Event`]s for the state
+//! machine. Acknowledgements that promise durability (ACK of a proposal or of NEWLEADER, the
+//! current-epoch write) wait for [`Peer::durable`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -519,6 +520,14 @@ impl<L: Log> Peer<L> {
                 Next::Stay
             }
         }
+    }
+
+    /// An election connection to `sid` came up (a new one, or one replacing a connection that
+    /// broke): the last notification addressed to `sid` goes out again, since it may have
+    /// been lost with the old connection (see [`Election::connected`]).
+    pub fn connected(&mut self, sid: Sid, now: Millis) {
+        self.now = self.now.max(now);
+        self.election.connected(sid);
     }
 
     /// The ZAB connection to `sid` broke.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use zkit_proto::quorum::{make_zxid, ForwardedRequest, SessionTouch};
+use zkit_proto::quorum::{make_zxid, ForwardedRequest, PacketType, SessionTouch};
 
 use super::peer::{Event, Peer, PeerConfig, PeerError, Role};
 use super::sim::{MemLog, Oracle};
@@ -19,6 +19,11 @@ struct Cluster {
     down: BTreeSet<Sid>,
     /// Servers whose disk does not sync until removed from here.
     stalled: BTreeSet<Sid>,
+    /// Messages matching this are lost.
+    lose: Option<fn(Sid, Sid, &Message) -> bool>,
+    /// Whether peers may close connections with every server up (ZAB connections broken by
+    /// the test, a leader stepping down).
+    closes_expected: bool,
     now: Millis,
 }
 
@@ -61,6 +66,8 @@ impl Cluster {
             events: BTreeMap::new(),
             down: BTreeSet::new(),
             stalled: BTreeSet::new(),
+            lose: None,
+            closes_expected: false,
             now: 0,
         }
     }
@@ -72,14 +79,14 @@ impl Cluster {
     /// Delivers queued messages until `stop` holds for one just delivered (then returns
     /// true) or nothing is left.
     fn pump_until(&mut self, stop: impl Fn(Sid, Sid, &Message) -> bool) -> bool {
-        loop {
+        for _ in 0..100_000 {
             for (&sid, p) in self.peers.iter_mut() {
                 let (out, closes) = p.poll();
                 for (to, m) in out {
                     self.queue.push_back((sid, to, m));
                 }
                 assert!(
-                    closes.is_empty() || !self.down.is_empty(),
+                    closes.is_empty() || !self.down.is_empty() || self.closes_expected,
                     "unexpected close"
                 );
                 self.events.entry(sid).or_default().extend(p.events());
@@ -87,7 +94,10 @@ impl Cluster {
             let Some((from, to, m)) = self.queue.pop_front() else {
                 return false;
             };
-            if self.down.contains(&from) || self.down.contains(&to) {
+            if self.down.contains(&from)
+                || self.down.contains(&to)
+                || self.lose.is_some_and(|lost| lost(from, to, &m))
+            {
                 continue;
             }
             let stopped = stop(from, to, &m);
@@ -102,6 +112,7 @@ impl Cluster {
                 return true;
             }
         }
+        panic!("messages without end at {} ms: a livelock", self.now);
     }
 
     fn run(&mut self, ms: Millis) {
@@ -127,6 +138,16 @@ impl Cluster {
             }
         }
         false
+    }
+
+    /// The ZAB connection between `a` and `b` breaks; both ends are told.
+    fn break_zab(&mut self, a: Sid, b: Sid) {
+        self.closes_expected = true;
+        let now = self.now;
+        for (x, y) in [(a, b), (b, a)] {
+            self.peers.get_mut(&x).unwrap().disconnected(y, now);
+        }
+        self.pump();
     }
 
     fn role(&self, sid: Sid) -> Role {
@@ -606,4 +627,96 @@ fn session_touches_ride_on_ping_replies() {
         }],
     };
     assert!(c.events[&3].contains(&touched));
+}
+
+#[test]
+fn a_leader_steps_down_for_a_learner_that_accepted_a_newer_epoch() {
+    // Server 1 promised epoch 5 to a would-be leader whose discovery never completed, while 2
+    // and 3 went on to establish epoch 4 without it.
+    let oracle = Rc::new(RefCell::new(Oracle::default()));
+    let v = [1, 2, 3];
+    let mut one = disk(&oracle, 1, &[], 3);
+    one.accepted = 5;
+    let mut c = Cluster::new(vec![
+        (config(1, &v, &[], 100), one),
+        (config(2, &v, &[], 100), disk(&oracle, 2, &[], 3)),
+        (config(3, &v, &[], 100), disk(&oracle, 3, &[], 3)),
+    ]);
+    c.down.insert(1);
+    c.run(50);
+    let established_4 = Role::Leading {
+        epoch: 4,
+        established: true,
+    };
+    assert_eq!(c.role(3), established_4);
+    // Server 1 refuses epoch 4 and would come back to it after every election: the leader
+    // makes way for an epoch server 1 can join.
+    c.down.remove(&1);
+    c.closes_expected = true;
+    c.run(200);
+    let synced = Role::Following {
+        leader: 3,
+        synced: true,
+    };
+    assert_eq!(c.role(1), synced);
+    assert!(matches!(c.role(3), Role::Leading { epoch, established: true } if epoch >= 5));
+}
+
+#[test]
+fn a_learner_holding_outstanding_proposals_is_truncated_and_acknowledges_them_again() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    c.run(50);
+    // Both followers log the proposal but cannot acknowledge it yet.
+    c.stalled.extend([1, 2]);
+    let zxid = c
+        .peers
+        .get_mut(&3)
+        .unwrap()
+        .propose(Bytes::from("x"))
+        .unwrap();
+    c.run(5);
+    assert_eq!(c.log_zxids(1), [zxid]);
+    // One after the other (the leader keeps its quorum), each loses its connection to the
+    // leader, syncs its disk and comes back with the proposal already in its log.
+    for sid in [1, 2] {
+        c.break_zab(sid, 3);
+        c.stalled.remove(&sid);
+        c.run(30);
+        assert!(matches!(c.role(sid), Role::Following { synced: true, .. }));
+    }
+    for sid in [1, 2, 3] {
+        assert_eq!(c.delivered(sid), ["x"], "server {sid}");
+    }
+}
+
+#[test]
+fn an_epoch_acknowledged_with_minus_one_does_not_count() {
+    let mut c = fresh(&[1, 2, 3], &[]);
+    // Both followers accept the leader's epoch, but their ACKEPOCHs are lost.
+    c.lose = Some(|_, _, m| matches!(m, Message::Zab(p) if p.kind == PacketType::AckEpoch));
+    c.run(20);
+    assert_eq!(c.peers[&2].log().accepted_epoch(), 1);
+    c.lose = None;
+    // Server 2 comes back on a new connection and answers the same epoch with -1: it had
+    // promised it already (to this leader, or for all it knows to another one), which is no
+    // ack of this leadership.
+    c.break_zab(2, 3);
+    c.run(30);
+    assert_eq!(
+        c.role(2),
+        Role::Following {
+            leader: 3,
+            synced: false
+        }
+    );
+    assert_eq!(
+        c.role(3),
+        Role::Leading {
+            epoch: 1,
+            established: false
+        }
+    );
+    // Discovery times out (initLimit) and the next epoch is acknowledged for real.
+    c.run(200);
+    assert!(matches!(c.role(3), Role::Leading { epoch, established: true } if epoch >= 2));
 }

@@ -1,6 +1,9 @@
 //! A seeded, single-threaded, deterministic simulation of an ensemble of [`Peer`]s: virtual
-//! time, FIFO links that can be cut and healed (ZAB assumes TCP), in-memory disks with explicit
-//! fsync points and torn tails, kills and restarts. After every step it checks that a zxid
+//! time, FIFO links that can be cut and healed (ZAB assumes TCP; what a cut link carried is
+//! lost, and when an election connection comes back, a link healed or a server restarted,
+//! each end sends again the last notification it had for the other, as ZooKeeper's
+//! `SendWorker` does), in-memory disks with explicit fsync points and torn tails, kills and
+//! restarts. After every step it checks that a zxid
 //! names one txn everywhere, that each epoch has at most one established leader, that every
 //! committed txn is durable on a majority of voters, and that every server delivered a prefix
 //! of the one committed sequence.
@@ -517,6 +520,31 @@ impl World {
         let node = self.nodes.get_mut(&sid).unwrap();
         let log = node.disk.take().unwrap();
         node.peer = Some(Peer::new(node.cfg.clone(), log, 0, now));
+        // Its first notifications open connections to every server it can reach, and each of
+        // those sends it the last notification it had for it.
+        for other in self.alive() {
+            if other != sid && !self.cut.contains(&pair(sid, other)) {
+                self.connected(other, sid);
+            }
+        }
+    }
+
+    /// `a`'s election connection to `b` came up (`Peer::connected`).
+    fn connected(&mut self, a: Sid, b: Sid) {
+        let now = self.now;
+        if self.nodes[&b].peer.is_some() {
+            if let Some(p) = self.nodes.get_mut(&a).and_then(|n| n.peer.as_mut()) {
+                p.connected(b, now);
+            }
+        }
+    }
+
+    /// Heals every cut link: election connections come back up across them.
+    fn heal(&mut self) {
+        for (a, b) in std::mem::take(&mut self.cut) {
+            self.connected(a, b);
+            self.connected(b, a);
+        }
     }
 
     fn cut_link(&mut self, a: Sid, b: Sid) {
@@ -596,7 +624,7 @@ impl World {
                     }
                 }
             }
-            92..=95 => self.cut.clear(),
+            92..=95 => self.heal(),
             _ => {}
         }
         let now = self.now;
@@ -621,7 +649,7 @@ impl World {
 
     /// Heals everything and runs until the ensemble commits a fresh txn everywhere.
     fn converge(&mut self) -> Result<(), String> {
-        self.cut.clear();
+        self.heal();
         let dead: Vec<Sid> = self
             .nodes
             .keys()

@@ -519,9 +519,7 @@ impl<D: ShellDisk> Driver<D> {
             }
             Input::ElectionUp { sid, conn, tx } => {
                 self.election.insert(sid, Link::new(conn, tx));
-                for frame in self.election_backlog.remove(&sid).unwrap_or_default() {
-                    self.send_election_frame(sid, frame);
-                }
+                self.election_connected(sid, now);
             }
             Input::ElectionAttemptOver { sid } => {
                 self.election_connecting.remove(&sid);

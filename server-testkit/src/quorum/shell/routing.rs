@@ -53,7 +53,19 @@ impl<D: ShellDisk> Driver<D> {
         self.tasks
             .spawn(conn::election_loop(stream, rest, sid, conn, rx, inbox));
         self.election.insert(sid, Link::new(conn, tx));
-        for frame in self.election_backlog.remove(&sid).unwrap_or_default() {
+        let now = self.now();
+        self.election_connected(sid, now);
+    }
+
+    /// A new election connection to `sid` is up: what waited for it goes out, or else (as
+    /// `QuorumCnxManager`'s `SendWorker` does) the last notification the peer had for `sid`,
+    /// which the connection before may have lost.
+    pub(super) fn election_connected(&mut self, sid: Sid, now: u64) {
+        let backlog = self.election_backlog.remove(&sid).unwrap_or_default();
+        if backlog.is_empty() {
+            self.peer.connected(sid, now);
+        }
+        for frame in backlog {
             self.send_election_frame(sid, frame);
         }
     }
