@@ -50,6 +50,12 @@ async fn one_leader_and_close_hands_over_after_the_old_leader_is_told() {
         record_terms(l.clone(), log.clone());
     }
     let leader = single_leader(&latches).await;
+    // `start` returns before a latch's node exists: one leader may already be chosen while the
+    // last latch is still joining.
+    eventually("three participants", || async {
+        latches[0].participants().await.unwrap().len() == 3
+    })
+    .await;
     let ps = latches[0].participants().await.unwrap();
     assert_eq!(ps.len(), 3);
     assert!(ps[0].is_leader);
