@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::options::{ClientOptions, HostList};
-use crate::session::watches::{Sink, WatchKind, WatchResult};
+use crate::session::watches::{Notice, Sink, StreamResult, WatchKind, WatchResult};
 use crate::session::{self, Event, Handle, Handles, Session, SessionState};
 
 /// Completes one request (or auth, or close) of a client handle.
@@ -28,7 +28,7 @@ pub(crate) struct Channels;
 impl Handles for Channels {
     type Reply = ReplyTx;
     type Oneshot = oneshot::Sender<WatchResult>;
-    type Stream = mpsc::UnboundedSender<WatchResult>;
+    type Stream = mpsc::UnboundedSender<StreamResult>;
 }
 
 impl<T: std::fmt::Debug> Handle for oneshot::Sender<T> {
@@ -78,6 +78,8 @@ pub(crate) struct SessionInfo {
     pub timeout: Duration,
     pub last_error: Option<String>,
     pub server: Option<SocketAddr>,
+    /// Reconnects that carried the watches over so far (`OneshotWatcher::resynced`).
+    pub resyncs: u64,
 }
 
 /// Where the driver publishes the session for client handles.
@@ -180,7 +182,10 @@ impl Driver {
                     to: Sink::Persistent(to),
                     result,
                 } => {
-                    let _ = to.send(result);
+                    let _ = to.send(result.map(Notice::Event));
+                }
+                Event::Resync { to } => {
+                    let _ = to.send(Ok(Notice::Resync));
                 }
                 Event::State(s) => self.publish_state(s),
             }
@@ -199,7 +204,9 @@ impl Driver {
             self.session.password().clone()
         };
         let timeout = self.session.negotiated_timeout();
+        let resyncs = self.session.resyncs();
         self.publish.info.send_modify(|i| {
+            i.resyncs = resyncs;
             i.id = id;
             i.passwd = passwd;
             i.timeout = timeout;
@@ -223,9 +230,11 @@ impl Driver {
             self.deliver();
             let state = self.session.state();
             if state.is_terminal() {
+                // A session given to `resume_session` that turns out expired fails `connect`.
                 if state == SessionState::Expired
                     && self.opts.recreate_on_expiry
                     && !self.cmds_closed
+                    && self.first_connect.is_none()
                 {
                     tracing::info!("session expired: creating a new session");
                     self.session.renew();

@@ -37,7 +37,7 @@ pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use options::{ClientOptions, ConnectString, CreateOptions};
 pub use retry::RetryPolicy;
 pub use session::SessionState;
-pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchedEvent};
+pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchItem, WatchedEvent};
 pub use zkit_proto::path;
 pub use zkit_proto::{
     digest_id, perms, ttl_of_ephemeral_owner, Acl, ClientInfo, CreateMode, ErrorCode, EventType,

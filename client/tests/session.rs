@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{wait_state, within, Capability, Proxy, Target};
 use futures::FutureExt;
-use zkit::{Acl, Client, CreateOptions, Error, EventType, SessionState};
+use zkit::{Acl, Client, CreateOptions, Error, EventType, SessionState, WatchItem};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -143,9 +143,15 @@ async fn restart_of_the_server_is_survived_directly() {
     a.create("/after", b"", &CreateOptions::persistent())
         .await
         .unwrap();
+    assert_eq!(
+        within(LIMIT, "resync", pw.next()).await,
+        Some(Ok(WatchItem::Resync))
+    );
     let ev = within(LIMIT, "recursive watch", pw.next())
         .await
         .unwrap()
+        .unwrap()
+        .into_event()
         .unwrap();
     assert_eq!(
         (ev.event_type, ev.path.as_str()),

@@ -95,6 +95,7 @@ impl ClientBuilder {
                 timeout: opts.session_timeout,
                 read_only: opts.read_only,
                 max_packet: opts.max_packet,
+                recreate_on_expiry: opts.recreate_on_expiry,
             },
             tokio::time::Instant::now().into_std(),
         );

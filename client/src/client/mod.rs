@@ -199,6 +199,8 @@ impl Client {
                 kind,
                 id,
                 chroot: self.inner.chroot.clone(),
+                epoch: self.inner.info.borrow().resyncs,
+                info: self.inner.info.clone(),
             },
         )
     }

@@ -67,6 +67,12 @@ pub enum Event<H: Handles> {
     },
     /// The session moved to a new state.
     State(SessionState),
+    /// A persistent watcher's watch was carried over a reconnect (or into the session that
+    /// replaced an expired one): events may have been missed meanwhile (ZOOKEEPER-4698).
+    Resync {
+        /// The watcher's handle.
+        to: H::Stream,
+    },
 }
 
 #[derive(Debug)]
@@ -98,6 +104,8 @@ pub struct SessionConfig {
     pub read_only: bool,
     /// Largest frame accepted from the server.
     pub max_packet: usize,
+    /// A new session replaces an expired one: watches are kept for it instead of ended.
+    pub recreate_on_expiry: bool,
 }
 
 /// SetWatches batches stay under this much path text, like the Java client (~128 KiB).
@@ -129,6 +137,10 @@ pub struct Session<H: Handles> {
     last_recv: Instant,
     last_send: Instant,
     last_heard: Option<Instant>,
+    /// Whether a handshake ever completed (a later one is a reconnect that may miss events).
+    had_connection: bool,
+    /// How many reconnects re-registered the watches (see [`Session::resyncs`]).
+    resyncs: u64,
 }
 
 impl<H: Handles> Session<H> {
@@ -154,6 +166,8 @@ impl<H: Handles> Session<H> {
             last_recv: now,
             last_send: now,
             last_heard: None,
+            had_connection: false,
+            resyncs: 0,
         }
     }
 
@@ -182,6 +196,10 @@ impl<H: Handles> Session<H> {
     /// Whether a handshake has completed on the current connection.
     pub fn is_connected(&self) -> bool {
         self.state.is_connected() && self.handshake_deadline.is_none()
+    }
+    /// How many reconnects (re-attaches or new sessions) carried the watches over so far.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
     }
     /// Whether a close is under way.
     pub fn is_closing(&self) -> bool {
@@ -508,6 +526,21 @@ impl<H: Handles> Session<H> {
             self.terminate(SessionState::Expired);
             return Err(Error::SessionExpired);
         }
+        if self.session_id != 0 && resp.session_id != self.session_id {
+            // Some servers (ClickHouse Keeper after a restart) answer a re-attach they cannot
+            // honour with a brand-new session instead of "expired": the old session, its
+            // ephemerals and its server-side watches are gone all the same.
+            tracing::warn!(
+                requested = format_args!("{:#x}", self.session_id),
+                granted = format_args!("{:#x}", resp.session_id),
+                "server answered with another session: expired"
+            );
+            self.terminate(SessionState::Expired);
+            if !(self.cfg.recreate_on_expiry && self.had_connection) {
+                return Err(Error::SessionExpired);
+            }
+            self.renew();
+        }
         self.session_id = resp.session_id;
         self.passwd = resp.passwd;
         self.negotiated = Duration::from_millis(resp.timeout as u64);
@@ -519,6 +552,10 @@ impl<H: Handles> Session<H> {
         // Watches first, then auth, then the requests that waited: a request never runs on
         // the server before the session's identity and watches are back.
         self.write_set_watches();
+        if std::mem::replace(&mut self.had_connection, true) {
+            self.resyncs += 1;
+            self.watches.resync(&mut self.events);
+        }
         for i in 0..self.auths.len() {
             self.write_auth(i);
         }
@@ -735,7 +772,11 @@ impl<H: Handles> Session<H> {
                 });
             }
         }
-        self.watches.fail_all(&err, &mut self.events);
+        // With re-creation the watches move to the next session: SetWatches re-registers them
+        // and each persistent watcher is told to resync.
+        if !(state == SessionState::Expired && self.cfg.recreate_on_expiry) {
+            self.watches.fail_all(&err, &mut self.events);
+        }
         self.handshake_deadline = None;
         self.set_state(state);
     }
@@ -756,5 +797,7 @@ fn is_persistent(kind: WatchKind) -> bool {
     matches!(kind, WatchKind::Persistent | WatchKind::PersistentRecursive)
 }
 
+#[cfg(test)]
+mod resync_tests;
 #[cfg(test)]
 mod tests;

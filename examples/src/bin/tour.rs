@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use zkit::{Client, CreateMode, CreateOptions, EventType, Op, SessionState};
+use zkit::{Client, CreateMode, CreateOptions, EventType, Op, SessionState, WatchItem};
 use zkit_examples::{init_tracing, section, step, Target};
 
 #[tokio::main]
@@ -82,9 +82,16 @@ async fn main() -> zkit_examples::demos::DemoResult {
     writer
         .create("/config/new", b"", &CreateOptions::persistent())
         .await?;
-    for _ in 0..2 {
-        let ev = events.next().await.expect("stream open")?;
-        step(&format!("{:?} {}", ev.event_type, ev.path));
+    let mut seen = 0;
+    while seen < 2 {
+        match events.next().await.expect("stream open")? {
+            WatchItem::Event(ev) => {
+                seen += 1;
+                step(&format!("{:?} {}", ev.event_type, ev.path));
+            }
+            // After a reconnect: events may have been missed, re-read what matters.
+            _ => step("resync: re-reading /config"),
+        }
     }
     drop(events);
 
