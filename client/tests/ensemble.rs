@@ -388,6 +388,7 @@ async fn ephemerals_of_a_closed_or_expired_session_are_gone_on_every_member() {
     let proxy = Proxy::start(&ens.member_addr(followers[1]).to_string()).await;
     let chroot = ns.strip_prefix(&ens.connect).unwrap();
     let owner = Client::builder(&format!("{}{chroot}", proxy.addr))
+        .recreate_on_expiry(false)
         .session_timeout(Duration::from_secs(4))
         .connect()
         .await

@@ -13,7 +13,7 @@
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::cache::NodeCache;
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let cache = NodeCache::start(&zk, "/config/feature-flags").await?;
 //! let mut changes = cache.subscribe();
 //! while changes.changed().await.is_ok() {

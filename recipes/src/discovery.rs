@@ -10,7 +10,7 @@
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance};
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let discovery = ServiceDiscovery::new(&zk, "/services");
 //! let _me = discovery.register(&ServiceInstance::new("search", "search-1", "10.0.0.5:8080")).await?;
 //! for instance in discovery.query("search").await? {

@@ -7,13 +7,13 @@
 //! default [`LossPolicy::Suspended`] the leader is told as soon as its connection drops, before
 //! the ensemble can expire its session and elect someone else. After any loss the participant
 //! deletes its node (if the session still has it) and queues again at the back, like Curator's
-//! `reset()`; after an expiry that needs a client built with `recreate_on_expiry(true)`,
+//! `reset()`; after an expiry that needs a client that re-creates its session (the default),
 //! otherwise the latch ends.
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::leader::{LeaderLatch, LeaderOptions};
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let latch = LeaderLatch::start(&zk, "/election/scheduler", LeaderOptions::new("node-1")).await?;
 //! loop {
 //!     let term = latch.leadership().await?;

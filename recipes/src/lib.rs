@@ -22,8 +22,9 @@
 //! acquire or wait, a guard whose `Drop` releases best-effort and an `async fn release()` when the
 //! caller must know it happened. Loss of the session is never silent.
 //!
-//! Recipes that must survive session expiry (caches, config watches, leader latches) expect a
-//! client built with [`recreate_on_expiry(true)`](zkit::ClientBuilder::recreate_on_expiry).
+//! Recipes survive session expiry (caches re-read, latches re-join, group members re-register)
+//! on a client that re-creates its session, which is the default; with
+//! [`recreate_on_expiry(false)`](zkit::ClientBuilder::recreate_on_expiry) an expiry ends them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

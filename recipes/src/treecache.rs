@@ -13,7 +13,7 @@
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let cache = TreeCache::start(&zk, "/services", TreeCacheOptions::default()).await?;
 //! let mut events = cache.events();
 //! while let Ok(ev) = events.recv().await {

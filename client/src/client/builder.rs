@@ -53,7 +53,9 @@ impl ClientBuilder {
         self.opts.read_only = yes;
         self
     }
-    /// Create a new session automatically after expiry.
+    /// Create a new session automatically after expiry (default: on). `Expired` is still
+    /// reported, then `Connected` with the new session id. Turn it off (`false`) for a client
+    /// whose expiry must be final: every request and watcher then fails with `SessionExpired`.
     pub fn recreate_on_expiry(mut self, yes: bool) -> Self {
         self.opts.recreate_on_expiry = yes;
         self

@@ -157,9 +157,17 @@ async fn main() -> zkit_examples::demos::DemoResult {
             ev.path,
             ms(t)
         ));
+        // The client re-creates its session (the default): Connected again, with a new id.
+        while let Some(s) = states.next().await {
+            step(&format!("state -> {s:?}"));
+            if s.is_connected() {
+                break;
+            }
+        }
         step(&format!(
-            "requests on the expired session fail: {}",
-            zk.get_data("/config").await.unwrap_err()
+            "a new session {:#x} replaced it; requests work again: {}",
+            zk.session_id(),
+            zk.get_data("/config").await.is_ok()
         ));
     } else {
         zk.close().await?;
@@ -274,15 +282,18 @@ async fn failover(
         where_is(&watcher),
         *seen.borrow()
     ));
-    holder.exists("/").await?;
+    // The holder may still be reconnecting (its server may have been the one killed): a read
+    // is idempotent, so the retry policy retries it across the connection loss.
+    let retry = zkit::RetryPolicy::default();
+    retry.run(|| holder.exists("/")).await?;
     let mut moves = Vec::new();
     while let Ok(Some(s)) =
         tokio::time::timeout(Duration::from_millis(1), holder_states.next()).await
     {
         moves.push(format!("{s:?}"));
     }
-    let node_owner = holder
-        .exists(guard.node())
+    let node_owner = retry
+        .run(|| holder.exists(guard.node()))
         .await?
         .map(|st| st.ephemeral_owner);
     step(&format!(

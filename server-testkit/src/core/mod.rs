@@ -63,6 +63,9 @@ pub struct Config {
     pub secret: Secret,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
+    /// Answer a re-attach to an unknown session with a brand-new session instead of "expired"
+    /// (what ClickHouse Keeper does after a restart; a fault for client tests).
+    pub renew_unknown_sessions: bool,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             extended_types: false,
             secret: Secret::from_bytes([0x5e; Secret::LEN]),
             reap_interval: 1000,
+            renew_unknown_sessions: false,
         }
     }
 }

@@ -51,7 +51,10 @@ impl Core {
             self.replica_handshake(conn, &req, timeout, now);
             return;
         }
-        let (session, valid) = if req.session_id == 0 {
+        let renew = req.session_id != 0
+            && self.cfg.renew_unknown_sessions
+            && !self.db.sessions.contains_key(&req.session_id);
+        let (session, valid) = if req.session_id == 0 || renew {
             let id = self.next_session;
             self.next_session += 1;
             let txn = Txn::new(

@@ -69,6 +69,7 @@ pub struct Builder {
     reap_interval: Duration,
     max_queued_bytes: usize,
     max_client_cnxns: usize,
+    forget_sessions_on_restart: bool,
     /// Persistence: data dir, options, backup to seed it from (see `persist`).
     persist: persist::PersistConfig,
 }
@@ -88,6 +89,7 @@ impl Default for Builder {
             reap_interval: Duration::from_millis(100),
             max_queued_bytes: net::DEFAULT_MAX_QUEUED_BYTES,
             max_client_cnxns: net::DEFAULT_MAX_CLIENT_CNXNS,
+            forget_sessions_on_restart: false,
             persist: Default::default(),
         }
     }
@@ -161,6 +163,14 @@ impl Builder {
         self
     }
 
+    /// Fault: [`Server::restart`] forgets every session (their ephemerals go), and a client
+    /// re-attaching one is answered with a brand-new session instead of "expired" — what
+    /// ClickHouse Keeper does after a restart. Off by default.
+    pub fn forget_sessions_on_restart(mut self, on: bool) -> Self {
+        self.forget_sessions_on_restart = on;
+        self
+    }
+
     pub(crate) fn core_config(&self, secret: Secret) -> Result<Config, Error> {
         let tick = self.tick_time.as_millis().clamp(1, i32::MAX as u128) as i32;
         let min = self
@@ -186,6 +196,7 @@ impl Builder {
             extended_types: self.extended_types,
             secret,
             reap_interval: self.reap_interval.as_millis() as i64,
+            renew_unknown_sessions: self.forget_sessions_on_restart,
         })
     }
 
@@ -415,6 +426,13 @@ impl Server {
             core if self.builder.persist.data_dir.is_some() => core,
             _ => Core::with_db(cfg, db, now_ms()),
         };
+        let mut core = core;
+        if self.builder.forget_sessions_on_restart {
+            let ids: Vec<i64> = core.db().sessions.keys().copied().collect();
+            for id in ids {
+                core.expire_session(id, now_ms());
+            }
+        }
         let running = Running::start(&self.builder, self.addr(), core).await?;
         self.running = Some(running);
         Ok(())
