@@ -12,7 +12,8 @@
 //! | [`cache`] | [`NodeCache`](cache::NodeCache) |
 //! | [`treecache`] | [`TreeCache`](treecache::TreeCache) (a subtree in memory, persistent recursive watch) |
 //! | [`group`] | [`GroupMember`](group::GroupMember) |
-//! | [`discovery`] | [`ServiceDiscovery`](discovery::ServiceDiscovery) (ephemeral instances with a payload) |
+//! | [`discovery`] | [`ServiceDiscovery`](discovery::ServiceDiscovery) (ephemeral instances with raw bytes) |
+//! | [`service`] | [`ServiceDiscovery`](service::ServiceDiscovery) in Curator's JSON, [`ServiceCache`](service::ServiceCache), [`ServiceProvider`](service::ServiceProvider) |
 //! | [`counter`] | [`SharedCounter`](counter::SharedCounter) (compare-and-set) |
 //! | [`config`] | [`ConfigWatch`](config::ConfigWatch) |
 //! | [`queue`] | [`DistributedQueue`](queue::DistributedQueue) |
@@ -42,6 +43,7 @@ pub mod queue;
 mod queue_core;
 pub mod rwlock;
 pub mod semaphore;
+pub mod service;
 pub mod state;
 pub mod treecache;
 pub mod znode;
