@@ -5,6 +5,7 @@
 //! | [`state`] | the connection-state model (Connected / Suspended / Reconnected / Lost), loss policies and signals |
 //! | [`znode`] | protected sequential creation, sequence ordering, parent creation |
 //! | [`lock`] | [`Mutex`] (Curator-compatible node names) |
+//! | [`fencing`] | [`FencingToken`](fencing::FencingToken) and fenced multis for lock holders |
 //! | [`rwlock`] | [`RwLock`](rwlock::RwLock) (readers and writers, writers not starved) |
 //! | [`semaphore`] | [`Semaphore`](semaphore::Semaphore) (N leases) |
 //! | [`multilock`] | [`MultiLock`](multilock::MultiLock) (several locks, all or nothing) |
@@ -35,10 +36,12 @@ pub mod config;
 pub mod counter;
 pub mod discovery;
 pub mod error;
+pub mod fencing;
 pub mod group;
 pub mod leader;
 pub mod lock;
 pub mod multilock;
+mod pipeline;
 pub mod queue;
 mod queue_core;
 pub mod rwlock;

@@ -36,8 +36,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zkit::{Client, CreateMode, Error as ZkError};
 
+use crate::fencing::{fenced_multi, FencingToken};
+use crate::pipeline::{create_and_list, Queued};
 use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
-use crate::state::{LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::state::{
+    wait_connected, why_node_gone, LossMonitor, LossPolicy, LossReason, LossSignal,
+};
 use crate::znode::{
     delete_quietly, sorted_members, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper,
 };
@@ -109,6 +113,8 @@ struct Inner {
 #[derive(Debug)]
 struct Held {
     node: String,
+    czxid: i64,
+    session_id: i64,
     count: usize,
     monitor: Arc<LossMonitor>,
     signal: LossSignal,
@@ -212,6 +218,8 @@ impl Mutex {
             return Ok(Some(MutexGuard {
                 inner: self.inner.clone(),
                 node: h.node.clone(),
+                token: FencingToken(h.czxid),
+                session_id: h.session_id,
                 signal: h.signal.clone(),
                 done: false,
             }));
@@ -241,22 +249,28 @@ impl Mutex {
         );
         let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Prefix(pc.clone()));
         let mut waiter = Deadline { deadline, wait };
-        let node = waiter
-            .bounded(pc.create(client, &self.inner.opts.data))
+        let (node, czxid, at_head) = waiter
+            .bounded(self.queue(&pc))
             .await
             .map_err(|_| Error::Timeout)??;
         cleanup.set(Cleanup::Delete(node.clone()));
+        // Read after the create: a client that re-created its session meanwhile made the node
+        // in the new one.
         let session_id = client.session_id();
-        match wait_for_turn(
-            client,
-            &self.inner.path,
-            self,
-            &node,
-            session_id,
-            &mut waiter,
-        )
-        .await
-        {
+        let turn = if at_head {
+            Ok(())
+        } else {
+            wait_for_turn(
+                client,
+                &self.inner.path,
+                self,
+                &node,
+                session_id,
+                &mut waiter,
+            )
+            .await
+        };
+        match turn {
             Ok(()) => {}
             Err(Interrupted::Stopped(Stop::Timeout)) => return Err(Error::Timeout),
             Err(Interrupted::Stopped(Stop::Busy)) => {
@@ -270,6 +284,13 @@ impl Mutex {
             Err(Interrupted::Failed(e) | Interrupted::WatchFailed(e)) => return Err(e.into()),
         }
         cleanup.disarm();
+        let czxid = match czxid {
+            Some(z) => z,
+            None => match crate::znode::retry(client, || client.exists(&node)).await? {
+                Some(st) => st.czxid,
+                None => return Err(Error::Lost(why_node_gone(client, session_id))),
+            },
+        };
         let (monitor, signal) = LossMonitor::start(
             client,
             session_id,
@@ -278,6 +299,8 @@ impl Mutex {
         );
         *self.inner.held.lock().expect("lock state poisoned") = Some(Held {
             node: node.clone(),
+            czxid,
+            session_id,
             count: 1,
             monitor: Arc::new(monitor),
             signal: signal.clone(),
@@ -286,9 +309,50 @@ impl Mutex {
         Ok(Some(MutexGuard {
             inner: self.inner.clone(),
             node,
+            token: FencingToken(czxid),
+            session_id,
             signal,
             done: false,
         }))
+    }
+
+    /// Queues our node and says whether it is at the head of the line: the create and the
+    /// listing pipelined in one round trip when the lock's node exists (see
+    /// [`pipeline`](crate::pipeline)); step by step, through a protected create that finds its
+    /// node again after a connection loss, otherwise. Returns the node, its czxid when known,
+    /// and whether it holds the lock.
+    async fn queue(&self, pc: &ProtectedCreate) -> Result<(String, Option<i64>, bool)> {
+        let client = &self.inner.client;
+        let name = format!("{}{}", pc.prefix(), self.inner.lock_name);
+        let data = &self.inner.opts.data;
+        let mode = CreateMode::EphemeralSequential;
+        let node = match create_and_list(client, pc.parent(), &name, mode, data).await? {
+            Queued::Listed {
+                node,
+                czxid,
+                children: Some(kids),
+            } => {
+                let queue = sorted_members(kids, |n| self.is_member(n));
+                let ours = zkit::path::basename(&node);
+                // Our create is applied before the listing is served: we are in it.
+                let head = queue
+                    .iter()
+                    .position(|n| n == ours)
+                    .is_some_and(|i| self.blocker(&queue, i).is_none());
+                return Ok((node, Some(czxid), head));
+            }
+            Queued::Listed { node, czxid, .. } => return Ok((node, Some(czxid), false)),
+            Queued::NoParent => None,
+            Queued::Unknown => {
+                wait_connected(client).await?;
+                pc.find(client).await?
+            }
+        };
+        let node = match node {
+            Some(n) => n,
+            None => pc.create(client, data).await?,
+        };
+        Ok((node, None, false))
     }
 }
 
@@ -366,6 +430,8 @@ impl Deadline {
 pub struct MutexGuard {
     inner: Arc<Inner>,
     node: String,
+    token: FencingToken,
+    session_id: i64,
     signal: LossSignal,
     done: bool,
 }
@@ -374,6 +440,19 @@ impl MutexGuard {
     /// The lock node's path.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// This hold's [fencing token](crate::fencing): the lock node's czxid, greater than every
+    /// earlier holder's.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    /// Runs `ops` in one multi that applies only while this lock is held (a check on the lock
+    /// node goes first); fails with [`Error::Lost`] when the lock is gone. See
+    /// [`fencing`](crate::fencing).
+    pub async fn fenced_multi(&self, ops: Vec<zkit::Op>) -> Result<Vec<zkit::OpResult>> {
+        fenced_multi(&self.inner.client, &self.node, self.session_id, ops).await
     }
 
     /// Resolves when the lock is (or may be) lost; select on it next to the protected work.
