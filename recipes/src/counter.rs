@@ -24,6 +24,7 @@ use crate::znode::{ensure_path, retry};
 use crate::{Error, Result};
 
 /// A counter value and the node version it was read at (`-1`: the node does not exist).
+/// Listen to a counter with [`SharedCounter::watch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Versioned {
@@ -67,6 +68,10 @@ impl SharedCounter {
     /// The counter's path.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The current value and version.

@@ -108,6 +108,9 @@ struct Inner {
     acquiring: tokio::sync::Mutex<()>,
     held: StdMutex<Option<Held>>,
     reaper: OnceLock<Reaper>,
+    /// For a read lock: the write side of the same [`RwLock`](crate::rwlock::RwLock), whose
+    /// node does not block this side (a writer may take the read lock, then downgrade).
+    writer: Option<Arc<Inner>>,
 }
 
 #[derive(Debug)]
@@ -153,8 +156,26 @@ impl Mutex {
                 acquiring: tokio::sync::Mutex::new(()),
                 held: StdMutex::new(None),
                 reaper: OnceLock::new(),
+                writer: None,
             }),
         }
+    }
+
+    /// The read side of a readers-writer lock whose write side is `writer`.
+    pub(crate) fn reader_of(writer: &Mutex, options: MutexOptions) -> Mutex {
+        let w = &writer.inner;
+        let mut read = Self::with_lock_name(&w.client, &w.path, READ_LOCK_NAME, options);
+        if let Some(inner) = Arc::get_mut(&mut read.inner) {
+            inner.writer = Some(w.clone());
+        }
+        read
+    }
+
+    /// The name of the node this value holds, if it holds one.
+    fn held_name(&self) -> Option<String> {
+        let held = self.inner.held.lock().ok()?;
+        held.as_ref()
+            .map(|h| zkit::path::basename(&h.node).to_owned())
     }
 
     /// The lock's path.
@@ -370,10 +391,18 @@ impl Line for Mutex {
     fn blocker(&self, queue: &[String], idx: usize) -> Option<usize> {
         match self.inner.flavor {
             Flavor::Mutex | Flavor::Write => idx.checked_sub(1),
-            // A reader waits only for the nearest writer queued before it.
-            Flavor::Read => queue[..idx]
-                .iter()
-                .rposition(|n| n.contains(WRITE_LOCK_NAME)),
+            // A reader waits only for the nearest writer queued before it, other than its own
+            // write side's node (re-entrancy across sides, as Curator's).
+            Flavor::Read => {
+                let own = self
+                    .inner
+                    .writer
+                    .as_ref()
+                    .and_then(|w| Mutex { inner: w.clone() }.held_name());
+                queue[..idx]
+                    .iter()
+                    .rposition(|n| n.contains(WRITE_LOCK_NAME) && Some(n) != own.as_ref())
+            }
         }
     }
 }
@@ -440,6 +469,10 @@ impl MutexGuard {
     /// The lock node's path.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.inner.client
     }
 
     /// This hold's [fencing token](crate::fencing): the lock node's czxid, greater than every

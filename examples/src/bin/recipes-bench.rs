@@ -458,9 +458,11 @@ async fn main() -> DemoResult {
         Some(r?)
     };
 
-    println!();
-    println!("| metric (ms) | n | testkit p50 | testkit p99 | ZooKeeper p50 | ZooKeeper p99 |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    if !locks_only {
+        println!();
+        println!("| metric (ms) | n | testkit p50 | testkit p99 | ZooKeeper p50 | ZooKeeper p99 |");
+        println!("|---|---:|---:|---:|---:|---:|");
+    }
     for (i, m) in testkit.iter().enumerate() {
         let (rp50, rp99) = match real.as_ref().and_then(|r| r.get(i)) {
             Some(r) => (format!("{:.2}", r.p50()), format!("{:.2}", r.p99())),
