@@ -1,7 +1,7 @@
 //! [`ServiceDiscovery`]: service instances register as ephemeral nodes
 //! `<base>/<service>/<instance-id>` holding a payload; clients query and watch the instances of a
 //! service (the layout of Curator's `ServiceDiscovery`; the payload is the application's bytes,
-//! not Curator's JSON envelope).
+//! not Curator's JSON envelope; [`service`](crate::service) speaks Curator's JSON).
 //!
 //! A registration is kept in place while the service runs: re-created if deleted, and after a
 //! session expiry when the client re-creates sessions. It disappears when the service closes it or
