@@ -241,15 +241,14 @@ impl Client {
         scheme: &str,
         auth: impl Into<Bytes>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = self.inner.replies.channel();
         let _ = self.inner.cmd.send(Command::Auth {
             scheme: scheme.to_owned(),
             auth: auth.into(),
             waiter: tx,
         });
-        let state = self.inner.state.clone();
         async move {
-            rx.await.map_err(|_| gone_error(&state))??;
+            rx.await??;
             Ok(())
         }
     }

@@ -17,16 +17,22 @@ impl Client {
         data: impl AsRef<[u8]>,
         options: &CreateOptions,
     ) -> impl Future<Output = Result<(String, Stat)>> + Send + 'static {
-        let create = match self.create_request(path, data.as_ref(), options) {
-            Ok(x) => x,
-            Err(e) => return ready(Err(e)),
-        };
-        let fut = self.send(Body::Create(create), None);
-        let this = self.clone();
-        Box::pin(async move {
-            let r = Create2Response::from_bytes(fut.await?)?;
-            Ok((this.strip(r.path), r.stat))
-        })
+        let data = data.as_ref();
+        let fut = create_shape(options).and_then(|(op, ttl)| {
+            self.send_encoded(op, path, options.mode.is_sequential(), |b| {
+                b.put_buffer(data);
+                options.acl.encode(b);
+                b.put_i32(options.mode.code());
+                if let Some(ttl) = ttl {
+                    b.put_i64(ttl);
+                }
+            })
+        });
+        let chroot = self.inner.chroot.clone();
+        async move {
+            let r = Create2Response::from_bytes(fut?.await?)?;
+            Ok((strip_chroot(chroot.as_deref(), r.path), r.stat))
+        }
     }
 
     pub(super) fn create_request(
@@ -37,11 +43,8 @@ impl Client {
     ) -> Result<Create> {
         let p = self.server_path(path, o.mode.is_sequential())?;
         let data = Some(Bytes::copy_from_slice(data));
-        if o.mode.is_ttl() {
-            let ttl = o.ttl.map(|t| t.as_millis() as i64).unwrap_or(0);
-            if ttl <= 0 || ttl > MAX_TTL {
-                return Err(Error::BadArguments(format!("TTL {ttl} ms out of range")));
-            }
+        let (op, ttl) = create_shape(o)?;
+        if let Some(ttl) = ttl {
             return Ok(Create::Ttl(CreateTtlRequest {
                 path: p,
                 data,
@@ -50,19 +53,11 @@ impl Client {
                 ttl,
             }));
         }
-        if o.ttl.is_some() {
-            return Err(Error::BadArguments("TTL given for a non-TTL mode".into()));
-        }
         let req = CreateRequest {
             path: p,
             data,
             acl: o.acl.clone(),
             flags: o.mode.code(),
-        };
-        let op = if o.mode.is_container() {
-            OpCode::CreateContainer
-        } else {
-            OpCode::Create2
         };
         Ok(Create::Plain { op, req })
     }
@@ -73,14 +68,8 @@ impl Client {
         path: &str,
         version_: Option<i32>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let fut = self.server_path(path, false).map(|p| {
-            self.send(
-                Body::Delete(DeleteRequest {
-                    path: p,
-                    version: version(version_),
-                }),
-                None,
-            )
+        let fut = self.send_encoded(OpCode::Delete, path, false, |b| {
+            b.put_i32(version(version_))
         });
         async move {
             fut?.await?;
@@ -88,26 +77,29 @@ impl Client {
         }
     }
 
+    /// A request of a path and a watch flag: encoded by the caller when no watch is asked
+    /// for, else a typed record whose flag the session sets.
     fn path_watch_request(
         &self,
         body: fn(PathWatchRequest) -> Body,
         path: &str,
         watch: Option<WatchKind>,
-    ) -> Result<(String, Fut<Bytes>, Option<OneshotWatcher>)> {
-        let p = self.server_path(path, false)?;
-        let (pw, w) = match watch {
-            Some(kind) => {
-                let (pw, w) = self.oneshot_watch(&p, kind);
-                (Some(pw), Some(w))
-            }
-            None => (None, None),
+    ) -> Result<(ReplyFuture, Option<OneshotWatcher>)> {
+        let Some(kind) = watch else {
+            let op = body(PathWatchRequest::default()).op();
+            return Ok((
+                self.send_encoded(op, path, false, |b| b.put_bool(false))?,
+                None,
+            ));
         };
+        let p = self.server_path(path, false)?;
+        let (pw, w) = self.oneshot_watch(&p, kind);
         // The watch flag is the session's to set, from `pw`.
         let r = PathWatchRequest {
-            path: p.clone(),
+            path: p,
             watch: false,
         };
-        Ok((p, self.send(body(r), pw), w))
+        Ok((self.send(body(r), Some(pw)), Some(w)))
     }
 
     /// The node's Stat, or `None` if it does not exist.
@@ -117,7 +109,7 @@ impl Client {
     ) -> impl Future<Output = Result<Option<Stat>>> + Send + 'static {
         let r = self.path_watch_request(Body::Exists, path, None);
         async move {
-            let (_, fut, _) = r?;
+            let (fut, _) = r?;
             exists_reply(fut.await)
         }
     }
@@ -130,7 +122,7 @@ impl Client {
     ) -> impl Future<Output = Result<(Option<Stat>, OneshotWatcher)>> + Send + 'static {
         let r = self.path_watch_request(Body::Exists, path, Some(WatchKind::Exist));
         async move {
-            let (_, fut, w) = r?;
+            let (fut, w) = r?;
             let stat = exists_reply(fut.await)?;
             Ok((stat, w.expect("watch requested")))
         }
@@ -143,7 +135,7 @@ impl Client {
     ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + 'static {
         let r = self.path_watch_request(Body::GetData, path, None);
         async move {
-            let (_, fut, _) = r?;
+            let (fut, _) = r?;
             let d = GetDataResponse::from_bytes(fut.await?)?;
             Ok((d.data.unwrap_or_default(), d.stat))
         }
@@ -156,7 +148,7 @@ impl Client {
     ) -> impl Future<Output = Result<(Bytes, Stat, OneshotWatcher)>> + Send + 'static {
         let r = self.path_watch_request(Body::GetData, path, Some(WatchKind::Data));
         async move {
-            let (_, fut, w) = r?;
+            let (fut, w) = r?;
             let d = GetDataResponse::from_bytes(fut.await?)?;
             Ok((
                 d.data.unwrap_or_default(),
@@ -173,16 +165,10 @@ impl Client {
         data: impl AsRef<[u8]>,
         version_: Option<i32>,
     ) -> impl Future<Output = Result<Stat>> + Send + 'static {
-        let data = Bytes::copy_from_slice(data.as_ref());
-        let fut = self.server_path(path, false).map(|p| {
-            self.send(
-                Body::SetData(SetDataRequest {
-                    path: p,
-                    data: Some(data),
-                    version: version(version_),
-                }),
-                None,
-            )
+        let data = data.as_ref();
+        let fut = self.send_encoded(OpCode::SetData, path, false, |b| {
+            b.put_buffer(data);
+            b.put_i32(version(version_));
         });
         async move { Ok(StatResponse::from_bytes(fut?.await?)?.stat) }
     }
@@ -228,7 +214,7 @@ impl Client {
     ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
         let r = self.path_watch_request(Body::GetChildren, path, None);
         async move {
-            let (_, fut, _) = r?;
+            let (fut, _) = r?;
             Ok(GetChildrenResponse::from_bytes(fut.await?)?.children)
         }
     }
@@ -240,7 +226,7 @@ impl Client {
     ) -> impl Future<Output = Result<(Vec<String>, Stat)>> + Send + 'static {
         let r = self.path_watch_request(Body::GetChildren2, path, None);
         async move {
-            let (_, fut, _) = r?;
+            let (fut, _) = r?;
             let c = GetChildren2Response::from_bytes(fut.await?)?;
             Ok((c.children, c.stat))
         }
@@ -253,7 +239,7 @@ impl Client {
     ) -> impl Future<Output = Result<(Vec<String>, Stat, OneshotWatcher)>> + Send + 'static {
         let r = self.path_watch_request(Body::GetChildren2, path, Some(WatchKind::Child));
         async move {
-            let (_, fut, w) = r?;
+            let (fut, w) = r?;
             let c = GetChildren2Response::from_bytes(fut.await?)?;
             Ok((c.children, c.stat, w.expect("watch requested")))
         }
@@ -295,4 +281,24 @@ impl Client {
             Ok(())
         }
     }
+}
+
+/// The opcode of a create with these options, and its TTL in ms for the TTL modes.
+fn create_shape(o: &CreateOptions) -> Result<(OpCode, Option<i64>)> {
+    if o.mode.is_ttl() {
+        let ttl = o.ttl.map(|t| t.as_millis() as i64).unwrap_or(0);
+        if ttl <= 0 || ttl > MAX_TTL {
+            return Err(Error::BadArguments(format!("TTL {ttl} ms out of range")));
+        }
+        return Ok((OpCode::CreateTtl, Some(ttl)));
+    }
+    if o.ttl.is_some() {
+        return Err(Error::BadArguments("TTL given for a non-TTL mode".into()));
+    }
+    let op = if o.mode.is_container() {
+        OpCode::CreateContainer
+    } else {
+        OpCode::Create2
+    };
+    Ok((op, None))
 }

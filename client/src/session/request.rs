@@ -1,14 +1,13 @@
 //! Requests as values: the record to send, typed until the session encodes it straight into its
 //! output buffer (one encoding, no intermediate body buffer), plus what to do with the reply.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::watches::PendingWatch;
 use super::Handles;
 use zkit_proto::{
-    AddWatchRequest, CreateRequest, CreateTtlRequest, DeleteRequest, MultiOp, MultiRequest, OpCode,
-    PathRequest, PathWatchRequest, ReconfigRequest, Record, SetAclRequest, SetDataRequest,
-    WatchesRequest,
+    AddWatchRequest, CreateRequest, CreateTtlRequest, MultiOp, MultiRequest, OpCode, PathRequest,
+    PathWatchRequest, ReconfigRequest, Record, SetAclRequest, WatchesRequest,
 };
 
 /// A create in one of its wire shapes: create/create2/createContainer share one record, createTTL
@@ -55,12 +54,6 @@ pub enum Body {
     GetAllChildrenNumber(PathRequest),
     /// getEphemerals.
     GetEphemerals(PathRequest),
-    /// A create of any kind.
-    Create(Create),
-    /// delete.
-    Delete(DeleteRequest),
-    /// setData.
-    SetData(SetDataRequest),
     /// setACL.
     SetAcl(SetAclRequest),
     /// multi.
@@ -79,6 +72,15 @@ pub enum Body {
     WhoAmI,
     /// closeSession (no record).
     CloseSession,
+    /// A record its caller encoded already: create, delete, setData, and exists / getData /
+    /// getChildren without a watch (encoded once, straight from the caller's arguments, with no
+    /// typed record in between).
+    Encoded {
+        /// The opcode to send.
+        op: OpCode,
+        /// The record's bytes.
+        record: Bytes,
+    },
 }
 
 impl Body {
@@ -93,10 +95,6 @@ impl Body {
             Body::Sync(_) => OpCode::Sync,
             Body::GetAllChildrenNumber(_) => OpCode::GetAllChildrenNumber,
             Body::GetEphemerals(_) => OpCode::GetEphemerals,
-            Body::Create(Create::Plain { op, .. }) => *op,
-            Body::Create(Create::Ttl(_)) => OpCode::CreateTtl,
-            Body::Delete(_) => OpCode::Delete,
-            Body::SetData(_) => OpCode::SetData,
             Body::SetAcl(_) => OpCode::SetAcl,
             Body::Multi(_) => OpCode::Multi,
             Body::MultiRead(_) => OpCode::MultiRead,
@@ -106,6 +104,7 @@ impl Body {
             Body::Reconfig(_) => OpCode::Reconfig,
             Body::WhoAmI => OpCode::WhoAmI,
             Body::CloseSession => OpCode::CloseSession,
+            Body::Encoded { op, .. } => *op,
         }
     }
 
@@ -129,16 +128,13 @@ impl Body {
             | Body::Sync(r)
             | Body::GetAllChildrenNumber(r)
             | Body::GetEphemerals(r) => r.encode(buf),
-            Body::Create(Create::Plain { req, .. }) => req.encode(buf),
-            Body::Create(Create::Ttl(r)) => r.encode(buf),
-            Body::Delete(r) => r.encode(buf),
-            Body::SetData(r) => r.encode(buf),
             Body::SetAcl(r) => r.encode(buf),
             Body::Multi(r) | Body::MultiRead(r) => r.encode(buf),
             Body::CheckWatches(r) | Body::RemoveWatches(r) => r.encode(buf),
             Body::AddWatch(r) => r.encode(buf),
             Body::Reconfig(r) => r.encode(buf),
             Body::WhoAmI | Body::CloseSession => {}
+            Body::Encoded { record, .. } => buf.extend_from_slice(record),
         }
     }
 }

@@ -152,11 +152,15 @@ fn exists(name: &'static str) -> (Request<T>, Probe) {
 fn set_data(name: &'static str) -> (Request<T>, Probe) {
     request(
         name,
-        Body::SetData(SetDataRequest {
-            path: "/a".into(),
-            data: Some(Bytes::from_static(b"x")),
-            version: -1,
-        }),
+        Body::Encoded {
+            op: OpCode::SetData,
+            record: SetDataRequest {
+                path: "/a".into(),
+                data: Some(Bytes::from_static(b"x")),
+                version: -1,
+            }
+            .to_bytes(),
+        },
     )
 }
 
