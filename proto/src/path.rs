@@ -21,39 +21,54 @@ pub struct PathError {
 /// assert!(validate_path("/a/../b", false).is_err());
 /// ```
 pub fn validate_path(path: &str, sequential: bool) -> Result<(), PathError> {
-    if sequential {
-        // ZooKeeper checks a sequential path as if its suffix were already there.
-        return validate(&format!("{path}1")).map_err(|reason| PathError {
-            path: path.to_owned(),
-            reason,
-        });
-    }
-    validate(path).map_err(|reason| PathError {
+    validate(path, sequential).map_err(|reason| PathError {
         path: path.to_owned(),
         reason,
     })
 }
 
-fn validate(path: &str) -> Result<(), &'static str> {
-    if path.is_empty() {
+/// One pass over the bytes. A sequential path is checked as if its suffix were already there
+/// (as ZooKeeper does): its last segment is then never empty, `.` or `..`.
+fn validate(path: &str, sequential: bool) -> Result<(), &'static str> {
+    let b = path.as_bytes();
+    if b.is_empty() {
         return Err("path must not be empty");
     }
-    if !path.starts_with('/') {
+    if b[0] != b'/' {
         return Err("path must start with /");
     }
-    if path.len() == 1 {
+    if b.len() == 1 {
         return Ok(());
     }
-    if path.ends_with('/') {
-        return Err("path must not end with /");
+    {
+        let mut start = 1;
+        for i in 1..=b.len() {
+            if i < b.len() && b[i] != b'/' {
+                continue;
+            }
+            let last = i == b.len();
+            let seg = &b[start..i];
+            if !(last && sequential) {
+                if seg.is_empty() {
+                    return Err(if last {
+                        "path must not end with /"
+                    } else {
+                        "empty path segment"
+                    });
+                }
+                if seg == b"." || seg == b".." {
+                    return Err("relative path segment");
+                }
+            }
+            start = i + 1;
+        }
     }
-    for seg in path[1..].split('/') {
-        if seg.is_empty() {
-            return Err("empty path segment");
-        }
-        if seg == "." || seg == ".." {
-            return Err("relative path segment");
-        }
+    if path.is_ascii() {
+        return match b.iter().find(|&&c| c < 0x20 || c == 0x7f) {
+            Some(0) => Err("null character"),
+            Some(_) => Err("invalid character"),
+            None => Ok(()),
+        };
     }
     for c in path.chars() {
         let u = c as u32;
@@ -155,6 +170,49 @@ mod tests {
         }
         assert!(validate_path("/a/", true).is_ok());
         assert!(validate_path("/a//", true).is_err());
+    }
+
+    /// The rules stated segment by segment and character by character, as ZooKeeper's
+    /// `PathUtils` states them: the one-pass check must agree with it on every short path.
+    fn reference(path: &str) -> bool {
+        if !path.starts_with('/') {
+            return false;
+        }
+        if path == "/" {
+            return true;
+        }
+        path[1..]
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+            && path.chars().all(|c| {
+                let u = c as u32;
+                !(u < 0x20 || (0x7f..=0x9f).contains(&u) || (0xd800..=0xf8ff).contains(&u))
+                    && !(0xfff0..=0xffff).contains(&u)
+                    && u <= 0xffff
+            })
+    }
+
+    #[test]
+    fn one_pass_check_agrees_with_the_rules_on_every_short_path() {
+        let alphabet = ["/", ".", "a", "\0", "\u{1}", "ü", "\u{9f}", "\u{e000}"];
+        let mut paths = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = paths
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            paths.extend(longer);
+            paths.dedup();
+        }
+        for p in &paths {
+            assert_eq!(validate_path(p, false).is_ok(), reference(p), "{p:?}");
+            let with_suffix = format!("{p}1");
+            assert_eq!(
+                validate_path(p, true).is_ok(),
+                reference(&with_suffix),
+                "sequential {p:?}"
+            );
+        }
     }
 
     #[test]

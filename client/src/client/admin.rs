@@ -283,12 +283,12 @@ impl Client {
         from_config: Option<i64>,
     ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + 'static {
         let fut = self.send(
-            Body::Reconfig(ReconfigRequest {
+            Body::Reconfig(Box::new(ReconfigRequest {
                 joining_servers: joining.map(str::to_owned),
                 leaving_servers: leaving.map(str::to_owned),
                 new_members: new_members.map(str::to_owned),
                 cur_config_id: from_config.unwrap_or(-1),
-            }),
+            })),
             None,
         );
         async move {

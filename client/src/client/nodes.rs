@@ -77,29 +77,27 @@ impl Client {
         }
     }
 
-    /// A request of a path and a watch flag: encoded by the caller when no watch is asked
-    /// for, else a typed record whose flag the session sets.
+    /// A read of a path without a watch (exists, getData, getChildren, getChildren2): encoded
+    /// by the caller, watch flag false.
+    fn path_read(&self, op: OpCode, path: &str) -> Result<ReplyFuture> {
+        self.send_encoded(op, path, false, |b| b.put_bool(false))
+    }
+
+    /// A read of a path that leaves a one-shot watch: a typed record whose watch flag the
+    /// session sets (unless a persistent watch already covers the path).
     fn path_watch_request(
         &self,
         body: fn(PathWatchRequest) -> Body,
         path: &str,
-        watch: Option<WatchKind>,
-    ) -> Result<(ReplyFuture, Option<OneshotWatcher>)> {
-        let Some(kind) = watch else {
-            let op = body(PathWatchRequest::default()).op();
-            return Ok((
-                self.send_encoded(op, path, false, |b| b.put_bool(false))?,
-                None,
-            ));
-        };
+        kind: WatchKind,
+    ) -> Result<(ReplyFuture, OneshotWatcher)> {
         let p = self.server_path(path, false)?;
         let (pw, w) = self.oneshot_watch(&p, kind);
-        // The watch flag is the session's to set, from `pw`.
         let r = PathWatchRequest {
             path: p,
             watch: false,
         };
-        Ok((self.send(body(r), Some(pw)), Some(w)))
+        Ok((self.send(body(r), Some(pw)), w))
     }
 
     /// The node's Stat, or `None` if it does not exist.
@@ -107,9 +105,9 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<Option<Stat>>> + Send + 'static {
-        let r = self.path_watch_request(Body::Exists, path, None);
+        let fut = self.path_read(OpCode::Exists, path);
         async move {
-            let (fut, _) = r?;
+            let fut = fut?;
             exists_reply(fut.await)
         }
     }
@@ -120,11 +118,11 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Option<Stat>, OneshotWatcher)>> + Send + 'static {
-        let r = self.path_watch_request(Body::Exists, path, Some(WatchKind::Exist));
+        let r = self.path_watch_request(Body::Exists, path, WatchKind::Exist);
         async move {
             let (fut, w) = r?;
             let stat = exists_reply(fut.await)?;
-            Ok((stat, w.expect("watch requested")))
+            Ok((stat, w))
         }
     }
 
@@ -133,9 +131,9 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetData, path, None);
+        let fut = self.path_read(OpCode::GetData, path);
         async move {
-            let (fut, _) = r?;
+            let fut = fut?;
             let d = GetDataResponse::from_bytes(fut.await?)?;
             Ok((d.data.unwrap_or_default(), d.stat))
         }
@@ -146,15 +144,11 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Bytes, Stat, OneshotWatcher)>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetData, path, Some(WatchKind::Data));
+        let r = self.path_watch_request(Body::GetData, path, WatchKind::Data);
         async move {
             let (fut, w) = r?;
             let d = GetDataResponse::from_bytes(fut.await?)?;
-            Ok((
-                d.data.unwrap_or_default(),
-                d.stat,
-                w.expect("watch requested"),
-            ))
+            Ok((d.data.unwrap_or_default(), d.stat, w))
         }
     }
 
@@ -196,11 +190,11 @@ impl Client {
     ) -> impl Future<Output = Result<Stat>> + Send + 'static {
         let fut = self.server_path(path, false).map(|p| {
             self.send(
-                Body::SetAcl(SetAclRequest {
+                Body::SetAcl(Box::new(SetAclRequest {
                     path: p,
                     acl,
                     version: version(version_),
-                }),
+                })),
                 None,
             )
         });
@@ -212,9 +206,9 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetChildren, path, None);
+        let fut = self.path_read(OpCode::GetChildren, path);
         async move {
-            let (fut, _) = r?;
+            let fut = fut?;
             Ok(GetChildrenResponse::from_bytes(fut.await?)?.children)
         }
     }
@@ -224,9 +218,9 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Vec<String>, Stat)>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetChildren2, path, None);
+        let fut = self.path_read(OpCode::GetChildren2, path);
         async move {
-            let (fut, _) = r?;
+            let fut = fut?;
             let c = GetChildren2Response::from_bytes(fut.await?)?;
             Ok((c.children, c.stat))
         }
@@ -237,11 +231,11 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Vec<String>, Stat, OneshotWatcher)>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetChildren2, path, Some(WatchKind::Child));
+        let r = self.path_watch_request(Body::GetChildren2, path, WatchKind::Child);
         async move {
             let (fut, w) = r?;
             let c = GetChildren2Response::from_bytes(fut.await?)?;
-            Ok((c.children, c.stat, w.expect("watch requested")))
+            Ok((c.children, c.stat, w))
         }
     }
 

@@ -42,8 +42,6 @@ pub enum Body {
     Exists(PathWatchRequest),
     /// getData; watch flag as for `Exists`.
     GetData(PathWatchRequest),
-    /// getChildren; watch flag as for `Exists`.
-    GetChildren(PathWatchRequest),
     /// getChildren2; watch flag as for `Exists`.
     GetChildren2(PathWatchRequest),
     /// getACL.
@@ -55,7 +53,7 @@ pub enum Body {
     /// getEphemerals.
     GetEphemerals(PathRequest),
     /// setACL.
-    SetAcl(SetAclRequest),
+    SetAcl(Box<SetAclRequest>),
     /// multi.
     Multi(MultiRequest),
     /// multiRead.
@@ -67,7 +65,7 @@ pub enum Body {
     /// addWatch.
     AddWatch(AddWatchRequest),
     /// reconfig.
-    Reconfig(ReconfigRequest),
+    Reconfig(Box<ReconfigRequest>),
     /// whoAmI (no record).
     WhoAmI,
     /// closeSession (no record).
@@ -89,7 +87,6 @@ impl Body {
         match self {
             Body::Exists(_) => OpCode::Exists,
             Body::GetData(_) => OpCode::GetData,
-            Body::GetChildren(_) => OpCode::GetChildren,
             Body::GetChildren2(_) => OpCode::GetChildren2,
             Body::GetAcl(_) => OpCode::GetAcl,
             Body::Sync(_) => OpCode::Sync,
@@ -111,9 +108,7 @@ impl Body {
     /// The record's "leave a one-shot watch" flag, for the requests that have one.
     pub(super) fn watch_flag(&mut self) -> Option<&mut bool> {
         match self {
-            Body::Exists(r) | Body::GetData(r) | Body::GetChildren(r) | Body::GetChildren2(r) => {
-                Some(&mut r.watch)
-            }
+            Body::Exists(r) | Body::GetData(r) | Body::GetChildren2(r) => Some(&mut r.watch),
             _ => None,
         }
     }
@@ -121,9 +116,7 @@ impl Body {
     /// Appends the record (nothing for the record-less requests).
     pub(super) fn encode(&self, buf: &mut BytesMut) {
         match self {
-            Body::Exists(r) | Body::GetData(r) | Body::GetChildren(r) | Body::GetChildren2(r) => {
-                r.encode(buf)
-            }
+            Body::Exists(r) | Body::GetData(r) | Body::GetChildren2(r) => r.encode(buf),
             Body::GetAcl(r)
             | Body::Sync(r)
             | Body::GetAllChildrenNumber(r)

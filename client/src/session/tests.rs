@@ -734,7 +734,7 @@ fn an_add_watch_in_flight_covers_a_one_shot_on_its_path_until_it_is_answered() {
     let one_shot = |kind, id| {
         Request::new(
             if kind == WatchKind::Child {
-                Body::GetChildren(path_watch("/a"))
+                Body::GetChildren2(path_watch("/a"))
             } else {
                 Body::GetData(path_watch("/a"))
             },
