@@ -29,13 +29,14 @@ impl Server {
         let mut child = Command::new(bin)
             .args(["--port", "0"])
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-        let Some(out) = child.stdout.take() else {
+        // It says where it listens on stderr, after its log lines.
+        let Some(out) = child.stderr.take() else {
             let _ = child.kill();
-            return Err("zkit-server: no stdout".into());
+            return Err("zkit-server: no stderr".into());
         };
         let mut line = String::new();
         let mut rd = BufReader::new(out);
@@ -51,7 +52,7 @@ impl Server {
             }
             if let Some(addr) = line.trim().strip_prefix("zkit-server listening on ") {
                 let connect = addr.to_owned();
-                // Keep draining its stdout so it never blocks on a full pipe.
+                // Keep draining its stderr so it never blocks on a full pipe.
                 std::thread::spawn(move || {
                     let mut sink = String::new();
                     while rd.read_line(&mut sink).is_ok_and(|n| n > 0) {
