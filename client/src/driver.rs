@@ -19,7 +19,7 @@ use crate::session::watches::{Notice, Sink, StreamResult, WatchKind, WatchResult
 use crate::session::{self, Event, Handle, Handles, Session, SessionState};
 
 /// Completes one request (or auth, or close) of a client handle.
-pub(crate) type ReplyTx = oneshot::Sender<Result<Bytes, Error>>;
+pub(crate) type ReplyTx = crate::reply::ReplyTx;
 
 /// The tokio channel ends the session holds for the client handles.
 #[derive(Debug)]
@@ -32,6 +32,12 @@ impl Handles for Channels {
 }
 
 impl<T: std::fmt::Debug> Handle for oneshot::Sender<T> {
+    fn is_dropped(&self) -> bool {
+        self.is_closed()
+    }
+}
+
+impl Handle for ReplyTx {
     fn is_dropped(&self) -> bool {
         self.is_closed()
     }
@@ -116,6 +122,11 @@ pub(crate) struct Driver {
     server: Option<SocketAddr>,
     /// Whether a handshake completed on the connection being served.
     handshaken: bool,
+    /// Replies collected by [`deliver`](Self::deliver), completed together (kept between
+    /// batches so completing them allocates nothing).
+    replies: Vec<(ReplyTx, crate::reply::Answer)>,
+    /// Scratch space for the wakers of one batch.
+    wakers: Vec<std::task::Waker>,
 }
 
 /// Why a connection ended.
@@ -150,6 +161,8 @@ impl Driver {
             cmds_closed: false,
             server: None,
             handshaken: false,
+            replies: Vec::new(),
+            wakers: Vec::new(),
         }
     }
 
@@ -165,13 +178,15 @@ impl Driver {
         }
     }
 
-    /// Delivers everything the session emitted, in order.
+    /// Delivers everything the session emitted, in order. Consecutive replies are completed as
+    /// one batch (one lock, their callers woken after it), before anything that follows them.
     fn deliver(&mut self) {
         while let Some(ev) = self.session.poll_event() {
+            if !matches!(ev, Event::Reply { .. }) {
+                self.flush_replies();
+            }
             match ev {
-                Event::Reply { to, result } => {
-                    let _ = to.send(result);
-                }
+                Event::Reply { to, result } => self.replies.push((to, result)),
                 Event::Watch {
                     to: Sink::Oneshot(to),
                     result,
@@ -190,6 +205,11 @@ impl Driver {
                 Event::State(s) => self.publish_state(s),
             }
         }
+        self.flush_replies();
+    }
+
+    fn flush_replies(&mut self) {
+        crate::reply::ReplyPool::complete_batch(&mut self.replies, &mut self.wakers);
     }
 
     /// Publishes a state change: the session facts first, so a handle that sees the new state

@@ -27,6 +27,7 @@ mod driver;
 pub mod error;
 mod ops;
 mod options;
+mod reply;
 pub mod retry;
 mod session;
 mod watcher;

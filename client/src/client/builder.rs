@@ -3,13 +3,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Client, Inner};
 use crate::driver::{Command, Driver, Publish};
 use crate::error::{Error, Result};
 use crate::options::{ClientOptions, ConnectString, HostList};
+use crate::reply::ReplyPool;
 use crate::session::{Session, SessionConfig};
 
 /// Builds a [`Client`].
@@ -114,9 +115,10 @@ impl ClientBuilder {
             publish,
             first_tx,
         );
+        let replies = ReplyPool::new(state_rx.clone());
         let mut auth_waiters = Vec::new();
         for (scheme, auth) in self.auth {
-            let (tx, rx) = oneshot::channel();
+            let (tx, rx) = replies.channel();
             let _ = cmd_tx.send(Command::Auth {
                 scheme,
                 auth,
@@ -134,6 +136,8 @@ impl ClientBuilder {
                 chroot: cs.chroot.map(Arc::from),
                 opts: opts.clone(),
                 task: Mutex::new(Some(task)),
+                replies,
+                enc: Mutex::new(BytesMut::new()),
             }),
         };
         match tokio::time::timeout(opts.connect_timeout, first_rx).await {
@@ -156,11 +160,7 @@ impl ClientBuilder {
             }
         }
         for w in auth_waiters {
-            match w.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(Error::Closed),
-            }
+            w.await??;
         }
         Ok(client)
     }

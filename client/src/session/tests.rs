@@ -159,11 +159,15 @@ fn exists(name: &'static str) -> (Request<T>, Probe) {
 fn set_data(name: &'static str) -> (Request<T>, Probe) {
     request(
         name,
-        Body::SetData(SetDataRequest {
-            path: "/a".into(),
-            data: Some(Bytes::from_static(b"x")),
-            version: -1,
-        }),
+        Body::Encoded {
+            op: OpCode::SetData,
+            record: SetDataRequest {
+                path: "/a".into(),
+                data: Some(Bytes::from_static(b"x")),
+                version: -1,
+            }
+            .to_bytes(),
+        },
     )
 }
 
@@ -742,7 +746,7 @@ fn an_add_watch_in_flight_covers_a_one_shot_on_its_path_until_it_is_answered() {
     let one_shot = |kind, id| {
         Request::new(
             if kind == WatchKind::Child {
-                Body::GetChildren(path_watch("/a"))
+                Body::GetChildren2(path_watch("/a"))
             } else {
                 Body::GetData(path_watch("/a"))
             },
