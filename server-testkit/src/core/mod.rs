@@ -9,6 +9,8 @@
 mod acl;
 mod db;
 mod digest;
+mod fault_ops;
+mod faults;
 mod frame;
 mod jhash;
 mod ops;
@@ -35,6 +37,7 @@ use zkit_proto::{ErrorCode, Id, Record, ReplyHeader, WatcherEvent};
 use acl::check_acl;
 pub use db::{ApplyResult, Database};
 pub use digest::{tree_digest, TreeDigest, DIGEST_VERSION};
+pub use faults::{FaultAction, FaultRule, RuleId, SessionFaults};
 pub use frame::Frame;
 pub(crate) use frame::FrameBuf;
 use prep::Prep;
@@ -241,6 +244,10 @@ pub struct Core {
     digest: TreeDigest,
     /// Replication state (idle in standalone mode).
     replica: replica::Replica,
+    /// Targeted faults a test installed (idle otherwise).
+    faults: faults::Faults,
+    /// The time of the latest input (for the faults that delay frames).
+    clock: i64,
 }
 
 impl Core {
@@ -281,6 +288,8 @@ impl Core {
             out: Vec::new(),
             digest,
             replica: Default::default(),
+            faults: Default::default(),
+            clock: now,
         }
     }
 
@@ -362,6 +371,7 @@ impl Core {
             }
         }
         self.watches.remove_conn(conn);
+        self.faults.conn_closed(conn);
     }
 
     /// A frame arrived on `conn` (payload without the length prefix).
@@ -372,6 +382,7 @@ impl Core {
         if c.closing {
             return;
         }
+        self.clock = now;
         c.received += 1;
         self.counters.received += 1;
         if !self.replica.mode.serving() {
@@ -388,6 +399,8 @@ impl Core {
 
     /// Advances time: expires silent sessions, reaps containers and TTL nodes.
     pub fn tick(&mut self, now: i64) {
+        self.clock = now;
+        self.fault_tick(now);
         if self.replica.mode != Mode::Standalone {
             self.replica_tick(now);
             return;
@@ -490,13 +503,24 @@ impl Core {
     }
 
     fn send(&mut self, conn: ConnId, frame: Frame) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if c.closing {
-                return;
-            }
-            c.sent += 1;
-            self.counters.sent += 1;
+        self.emit(conn, None, false, frame);
+    }
+
+    /// Queues a frame for `conn` (a reply to `xid`, a watch `event`, or neither) through the
+    /// faults a test installed.
+    fn emit(&mut self, conn: ConnId, xid: Option<i32>, event: bool, frame: Frame) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.sent += 1;
+        self.counters.sent += 1;
+        if self.faults.is_idle() {
             self.out.push(Output::Send(conn, frame));
+        } else {
+            self.route_faulted(conn, xid, event, frame);
         }
     }
 
@@ -509,13 +533,13 @@ impl Core {
         body: Option<&dyn Fn(&mut BytesMut)>,
     ) {
         let header = self.reply_header(conn, xid, err);
-        self.send(conn, reply_frame(header, body));
+        self.emit(conn, Some(xid), false, reply_frame(header, body));
     }
 
     /// Sends a reply: header, then the body built in `body` on success.
     fn reply_with(&mut self, conn: ConnId, xid: i32, err: ErrorCode, body: FrameBuf) {
         let header = self.reply_header(conn, xid, err);
-        self.send(conn, body.finish(header));
+        self.emit(conn, Some(xid), false, body.finish(header));
     }
 
     /// The header of a reply sent now on `conn` (whose last zxid it records).
@@ -557,7 +581,7 @@ impl Core {
                 path: f.path,
             };
             let frame = reply_frame(header, Some(&|b: &mut BytesMut| event.encode(b)));
-            self.send(f.conn, frame);
+            self.emit(f.conn, None, true, frame);
         }
     }
 
@@ -628,6 +652,9 @@ impl Core {
     }
 
     fn touch(&mut self, session: i64, now: i64) {
+        if !self.keeps_alive(session) {
+            return;
+        }
         if let Some(to) = self.timeout_of(session) {
             if self.replica.mode == Mode::Standalone {
                 self.deadlines.insert(session, now + to as i64);

@@ -164,6 +164,9 @@ impl Core {
             self.close(conn, "unknown opcode");
             return;
         };
+        if !self.faults.is_idle() && self.fault_request(conn, session, &h, op, &frame) {
+            return;
+        }
         if self.replica.mode != Mode::Standalone
             && self.replica_request(conn, session, &h, op, frame, now)
         {

@@ -53,6 +53,7 @@ mod persist;
 mod persist_tests;
 #[cfg(test)]
 mod restart_tests;
+pub(crate) mod targeted;
 
 /// Configures a [`Server`].
 #[derive(Debug, Clone)]
