@@ -15,6 +15,7 @@ mod frame;
 mod jhash;
 mod ops;
 mod prep;
+mod readonly;
 mod replica;
 mod tree;
 mod txn;
@@ -66,6 +67,9 @@ pub struct Config {
     pub secret: Secret,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
+    /// Read-only mode (`readonlymode.enabled`): a member cut off from the quorum serves
+    /// read-only clients.
+    pub read_only: bool,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             extended_types: false,
             secret: Secret::from_bytes([0x5e; Secret::LEN]),
             reap_interval: 1000,
+            read_only: false,
         }
     }
 }
@@ -199,6 +204,8 @@ pub struct ConnInfo {
     old_client: bool,
     /// Whether the handshake is done (a close was requested otherwise).
     closing: bool,
+    /// Whether the connection was accepted read-only.
+    read_only: bool,
 }
 
 /// One live session, as listed by [`Core::sessions`].
@@ -357,6 +364,7 @@ impl Core {
                 established: now,
                 old_client: false,
                 closing: false,
+                read_only: false,
             },
         );
     }
@@ -382,15 +390,16 @@ impl Core {
         if c.closing {
             return;
         }
-        self.clock = now;
         c.received += 1;
+        let handshaken = c.session.is_some();
+        self.clock = now;
         self.counters.received += 1;
-        if !self.replica.mode.serving() {
+        if !self.replica.mode.serving() && !self.read_only_now() {
             // Like ZooKeeper outside broadcast: no client is served.
             self.close(conn, "server not serving");
             return;
         }
-        if c.session.is_none() {
+        if !handshaken {
             self.handshake(conn, frame, now);
         } else {
             self.request(conn, frame, now);

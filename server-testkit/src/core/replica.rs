@@ -108,6 +108,8 @@ pub(super) struct Replica {
     pub touched: HashMap<i64, i32>,
     /// The ensemble's configuration, shown in `/zookeeper/config`.
     pub config: Option<Bytes>,
+    /// Read-only mode: the sessions created here, known to no other server.
+    pub ro_sessions: HashSet<i64>,
 }
 
 impl Core {
@@ -185,6 +187,7 @@ impl Core {
         r.closing.clear();
         r.owners.clear();
         r.touched.clear();
+        r.ro_sessions.clear();
     }
 
     pub(super) fn close_all_with(&mut self, why: &'static str) {
@@ -573,6 +576,10 @@ impl Core {
         timeout: i32,
         now: i64,
     ) {
+        if self.read_only_now() {
+            self.ro_handshake(conn, req, timeout, now);
+            return;
+        }
         let leader = matches!(self.replica.mode, Mode::Leader { .. });
         if req.session_id == 0 {
             let id = self.next_session;

@@ -70,6 +70,8 @@ pub struct Builder {
     reap_interval: Duration,
     max_queued_bytes: usize,
     max_client_cnxns: usize,
+    /// Read-only mode of an ensemble's members (`readonlymode.enabled`).
+    read_only: bool,
     /// Persistence: data dir, options, backup to seed it from (see `persist`).
     persist: persist::PersistConfig,
 }
@@ -89,6 +91,7 @@ impl Default for Builder {
             reap_interval: Duration::from_millis(100),
             max_queued_bytes: net::DEFAULT_MAX_QUEUED_BYTES,
             max_client_cnxns: net::DEFAULT_MAX_CLIENT_CNXNS,
+            read_only: false,
             persist: Default::default(),
         }
     }
@@ -162,6 +165,12 @@ impl Builder {
         self
     }
 
+    /// Read-only mode for the members of an ensemble (see `Ensemble`'s builder).
+    pub(crate) fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
     pub(crate) fn core_config(&self, secret: Secret) -> Result<Config, Error> {
         let tick = self.tick_time.as_millis().clamp(1, i32::MAX as u128) as i32;
         let min = self
@@ -187,6 +196,7 @@ impl Builder {
             extended_types: self.extended_types,
             secret,
             reap_interval: self.reap_interval.as_millis() as i64,
+            read_only: self.read_only,
         })
     }
 
