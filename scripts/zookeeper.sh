@@ -26,6 +26,10 @@
 #   ZK_MIN_SESSION_TIMEOUT    minSessionTimeout in ms (server default: 2 x tickTime)
 #   ZK_MAX_SESSION_TIMEOUT    maxSessionTimeout in ms (server default: 20 x tickTime)
 #   ZK_EXTENDED_TYPES=1       -Dzookeeper.extendedTypesEnabled=true (TTL nodes; off by default)
+#   ZK_READONLY=1             -Dreadonlymode.enabled=true: a server cut off from its quorum
+#                             serves read-only clients (`srvr` says `Mode: read-only`); JVM
+#                             only (the testkit's: `Ensemble::builder().read_only(true)`,
+#                             `zkit-server --ensemble N --read-only`)
 #   ZK_ENSEMBLE_SIZE          number of servers for start-ensemble (default 3)
 #   ZK_CFG_EXTRA              extra zoo.cfg lines (newline separated), appended verbatim
 #   ZK_JAVA_OPTS              extra JVM options
@@ -208,6 +212,7 @@ launch() {
         -Dzookeeper.jmx.log4j.disable=true
     )
     [[ ${ZK_EXTENDED_TYPES:-0} == 1 ]] && opts+=(-Dzookeeper.extendedTypesEnabled=true)
+    [[ ${ZK_READONLY:-0} == 1 ]] && opts+=(-Dreadonlymode.enabled=true)
     # shellcheck disable=SC2206 # word splitting of user-supplied options is intended
     [[ -n ${ZK_JAVA_OPTS:-} ]] && opts+=($ZK_JAVA_OPTS)
     # Either way the last argument is the absolute path of the zoo.cfg (see running_pid).

@@ -59,7 +59,9 @@ mod persist;
 mod quorum;
 mod server;
 
-pub use crate::core::{NodeKind, StatPersisted, WatchKind};
+pub use crate::core::{
+    FaultAction, FaultRule, NodeKind, RuleId, SessionFaults, StatPersisted, WatchKind,
+};
 pub use ensemble::{
     Builder as EnsembleBuilder, ConfigError, ConfigWarning, Ensemble, Inconsistency, Member,
     MemberConfig, QuorumRole, ServerHandle, ServerLine, ServerMode, ZooCfg,

@@ -141,6 +141,10 @@ pub struct Session<H: Handles> {
     had_connection: bool,
     /// How many reconnects re-registered the watches (see [`Session::resyncs`]).
     resyncs: u64,
+    /// Whether a read-write server ever accepted the session. Until then the session is one
+    /// a read-only server made up locally, unknown to the quorum: like the Java client
+    /// (`seenRwServerBefore`), the handshake then asks for a new session.
+    seen_rw: bool,
 }
 
 impl<H: Handles> Session<H> {
@@ -168,6 +172,7 @@ impl<H: Handles> Session<H> {
             last_heard: None,
             had_connection: false,
             resyncs: 0,
+            seen_rw: false,
         }
     }
 
@@ -175,6 +180,7 @@ impl<H: Handles> Session<H> {
     pub fn resume(&mut self, session_id: i64, passwd: Bytes) {
         self.session_id = session_id;
         self.passwd = passwd;
+        self.seen_rw = true;
     }
 
     /// Current state.
@@ -252,7 +258,7 @@ impl<H: Handles> Session<H> {
                 protocol_version: 0,
                 last_zxid_seen: self.last_zxid,
                 timeout: self.cfg.timeout.as_millis().min(i32::MAX as u128) as i32,
-                session_id: self.session_id,
+                session_id: if self.seen_rw { self.session_id } else { 0 },
                 passwd: self.passwd.clone(),
                 read_only: Some(self.cfg.read_only),
             },
@@ -544,6 +550,7 @@ impl<H: Handles> Session<H> {
         self.session_id = resp.session_id;
         self.passwd = resp.passwd;
         self.negotiated = Duration::from_millis(resp.timeout as u64);
+        self.seen_rw |= resp.read_only != Some(true);
         self.set_state(if resp.read_only == Some(true) {
             SessionState::ConnectedReadOnly
         } else {

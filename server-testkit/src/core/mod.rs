@@ -9,10 +9,13 @@
 mod acl;
 mod db;
 mod digest;
+mod fault_ops;
+mod faults;
 mod frame;
 mod jhash;
 mod ops;
 mod prep;
+mod readonly;
 mod replica;
 mod tree;
 mod txn;
@@ -35,6 +38,7 @@ use zkit_proto::{ErrorCode, Id, Record, ReplyHeader, WatcherEvent};
 use acl::check_acl;
 pub use db::{ApplyResult, Database};
 pub use digest::{tree_digest, TreeDigest, DIGEST_VERSION};
+pub use faults::{FaultAction, FaultRule, RuleId, SessionFaults};
 pub use frame::Frame;
 pub(crate) use frame::FrameBuf;
 use prep::Prep;
@@ -66,6 +70,9 @@ pub struct Config {
     /// Answer a re-attach to an unknown session with a brand-new session instead of "expired"
     /// (what ClickHouse Keeper does after a restart; a fault for client tests).
     pub renew_unknown_sessions: bool,
+    /// Read-only mode (`readonlymode.enabled`): a member cut off from the quorum serves
+    /// read-only clients.
+    pub read_only: bool,
 }
 
 impl Default for Config {
@@ -79,6 +86,7 @@ impl Default for Config {
             secret: Secret::from_bytes([0x5e; Secret::LEN]),
             reap_interval: 1000,
             renew_unknown_sessions: false,
+            read_only: false,
         }
     }
 }
@@ -200,6 +208,8 @@ pub struct ConnInfo {
     old_client: bool,
     /// Whether the handshake is done (a close was requested otherwise).
     closing: bool,
+    /// Whether the connection was accepted read-only.
+    read_only: bool,
 }
 
 /// One live session, as listed by [`Core::sessions`].
@@ -245,6 +255,10 @@ pub struct Core {
     digest: TreeDigest,
     /// Replication state (idle in standalone mode).
     replica: replica::Replica,
+    /// Targeted faults a test installed (idle otherwise).
+    faults: faults::Faults,
+    /// The time of the latest input (for the faults that delay frames).
+    clock: i64,
 }
 
 impl Core {
@@ -285,6 +299,8 @@ impl Core {
             out: Vec::new(),
             digest,
             replica: Default::default(),
+            faults: Default::default(),
+            clock: now,
         }
     }
 
@@ -352,6 +368,7 @@ impl Core {
                 established: now,
                 old_client: false,
                 closing: false,
+                read_only: false,
             },
         );
     }
@@ -366,6 +383,7 @@ impl Core {
             }
         }
         self.watches.remove_conn(conn);
+        self.faults.conn_closed(conn);
     }
 
     /// A frame arrived on `conn` (payload without the length prefix).
@@ -377,13 +395,15 @@ impl Core {
             return;
         }
         c.received += 1;
+        let handshaken = c.session.is_some();
+        self.clock = now;
         self.counters.received += 1;
-        if !self.replica.mode.serving() {
+        if !self.replica.mode.serving() && !self.read_only_now() {
             // Like ZooKeeper outside broadcast: no client is served.
             self.close(conn, "server not serving");
             return;
         }
-        if c.session.is_none() {
+        if !handshaken {
             self.handshake(conn, frame, now);
         } else {
             self.request(conn, frame, now);
@@ -392,6 +412,8 @@ impl Core {
 
     /// Advances time: expires silent sessions, reaps containers and TTL nodes.
     pub fn tick(&mut self, now: i64) {
+        self.clock = now;
+        self.fault_tick(now);
         if self.replica.mode != Mode::Standalone {
             self.replica_tick(now);
             return;
@@ -494,13 +516,24 @@ impl Core {
     }
 
     fn send(&mut self, conn: ConnId, frame: Frame) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if c.closing {
-                return;
-            }
-            c.sent += 1;
-            self.counters.sent += 1;
+        self.emit(conn, None, false, frame);
+    }
+
+    /// Queues a frame for `conn` (a reply to `xid`, a watch `event`, or neither) through the
+    /// faults a test installed.
+    fn emit(&mut self, conn: ConnId, xid: Option<i32>, event: bool, frame: Frame) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.sent += 1;
+        self.counters.sent += 1;
+        if self.faults.is_idle() {
             self.out.push(Output::Send(conn, frame));
+        } else {
+            self.route_faulted(conn, xid, event, frame);
         }
     }
 
@@ -513,13 +546,13 @@ impl Core {
         body: Option<&dyn Fn(&mut BytesMut)>,
     ) {
         let header = self.reply_header(conn, xid, err);
-        self.send(conn, reply_frame(header, body));
+        self.emit(conn, Some(xid), false, reply_frame(header, body));
     }
 
     /// Sends a reply: header, then the body built in `body` on success.
     fn reply_with(&mut self, conn: ConnId, xid: i32, err: ErrorCode, body: FrameBuf) {
         let header = self.reply_header(conn, xid, err);
-        self.send(conn, body.finish(header));
+        self.emit(conn, Some(xid), false, body.finish(header));
     }
 
     /// The header of a reply sent now on `conn` (whose last zxid it records).
@@ -561,7 +594,7 @@ impl Core {
                 path: f.path,
             };
             let frame = reply_frame(header, Some(&|b: &mut BytesMut| event.encode(b)));
-            self.send(f.conn, frame);
+            self.emit(f.conn, None, true, frame);
         }
     }
 
@@ -632,6 +665,9 @@ impl Core {
     }
 
     fn touch(&mut self, session: i64, now: i64) {
+        if !self.keeps_alive(session) {
+            return;
+        }
         if let Some(to) = self.timeout_of(session) {
             if self.replica.mode == Mode::Standalone {
                 self.deadlines.insert(session, now + to as i64);

@@ -111,7 +111,8 @@ impl Core {
         valid: bool,
         now: i64,
     ) {
-        let Some(old_client) = self.conns.get(&conn).map(|c| c.old_client) else {
+        let Some((old_client, ro)) = self.conns.get(&conn).map(|c| (c.old_client, c.read_only))
+        else {
             return;
         };
         let resp = ConnectResponse {
@@ -123,7 +124,7 @@ impl Core {
             } else {
                 Bytes::from_static(&[0; 16])
             },
-            read_only: if old_client { None } else { Some(false) },
+            read_only: if old_client { None } else { Some(ro) },
         };
         let mut b = BytesMut::new();
         write_record(&mut b, &resp);
@@ -167,6 +168,13 @@ impl Core {
             self.close(conn, "unknown opcode");
             return;
         };
+        if !self.faults.is_idle() && self.fault_request(conn, session, &h, op, &frame) {
+            return;
+        }
+        if self.read_only_now() {
+            self.ro_request(conn, session, h, op, &mut r, now);
+            return;
+        }
         if self.replica.mode != Mode::Standalone
             && self.replica_request(conn, session, &h, op, frame, now)
         {

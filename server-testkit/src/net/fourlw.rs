@@ -119,6 +119,8 @@ struct Snapshot {
     mode: Option<Mode>,
     /// A leader's learners (`mntr` only).
     learners: LearnerStats,
+    /// Whether it serves read-only clients now (`isro`).
+    read_only: bool,
 }
 
 /// ZooKeeper's name of a serving mode (`Mode:` in `srvr`, `zk_server_state` in `mntr`).
@@ -150,6 +152,7 @@ impl Snapshot {
             max_session_timeout: cfg.max_session_timeout,
             started: core.started(),
             mode: Some(core.mode()),
+            read_only: core.read_only_now(),
             ..Snapshot::default()
         };
         match word {
@@ -268,7 +271,7 @@ fn render(word: &str, snap: &Snapshot, ctx: &Ctx, remote: std::net::SocketAddr) 
     };
     match word {
         "ruok" => s.push_str("imok"),
-        "isro" => s.push_str("rw"),
+        "isro" => s.push_str(if snap.read_only { "ro" } else { "rw" }),
         "srvr" => {
             head(&mut s);
             tail(&mut s);

@@ -53,6 +53,7 @@ mod persist;
 mod persist_tests;
 #[cfg(test)]
 mod restart_tests;
+pub(crate) mod targeted;
 
 /// Configures a [`Server`].
 #[derive(Debug, Clone)]
@@ -70,6 +71,8 @@ pub struct Builder {
     max_queued_bytes: usize,
     max_client_cnxns: usize,
     forget_sessions_on_restart: bool,
+    /// Read-only mode of an ensemble's members (`readonlymode.enabled`).
+    read_only: bool,
     /// Persistence: data dir, options, backup to seed it from (see `persist`).
     persist: persist::PersistConfig,
 }
@@ -90,6 +93,7 @@ impl Default for Builder {
             max_queued_bytes: net::DEFAULT_MAX_QUEUED_BYTES,
             max_client_cnxns: net::DEFAULT_MAX_CLIENT_CNXNS,
             forget_sessions_on_restart: false,
+            read_only: false,
             persist: Default::default(),
         }
     }
@@ -171,6 +175,12 @@ impl Builder {
         self
     }
 
+    /// Read-only mode for the members of an ensemble (see `Ensemble`'s builder).
+    pub(crate) fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
     pub(crate) fn core_config(&self, secret: Secret) -> Result<Config, Error> {
         let tick = self.tick_time.as_millis().clamp(1, i32::MAX as u128) as i32;
         let min = self
@@ -197,6 +207,7 @@ impl Builder {
             secret,
             reap_interval: self.reap_interval.as_millis() as i64,
             renew_unknown_sessions: self.forget_sessions_on_restart,
+            read_only: self.read_only,
         })
     }
 
