@@ -59,7 +59,7 @@ mod persist;
 mod quorum;
 mod server;
 
-pub use crate::core::{NodeKind, StatPersisted, WatchKind};
+pub use crate::core::{NodeKind, PasswordScheme, StatPersisted, WatchKind};
 pub use ensemble::{
     Builder as EnsembleBuilder, ConfigError, ConfigWarning, Ensemble, Inconsistency, Member,
     MemberConfig, QuorumRole, ServerHandle, ServerLine, ServerMode, ZooCfg,

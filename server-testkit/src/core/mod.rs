@@ -9,9 +9,11 @@
 mod acl;
 mod db;
 mod digest;
+mod digest_check;
 mod frame;
 mod jhash;
 mod ops;
+pub(crate) mod password;
 mod prep;
 mod replica;
 mod tree;
@@ -37,6 +39,7 @@ pub use db::{ApplyResult, Database};
 pub use digest::{tree_digest, TreeDigest, DIGEST_VERSION};
 pub use frame::Frame;
 pub(crate) use frame::FrameBuf;
+pub use password::PasswordScheme;
 use prep::Prep;
 pub use replica::Mode;
 pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
@@ -61,6 +64,9 @@ pub struct Config {
     pub extended_types: bool,
     /// Key of session passwords (the shell supplies it; the core has no randomness).
     pub secret: Secret,
+    /// How session passwords are derived (keyed by `secret` unless a mixed ensemble needs
+    /// ZooKeeper's own derivation).
+    pub session_passwords: PasswordScheme,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
 }
@@ -74,6 +80,7 @@ impl Default for Config {
             super_digest: None,
             extended_types: false,
             secret: Secret::from_bytes([0x5e; Secret::LEN]),
+            session_passwords: PasswordScheme::Keyed,
             reap_interval: 1000,
         }
     }
@@ -219,6 +226,10 @@ pub struct Counters {
     pub received: u64,
     /// Packets sent.
     pub sent: u64,
+    /// Txns whose leader-computed tree digest was compared with ours after applying them.
+    pub digest_checks: u64,
+    /// Of those, how many differed (`zk_digest_mismatches_count`).
+    pub digest_mismatches: u64,
 }
 
 /// The server state machine.
@@ -472,8 +483,12 @@ impl Core {
     }
 
     /// Password of a session: a hash of the configured [`Secret`] and the session id (never
-    /// of the id alone; see [`Secret`]).
+    /// of the id alone; see [`Secret`]), or ZooKeeper's when so configured
+    /// ([`PasswordScheme::ZooKeeper`]).
     pub fn password(&self, session: i64) -> Bytes {
+        if self.cfg.session_passwords == PasswordScheme::ZooKeeper {
+            return Bytes::copy_from_slice(&password::zookeeper_password(session));
+        }
         let mut h = Sha1::new();
         h.update(self.cfg.secret.as_bytes());
         h.update(session.to_be_bytes());

@@ -138,12 +138,42 @@ impl FollowerState {
                 self.commit(ctx, p.zxid);
                 Next::Stay
             }
-            (PacketType::Inform, Stage::InSync | Stage::AwaitUpToDate | Stage::Serving)
-                if self.observer =>
-            {
-                if p.zxid > ctx.log.last_zxid() {
-                    ctx.append(p.zxid, p.data.unwrap_or_default());
+            (
+                kind @ (PacketType::Inform | PacketType::InformAndActivate),
+                Stage::InSync | Stage::AwaitUpToDate | Stage::Serving,
+            ) if self.observer => {
+                let mut data = p.data.unwrap_or_default();
+                if kind == PacketType::InformAndActivate {
+                    // A reconfig: the designated leader's id (8 bytes), then the txn. The txn
+                    // is applied like any other; the new configuration is not activated here.
+                    if data.len() < 8 {
+                        return Next::Elect("malformed INFORMANDACTIVATE from the leader");
+                    }
+                    let _ = data.split_to(8);
+                    warn!(
+                        sid = ctx.cfg.id,
+                        zxid = p.zxid,
+                        "reconfig applied as data only"
+                    );
                 }
+                if p.zxid > ctx.log.last_zxid() {
+                    ctx.append(p.zxid, data);
+                }
+                self.commit(ctx, p.zxid);
+                Next::Stay
+            }
+            (
+                PacketType::CommitAndActivate,
+                Stage::InSync | Stage::AwaitUpToDate | Stage::Serving,
+            ) => {
+                if p.zxid > ctx.log.last_zxid() {
+                    return Next::Elect("COMMITANDACTIVATE for a txn never proposed");
+                }
+                warn!(
+                    sid = ctx.cfg.id,
+                    zxid = p.zxid,
+                    "reconfig applied as data only"
+                );
                 self.commit(ctx, p.zxid);
                 Next::Stay
             }

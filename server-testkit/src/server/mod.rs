@@ -185,6 +185,7 @@ impl Builder {
             super_digest: self.super_digest.clone(),
             extended_types: self.extended_types,
             secret,
+            session_passwords: crate::core::PasswordScheme::Keyed,
             reap_interval: self.reap_interval.as_millis() as i64,
         })
     }
