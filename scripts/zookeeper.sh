@@ -10,6 +10,7 @@
 #   scripts/zookeeper.sh restart DIR             stop then start again, same ports, same data
 #   scripts/zookeeper.sh stop-one DIR N          stop server N of an ensemble
 #   scripts/zookeeper.sh start-one DIR N         start server N again (same config and ports)
+#   scripts/zookeeper.sh kill-one DIR N          SIGKILL server N (no shutdown at all)
 #   scripts/zookeeper.sh status DIR              `srvr` of every server under DIR (stdout)
 #   scripts/zookeeper.sh start-mixed DIR --real N [--zkit-follower F] [--zkit-observer M]
 #                                                one ensemble of N real ZooKeeper participants
@@ -466,6 +467,18 @@ cmd_stop_one() {
     log "stopped server $2 of $dir"
 }
 
+cmd_kill_one() {
+    local dir pid
+    dir=$(abs_dir "$1")
+    [[ -f $dir/s$2/zoo.cfg ]] || die "no server $2 in $dir"
+    if pid=$(running_pid "$dir/s$2"); then
+        kill -KILL "$pid" 2>/dev/null || true
+        while pid_alive "$pid"; do sleep 0.05; done
+    fi
+    rm -f "$dir/s$2/pid"
+    log "killed server $2 of $dir"
+}
+
 # Restart server N with its existing config. Waits for it to serve when a quorum of the
 # ensemble (counting N) is running; otherwise it cannot serve yet, so only waits for `ruok`.
 cmd_start_one() {
@@ -543,6 +556,7 @@ main() {
     restart) (($# == 1)) || usage; cmd_restart "$1" ;;
     stop-one) (($# == 2)) || usage; cmd_stop_one "$1" "$2" ;;
     start-one) (($# == 2)) || usage; cmd_start_one "$1" "$2" ;;
+    kill-one) (($# == 2)) || usage; cmd_kill_one "$1" "$2" ;;
     status) (($# == 1)) || usage; cmd_status "$1" ;;
     start-mixed) (($# >= 3)) || usage; cmd_start_mixed "$@" ;;
     connect) (($# == 1)) || usage; cat "$1/connect" ;;
