@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use zkit_proto::quorum::{
     decode_revalidate_reply, encode_touches, int_payload, make_zxid, read_int_payload, zxid_epoch,
     LearnerInfo, PacketType, QuorumPacket, SessionTouch, LEARNER_PROTOCOL_VERSION,
@@ -111,6 +111,21 @@ impl FollowerState {
 
     pub fn on_packet<L: Log>(&mut self, ctx: &mut Ctx<'_, L>, p: QuorumPacket) -> Next {
         self.last_heard = ctx.now;
+        if self.stage == Stage::AwaitSync
+            && matches!(
+                p.kind,
+                PacketType::Diff | PacketType::Trunc | PacketType::Snap
+            )
+        {
+            info!(
+                sid = ctx.cfg.id,
+                leader = self.leader,
+                sync = ?p.kind,
+                zxid = format_args!("0x{:x}", p.zxid),
+                our_zxid = format_args!("0x{:x}", ctx.log.last_zxid()),
+                "syncing with the leader"
+            );
+        }
         match (p.kind, self.stage) {
             (PacketType::LeaderInfo, Stage::AwaitLeaderInfo) => self.on_leader_info(ctx, p),
             (PacketType::Diff, Stage::AwaitSync) => {
