@@ -60,7 +60,8 @@ mod quorum;
 mod server;
 
 pub use crate::core::{
-    FaultAction, FaultRule, NodeKind, RuleId, SessionFaults, StatPersisted, WatchKind,
+    FaultAction, FaultRule, NodeKind, PasswordScheme, RuleId, SessionFaults, StatPersisted,
+    WatchKind,
 };
 pub use ensemble::{
     Builder as EnsembleBuilder, ConfigError, ConfigWarning, Ensemble, Inconsistency, Member,

@@ -11,9 +11,11 @@ mod db;
 mod digest;
 mod fault_ops;
 mod faults;
+mod digest_check;
 mod frame;
 mod jhash;
 mod ops;
+pub(crate) mod password;
 mod prep;
 mod readonly;
 mod replica;
@@ -41,6 +43,7 @@ pub use digest::{tree_digest, TreeDigest, DIGEST_VERSION};
 pub use faults::{FaultAction, FaultRule, RuleId, SessionFaults};
 pub use frame::Frame;
 pub(crate) use frame::FrameBuf;
+pub use password::PasswordScheme;
 use prep::Prep;
 pub use replica::Mode;
 pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
@@ -65,6 +68,9 @@ pub struct Config {
     pub extended_types: bool,
     /// Key of session passwords (the shell supplies it; the core has no randomness).
     pub secret: Secret,
+    /// How session passwords are derived (keyed by `secret` unless a mixed ensemble needs
+    /// ZooKeeper's own derivation).
+    pub session_passwords: PasswordScheme,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
     /// Answer a re-attach to an unknown session with a brand-new session instead of "expired"
@@ -84,6 +90,7 @@ impl Default for Config {
             super_digest: None,
             extended_types: false,
             secret: Secret::from_bytes([0x5e; Secret::LEN]),
+            session_passwords: PasswordScheme::Keyed,
             reap_interval: 1000,
             renew_unknown_sessions: false,
             read_only: false,
@@ -233,6 +240,10 @@ pub struct Counters {
     pub received: u64,
     /// Packets sent.
     pub sent: u64,
+    /// Txns whose leader-computed tree digest was compared with ours after applying them.
+    pub digest_checks: u64,
+    /// Of those, how many differed (`zk_digest_mismatches_count`).
+    pub digest_mismatches: u64,
 }
 
 /// The server state machine.
@@ -498,8 +509,12 @@ impl Core {
     }
 
     /// Password of a session: a hash of the configured [`Secret`] and the session id (never
-    /// of the id alone; see [`Secret`]).
+    /// of the id alone; see [`Secret`]), or ZooKeeper's when so configured
+    /// ([`PasswordScheme::ZooKeeper`]).
     pub fn password(&self, session: i64) -> Bytes {
+        if self.cfg.session_passwords == PasswordScheme::ZooKeeper {
+            return Bytes::copy_from_slice(&password::zookeeper_password(session));
+        }
         let mut h = Sha1::new();
         h.update(self.cfg.secret.as_bytes());
         h.update(session.to_be_bytes());

@@ -315,7 +315,13 @@ async fn apply_events(
         let mut role = None;
         match e {
             Event::Deliver { zxid, txn } => match decode_payload(txn) {
-                Ok((txn, _)) => ctx.with_core(|c| c.deliver(&txn, now_ms())),
+                Ok((txn, digest)) => ctx.with_core(|c| {
+                    c.deliver(&txn, now_ms());
+                    // A leader that attaches its digest (real ZooKeeper) is checked txn by txn.
+                    if let Some(d) = digest {
+                        c.check_digest(zxid, d);
+                    }
+                }),
                 Err(err) => return fail(&ctx, &format!("committed txn 0x{zxid:x}: {err}")),
             },
             Event::Restore { zxid, .. } | Event::Reset { zxid } => {

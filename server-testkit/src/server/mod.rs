@@ -205,6 +205,7 @@ impl Builder {
             super_digest: self.super_digest.clone(),
             extended_types: self.extended_types,
             secret,
+            session_passwords: crate::core::PasswordScheme::Keyed,
             reap_interval: self.reap_interval.as_millis() as i64,
             renew_unknown_sessions: self.forget_sessions_on_restart,
             read_only: self.read_only,
