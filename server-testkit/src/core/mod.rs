@@ -9,9 +9,9 @@
 mod acl;
 mod db;
 mod digest;
+mod digest_check;
 mod fault_ops;
 mod faults;
-mod digest_check;
 mod frame;
 mod jhash;
 mod ops;
