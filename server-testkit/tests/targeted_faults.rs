@@ -131,7 +131,14 @@ async fn a_delayed_reply_keeps_the_order_of_the_replies_behind_it() {
 #[tokio::test]
 async fn a_session_whose_pings_are_dropped_expires_alone() {
     let s = server().await;
-    let victim = client(&s.connect_string(), Duration::from_millis(1500)).await;
+    // The victim stays expired (no new session) so the test can see the state it ends in.
+    let victim = Client::builder(&s.connect_string())
+        .session_timeout(Duration::from_millis(1500))
+        .request_timeout(Duration::from_secs(20))
+        .recreate_on_expiry(false)
+        .connect()
+        .await
+        .unwrap();
     let other = client(&s.connect_string(), Duration::from_millis(1500)).await;
     victim
         .create("/v", b"", &CreateOptions::ephemeral())
