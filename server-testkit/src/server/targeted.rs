@@ -24,9 +24,11 @@ pub(crate) fn fired<'a>(ctxs: impl Iterator<Item = &'a Arc<Ctx>>, id: RuleId) ->
 
 /// Removes the rule everywhere; whether any core had it.
 pub(crate) fn remove<'a>(ctxs: impl Iterator<Item = &'a Arc<Ctx>>, id: RuleId) -> bool {
-    ctxs.fold(false, |any, c| {
-        c.with_core(|core| core.remove_fault(id)) || any
-    })
+    // Every core is visited (no short cut): the rule goes everywhere.
+    ctxs.map(|c| c.with_core(|core| core.remove_fault(id)))
+        .filter(|removed| *removed)
+        .count()
+        > 0
 }
 
 /// Removes every rule everywhere.
