@@ -39,7 +39,7 @@ pub use frame::Frame;
 pub(crate) use frame::FrameBuf;
 use prep::Prep;
 pub use replica::Mode;
-pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
+pub use tree::{join, AclList, Change, DataTree, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
 pub use watch::{Fired, WatchKind, WatchManager};
 

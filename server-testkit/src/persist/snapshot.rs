@@ -20,6 +20,7 @@ use zkit_proto::{Acl, DecodeError, JuteWrite, Reader, Record};
 use super::checksum::Adler32;
 use super::txnlog::{file_header, SNAP_MAGIC};
 use super::{file_name, PersistError, SNAP_PREFIX};
+use crate::core::AclList;
 use crate::core::{join, tree_digest, DataTree, Database, StatPersisted, DIGEST_VERSION};
 
 /// Nodes serialized per lock acquisition in a fuzzy snapshot.
@@ -94,8 +95,10 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
     }) {
         return Err(gone());
     }
-    let mut acls: HashMap<Vec<u8>, i64> = HashMap::new();
-    let mut acl_list: Vec<(i64, Vec<Acl>)> = Vec::new();
+    // The tree interns ACL lists, so one list is one allocation: its address is its identity
+    // (kept alive by `acl_list` while the snapshot is written).
+    let mut acls: HashMap<*const Acl, i64> = HashMap::new();
+    let mut acl_list: Vec<(i64, AclList)> = Vec::new();
     let mut nodes = BytesMut::new();
     let mut count = 0u64;
     // Nodes whose data a real ZooKeeper could not read back (interop warning only).
@@ -108,10 +111,10 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
                 let Some(n) = db.tree.get(&path) else {
                     continue; // deleted since its parent was written: replay deletes it anyway
                 };
-                let idx = if null_acl_path(&path) && n.acl == Acl::open_unsafe() {
+                let idx = if null_acl_path(&path) && *n.acl == *Acl::open_unsafe() {
                     -1
                 } else {
-                    let key = n.acl.to_bytes().to_vec();
+                    let key = n.acl.as_ptr();
                     let next = acl_list.len() as i64 + 1;
                     *acls.entry(key).or_insert_with(|| {
                         acl_list.push((next, n.acl.clone()));
@@ -177,7 +180,10 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
     head.put_i32(acl_list.len() as i32);
     for (idx, list) in &acl_list {
         head.put_i64(*idx);
-        list.encode(&mut head);
+        head.put_i32(list.len() as i32);
+        for a in list.iter() {
+            a.encode(&mut head);
+        }
     }
     w.put(&head).map_err(io)?;
     w.put(&nodes).map_err(io)?;
