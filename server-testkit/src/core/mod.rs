@@ -11,6 +11,7 @@ mod db;
 mod digest;
 mod frame;
 mod jhash;
+mod nodes;
 mod ops;
 mod prep;
 mod replica;

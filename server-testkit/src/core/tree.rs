@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::jhash::JavaHashSet;
+use super::nodes::Nodes;
 
 use bytes::Bytes;
 use zkit_proto::path::{basename, parent};
@@ -97,7 +98,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(data: Option<Bytes>, acl: AclList, stat: StatPersisted) -> Node {
+    pub(super) fn new(data: Option<Bytes>, acl: AclList, stat: StatPersisted) -> Node {
         Node {
             data,
             acl,
@@ -176,7 +177,7 @@ impl Change {
 /// The znode tree.
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    nodes: HashMap<Box<str>, Node>,
+    nodes: Nodes,
     /// Per session, like ZooKeeper: the set stays (and keeps its capacity) when emptied, and
     /// goes when the session is killed.
     ephemerals: HashMap<i64, JavaHashSet>,
@@ -210,10 +211,10 @@ impl DataTree {
                 ..Default::default()
             },
         );
-        t.nodes.insert(ROOT.into(), root);
-        t.nodes.insert(ZOOKEEPER.into(), zk);
-        t.nodes.insert(QUOTA.into(), quota);
-        t.nodes.insert(CONFIG.into(), config);
+        t.nodes.insert(ROOT, root);
+        t.nodes.insert(ZOOKEEPER, zk);
+        t.nodes.insert(QUOTA, quota);
+        t.nodes.insert(CONFIG, config);
         t.data_size = t.nodes.keys().map(|k| k.len()).sum();
         t
     }
@@ -358,9 +359,9 @@ impl DataTree {
             pzxid: zxid,
         };
         self.data_size += path.len() + data.as_ref().map_or(0, |d| d.len());
-        let node = Node::new(data, acl.clone(), stat);
+        let node = Node::new(own(data), acl.clone(), stat);
         let client = node.client_stat(extended);
-        self.nodes.insert(path.into(), node);
+        self.nodes.insert(path, node);
         self.index_kind(path, owner);
         changes.push(Change::Created {
             path: path.to_owned(),
@@ -438,7 +439,7 @@ impl DataTree {
         };
         let old = n.data.as_ref().map_or(0, |d| d.len());
         let new = data.as_ref().map_or(0, |d| d.len());
-        n.data = data;
+        n.data = own(data);
         n.stat.mtime = time;
         n.stat.mzxid = zxid;
         n.stat.version = version;
@@ -478,7 +479,7 @@ impl DataTree {
     /// A tree with no nodes at all, not even the root; fill it with [`DataTree::restore_node`].
     pub fn empty(extended_types: bool) -> DataTree {
         DataTree {
-            nodes: HashMap::new(),
+            nodes: Nodes::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
@@ -511,7 +512,7 @@ impl DataTree {
         self.data_size += path.len() + data.as_ref().map_or(0, |d| d.len());
         self.index_kind(path, stat.ephemeral_owner);
         let acl = self.intern_acl(acl);
-        self.nodes.insert(path.into(), Node::new(data, acl, stat));
+        self.nodes.insert(path, Node::new(own(data), acl, stat));
         Ok(())
     }
 
@@ -549,6 +550,12 @@ impl DataTree {
             }
         }
     }
+}
+
+/// Node data in an allocation of its own size: the bytes as received are a slice of a whole
+/// read buffer (a connection's, or a snapshot file's), which the node would otherwise keep alive.
+fn own(data: Option<Bytes>) -> Option<Bytes> {
+    data.map(|d| Bytes::copy_from_slice(&d))
 }
 
 pub use zkit_proto::path::join;
