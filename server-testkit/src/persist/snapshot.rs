@@ -60,6 +60,18 @@ fn put_stat(b: &mut BytesMut, s: &StatPersisted) {
     b.put_i64(s.pzxid);
 }
 
+/// Write buffer of the snapshot file and of its node spill file (and the copy between them).
+const SPILL_BUFFER: usize = 256 * 1024;
+
+/// Removes a temporary file when dropped (also on an error path).
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
 /// A writer that keeps the Adler-32 of everything written.
 struct Sealed<W: Write> {
     w: W,
@@ -99,6 +111,14 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
     // (kept alive by `acl_list` while the snapshot is written).
     let mut acls: HashMap<*const Acl, i64> = HashMap::new();
     let mut acl_list: Vec<(i64, AclList)> = Vec::new();
+    // The nodes go to a spill file as they are walked (the ACL section, written before them, is
+    // only complete at the end), then are copied behind the header: memory stays at one chunk
+    // of nodes plus the write buffers, whatever the tree's size.
+    let spill_path = dir.join(format!(".snapshot-nodes.{zxid:x}"));
+    let spill_io = |e| PersistError::io(&spill_path, e);
+    let mut spill =
+        BufWriter::with_capacity(SPILL_BUFFER, File::create(&spill_path).map_err(spill_io)?);
+    let spill_guard = RemoveOnDrop(&spill_path);
     let mut nodes = BytesMut::new();
     let mut count = 0u64;
     // Nodes whose data a real ZooKeeper could not read back (interop warning only).
@@ -138,7 +158,11 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
         if !ok {
             return Err(gone());
         }
+        spill.write_all(&nodes).map_err(spill_io)?;
+        nodes.clear();
     }
+    let spill = spill.into_inner().map_err(|e| spill_io(e.into_error()))?;
+    drop(spill);
     let mut end = (zxid, 0i64);
     let mut have = false;
     if !access(&mut |db, j| match j {
@@ -167,7 +191,7 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
     let io = |e| PersistError::io(&tmp, e);
     let file = File::create(&tmp).map_err(io)?;
     let mut w = Sealed {
-        w: BufWriter::with_capacity(1 << 20, file),
+        w: BufWriter::with_capacity(SPILL_BUFFER, file),
         sum: Adler32::new(),
     };
     let mut head = BytesMut::new();
@@ -186,8 +210,19 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
         }
     }
     w.put(&head).map_err(io)?;
-    w.put(&nodes).map_err(io)?;
-    drop(nodes);
+    {
+        use std::io::Read;
+        let mut rd = File::open(&spill_path).map_err(spill_io)?;
+        let mut buf = vec![0u8; SPILL_BUFFER];
+        loop {
+            let n = rd.read(&mut buf).map_err(spill_io)?;
+            if n == 0 {
+                break;
+            }
+            w.put(&buf[..n]).map_err(io)?;
+        }
+    }
+    drop(spill_guard);
     let mut term = BytesMut::new();
     term.put_string("/");
     w.put(&term).map_err(io)?;
