@@ -482,14 +482,14 @@ fn fail_command(c: Command, err: &Error) {
     match c {
         Command::Request(r) => {
             if let Some(tx) = r.reply {
-                let _ = tx.send(Err(err.clone()));
+                tx.send(Err(err.clone()));
             }
         }
         Command::Auth { waiter, .. } => {
-            let _ = waiter.send(Err(err.clone()));
+            waiter.send(Err(err.clone()));
         }
         Command::Close(r) => {
-            let _ = r.send(Err(Error::Closed));
+            r.send(Err(Error::Closed));
         }
         Command::Unwatch { .. } => {}
     }
