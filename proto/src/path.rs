@@ -178,8 +178,10 @@ mod tests {
             .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
             && path.chars().all(|c| {
                 let u = c as u32;
-                !(u < 0x20 || (0x7f..=0x9f).contains(&u) || (0xd800..=0xf8ff).contains(&u))
-                    && !(0xfff0..=0xffff).contains(&u)
+                !(u < 0x20
+                    || (0x7f..=0x9f).contains(&u)
+                    || (0xd800..=0xf8ff).contains(&u)
+                    || (0xfff0..=0xffff).contains(&u))
                     && u <= 0xffff
             })
     }

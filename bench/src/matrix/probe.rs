@@ -125,7 +125,7 @@ async fn lean(
         }};
     }
     let node = c.node.as_str();
-    let even = first % 2 == 0;
+    let even = first & 1 == 0;
     match (a.client, a.op) {
         (Client::Zkit, Op::Get) => drive!(|_| {
             let f = c.zkit.get_data(node);
@@ -139,7 +139,7 @@ async fn lean(
             let opts = zkit::CreateOptions::persistent();
             drive!(|i: usize| {
                 let p = &paths[i];
-                let f = if (i % 2 == 0) == even {
+                let f = if (i & 1 == 0) == even {
                     futures::future::Either::Left(c.zkit.create(p, value, &opts))
                 } else {
                     futures::future::Either::Right(async move {
@@ -165,7 +165,7 @@ async fn lean(
                 .with_acls(zookeeper_client::Acls::anyone_all());
             drive!(|i: usize| {
                 let p = &paths[i];
-                let create = (i % 2 == 0) == even;
+                let create = (i & 1 == 0) == even;
                 let cf = create.then(|| c.zkc.create(p, value, &opts));
                 let df = (!create).then(|| c.zkc.delete(p, None));
                 async move {

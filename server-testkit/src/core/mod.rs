@@ -14,6 +14,7 @@ mod fault_ops;
 mod faults;
 mod frame;
 mod jhash;
+mod nodes;
 mod ops;
 pub(crate) mod password;
 mod prep;
@@ -46,7 +47,7 @@ pub(crate) use frame::FrameBuf;
 pub use password::PasswordScheme;
 use prep::Prep;
 pub use replica::Mode;
-pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
+pub use tree::{join, AclList, Change, DataTree, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
 pub use watch::{Fired, WatchKind, WatchManager};
 

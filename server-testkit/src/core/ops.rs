@@ -465,7 +465,7 @@ impl Core {
                 check_acl(&n.acl, perms::READ | perms::ADMIN, &ids)?;
                 let stat = n.client_stat(self.cfg.extended_types);
                 let acl = if check_acl(&n.acl, perms::ADMIN, &ids).is_ok() {
-                    n.acl.clone()
+                    n.acl.to_vec()
                 } else {
                     mask_digests(&n.acl)
                 };

@@ -600,7 +600,7 @@ pub(crate) fn znodes_of(tree: &DataTree, root: &str) -> BTreeMap<String, Znode> 
         stack.extend(children.iter().map(|c| join(&p, c)));
         let z = Znode {
             data: n.data.clone(),
-            acl: n.acl.clone(),
+            acl: n.acl.to_vec(),
             stat: n.stat,
             kind: NodeKind::of(n.stat.ephemeral_owner, extended),
             children,
