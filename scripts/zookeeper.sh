@@ -414,6 +414,8 @@ cmd_start_mixed() {
             connect+="${connect:+,}127.0.0.1:${ports[3 * i - 3]}"
         done
         members+="zkit.sessionPasswords=zookeeper"$'\n'
+        # A zkit leader attaches its tree digests, which the real followers check.
+        members+="zkit.proposalDigests=true"$'\n'
         srv=()
         for ((i = 1; i <= n; i++)); do
             d=$dir/s$i

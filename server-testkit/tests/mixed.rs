@@ -375,7 +375,7 @@ async fn zkit_follower_with_two_real_servers_survives_kills_with_identical_trees
         return;
     }
     let m = Mixed::start("mixed-fol", &["--real", "2", "--zkit-follower", "1"], &[]);
-    workload_with_kills(&m, &[3], 0).await;
+    workload_with_kills(&m, &[3], 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -384,7 +384,7 @@ async fn one_real_and_two_zkit_servers_survive_kills_with_identical_trees() {
         return;
     }
     let m = Mixed::start("mixed-1r2z", &["--real", "1", "--zkit-follower", "2"], &[]);
-    workload_with_kills(&m, &[2, 3], 0).await;
+    workload_with_kills(&m, &[2, 3], 1).await;
 }
 
 /// Writes `n` nodes through `addr` as fast as a pipeline allows.

@@ -16,6 +16,7 @@ mod ops;
 pub(crate) mod password;
 mod prep;
 mod replica;
+mod speculate;
 mod tree;
 mod txn;
 mod watch;
@@ -42,6 +43,7 @@ pub(crate) use frame::FrameBuf;
 pub use password::PasswordScheme;
 use prep::Prep;
 pub use replica::Mode;
+pub use speculate::Speculated;
 pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
 pub use watch::{Fired, WatchKind, WatchManager};
@@ -67,6 +69,9 @@ pub struct Config {
     /// How session passwords are derived (keyed by `secret` unless a mixed ensemble needs
     /// ZooKeeper's own derivation).
     pub session_passwords: PasswordScheme,
+    /// Leader: attach the tree digest after each proposal, as ZooKeeper's leader does (its
+    /// learners check it). Costs a second copy of the database on the leader.
+    pub proposal_digests: bool,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
 }
@@ -81,6 +86,7 @@ impl Default for Config {
             extended_types: false,
             secret: Secret::from_bytes([0x5e; Secret::LEN]),
             session_passwords: PasswordScheme::Keyed,
+            proposal_digests: false,
             reap_interval: 1000,
         }
     }
@@ -141,8 +147,10 @@ pub enum Output {
     /// Close the connection after everything queued before has been sent.
     Close(ConnId, &'static str),
     /// Leader: propose this txn. Its header's zxid is a placeholder: the replication layer
-    /// assigns the zxid (the next of its epoch) when it logs the proposal.
-    Propose(Box<Txn>),
+    /// assigns the zxid (the next of its epoch) when it logs the proposal. With
+    /// [`Config::proposal_digests`], also the zxid it is expected to get and the tree digest
+    /// after it (attach the digest only if the zxid is that one).
+    Propose(Box<Txn>, Option<Speculated>),
     /// Learner: forward this request to the leader (REQUEST).
     Forward {
         /// The request.
@@ -252,6 +260,8 @@ pub struct Core {
     digest: TreeDigest,
     /// Replication state (idle in standalone mode).
     replica: replica::Replica,
+    /// Leader: the speculative database behind [`Speculated`] digests.
+    shadow: Option<speculate::Shadow>,
 }
 
 impl Core {
@@ -292,6 +302,7 @@ impl Core {
             out: Vec::new(),
             digest,
             replica: Default::default(),
+            shadow: None,
         }
     }
 

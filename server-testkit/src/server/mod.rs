@@ -186,6 +186,7 @@ impl Builder {
             extended_types: self.extended_types,
             secret,
             session_passwords: crate::core::PasswordScheme::Keyed,
+            proposal_digests: false,
             reap_interval: self.reap_interval.as_millis() as i64,
         })
     }
