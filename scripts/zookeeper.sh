@@ -338,6 +338,27 @@ cmd_start_standalone() {
     die "could not find a free port"
 }
 
+# Launch the configured members SRVDIR... of DIR. Once every one serves in one of MODES
+# (a `srvr` mode regex), record and print CONNECT and succeed. When a port was taken meanwhile,
+# stop them, clear their logs and fail (the caller retries with new ports); die otherwise.
+launch_members() {
+    local dir=$1 modes=$2 what=$3 connect=$4 d
+    shift 4
+    for d in "$@"; do
+        launch "$d" org.apache.zookeeper.server.quorum.QuorumPeerMain
+    done
+    if wait_serving "$modes" "$@"; then
+        echo "$connect" >"$dir/connect"
+        log "$what serving: $connect (logs: $dir/s*/zk.log)"
+        echo "$connect"
+        return 0
+    fi
+    for d in "$@"; do stop_srvdir "$d"; done
+    bind_conflict "$@" || die "$what did not start (see $dir/s*/zk.log)"
+    for d in "$@"; do : >"$d/zk.log"; done
+    return 1
+}
+
 cmd_start_ensemble() {
     local dir n i attempt ports connect srv members
     dir=$(abs_dir "$1")
@@ -363,19 +384,9 @@ cmd_start_ensemble() {
             echo "$i" >"$dir/s$i/data/myid"
             srv+=("$dir/s$i")
         done
-        for d in "${srv[@]}"; do
-            launch "$d" org.apache.zookeeper.server.quorum.QuorumPeerMain
-        done
-        if wait_serving 'leader|follower' "${srv[@]}"; then
-            echo "$connect" >"$dir/connect"
-            log "ensemble of $n serving: $connect (logs: $dir/s*/zk.log)"
-            echo "$connect"
+        launch_members "$dir" 'leader|follower' "ensemble of $n" "$connect" "${srv[@]}" &&
             return 0
-        fi
-        for d in "${srv[@]}"; do stop_srvdir "$d"; done
-        bind_conflict "${srv[@]}" || die "ensemble did not start (see $dir/s*/zk.log)"
         log "a port was taken meanwhile; retrying (attempt $attempt)"
-        for d in "${srv[@]}"; do : >"$d/zk.log"; done
     done
     die "could not find free ports"
 }
@@ -430,19 +441,10 @@ cmd_start_mixed() {
             echo "$i" >"$d/data/myid"
             srv+=("$d")
         done
-        for d in "${srv[@]}"; do
-            launch "$d" org.apache.zookeeper.server.quorum.QuorumPeerMain
-        done
-        if wait_serving 'leader|follower|observer' "${srv[@]}"; then
-            echo "$connect" >"$dir/connect"
-            log "mixed ensemble ($real real, $zf zkit followers, $zo zkit observers) serving: $connect"
-            echo "$connect"
-            return 0
-        fi
-        for d in "${srv[@]}"; do stop_srvdir "$d"; done
-        bind_conflict "${srv[@]}" || die "mixed ensemble did not start (see $dir/s*/zk.log)"
+        launch_members "$dir" 'leader|follower|observer' \
+            "mixed ensemble ($real real, $zf zkit followers, $zo zkit observers)" "$connect" \
+            "${srv[@]}" && return 0
         log "a port was taken meanwhile; retrying (attempt $attempt)"
-        for d in "${srv[@]}"; do : >"$d/zk.log"; done
     done
     die "could not find free ports"
 }
