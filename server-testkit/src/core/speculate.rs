@@ -82,3 +82,62 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use zkit_proto::txn::CreateTxn;
+    use zkit_proto::Acl;
+
+    use super::*;
+    use crate::core::Config;
+
+    fn create(path: &str) -> Txn {
+        Txn::new(
+            0,
+            1,
+            0,
+            1_700_000_000_000,
+            TxnBody::Create(CreateTxn {
+                path: path.into(),
+                data: Some(Bytes::from_static(b"v")),
+                acl: Acl::open_unsafe(),
+                ephemeral: false,
+                parent_cversion: -1,
+            }),
+        )
+    }
+
+    #[test]
+    fn a_leaders_speculated_digest_is_the_digest_after_the_commit() {
+        let cfg = Config {
+            proposal_digests: true,
+            ..Config::default()
+        };
+        let mut c = Core::with_db(cfg, Database::new(false), 0);
+        c.replica.mode = Mode::Leader { epoch: 3 };
+        // Two proposals in flight before either commits.
+        let (a, b) = (create("/a"), create("/a/b"));
+        let sa = c.speculate(&a).expect("a digest");
+        let sb = c.speculate(&b).expect("a digest");
+        assert_eq!((sa.zxid, sb.zxid), ((3 << 32) | 1, (3 << 32) | 2));
+        for (mut t, s) in [(a, sa), (b, sb)] {
+            t.hdr.zxid = s.zxid;
+            c.deliver(&t, 0);
+            assert_eq!(c.digest(), s.digest);
+        }
+    }
+
+    #[test]
+    fn no_digest_unless_configured_and_leading() {
+        let mut c = Core::with_db(Config::default(), Database::new(false), 0);
+        c.replica.mode = Mode::Leader { epoch: 1 };
+        assert_eq!(c.speculate(&create("/a")), None);
+        let cfg = Config {
+            proposal_digests: true,
+            ..Config::default()
+        };
+        let mut c = Core::with_db(cfg, Database::new(false), 0);
+        assert_eq!(c.speculate(&create("/a")), None);
+    }
+}
