@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use procs::{eventually, four_letter, srvr, temp_dir, BIN};
+use procs::{eventually, four_letter, srvr, temp_dir, BIN, PATIENCE};
 use zkit::{Client, CreateOptions, Error};
 
 fn enabled(test: &str) -> bool {
@@ -271,13 +271,25 @@ impl Workload {
         Workload { stop, done, tasks }
     }
 
-    /// Waits until `n` more writes succeeded (across all writers).
+    /// Waits until `n` more writes succeeded (across all writers); fails only when no write
+    /// succeeds for [`PATIENCE`] (a large workload takes longer than that in all).
     async fn progress(&self, n: u64) {
         let target = self.done.load(Ordering::Relaxed) + n;
-        eventually("workload progress", || async {
-            (self.done.load(Ordering::Relaxed) >= target).then_some(())
-        })
-        .await
+        let (mut seen, mut since) = (0, tokio::time::Instant::now());
+        loop {
+            let now = self.done.load(Ordering::Relaxed);
+            if now >= target {
+                return;
+            }
+            if now != seen {
+                (seen, since) = (now, tokio::time::Instant::now());
+            }
+            assert!(
+                since.elapsed() < PATIENCE,
+                "no write succeeded for {PATIENCE:?} ({now} of {target})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn finish(self) -> u64 {
