@@ -359,14 +359,21 @@ launch_members() {
     return 1
 }
 
+# Dies when one of servers 1..N of DIR is already running.
+none_running() {
+    local i
+    for ((i = 1; i <= $2; i++)); do
+        running_pid "$1/s$i" >/dev/null && die "server $i is already running in $1/s$i"
+    done
+    true
+}
+
 cmd_start_ensemble() {
     local dir n i attempt ports connect srv members
     dir=$(abs_dir "$1")
     n=${ZK_ENSEMBLE_SIZE:-3}
     zk_installed || not_installed
-    for ((i = 1; i <= n; i++)); do
-        running_pid "$dir/s$i" >/dev/null && die "server $i is already running in $dir/s$i"
-    done
+    none_running "$dir" "$n"
     for attempt in 1 2 3; do
         # 3 ports per server: client, quorum, election.
         read -r -a ports <<<"$(free_ports $((3 * n)))"
@@ -411,9 +418,7 @@ cmd_start_mixed() {
     dir=$(abs_dir "$dir")
     ZK_IMPL=zookeeper zk_installed || ZK_IMPL=zookeeper not_installed
     if ((zf + zo > 0)); then ZK_IMPL=zkit zk_installed || ZK_IMPL=zkit not_installed; fi
-    for ((i = 1; i <= n; i++)); do
-        running_pid "$dir/s$i" >/dev/null && die "server $i is already running in $dir/s$i"
-    done
+    none_running "$dir" "$n"
     for attempt in 1 2 3; do
         read -r -a ports <<<"$(free_ports $((3 * n)))"
         members=""
