@@ -112,6 +112,9 @@ bench() {
         "$kind" "$n" "$real" "$zkit"
 }
 
+# Both learners hold some history first, so the leader can DIFF them.
+write_nodes warmup 10
+wait_same_zxid
 bench diff "$N_DIFF"
 bench snap "$N_SNAP"
 grep -h -a -o -E 'Sending (DIFF|SNAP|TRUNC)|Sending snapshot' "$DIR"/s[123]/zk.log | sort | uniq -c >&2

@@ -343,14 +343,42 @@ cmd_start_standalone() {
     die "could not find a free port"
 }
 
+# Launch the configured members SRVDIR... of DIR. Once every one serves in one of MODES
+# (a `srvr` mode regex), record and print CONNECT and succeed. When a port was taken meanwhile,
+# stop them, clear their logs and fail (the caller retries with new ports); die otherwise.
+launch_members() {
+    local dir=$1 modes=$2 what=$3 connect=$4 d
+    shift 4
+    for d in "$@"; do
+        launch "$d" org.apache.zookeeper.server.quorum.QuorumPeerMain
+    done
+    if wait_serving "$modes" "$@"; then
+        echo "$connect" >"$dir/connect"
+        log "$what serving: $connect (logs: $dir/s*/zk.log)"
+        echo "$connect"
+        return 0
+    fi
+    for d in "$@"; do stop_srvdir "$d"; done
+    bind_conflict "$@" || die "$what did not start (see $dir/s*/zk.log)"
+    for d in "$@"; do : >"$d/zk.log"; done
+    return 1
+}
+
+# Dies when one of servers 1..N of DIR is already running.
+none_running() {
+    local i
+    for ((i = 1; i <= $2; i++)); do
+        running_pid "$1/s$i" >/dev/null && die "server $i is already running in $1/s$i"
+    done
+    true
+}
+
 cmd_start_ensemble() {
     local dir n i attempt ports connect srv members
     dir=$(abs_dir "$1")
     n=${ZK_ENSEMBLE_SIZE:-3}
     zk_installed || not_installed
-    for ((i = 1; i <= n; i++)); do
-        running_pid "$dir/s$i" >/dev/null && die "server $i is already running in $dir/s$i"
-    done
+    none_running "$dir" "$n"
     for attempt in 1 2 3; do
         # 3 ports per server: client, quorum, election.
         read -r -a ports <<<"$(free_ports $((3 * n)))"
@@ -368,19 +396,9 @@ cmd_start_ensemble() {
             echo "$i" >"$dir/s$i/data/myid"
             srv+=("$dir/s$i")
         done
-        for d in "${srv[@]}"; do
-            launch "$d" org.apache.zookeeper.server.quorum.QuorumPeerMain
-        done
-        if wait_serving 'leader|follower' "${srv[@]}"; then
-            echo "$connect" >"$dir/connect"
-            log "ensemble of $n serving: $connect (logs: $dir/s*/zk.log)"
-            echo "$connect"
+        launch_members "$dir" 'leader|follower' "ensemble of $n" "$connect" "${srv[@]}" &&
             return 0
-        fi
-        for d in "${srv[@]}"; do stop_srvdir "$d"; done
-        bind_conflict "${srv[@]}" || die "ensemble did not start (see $dir/s*/zk.log)"
         log "a port was taken meanwhile; retrying (attempt $attempt)"
-        for d in "${srv[@]}"; do : >"$d/zk.log"; done
     done
     die "could not find free ports"
 }
@@ -405,9 +423,7 @@ cmd_start_mixed() {
     dir=$(abs_dir "$dir")
     ZK_IMPL=zookeeper zk_installed || ZK_IMPL=zookeeper not_installed
     if ((zf + zo > 0)); then ZK_IMPL=zkit zk_installed || ZK_IMPL=zkit not_installed; fi
-    for ((i = 1; i <= n; i++)); do
-        running_pid "$dir/s$i" >/dev/null && die "server $i is already running in $dir/s$i"
-    done
+    none_running "$dir" "$n"
     for attempt in 1 2 3; do
         read -r -a ports <<<"$(free_ports $((3 * n)))"
         members=""
@@ -419,6 +435,8 @@ cmd_start_mixed() {
             connect+="${connect:+,}127.0.0.1:${ports[3 * i - 3]}"
         done
         members+="zkit.sessionPasswords=zookeeper"$'\n'
+        # A zkit leader attaches its tree digests, which the real followers check.
+        members+="zkit.proposalDigests=true"$'\n'
         srv=()
         for ((i = 1; i <= n; i++)); do
             d=$dir/s$i
@@ -433,19 +451,10 @@ cmd_start_mixed() {
             echo "$i" >"$d/data/myid"
             srv+=("$d")
         done
-        for d in "${srv[@]}"; do
-            launch "$d" org.apache.zookeeper.server.quorum.QuorumPeerMain
-        done
-        if wait_serving 'leader|follower|observer' "${srv[@]}"; then
-            echo "$connect" >"$dir/connect"
-            log "mixed ensemble ($real real, $zf zkit followers, $zo zkit observers) serving: $connect"
-            echo "$connect"
-            return 0
-        fi
-        for d in "${srv[@]}"; do stop_srvdir "$d"; done
-        bind_conflict "${srv[@]}" || die "mixed ensemble did not start (see $dir/s*/zk.log)"
+        launch_members "$dir" 'leader|follower|observer' \
+            "mixed ensemble ($real real, $zf zkit followers, $zo zkit observers)" "$connect" \
+            "${srv[@]}" && return 0
         log "a port was taken meanwhile; retrying (attempt $attempt)"
-        for d in "${srv[@]}"; do : >"$d/zk.log"; done
     done
     die "could not find free ports"
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use procs::{eventually, four_letter, srvr, temp_dir, BIN};
+use procs::{eventually, four_letter, srvr, temp_dir, BIN, PATIENCE};
 use zkit::{Client, CreateOptions, Error};
 
 fn enabled(test: &str) -> bool {
@@ -271,13 +271,25 @@ impl Workload {
         Workload { stop, done, tasks }
     }
 
-    /// Waits until `n` more writes succeeded (across all writers).
+    /// Waits until `n` more writes succeeded (across all writers); fails only when no write
+    /// succeeds for [`PATIENCE`] (a large workload takes longer than that in all).
     async fn progress(&self, n: u64) {
         let target = self.done.load(Ordering::Relaxed) + n;
-        eventually("workload progress", || async {
-            (self.done.load(Ordering::Relaxed) >= target).then_some(())
-        })
-        .await
+        let (mut seen, mut since) = (0, tokio::time::Instant::now());
+        loop {
+            let now = self.done.load(Ordering::Relaxed);
+            if now >= target {
+                return;
+            }
+            if now != seen {
+                (seen, since) = (now, tokio::time::Instant::now());
+            }
+            assert!(
+                since.elapsed() < PATIENCE,
+                "no write succeeded for {PATIENCE:?} ({now} of {target})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn finish(self) -> u64 {
@@ -375,7 +387,7 @@ async fn zkit_follower_with_two_real_servers_survives_kills_with_identical_trees
         return;
     }
     let m = Mixed::start("mixed-fol", &["--real", "2", "--zkit-follower", "1"], &[]);
-    workload_with_kills(&m, &[3], 0).await;
+    workload_with_kills(&m, &[3], 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -384,7 +396,7 @@ async fn one_real_and_two_zkit_servers_survive_kills_with_identical_trees() {
         return;
     }
     let m = Mixed::start("mixed-1r2z", &["--real", "1", "--zkit-follower", "2"], &[]);
-    workload_with_kills(&m, &[2, 3], 0).await;
+    workload_with_kills(&m, &[2, 3], 1).await;
 }
 
 /// Writes `n` nodes through `addr` as fast as a pipeline allows.

@@ -20,6 +20,7 @@ pub(crate) mod password;
 mod prep;
 mod readonly;
 mod replica;
+mod speculate;
 mod tree;
 mod txn;
 mod watch;
@@ -47,6 +48,7 @@ pub(crate) use frame::FrameBuf;
 pub use password::PasswordScheme;
 use prep::Prep;
 pub use replica::Mode;
+pub use speculate::Speculated;
 pub use tree::{join, AclList, Change, DataTree, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
 pub use watch::{Fired, WatchKind, WatchManager};
@@ -72,6 +74,9 @@ pub struct Config {
     /// How session passwords are derived (keyed by `secret` unless a mixed ensemble needs
     /// ZooKeeper's own derivation).
     pub session_passwords: PasswordScheme,
+    /// Leader: attach the tree digest after each proposal, as ZooKeeper's leader does (its
+    /// learners check it). Costs a second copy of the database on the leader.
+    pub proposal_digests: bool,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
     /// Answer a re-attach to an unknown session with a brand-new session instead of "expired"
@@ -92,6 +97,7 @@ impl Default for Config {
             extended_types: false,
             secret: Secret::from_bytes([0x5e; Secret::LEN]),
             session_passwords: PasswordScheme::Keyed,
+            proposal_digests: false,
             reap_interval: 1000,
             renew_unknown_sessions: false,
             read_only: false,
@@ -154,8 +160,10 @@ pub enum Output {
     /// Close the connection after everything queued before has been sent.
     Close(ConnId, &'static str),
     /// Leader: propose this txn. Its header's zxid is a placeholder: the replication layer
-    /// assigns the zxid (the next of its epoch) when it logs the proposal.
-    Propose(Box<Txn>),
+    /// assigns the zxid (the next of its epoch) when it logs the proposal. With
+    /// [`Config::proposal_digests`], also the zxid it is expected to get and the tree digest
+    /// after it (attach the digest only if the zxid is that one).
+    Propose(Box<Txn>, Option<Speculated>),
     /// Learner: forward this request to the leader (REQUEST).
     Forward {
         /// The request.
@@ -271,6 +279,8 @@ pub struct Core {
     faults: faults::Faults,
     /// The time of the latest input (for the faults that delay frames).
     clock: i64,
+    /// Leader: the speculative database behind [`Speculated`] digests.
+    shadow: Option<speculate::Shadow>,
 }
 
 impl Core {
@@ -313,6 +323,7 @@ impl Core {
             replica: Default::default(),
             faults: Default::default(),
             clock: now,
+            shadow: None,
         }
     }
 

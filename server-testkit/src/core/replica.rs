@@ -162,6 +162,7 @@ impl Core {
             "serving mode"
         );
         self.drop_clients("server changed role");
+        self.shadow = None;
         self.replica.mode = mode;
         self.deadlines.clear();
         self.timeouts.clear();
@@ -201,6 +202,7 @@ impl Core {
     /// request of a local session answered.
     pub fn deliver(&mut self, txn: &Txn, now: i64) {
         self.clock = now;
+        self.speculate_history(txn);
         let rc = self.commit(txn);
         let session = txn.hdr.client_id;
         if let Mode::Leader { epoch } = self.replica.mode {
@@ -278,6 +280,7 @@ impl Core {
     /// Closes every client connection.
     pub fn reset(&mut self, db: Database, now: i64) {
         self.drop_clients("server state rebuilt");
+        self.shadow = None;
         self.digest = TreeDigest::of(&db.tree);
         self.db = db;
         self.show_config(now);
@@ -439,7 +442,8 @@ impl Core {
             r.pending.insert(p, (seq, rec));
         }
         r.proposals.push_back((seq, paths));
-        self.out.push(Output::Propose(Box::new(txn)));
+        let spec = self.speculate(&txn);
+        self.out.push(Output::Propose(Box::new(txn), spec));
     }
 
     /// Leader: a learner asks whether a session may attach to it; answered with

@@ -320,6 +320,7 @@ impl Member {
         let server = client_settings(cfg).four_letter_words(mc.four_letter_words.clone());
         let mut core = server.core_config(secret)?;
         core.session_passwords = cfg.session_passwords;
+        core.proposal_digests = cfg.proposal_digests;
         let voters = cfg.voters().collect();
         let observers = cfg
             .servers

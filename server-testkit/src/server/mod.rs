@@ -206,6 +206,7 @@ impl Builder {
             extended_types: self.extended_types,
             secret,
             session_passwords: crate::core::PasswordScheme::Keyed,
+            proposal_digests: false,
             reap_interval: self.reap_interval.as_millis() as i64,
             renew_unknown_sessions: self.forget_sessions_on_restart,
             read_only: self.read_only,

@@ -208,6 +208,10 @@ pub struct ZooCfg {
     /// sessions move between real and zkit members of a mixed ensemble (guessable from the
     /// session id: see [`PasswordScheme::ZooKeeper`]); `keyed` (the default) is zkit's own.
     pub session_passwords: PasswordScheme,
+    /// `zkit.proposalDigests`: as leader, attach the tree digest after each proposal as
+    /// ZooKeeper does, so real followers of a mixed ensemble check zkit's apply (costs the
+    /// leader a second copy of the tree).
+    pub proposal_digests: bool,
     /// The `server.N` lines, in file order.
     pub servers: Vec<ServerLine>,
     /// What was accepted but deserves a word (unknown keys, an even number of voters, ...).
@@ -316,6 +320,7 @@ impl ZooCfg {
                         _ => return Err(err(format!("expects zookeeper or keyed, got {v:?}"))),
                     }
                 }
+                "zkit.proposalDigests" => cfg.proposal_digests = boolean(v).map_err(err)?,
                 "zkit.secretFile" => {
                     cfg.secret_file = Some(PathBuf::from(non_empty(v).map_err(err)?))
                 }

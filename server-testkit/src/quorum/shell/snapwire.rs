@@ -11,7 +11,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::wire::{WireError, MAX_SNAPSHOT, SNAPSHOT_SIGNATURE};
+use super::wire::{skip_buffer, WireError, MAX_SNAPSHOT, SNAPSHOT_SIGNATURE};
 use crate::persist::checksum::adler32;
 use crate::persist::txnlog::{file_header, SNAP_MAGIC};
 
@@ -59,21 +59,6 @@ impl Default for StreamScanner {
 fn be_i32(b: &[u8], at: usize) -> Option<i32> {
     b.get(at..at + 4)
         .map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-/// The end of the jute buffer or string at `at` (-1 = null), `None` while incomplete.
-fn skip_buffer(b: &[u8], at: usize, max: usize) -> Result<Option<usize>, WireError> {
-    let Some(n) = be_i32(b, at) else {
-        return Ok(None);
-    };
-    if n == -1 {
-        return Ok(Some(at + 4));
-    }
-    if n < 0 || n as usize > max {
-        return Err(WireError::Length(n as i64));
-    }
-    let end = at + 4 + n as usize;
-    Ok((b.len() >= end).then_some(end))
 }
 
 fn count(b: &[u8], at: usize) -> Result<Option<i32>, WireError> {
