@@ -164,13 +164,27 @@ impl Record for Stat {
     }
 }
 
-record! {
-    /// An identity: scheme and id (`world:anyone`, `digest:user:hash`, `ip:10.0.0.0/8`, ...).
-    Id {
-        /// The scheme.
-        scheme: String,
-        /// The id within the scheme.
-        id: String,
+/// An identity: scheme and id (`world:anyone`, `digest:user:hash`, `ip:10.0.0.0/8`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Id {
+    /// The scheme.
+    pub scheme: String,
+    /// The id within the scheme.
+    pub id: String,
+}
+
+/// Clients write an empty string as null (kazoo's `Id("auth", "")` in `CREATOR_ALL_ACL` goes out
+/// with length -1), and Java's reader accepts a null for either field: both decode as empty.
+impl Record for Id {
+    fn encode(&self, buf: &mut BytesMut) {
+        self.scheme.encode(buf);
+        self.id.encode(buf);
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Id {
+            scheme: r.read_opt_string()?.unwrap_or_default(),
+            id: r.read_opt_string()?.unwrap_or_default(),
+        })
     }
 }
 

@@ -6,7 +6,7 @@
 //! Every watch event is applied by reading the node again (idempotent: an event that changes
 //! nothing publishes nothing). Persistent watches do not replay changes made while the connection
 //! was down, so after every reconnect, and after a session expiry on a client that re-creates
-//! sessions (the watch stream's [`WatchItem::Resync`](zkit::WatchItem::Resync)), the cache reloads
+//! sessions (the watch stream's [`WatchItem::Resync`]), the cache reloads
 //! the subtree and publishes the difference. On a client that does not
 //! re-create sessions an expiry ends the cache ([`TreeEvent::Ended`], [`TreeCache::is_live`]).
 //!

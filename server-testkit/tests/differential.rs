@@ -94,7 +94,34 @@ fn describe(r: &Reply, st: &dyn Fn(&Stat) -> String) -> String {
     }
 }
 
-fn acl_variant(rng: &mut Rng) -> Vec<Acl> {
+/// Pieces of auth credentials and ids: the separators ZooKeeper splits on, base64 text (kazoo's
+/// `make_digest_acl_credential` output), non-ASCII, empty parts.
+const PARTS: [&str; 10] = [
+    "u",
+    "v",
+    "",
+    "+Ir5sN1lGJEEs8xBZhZXKvjLJ7c=",
+    "a:b",
+    "x/y=",
+    "ü€",
+    "smGaoVKd/cQkjm7b88GyorAUz20=",
+    ":",
+    "p",
+];
+
+fn part(rng: &mut Rng) -> &'static str {
+    PARTS[rng.usize(..PARTS.len())]
+}
+
+/// A digest credential as a client sends it: usually `user:password`, sometimes without a `:`.
+fn credential(rng: &mut Rng) -> String {
+    match rng.usize(..5) {
+        0 => part(rng).to_owned(),
+        _ => format!("{}:{}", part(rng), part(rng)),
+    }
+}
+
+fn acl_entry(rng: &mut Rng) -> Acl {
     let a = |perms, scheme: &str, id: &str| Acl {
         perms,
         id: Id {
@@ -102,21 +129,34 @@ fn acl_variant(rng: &mut Rng) -> Vec<Acl> {
             id: id.into(),
         },
     };
-    match rng.usize(..7) {
+    let p = match rng.usize(..4) {
+        0 => perms::ALL,
+        1 => perms::READ,
+        2 => perms::ALL & !perms::DELETE & !perms::CREATE,
+        _ => rng.i32(0..=32),
+    };
+    match rng.usize(..9) {
+        0 => a(p, "world", "anyone"),
+        1 => a(p, "world", part(rng)),
+        2 => a(p, "auth", ["", "x", part(rng)][rng.usize(..3)]),
+        3 => a(p, "digest", &digest_id(part(rng), part(rng))),
+        4 => a(p, "digest", &format!("{}:{}", part(rng), part(rng))),
+        5 => a(p, "digest", part(rng)),
+        6 => a(
+            p,
+            "ip",
+            ["127.0.0.1", "10.0.0.0/8", "127.0.0.1/33", "::1", "nope", ""][rng.usize(..6)],
+        ),
+        7 => a(p, "super", part(rng)),
+        _ => a(p, part(rng), "anyone"),
+    }
+}
+
+fn acl_variant(rng: &mut Rng) -> Vec<Acl> {
+    match rng.usize(..4) {
         0 => open_acl(),
-        1 => vec![a(perms::READ, "world", "anyone")],
-        2 => vec![a(perms::ALL, "auth", "")],
-        3 => vec![a(perms::ALL, "digest", "u:smGaoVKd/cQkjm7b88GyorAUz20=")],
-        4 => vec![
-            a(perms::ALL, "ip", "127.0.0.1"),
-            a(perms::READ, "world", "anyone"),
-        ],
-        5 => vec![],
-        _ => vec![a(
-            perms::ALL & !perms::DELETE & !perms::CREATE,
-            "world",
-            "anyone",
-        )],
+        1 => vec![],
+        _ => (0..1 + rng.usize(..3)).map(|_| acl_entry(rng)).collect(),
     }
 }
 
@@ -230,13 +270,17 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
             ),
         },
         13 => {
-            let cred: &'static [u8] = [&b"u:p"[..], b"v:q"][rng.usize(..2)];
+            // Only schemes whose provider accepts the packet: a failed auth ends the session.
+            let (scheme, cred) = match rng.usize(..6) {
+                0 => ("ip", String::new()),
+                _ => ("digest", credential(rng)),
+            };
             (
                 OpCode::Auth,
                 Box::new(AuthPacket {
                     auth_type: 0,
-                    scheme: "digest".into(),
-                    auth: Bytes::from_static(cred),
+                    scheme: scheme.into(),
+                    auth: Bytes::from(cred.into_bytes()),
                 }),
             )
         }

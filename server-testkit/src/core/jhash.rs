@@ -187,3 +187,78 @@ mod tests {
         assert_eq!(s.cap(), 32, "never shrinks");
     }
 }
+
+/// The iteration order of a `java.util.concurrent.ConcurrentHashMap` (default capacity 16) into
+/// which keys with these `hashCode()`s were inserted in this order, as indexes into `hashes`.
+///
+/// ZooKeeper keeps a connection's authenticated ids in a set backed by one, so the ids an `auth`
+/// ACL entry expands to come in this order. The bucket is `(h ^ h >>> 16) & (n - 1)`, a bucket
+/// keeps insertion order, and the table doubles once the size reaches 3/4 of it; doubling splits
+/// each bucket into its low and high halves the way `ConcurrentHashMap.transfer` does: the
+/// longest tail whose entries all go the same way stays in order, the entries before it are
+/// prepended one by one (so they come out reversed). Tree bins are not modelled.
+pub fn concurrent_map_order(hashes: &[i32]) -> Vec<usize> {
+    let spread = |h: i32| {
+        let h = h as u32;
+        (h ^ (h >> 16)) & 0x7fff_ffff
+    };
+    let mut table: Vec<Vec<usize>> = vec![Vec::new(); 16];
+    for (i, &h) in hashes.iter().enumerate() {
+        let n = table.len();
+        table[spread(h) as usize & (n - 1)].push(i);
+        if i + 1 >= n - (n >> 2) {
+            let mut next: Vec<Vec<usize>> = vec![Vec::new(); 2 * n];
+            for (b, bin) in table.iter().enumerate() {
+                let Some(&first) = bin.first() else { continue };
+                let high = |k: usize| spread(hashes[k]) as usize & n != 0;
+                let mut last_run = 0;
+                let mut run_bit = high(first);
+                for (j, &k) in bin.iter().enumerate().skip(1) {
+                    if high(k) != run_bit {
+                        run_bit = high(k);
+                        last_run = j;
+                    }
+                }
+                let (mut lo, mut hi): (Vec<usize>, Vec<usize>) = if run_bit {
+                    (Vec::new(), bin[last_run..].to_vec())
+                } else {
+                    (bin[last_run..].to_vec(), Vec::new())
+                };
+                for &k in &bin[..last_run] {
+                    if high(k) {
+                        hi.insert(0, k);
+                    } else {
+                        lo.insert(0, k);
+                    }
+                }
+                next[b] = lo;
+                next[b + n] = hi;
+            }
+            table = next;
+        }
+    }
+    table.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod concurrent_order_tests {
+    use super::concurrent_map_order;
+
+    #[test]
+    fn buckets_in_index_order_insertion_order_within() {
+        // 1 and 17 share bucket 1; 0 is bucket 0.
+        assert_eq!(concurrent_map_order(&[17, 1, 0]), vec![2, 0, 1]);
+    }
+
+    #[test]
+    fn a_resize_reverses_the_entries_before_the_last_run() {
+        // Twelve keys fill the table to its threshold: bucket 0 holds 0, 16, 32, 48 then the
+        // split sends 16 and 48 high. The last run is [48]; 0, 16, 32 are prepended in turn.
+        let mut hashes = vec![0, 16, 32, 48];
+        hashes.extend(1..=8);
+        let order = concurrent_map_order(&hashes);
+        assert_eq!(order[..2], [2, 0]);
+        let pos = |k: usize| order.iter().position(|&x| x == k).unwrap();
+        assert!(pos(1) < pos(3), "{order:?}");
+    }
+}

@@ -5,7 +5,7 @@ use zkit_proto::frame::write_record;
 use zkit_proto::txn::{CreateSessionTxn, ErrorTxn};
 use zkit_proto::*;
 
-use super::acl::{check_acl, digest, mask_digests, user_name};
+use super::acl::{auth_order, check_acl, digest, mask_digests, user_name};
 use std::collections::HashMap;
 
 use super::db::ApplyResult;
@@ -525,8 +525,8 @@ impl Core {
                 .encode(out.buf());
             }
             OpCode::WhoAmI => {
-                let client_info = ids
-                    .iter()
+                let client_info = auth_order(&ids)
+                    .into_iter()
                     .map(|i| ClientInfo {
                         auth_scheme: i.scheme.clone(),
                         user: user_name(i),
