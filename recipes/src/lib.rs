@@ -23,6 +23,7 @@
 //! | [`counter_watch`] | [`CounterWatch`](counter_watch::CounterWatch) (a counter's value and a `Stream` of changes) |
 //! | [`config`] | [`ConfigWatch`](config::ConfigWatch) |
 //! | [`queue`] | [`DistributedQueue`](queue::DistributedQueue) |
+//! | [`queue_kinds`] | [`DistributedPriorityQueue`](queue_kinds::DistributedPriorityQueue), [`DistributedDelayQueue`](queue_kinds::DistributedDelayQueue), [`DistributedIdQueue`](queue_kinds::DistributedIdQueue) |
 //! | [`barrier`] | [`Barrier`](barrier::Barrier), [`DoubleBarrier`](barrier::DoubleBarrier) |
 //!
 //! Every recipe has the same shape: `Recipe::new(client, path, options)`, async methods to
@@ -53,6 +54,7 @@ pub mod persistent_node;
 mod pipeline;
 pub mod queue;
 mod queue_core;
+pub mod queue_kinds;
 pub mod revoke;
 pub mod rwlock;
 pub mod semaphore;
