@@ -146,7 +146,7 @@ impl DistributedAtomicLong {
 
     async fn change(&self, f: Change<'_>) -> Result<AtomicValue> {
         let v = self.attempts(f, self.opts.optimistic_tries.max(1)).await?;
-        if v.succeeded || matches!(f(v.pre), None) {
+        if v.succeeded || f(v.pre).is_none() {
             return Ok(v);
         }
         let Some(lock) = &self.lock else {

@@ -15,6 +15,7 @@
 //! | [`cache`] | [`NodeCache`](cache::NodeCache) |
 //! | [`treecache`] | [`TreeCache`](treecache::TreeCache) (a subtree in memory, persistent recursive watch) |
 //! | [`persistent_node`] | [`PersistentNode`](persistent_node::PersistentNode), [`PersistentTtlNode`](persistent_node::PersistentTtlNode) (kept across deletion and expiry) |
+//! | [`partitioner`] | [`SetPartitioner`](partitioner::SetPartitioner) (kazoo's: a set divided among group members, with rebalance) |
 //! | [`group`] | [`GroupMember`](group::GroupMember) |
 //! | [`discovery`] | [`ServiceDiscovery`](discovery::ServiceDiscovery) (ephemeral instances with raw bytes) |
 //! | [`service`] | [`ServiceDiscovery`](service::ServiceDiscovery) in Curator's JSON, [`ServiceCache`](service::ServiceCache), [`ServiceProvider`](service::ServiceProvider) |
@@ -50,6 +51,7 @@ pub mod group;
 pub mod leader;
 pub mod lock;
 pub mod multilock;
+pub mod partitioner;
 pub mod persistent_node;
 mod pipeline;
 pub mod queue;
