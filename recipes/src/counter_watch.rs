@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+use std::sync::Arc;
+
 use futures::Stream;
 use tokio::sync::watch;
 
@@ -39,7 +41,9 @@ struct Seen {
 #[derive(Debug)]
 pub struct CounterWatch {
     rx: watch::Receiver<Seen>,
-    _task: TaskGuard,
+    /// Shared with the streams from [`changes`](CounterWatch::changes): the task runs while
+    /// any of them is alive.
+    task: Arc<TaskGuard>,
 }
 
 impl SharedCounter {
@@ -53,7 +57,7 @@ impl SharedCounter {
         let task = tokio::spawn(follow(self.clone(), tx));
         Ok(CounterWatch {
             rx,
-            _task: TaskGuard(task),
+            task: Arc::new(TaskGuard(task)),
         })
     }
 }
@@ -83,17 +87,19 @@ impl CounterWatch {
         }
     }
 
-    /// Every new value from now on; ends when the watch does.
+    /// Every new value from now on; keeps the watch running while it is alive, and ends when
+    /// the watch ends.
     pub fn changes(&self) -> impl Stream<Item = Versioned> + Send + 'static {
         let mut rx = self.rx.clone();
         rx.mark_unchanged();
         let last = rx.borrow().value;
-        futures::stream::unfold((rx, last), |(mut rx, last)| async move {
+        let task = self.task.clone();
+        futures::stream::unfold((rx, last, task), |(mut rx, last, task)| async move {
             loop {
                 rx.changed().await.ok()?;
                 let now = rx.borrow_and_update().value;
                 if now != last {
-                    return Some((now, (rx, now)));
+                    return Some((now, (rx, now, task)));
                 }
             }
         })

@@ -15,6 +15,7 @@
 //! | [`cache`] | [`NodeCache`](cache::NodeCache) |
 //! | [`treecache`] | [`TreeCache`](treecache::TreeCache) (a subtree in memory, persistent recursive watch) |
 //! | [`persistent_node`] | [`PersistentNode`](persistent_node::PersistentNode), [`PersistentTtlNode`](persistent_node::PersistentTtlNode) (kept across deletion and expiry) |
+//! | [`partitioner`] | [`SetPartitioner`](partitioner::SetPartitioner) (kazoo's: a set divided among group members, with rebalance) |
 //! | [`group`] | [`GroupMember`](group::GroupMember) |
 //! | [`discovery`] | [`ServiceDiscovery`](discovery::ServiceDiscovery) (ephemeral instances with raw bytes) |
 //! | [`service`] | [`ServiceDiscovery`](service::ServiceDiscovery) in Curator's JSON, [`ServiceCache`](service::ServiceCache), [`ServiceProvider`](service::ServiceProvider) |
@@ -23,6 +24,7 @@
 //! | [`counter_watch`] | [`CounterWatch`](counter_watch::CounterWatch) (a counter's value and a `Stream` of changes) |
 //! | [`config`] | [`ConfigWatch`](config::ConfigWatch) |
 //! | [`queue`] | [`DistributedQueue`](queue::DistributedQueue) |
+//! | [`queue_kinds`] | [`DistributedPriorityQueue`](queue_kinds::DistributedPriorityQueue), [`DistributedDelayQueue`](queue_kinds::DistributedDelayQueue), [`DistributedIdQueue`](queue_kinds::DistributedIdQueue) |
 //! | [`barrier`] | [`Barrier`](barrier::Barrier), [`DoubleBarrier`](barrier::DoubleBarrier) |
 //!
 //! Every recipe has the same shape: `Recipe::new(client, path, options)`, async methods to
@@ -50,10 +52,12 @@ pub mod group;
 pub mod leader;
 pub mod lock;
 pub mod multilock;
+pub mod partitioner;
 pub mod persistent_node;
 mod pipeline;
 pub mod queue;
 mod queue_core;
+pub mod queue_kinds;
 pub mod revoke;
 pub mod rwlock;
 pub mod semaphore;

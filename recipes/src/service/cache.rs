@@ -2,6 +2,7 @@
 //! `ServiceCache`): the current list, and a `Stream` of the lists that follow.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -14,14 +15,15 @@ use crate::group::watch_children;
 use crate::state::TaskGuard;
 use crate::Result;
 
-/// The watched instances of one service. See the [module docs](self).
+/// The watched instances of one service. See the [module docs](super).
 ///
 /// Nodes that do not hold an instance in Curator's JSON are left out (and logged at debug).
 #[derive(Debug)]
 pub struct ServiceCache {
     path: String,
     rx: watch::Receiver<BTreeMap<String, Bytes>>,
-    _task: TaskGuard,
+    /// Shared with the streams from [`changes`](ServiceCache::changes).
+    task: Arc<TaskGuard>,
 }
 
 impl ServiceCache {
@@ -32,7 +34,7 @@ impl ServiceCache {
         Ok(ServiceCache {
             path,
             rx,
-            _task: task,
+            task: Arc::new(task),
         })
     }
 
@@ -48,18 +50,19 @@ impl ServiceCache {
         Ok(parse(&self.path, &self.rx.borrow_and_update()))
     }
 
-    /// Every list of instances from now on, one item per change; the stream ends when the
-    /// cache does.
+    /// Every list of instances from now on, one item per change; keeps the cache running
+    /// while it is alive, and ends when the cache ends.
     pub fn changes(&self) -> impl Stream<Item = Vec<ServiceInstance>> + Send + 'static {
         let mut rx = self.rx.clone();
         rx.mark_unchanged();
         let path = self.path.clone();
-        futures::stream::unfold(rx, move |mut rx| {
+        let task = self.task.clone();
+        futures::stream::unfold((rx, task), move |(mut rx, task)| {
             let path = path.clone();
             async move {
                 rx.changed().await.ok()?;
                 let now = parse(&path, &rx.borrow_and_update());
-                Some((now, rx))
+                Some((now, (rx, task)))
             }
         })
     }

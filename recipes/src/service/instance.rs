@@ -101,7 +101,7 @@ fn yes() -> bool {
     true
 }
 
-/// One instance of a service, as Curator stores it. See the [module docs](self).
+/// One instance of a service, as Curator stores it. See the [module docs](super).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]

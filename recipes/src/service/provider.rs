@@ -62,7 +62,7 @@ struct PickState {
     errors: HashMap<String, (usize, Instant)>,
 }
 
-/// Chooses instances of one service. See the [module docs](self).
+/// Chooses instances of one service. See the [module docs](super).
 #[derive(Debug)]
 pub struct ServiceProvider {
     cache: ServiceCache,
