@@ -53,6 +53,8 @@
 #[doc(hidden)]
 pub mod bench;
 mod core;
+#[doc(hidden)]
+pub mod diff;
 mod ensemble;
 mod net;
 mod persist;
