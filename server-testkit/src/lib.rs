@@ -72,3 +72,5 @@ pub use net::FourLetterWords;
 pub use persist::backup::BackupInfo;
 pub use persist::{PersistError, PersistOptions, RecoveryReport};
 pub use server::{Builder, ConnectionSummary, Error, Server, SessionSummary, WatchSummary, Znode};
+/// Opcodes and error codes, for [`FaultRule`]s.
+pub use zkit_proto::{ErrorCode, OpCode};

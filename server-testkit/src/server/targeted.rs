@@ -50,12 +50,12 @@ impl Server {
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), zkit_testkit::Error> {
-    /// use zkit_testkit::{FaultAction, FaultRule, Server};
+    /// use zkit_testkit::{FaultAction, FaultRule, OpCode, Server};
     /// let server = Server::start().await?;
     /// // The next create under /locks is applied, but its client never hears of it.
     /// let rule = server.add_fault(
     ///     FaultRule::new(FaultAction::ApplyThenDisconnect)
-    ///         .op(zkit_proto::OpCode::Create)
+    ///         .op(OpCode::Create)
     ///         .path_prefix("/locks")
     ///         .times(1),
     /// );
