@@ -102,7 +102,10 @@ async fn a_leader_whose_session_alone_expires_learns_it_and_another_takes_over()
     let id = a.session_id();
     let deadline = tokio::time::Instant::now() + BOUND;
     while s.sessions().iter().any(|x| x.id == id) {
-        assert!(tokio::time::Instant::now() < deadline, "a's session never expired");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a's session never expired"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(s.sessions().iter().any(|x| x.id == b.session_id()));
