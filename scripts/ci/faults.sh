@@ -83,7 +83,8 @@ run_faults() {
     FAULTS_TMP=$(mktemp -d)
     FAULTS_PIDS=()
     local failed=0
-    cargo build -p zkit-testkit --bin zkit-server --bin zkit-diff || return 1
+    # The profile the test phases built already (a narrower build would rebuild dependencies).
+    cargo build --workspace --all-targets || return 1
 
     # 1. Read-only mode on real ZooKeeper (the testkit's runs in the workspace tests).
     if ZK_READONLY=1 ZK_CFG_EXTRA=$'localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true' \

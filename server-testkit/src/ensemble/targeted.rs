@@ -39,8 +39,9 @@ impl Ensemble {
     pub fn close_session_connection(&self, session_id: i64) -> bool {
         self.running()
             .filter_map(|n| n.ctx())
-            .fold(false, |any, c| {
-                c.with_core(|core| core.close_session_connection(session_id)) || any
-            })
+            // Every member is asked (no short cut): count those that had it.
+            .filter(|c| c.with_core(|core| core.close_session_connection(session_id)))
+            .count()
+            > 0
     }
 }

@@ -24,9 +24,10 @@ pub(crate) fn fired<'a>(ctxs: impl Iterator<Item = &'a Arc<Ctx>>, id: RuleId) ->
 
 /// Removes the rule everywhere; whether any core had it.
 pub(crate) fn remove<'a>(ctxs: impl Iterator<Item = &'a Arc<Ctx>>, id: RuleId) -> bool {
-    ctxs.fold(false, |any, c| {
-        c.with_core(|core| core.remove_fault(id)) || any
-    })
+    // Every core is asked (no short cut): count those that had it.
+    ctxs.filter(|c| c.with_core(|core| core.remove_fault(id)))
+        .count()
+        > 0
 }
 
 /// Removes every rule everywhere.
