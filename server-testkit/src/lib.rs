@@ -53,6 +53,8 @@
 #[doc(hidden)]
 pub mod bench;
 mod core;
+#[doc(hidden)]
+pub mod diff;
 mod ensemble;
 mod net;
 mod persist;
@@ -71,3 +73,5 @@ pub use net::FourLetterWords;
 pub use persist::backup::BackupInfo;
 pub use persist::{PersistError, PersistOptions, RecoveryReport};
 pub use server::{Builder, ConnectionSummary, Error, Server, SessionSummary, WatchSummary, Znode};
+/// Opcodes and error codes, for [`FaultRule`]s.
+pub use zkit_proto::{ErrorCode, OpCode};

@@ -769,3 +769,35 @@ fn an_add_watch_in_flight_covers_a_one_shot_on_its_path_until_it_is_answered() {
     s.submit(one_shot(WatchKind::Data, 4));
     assert!(flag(&mut s));
 }
+
+#[test]
+fn a_session_only_a_read_only_server_accepted_is_not_resumed() {
+    let now = Instant::now();
+    let handshake_id = |s: &mut Session<T>| {
+        s.begin_handshake(now, now + Duration::from_secs(10));
+        let f = frames(s).remove(0);
+        ConnectRequest::from_bytes(f).unwrap().session_id
+    };
+    let mut s = session(now);
+    assert_eq!(handshake_id(&mut s), 0);
+    let ro = ConnectResponse {
+        protocol_version: 0,
+        timeout: 30_000,
+        session_id: 0x51,
+        passwd: Bytes::from_static(&[7; 16]),
+        read_only: Some(true),
+    };
+    feed(&mut s, ro.to_bytes(), now).unwrap();
+    assert_eq!(s.state(), SessionState::ConnectedReadOnly);
+    s.on_connection_lost();
+    // The read-only server's session is unknown to the quorum: ask for a new one.
+    assert_eq!(handshake_id(&mut s), 0);
+    feed(&mut s, connect_response(30_000, 0x42), now).unwrap();
+    assert_eq!(s.state(), SessionState::Connected);
+    s.on_connection_lost();
+    // Accepted read-write once: from now on the session is resumed, even read-only.
+    assert_eq!(handshake_id(&mut s), 0x42);
+    feed(&mut s, ro.to_bytes(), now).unwrap();
+    s.on_connection_lost();
+    assert_eq!(handshake_id(&mut s), 0x51);
+}

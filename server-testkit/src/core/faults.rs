@@ -52,8 +52,7 @@ pub enum FaultAction {
 /// A rule picking requests: every condition given must hold. Built with the methods below.
 ///
 /// ```
-/// use zkit_testkit::{FaultAction, FaultRule};
-/// use zkit_proto::OpCode;
+/// use zkit_testkit::{FaultAction, FaultRule, OpCode};
 /// // The next create under /locks, whichever session sends it.
 /// let rule = FaultRule::new(FaultAction::ApplyThenDisconnect)
 ///     .op(OpCode::Create)

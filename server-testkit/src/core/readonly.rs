@@ -4,7 +4,8 @@
 //! refuses writes (and `sync`) with `NotReadOnly`, and refuses clients that did not ask for
 //! read-only. Its sessions are local: a new one is known to this server alone and never
 //! reaches the quorum (a client that only ever saw read-only servers asks for a new session
-//! once it finds a read-write one); a session the tree knows may re-attach, read-only.
+//! once it finds a read-write one). A session of the quorum cannot re-attach here: its
+//! client keeps looking for a read-write server, as with ZooKeeper.
 //! Joining the quorum again closes every connection (like any change of role), and the
 //! clients reconnect read-write.
 
@@ -49,8 +50,17 @@ impl Core {
             (id, true)
         } else {
             let id = req.session_id;
-            let known =
-                self.db.sessions.contains_key(&id) || self.replica.ro_sessions.contains(&id);
+            if self.db.sessions.contains_key(&id) {
+                // Like ZooKeeper's read-only server: a session of the quorum does not
+                // re-attach here (its client waits for a read-write server).
+                tracing::info!(
+                    session_id = format_args!("0x{id:x}"),
+                    "refusing a global session's reconnection in read-only mode"
+                );
+                self.close(conn, "global session in read-only mode");
+                return;
+            }
+            let known = self.replica.ro_sessions.contains(&id);
             let ok = known && req.passwd == self.password(id);
             if ok {
                 self.detach_previous(id, conn);

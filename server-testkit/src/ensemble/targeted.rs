@@ -39,8 +39,8 @@ impl Ensemble {
     pub fn close_session_connection(&self, session_id: i64) -> bool {
         self.running()
             .filter_map(|n| n.ctx())
-            .map(|c| c.with_core(|core| core.close_session_connection(session_id)))
-            .filter(|closed| *closed)
+            // Every member is asked (no short cut): count those that had it.
+            .filter(|c| c.with_core(|core| core.close_session_connection(session_id)))
             .count()
             > 0
     }

@@ -24,9 +24,8 @@ pub(crate) fn fired<'a>(ctxs: impl Iterator<Item = &'a Arc<Ctx>>, id: RuleId) ->
 
 /// Removes the rule everywhere; whether any core had it.
 pub(crate) fn remove<'a>(ctxs: impl Iterator<Item = &'a Arc<Ctx>>, id: RuleId) -> bool {
-    // Every core is visited (no short cut): the rule goes everywhere.
-    ctxs.map(|c| c.with_core(|core| core.remove_fault(id)))
-        .filter(|removed| *removed)
+    // Every core is asked (no short cut): count those that had it.
+    ctxs.filter(|c| c.with_core(|core| core.remove_fault(id)))
         .count()
         > 0
 }
@@ -52,12 +51,12 @@ impl Server {
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), zkit_testkit::Error> {
-    /// use zkit_testkit::{FaultAction, FaultRule, Server};
+    /// use zkit_testkit::{FaultAction, FaultRule, OpCode, Server};
     /// let server = Server::start().await?;
     /// // The next create under /locks is applied, but its client never hears of it.
     /// let rule = server.add_fault(
     ///     FaultRule::new(FaultAction::ApplyThenDisconnect)
-    ///         .op(zkit_proto::OpCode::Create)
+    ///         .op(OpCode::Create)
     ///         .path_prefix("/locks")
     ///         .times(1),
     /// );

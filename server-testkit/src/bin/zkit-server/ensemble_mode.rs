@@ -73,6 +73,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
                 b = b.max_session_timeout(ms(&value()?, "--max-session-timeout")?)
             }
             "--extended-types" => b = b.extended_types(true),
+            "--read-only" => b = b.read_only(true),
             "--four-letter-words" => words = value()?,
             "--no-fsync" => popts = popts.force_sync(false),
             "-h" | "--help" => return Err("--help takes no other argument".into()),

@@ -78,6 +78,8 @@ ENSEMBLE OPTIONS (--ensemble N):
     --control-port PORT           control port on 127.0.0.1, 0 for any free port (default 0)
     --data-dir DIR                each server keeps a ZooKeeper dataDir in DIR/sINDEX (default:
                                   in memory); with --no-fsync, no fsync
+    --read-only                   read-only mode (readonlymode.enabled): a server cut off from the
+                                  quorum serves the clients that asked for read-only
     --tick-time, --min-session-timeout, --max-session-timeout, --extended-types and
     --four-letter-words as above
   Once a leader serves, stdout gets one `127.0.0.1:PORT` line per server (by index), then
