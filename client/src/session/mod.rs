@@ -532,7 +532,9 @@ impl<H: Handles> Session<H> {
             self.terminate(SessionState::Expired);
             return Err(Error::SessionExpired);
         }
-        if self.session_id != 0 && resp.session_id != self.session_id {
+        // Only a re-attach can be answered with another session: a session only a read-only
+        // server ever accepted is not re-attached (`begin_handshake` asks for a new one).
+        if self.seen_rw && self.session_id != 0 && resp.session_id != self.session_id {
             // Some servers (ClickHouse Keeper after a restart) answer a re-attach they cannot
             // honour with a brand-new session instead of "expired": the old session, its
             // ephemerals and its server-side watches are gone all the same.
