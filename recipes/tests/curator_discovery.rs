@@ -122,7 +122,8 @@ async fn curator_cache_and_tree_cache_observe_each_others_writes() {
     })
     .await;
     assert!(cache.get("/tree/b").is_some());
-    assert_eq!(java.ask("cacheget c /tree/b/c").await, "y");
+    // Curator's cache applies its own write when the watch fires, not when `set` returns.
+    assert_eq!(java.ask("awaitcache c /tree/b/c y 30000").await, "OK");
     assert_eq!(java.ask("close c").await, "CLOSED");
     java.quit().await;
     zk.close().await.unwrap();
