@@ -29,6 +29,7 @@ mod ops;
 mod options;
 pub mod retry;
 mod session;
+mod tls;
 mod watcher;
 
 pub use client::{Client, ClientBuilder};
@@ -37,6 +38,7 @@ pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use options::{ClientOptions, ConnectString, CreateOptions};
 pub use retry::RetryPolicy;
 pub use session::SessionState;
+pub use tls::TlsConfig;
 pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchedEvent};
 pub use zkit_proto::path;
 pub use zkit_proto::{

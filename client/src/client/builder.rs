@@ -11,6 +11,7 @@ use crate::driver::{Command, Driver, Publish};
 use crate::error::{Error, Result};
 use crate::options::{ClientOptions, ConnectString, HostList};
 use crate::session::{Session, SessionConfig};
+use crate::tls::TlsConfig;
 
 /// Builds a [`Client`].
 ///
@@ -29,6 +30,7 @@ pub struct ClientBuilder {
     pub(super) opts: ClientOptions,
     pub(super) auth: Vec<(String, Bytes)>,
     pub(super) resume: Option<(i64, Bytes)>,
+    pub(super) tls: Option<TlsConfig>,
 }
 
 impl ClientBuilder {
@@ -82,10 +84,32 @@ impl ClientBuilder {
         self
     }
 
+    /// Speaks TLS to every server (all hosts, every reconnect): the connect string's ports
+    /// must be the servers' secure client ports. A certificate problem fails
+    /// [`connect`](Self::connect) with [`Error::Tls`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> zkit::Result<()> {
+    /// let ca = std::fs::read("ca.pem").unwrap();
+    /// let zk = zkit::Client::builder("zk1.example.com:2281")
+    ///     .tls(zkit::TlsConfig::new(ca))
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = zk; Ok(()) }
+    /// ```
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Connects and waits until the session is established (or fails after the connect timeout).
     pub async fn connect(self) -> Result<Client> {
         let cs: ConnectString = self.connect.parse()?;
-        let opts = Arc::new(self.opts);
+        let mut opts = self.opts;
+        if let Some(tls) = &self.tls {
+            opts.tls = Some(tls.connector()?);
+        }
+        let opts = Arc::new(opts);
         let publish = Publish::new();
         let state_rx = publish.state.subscribe();
         let changes = publish.changes.clone();

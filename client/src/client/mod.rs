@@ -89,6 +89,7 @@ impl Client {
             opts: ClientOptions::default(),
             auth: Vec::new(),
             resume: None,
+            tls: None,
         }
     }
 
