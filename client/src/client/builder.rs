@@ -10,6 +10,7 @@ use super::{Client, Inner};
 use crate::driver::{Command, Driver, Publish};
 use crate::error::{Error, Result};
 use crate::options::{ClientOptions, ConnectString, HostList};
+use crate::sasl::SaslConfig;
 use crate::session::{Session, SessionConfig};
 use crate::tls::TlsConfig;
 
@@ -31,6 +32,7 @@ pub struct ClientBuilder {
     pub(super) auth: Vec<(String, Bytes)>,
     pub(super) resume: Option<(i64, Bytes)>,
     pub(super) tls: Option<TlsConfig>,
+    pub(super) sasl: Option<SaslConfig>,
 }
 
 impl ClientBuilder {
@@ -102,6 +104,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Authenticates every connection with SASL before anything else is sent (see
+    /// [`SaslConfig`]). A refusal fails [`connect`](Self::connect) with
+    /// [`Error::AuthFailed`]; after a reconnect it moves the session to `AuthFailed`.
+    pub fn sasl(mut self, config: SaslConfig) -> Self {
+        self.sasl = Some(config);
+        self
+    }
+
     /// Connects and waits until the session is established (or fails after the connect timeout).
     pub async fn connect(self) -> Result<Client> {
         let cs: ConnectString = self.connect.parse()?;
@@ -122,6 +132,9 @@ impl ClientBuilder {
             },
             tokio::time::Instant::now().into_std(),
         );
+        if let Some(sasl) = self.sasl {
+            session.set_sasl(sasl);
+        }
         if let Some((id, pw)) = self.resume {
             session.resume(id, pw);
         }

@@ -90,6 +90,7 @@ impl Client {
             auth: Vec::new(),
             resume: None,
             tls: None,
+            sasl: None,
         }
     }
 

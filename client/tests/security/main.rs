@@ -4,6 +4,7 @@
 
 mod certs;
 mod real;
+mod sasl;
 mod tls;
 
 use std::time::Duration;

@@ -14,6 +14,7 @@ mod jhash;
 mod ops;
 mod prep;
 mod replica;
+mod sasl;
 mod tree;
 mod txn;
 mod watch;
@@ -63,6 +64,14 @@ pub struct Config {
     pub secret: Secret,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
+    /// DIGEST-MD5 users and their passwords (a JAAS `Server` section's `user_<name>`); empty:
+    /// no SASL.
+    pub sasl_users: BTreeMap<String, String>,
+    /// The SASL name that authenticates as super (`zookeeper.superUser`).
+    pub sasl_super_user: Option<String>,
+    /// Requests other than auth and sasl need a `sasl` id first
+    /// (`zookeeper.sessionRequireClientSASLAuth`).
+    pub require_sasl: bool,
 }
 
 impl Default for Config {
@@ -75,6 +84,9 @@ impl Default for Config {
             extended_types: false,
             secret: Secret::from_bytes([0x5e; Secret::LEN]),
             reap_interval: 1000,
+            sasl_users: BTreeMap::new(),
+            sasl_super_user: None,
+            require_sasl: false,
         }
     }
 }
@@ -196,6 +208,8 @@ pub struct ConnInfo {
     old_client: bool,
     /// Whether the handshake is done (a close was requested otherwise).
     closing: bool,
+    /// The connection's SASL exchange, once it sent a sasl packet.
+    sasl: Option<Box<zkit_proto::sasl::DigestMd5Server>>,
 }
 
 /// One live session, as listed by [`Core::sessions`].
@@ -241,6 +255,8 @@ pub struct Core {
     digest: TreeDigest,
     /// Replication state (idle in standalone mode).
     replica: replica::Replica,
+    /// SASL exchanges started (part of each one's nonce).
+    sasl_nonces: u64,
 }
 
 impl Core {
@@ -281,6 +297,7 @@ impl Core {
             out: Vec::new(),
             digest,
             replica: Default::default(),
+            sasl_nonces: 0,
         }
     }
 
@@ -348,6 +365,7 @@ impl Core {
                 established: now,
                 old_client: false,
                 closing: false,
+                sasl: None,
             },
         );
     }

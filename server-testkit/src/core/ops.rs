@@ -164,6 +164,9 @@ impl Core {
             self.close(conn, "unknown opcode");
             return;
         };
+        if !self.sasl_enforced(conn, h.xid, op) {
+            return;
+        }
         if self.replica.mode != Mode::Standalone
             && self.replica_request(conn, session, &h, op, frame, now)
         {
@@ -185,11 +188,7 @@ impl Core {
         match op {
             OpCode::Ping => self.reply(conn, h.xid, ErrorCode::Ok, None),
             OpCode::Auth => self.auth(conn, h.xid, r),
-            OpCode::Sasl => {
-                // No SASL configured: a real server drops the connection.
-                tracing::warn!(conn, "SASL requested but not configured, closing");
-                self.close(conn, "SASL not configured");
-            }
+            OpCode::Sasl => self.sasl(conn, h.xid, r),
             OpCode::SetWatches | OpCode::SetWatches2 => self.set_watches(conn, h, r),
             OpCode::CloseSession => {
                 self.close_session(session, h.xid, now);
@@ -699,7 +698,7 @@ fn multi_error(b: &mut BytesMut, e: ErrorCode) {
     e.code().encode(b);
 }
 
-fn push_id(ids: &mut Vec<Id>, scheme: &str, id: &str) {
+pub(super) fn push_id(ids: &mut Vec<Id>, scheme: &str, id: &str) {
     let new = Id {
         scheme: scheme.into(),
         id: id.into(),

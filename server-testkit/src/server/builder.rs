@@ -1,5 +1,6 @@
 //! [`Builder`]: a [`Server`]'s settings, then `start`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -30,6 +31,12 @@ pub struct Builder {
     pub(crate) secure_listen: SocketAddr,
     /// Whether only the secure port listens.
     pub(crate) secure_only: bool,
+    /// DIGEST-MD5 users (SASL).
+    pub(crate) sasl_users: BTreeMap<String, String>,
+    /// The SASL name that is super.
+    pub(crate) sasl_super_user: Option<String>,
+    /// Whether clients must authenticate with SASL.
+    pub(crate) require_sasl: bool,
 }
 
 impl Default for Builder {
@@ -51,6 +58,9 @@ impl Default for Builder {
             tls: None,
             secure_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             secure_only: false,
+            sasl_users: BTreeMap::new(),
+            sasl_super_user: None,
+            require_sasl: false,
         }
     }
 }
@@ -141,6 +151,36 @@ impl Builder {
         self
     }
 
+    /// Accepts SASL DIGEST-MD5 logins of these users, like a real server whose JAAS `Server`
+    /// section lists `user_<name>="<password>"`; an authenticated connection holds the id
+    /// `sasl:<name>`.
+    ///
+    /// ```
+    /// let b = zkit_testkit::Server::builder().sasl_digest_users([("bob", "secret")]);
+    /// # let _ = b;
+    /// ```
+    pub fn sasl_digest_users<U, P>(mut self, users: impl IntoIterator<Item = (U, P)>) -> Self
+    where
+        U: Into<String>,
+        P: Into<String>,
+    {
+        self.sasl_users
+            .extend(users.into_iter().map(|(u, p)| (u.into(), p.into())));
+        self
+    }
+    /// The SASL name that bypasses ACLs, like `zookeeper.superUser`.
+    pub fn sasl_super_user(mut self, name: impl Into<String>) -> Self {
+        self.sasl_super_user = Some(name.into());
+        self
+    }
+    /// Refuses every request of a connection that has not authenticated with SASL
+    /// (`SessionClosedRequireSaslAuth`, then the connection is closed), like
+    /// `zookeeper.sessionRequireClientSASLAuth=true`.
+    pub fn require_sasl(mut self, yes: bool) -> Self {
+        self.require_sasl = yes;
+        self
+    }
+
     pub(crate) fn core_config(&self, secret: Secret) -> Result<Config, Error> {
         let tick = self.tick_time.as_millis().clamp(1, i32::MAX as u128) as i32;
         let min = self
@@ -166,6 +206,9 @@ impl Builder {
             extended_types: self.extended_types,
             secret,
             reap_interval: self.reap_interval.as_millis() as i64,
+            sasl_users: self.sasl_users.clone(),
+            sasl_super_user: self.sasl_super_user.clone(),
+            require_sasl: self.require_sasl,
         })
     }
 
