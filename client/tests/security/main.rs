@@ -2,6 +2,7 @@
 //! Apache ZooKeeper configured the same way (`ZK_SECURITY_TESTS=1`, see `real.rs`). Certificates
 //! are made at test time.
 
+mod bad_input;
 mod certs;
 mod real;
 mod sasl;
