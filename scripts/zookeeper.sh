@@ -10,7 +10,13 @@
 #   scripts/zookeeper.sh restart DIR             stop then start again, same ports, same data
 #   scripts/zookeeper.sh stop-one DIR N          stop server N of an ensemble
 #   scripts/zookeeper.sh start-one DIR N         start server N again (same config and ports)
+#   scripts/zookeeper.sh kill-one DIR N          SIGKILL server N (no shutdown at all)
 #   scripts/zookeeper.sh status DIR              `srvr` of every server under DIR (stdout)
+#   scripts/zookeeper.sh start-mixed DIR --real N [--zkit-follower F] [--zkit-observer M]
+#                                                one ensemble of N real ZooKeeper participants
+#                                                (s1..sN), F zkit participants and M zkit
+#                                                observers after them, from one shared zoo.cfg;
+#                                                prints the connect string (every member)
 #   scripts/zookeeper.sh connect DIR             print the connect string recorded in DIR
 #
 # A DIR that already holds data (DIR/data, DIR/sN/data) keeps it: start-* write a fresh zoo.cfg
@@ -26,6 +32,10 @@
 #   ZK_MIN_SESSION_TIMEOUT    minSessionTimeout in ms (server default: 2 x tickTime)
 #   ZK_MAX_SESSION_TIMEOUT    maxSessionTimeout in ms (server default: 20 x tickTime)
 #   ZK_EXTENDED_TYPES=1       -Dzookeeper.extendedTypesEnabled=true (TTL nodes; off by default)
+#   ZK_READONLY=1             -Dreadonlymode.enabled=true: a server cut off from its quorum
+#                             serves read-only clients (`srvr` says `Mode: read-only`); JVM
+#                             only (the testkit's: `Ensemble::builder().read_only(true)`,
+#                             `zkit-server --ensemble N --read-only`)
 #   ZK_ENSEMBLE_SIZE          number of servers for start-ensemble (default 3)
 #   ZK_CFG_EXTRA              extra zoo.cfg lines (newline separated), appended verbatim
 #   ZK_JAVA_OPTS              extra JVM options
@@ -59,6 +69,10 @@ ZK_IMPL=${ZK_IMPL:-zookeeper}
 case $ZK_IMPL in zookeeper | zkit) ;; *) die "ZK_IMPL must be zookeeper or zkit, not $ZK_IMPL" ;; esac
 ZKIT_SERVER=${ZKIT_SERVER:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/debug/zkit-server}
 is_zkit() { [[ $ZK_IMPL == zkit ]]; }
+# Whether SRVDIR runs zkit-server: a mixed ensemble records each member's kind in SRVDIR/impl.
+srv_is_zkit() {
+    if [[ -f $1/impl ]]; then [[ $(<"$1/impl") == zkit ]]; else is_zkit; fi
+}
 
 java_bin() {
     if [[ -n ${JAVA:-} ]]; then
@@ -235,10 +249,11 @@ launch() {
     fi
     [[ -n ${ZK_JAAS_FILE:-} ]] && opts+=("-Djava.security.auth.login.config=$ZK_JAAS_FILE")
     [[ ${ZK_SASL_REQUIRED:-0} == 1 ]] && opts+=(-Dzookeeper.sessionRequireClientSASLAuth=true)
+    [[ ${ZK_READONLY:-0} == 1 ]] && opts+=(-Dreadonlymode.enabled=true)
     # shellcheck disable=SC2206 # word splitting of user-supplied options is intended
     [[ -n ${ZK_JAVA_OPTS:-} ]] && opts+=($ZK_JAVA_OPTS)
     # Either way the last argument is the absolute path of the zoo.cfg (see running_pid).
-    if is_zkit; then
+    if srv_is_zkit "$srvdir"; then
         cmd=("$ZKIT_SERVER" --config "$srvdir/zoo.cfg")
         main=zkit-server
     else
@@ -365,14 +380,42 @@ cmd_start_standalone() {
     die "could not find a free port"
 }
 
+# Launch the configured members SRVDIR... of DIR. Once every one serves in one of MODES
+# (a `srvr` mode regex), record and print CONNECT and succeed. When a port was taken meanwhile,
+# stop them, clear their logs and fail (the caller retries with new ports); die otherwise.
+launch_members() {
+    local dir=$1 modes=$2 what=$3 connect=$4 d
+    shift 4
+    for d in "$@"; do
+        launch "$d" org.apache.zookeeper.server.quorum.QuorumPeerMain
+    done
+    if wait_serving "$modes" "$@"; then
+        echo "$connect" >"$dir/connect"
+        log "$what serving: $connect (logs: $dir/s*/zk.log)"
+        echo "$connect"
+        return 0
+    fi
+    for d in "$@"; do stop_srvdir "$d"; done
+    bind_conflict "$@" || die "$what did not start (see $dir/s*/zk.log)"
+    for d in "$@"; do : >"$d/zk.log"; done
+    return 1
+}
+
+# Dies when one of servers 1..N of DIR is already running.
+none_running() {
+    local i
+    for ((i = 1; i <= $2; i++)); do
+        running_pid "$1/s$i" >/dev/null && die "server $i is already running in $1/s$i"
+    done
+    true
+}
+
 cmd_start_ensemble() {
     local dir n i attempt ports connect srv members
     dir=$(abs_dir "$1")
     n=${ZK_ENSEMBLE_SIZE:-3}
     zk_installed || not_installed
-    for ((i = 1; i <= n; i++)); do
-        running_pid "$dir/s$i" >/dev/null && die "server $i is already running in $dir/s$i"
-    done
+    none_running "$dir" "$n"
     for attempt in 1 2 3; do
         # 3 ports per server: client, quorum, election.
         read -r -a ports <<<"$(free_ports $((3 * n)))"
@@ -390,19 +433,65 @@ cmd_start_ensemble() {
             echo "$i" >"$dir/s$i/data/myid"
             srv+=("$dir/s$i")
         done
-        for d in "${srv[@]}"; do
-            launch "$d" org.apache.zookeeper.server.quorum.QuorumPeerMain
-        done
-        if wait_serving 'leader|follower' "${srv[@]}"; then
-            echo "$connect" >"$dir/connect"
-            log "ensemble of $n serving: $connect (logs: $dir/s*/zk.log)"
-            echo "$connect"
+        launch_members "$dir" 'leader|follower' "ensemble of $n" "$connect" "${srv[@]}" &&
             return 0
-        fi
-        for d in "${srv[@]}"; do stop_srvdir "$d"; done
-        bind_conflict "${srv[@]}" || die "ensemble did not start (see $dir/s*/zk.log)"
         log "a port was taken meanwhile; retrying (attempt $attempt)"
-        for d in "${srv[@]}"; do : >"$d/zk.log"; done
+    done
+    die "could not find free ports"
+}
+
+# A mixed ensemble: real ZooKeeper and zkit-server members sharing one zoo.cfg (each member's
+# copy differs only in its own dataDir and clientPort). zkit members derive session passwords
+# as ZooKeeper does (zkit.sessionPasswords=zookeeper), so sessions move between all members.
+cmd_start_mixed() {
+    local dir=$1 real=0 zf=0 zo=0 n i attempt ports connect members srv d kind
+    shift
+    while (($#)); do
+        case $1 in
+        --real) real=$2 ;;
+        --zkit-follower) zf=$2 ;;
+        --zkit-observer) zo=$2 ;;
+        *) usage ;;
+        esac
+        shift 2 || usage
+    done
+    n=$((real + zf + zo))
+    ((real + zf > 0)) || die "a mixed ensemble needs at least one participant"
+    dir=$(abs_dir "$dir")
+    ZK_IMPL=zookeeper zk_installed || ZK_IMPL=zookeeper not_installed
+    if ((zf + zo > 0)); then ZK_IMPL=zkit zk_installed || ZK_IMPL=zkit not_installed; fi
+    none_running "$dir" "$n"
+    for attempt in 1 2 3; do
+        read -r -a ports <<<"$(free_ports $((3 * n)))"
+        members=""
+        connect=""
+        for ((i = 1; i <= n; i++)); do
+            members+="server.$i=127.0.0.1:${ports[3 * i - 2]}:${ports[3 * i - 1]}"
+            ((i > real + zf)) && members+=":observer"
+            members+=$'\n'
+            connect+="${connect:+,}127.0.0.1:${ports[3 * i - 3]}"
+        done
+        members+="zkit.sessionPasswords=zookeeper"$'\n'
+        # A zkit leader attaches its tree digests, which the real followers check.
+        members+="zkit.proposalDigests=true"$'\n'
+        srv=()
+        for ((i = 1; i <= n; i++)); do
+            d=$dir/s$i
+            kind=zookeeper
+            ((i > real)) && kind=zkit
+            {
+                printf '%s' "$members"
+                ((i > real + zf)) && echo "peerType=observer"
+                true
+            } | write_config "$d" "${ports[3 * i - 3]}"
+            echo "$kind" >"$d/impl"
+            echo "$i" >"$d/data/myid"
+            srv+=("$d")
+        done
+        launch_members "$dir" 'leader|follower|observer' \
+            "mixed ensemble ($real real, $zf zkit followers, $zo zkit observers)" "$connect" \
+            "${srv[@]}" && return 0
+        log "a port was taken meanwhile; retrying (attempt $attempt)"
     done
     die "could not find free ports"
 }
@@ -429,6 +518,18 @@ cmd_stop_one() {
     log "stopped server $2 of $dir"
 }
 
+cmd_kill_one() {
+    local dir pid
+    dir=$(abs_dir "$1")
+    [[ -f $dir/s$2/zoo.cfg ]] || die "no server $2 in $dir"
+    if pid=$(running_pid "$dir/s$2"); then
+        kill -KILL "$pid" 2>/dev/null || true
+        while pid_alive "$pid"; do sleep 0.05; done
+    fi
+    rm -f "$dir/s$2/pid"
+    log "killed server $2 of $dir"
+}
+
 # Restart server N with its existing config. Waits for it to serve when a quorum of the
 # ensemble (counting N) is running; otherwise it cannot serve yet, so only waits for `ruok`.
 cmd_start_one() {
@@ -443,7 +544,7 @@ cmd_start_one() {
         running_pid "$d" >/dev/null && live=$((live + 1))
     done < <(srvdirs "$dir")
     if ((2 * live > total)); then
-        wait_serving 'leader|follower' "$srvdir" || die "server $2 did not rejoin"
+        wait_serving 'leader|follower|observer' "$srvdir" || die "server $2 did not rejoin"
     else
         log "only $live of $total servers running: not waiting for a quorum"
         wait_ruok "$srvdir" || die "server $2 did not start"
@@ -475,7 +576,7 @@ cmd_restart() {
         for d in "${dirs[@]}"; do
             launch "$d" org.apache.zookeeper.server.quorum.QuorumPeerMain
         done
-        wait_serving 'leader|follower' "${dirs[@]}" || die "ensemble did not restart"
+        wait_serving 'leader|follower|observer' "${dirs[@]}" || die "ensemble did not restart"
     fi
     log "restarted servers under $dir"
     cat "$dir/connect"
@@ -506,7 +607,9 @@ main() {
     restart) (($# == 1)) || usage; cmd_restart "$1" ;;
     stop-one) (($# == 2)) || usage; cmd_stop_one "$1" "$2" ;;
     start-one) (($# == 2)) || usage; cmd_start_one "$1" "$2" ;;
+    kill-one) (($# == 2)) || usage; cmd_kill_one "$1" "$2" ;;
     status) (($# == 1)) || usage; cmd_status "$1" ;;
+    start-mixed) (($# >= 3)) || usage; cmd_start_mixed "$@" ;;
     connect) (($# == 1)) || usage; cat "$1/connect" ;;
     *) usage ;;
     esac

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod ensemble;
+mod matrix;
 mod server;
 mod stats;
 mod workload;
@@ -25,6 +26,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use stats::{median_run, RunStats};
+
+/// Counts heap allocations (`zkit-bench probe` reports them per request); the count is two
+/// relaxed atomic additions per allocation, the same for both clients.
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 use workload::{Clients, Params, Which};
 
 /// Command-line options.
@@ -46,6 +52,9 @@ const USAGE: &str = "\
 zkit-bench: pipelined getData on one connection, zkit vs zookeeper-client, real ZooKeeper
 
 USAGE: zkit-bench [OPTIONS]
+       zkit-bench all [OPTIONS]        the whole matrix: both servers, both runtimes, get/set/
+                                       createdel x 1/16/256, allocations, callgrind, RSS
+       zkit-bench rss [OPTIONS]        server RSS with 100k and 1M znodes
        zkit-bench ensemble [OPTIONS]   3-server ensembles (zkit-bench ensemble --help)
 
   --connect HOST:PORT     server to use (default: start a standalone server with
@@ -131,8 +140,12 @@ fn parse_args() -> Result<Args, String> {
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("ensemble") {
-        ensemble::main(&argv[1..]);
+    match argv.first().map(String::as_str) {
+        Some("ensemble") => ensemble::main(&argv[1..]),
+        Some("all") => matrix::main(&argv[1..]),
+        Some("rss") => matrix::rss_main(&argv[1..]),
+        Some("probe") => matrix::probe_main(&argv[1..]),
+        _ => {}
     }
     let args = match parse_args() {
         Ok(a) => a,

@@ -15,11 +15,11 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::options::{ClientOptions, HostList};
-use crate::session::watches::{Sink, WatchKind, WatchResult};
+use crate::session::watches::{Notice, Sink, StreamResult, WatchKind, WatchResult};
 use crate::session::{self, Event, Handle, Handles, Session, SessionState};
 
 /// Completes one request (or auth, or close) of a client handle.
-pub(crate) type ReplyTx = oneshot::Sender<Result<Bytes, Error>>;
+pub(crate) type ReplyTx = crate::reply::ReplyTx;
 
 /// The tokio channel ends the session holds for the client handles.
 #[derive(Debug)]
@@ -28,10 +28,16 @@ pub(crate) struct Channels;
 impl Handles for Channels {
     type Reply = ReplyTx;
     type Oneshot = oneshot::Sender<WatchResult>;
-    type Stream = mpsc::UnboundedSender<WatchResult>;
+    type Stream = mpsc::UnboundedSender<StreamResult>;
 }
 
 impl<T: std::fmt::Debug> Handle for oneshot::Sender<T> {
+    fn is_dropped(&self) -> bool {
+        self.is_closed()
+    }
+}
+
+impl Handle for ReplyTx {
     fn is_dropped(&self) -> bool {
         self.is_closed()
     }
@@ -78,6 +84,8 @@ pub(crate) struct SessionInfo {
     pub timeout: Duration,
     pub last_error: Option<String>,
     pub server: Option<SocketAddr>,
+    /// Reconnects that carried the watches over so far (`OneshotWatcher::resynced`).
+    pub resyncs: u64,
 }
 
 /// Where the driver publishes the session for client handles.
@@ -116,6 +124,11 @@ pub(crate) struct Driver {
     handshaken: bool,
     /// TLS handshakes failed in a row before the first session (see `tls_failed`).
     tls_failures: usize,
+    /// Replies collected by [`deliver`](Self::deliver), completed together (kept between
+    /// batches so completing them allocates nothing).
+    replies: Vec<(ReplyTx, crate::reply::Answer)>,
+    /// Scratch space for the wakers of one batch.
+    wakers: Vec<std::task::Waker>,
 }
 
 /// Why a connection ended.
@@ -151,6 +164,8 @@ impl Driver {
             server: None,
             handshaken: false,
             tls_failures: 0,
+            replies: Vec::new(),
+            wakers: Vec::new(),
         }
     }
 
@@ -166,13 +181,15 @@ impl Driver {
         }
     }
 
-    /// Delivers everything the session emitted, in order.
+    /// Delivers everything the session emitted, in order. Consecutive replies are completed as
+    /// one batch (one lock, their callers woken after it), before anything that follows them.
     fn deliver(&mut self) {
         while let Some(ev) = self.session.poll_event() {
+            if !matches!(ev, Event::Reply { .. }) {
+                self.flush_replies();
+            }
             match ev {
-                Event::Reply { to, result } => {
-                    let _ = to.send(result);
-                }
+                Event::Reply { to, result } => self.replies.push((to, result)),
                 Event::Watch {
                     to: Sink::Oneshot(to),
                     result,
@@ -183,11 +200,19 @@ impl Driver {
                     to: Sink::Persistent(to),
                     result,
                 } => {
-                    let _ = to.send(result);
+                    let _ = to.send(result.map(Notice::Event));
+                }
+                Event::Resync { to } => {
+                    let _ = to.send(Ok(Notice::Resync));
                 }
                 Event::State(s) => self.publish_state(s),
             }
         }
+        self.flush_replies();
+    }
+
+    fn flush_replies(&mut self) {
+        crate::reply::ReplyPool::complete_batch(&mut self.replies, &mut self.wakers);
     }
 
     /// Publishes a state change: the session facts first, so a handle that sees the new state
@@ -202,7 +227,9 @@ impl Driver {
             self.session.password().clone()
         };
         let timeout = self.session.negotiated_timeout();
+        let resyncs = self.session.resyncs();
         self.publish.info.send_modify(|i| {
+            i.resyncs = resyncs;
             i.id = id;
             i.passwd = passwd;
             i.timeout = timeout;
@@ -226,9 +253,11 @@ impl Driver {
             self.deliver();
             let state = self.session.state();
             if state.is_terminal() {
+                // A session given to `resume_session` that turns out expired fails `connect`.
                 if state == SessionState::Expired
                     && self.opts.recreate_on_expiry
                     && !self.cmds_closed
+                    && self.first_connect.is_none()
                 {
                     tracing::info!("session expired: creating a new session");
                     self.session.renew();
@@ -499,14 +528,14 @@ fn fail_command(c: Command, err: &Error) {
     match c {
         Command::Request(r) => {
             if let Some(tx) = r.reply {
-                let _ = tx.send(Err(err.clone()));
+                tx.send(Err(err.clone()));
             }
         }
         Command::Auth { waiter, .. } => {
-            let _ = waiter.send(Err(err.clone()));
+            waiter.send(Err(err.clone()));
         }
         Command::Close(r) => {
-            let _ = r.send(Err(Error::Closed));
+            r.send(Err(Error::Closed));
         }
         Command::Unwatch { .. } => {}
     }

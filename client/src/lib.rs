@@ -27,6 +27,7 @@ mod driver;
 pub mod error;
 mod ops;
 mod options;
+mod reply;
 pub mod retry;
 mod sasl;
 mod session;
@@ -41,7 +42,7 @@ pub use retry::RetryPolicy;
 pub use sasl::SaslConfig;
 pub use session::SessionState;
 pub use tls::TlsConfig;
-pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchedEvent};
+pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchItem, WatchedEvent};
 pub use zkit_proto::path;
 pub use zkit_proto::{
     digest_id, perms, ttl_of_ephemeral_owner, Acl, ClientInfo, CreateMode, ErrorCode, EventType,

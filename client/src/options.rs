@@ -112,8 +112,10 @@ pub struct ClientOptions {
     pub request_timeout: Option<Duration>,
     /// Accept read-only servers.
     pub read_only: bool,
-    /// After expiry, create a new session automatically (watches and ephemerals are gone; the
-    /// state stream shows `Expired` then `Connecting`, `Connected`).
+    /// After expiry, create a new session automatically (default: on, like Curator and kazoo).
+    /// The state stream still shows `Expired`, then `Connecting` and `Connected` with the new
+    /// session id; ephemerals of the old session are gone; watchers carry over to the new
+    /// session (re-registered, with a [`WatchItem::Resync`](crate::WatchItem::Resync)).
     pub recreate_on_expiry: bool,
     /// Largest frame accepted from the server.
     pub max_packet: usize,
@@ -132,7 +134,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(30),
             request_timeout: None,
             read_only: false,
-            recreate_on_expiry: false,
+            recreate_on_expiry: true,
             max_packet: zkit_proto::frame::DEFAULT_MAX_PACKET,
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),

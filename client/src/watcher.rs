@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::driver::Command;
+use crate::driver::{Command, SessionInfo};
 use crate::error::Error;
-use crate::session::watches::{RawEvent, WatchKind, WatchResult};
+use crate::session::watches::{Notice, RawEvent, StreamResult, WatchKind, WatchResult};
 use crate::session::SessionState;
 use zkit_proto::EventType;
 
@@ -27,6 +27,37 @@ pub struct WatchedEvent {
     pub zxid: i64,
 }
 
+/// What a persistent watch stream ([`PersistentWatcher`]) yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatchItem {
+    /// A node event.
+    Event(WatchedEvent),
+    /// The client reconnected (to the same session, or to a new one that replaced an expired
+    /// session) and re-registered the watch. ZooKeeper does not replay the persistent-watch
+    /// events of changes made while the client was away (ZOOKEEPER-4698), so some may be
+    /// missing: re-read whatever you derive from the watched nodes.
+    Resync,
+}
+
+impl WatchItem {
+    /// The event, if this is one.
+    pub fn event(&self) -> Option<&WatchedEvent> {
+        match self {
+            WatchItem::Event(e) => Some(e),
+            WatchItem::Resync => None,
+        }
+    }
+
+    /// The event, if this is one (by value).
+    pub fn into_event(self) -> Option<WatchedEvent> {
+        match self {
+            WatchItem::Event(e) => Some(e),
+            WatchItem::Resync => None,
+        }
+    }
+}
+
 /// Unregisters a watcher from the driver when dropped.
 #[derive(Debug)]
 pub(crate) struct Registration {
@@ -35,9 +66,17 @@ pub(crate) struct Registration {
     pub kind: WatchKind,
     pub id: u64,
     pub chroot: Option<Arc<str>>,
+    /// The session facts, to tell whether a reconnect happened since `epoch`.
+    pub info: watch::Receiver<SessionInfo>,
+    /// The driver's resync count when the watch was asked for.
+    pub epoch: u64,
 }
 
 impl Registration {
+    fn resynced(&self) -> bool {
+        self.info.borrow().resyncs != self.epoch
+    }
+
     fn unregister(&self) {
         let _ = self.cmd.send(Command::Unwatch {
             path: self.path.clone(),
@@ -82,6 +121,14 @@ impl OneshotWatcher {
         OneshotWatcher { rx, reg: Some(reg) }
     }
 
+    /// Whether the client reconnected since this watch was asked for (see
+    /// [`WatchItem::Resync`]). The watch was then re-registered with the server, which fires it
+    /// if its node changed while the client was away; the answer is only a hint that the
+    /// connection was interrupted, to re-read state derived from other nodes.
+    pub fn resynced(&self) -> bool {
+        self.reg.as_ref().is_some_and(Registration::resynced)
+    }
+
     /// Removes the watch now (same as dropping it).
     pub fn remove(self) {}
 }
@@ -118,18 +165,38 @@ impl Drop for OneshotWatcher {
     }
 }
 
-/// A persistent (or persistent-recursive) watch as a stream of events. The stream yields an
-/// `Err` and ends when the session ends. Dropping it removes the watch.
+/// A persistent (or persistent-recursive) watch as a stream of [`WatchItem`]s: node events, and
+/// a [`WatchItem::Resync`] after every reconnect that may have missed some.
+///
+/// The watch lives as long as the client's sessions: with
+/// [`recreate_on_expiry`](crate::ClientBuilder::recreate_on_expiry) (the default) it is carried
+/// into the session that replaces an expired one (after a `Resync`); otherwise the stream yields
+/// `Err(SessionExpired)` and ends. It yields `Err(Closed)` (or `AuthFailed`) and ends when the
+/// client is closed. Dropping it removes the watch.
+///
+/// ```no_run
+/// # async fn f(zk: zkit::Client) -> zkit::Result<()> {
+/// use zkit::WatchItem;
+/// let mut w = zk.add_watch("/config", true).await?;
+/// while let Some(item) = w.next().await {
+///     match item? {
+///         WatchItem::Event(e) => println!("{:?} {}", e.event_type, e.path),
+///         WatchItem::Resync => println!("reconnected: re-read /config"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "streams do nothing unless polled"]
 pub struct PersistentWatcher {
-    rx: mpsc::UnboundedReceiver<WatchResult>,
+    rx: mpsc::UnboundedReceiver<StreamResult>,
     reg: Registration,
     done: bool,
 }
 
 impl PersistentWatcher {
-    pub(crate) fn new(rx: mpsc::UnboundedReceiver<WatchResult>, reg: Registration) -> Self {
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<StreamResult>, reg: Registration) -> Self {
         PersistentWatcher {
             rx,
             reg,
@@ -137,8 +204,8 @@ impl PersistentWatcher {
         }
     }
 
-    /// The next event (`None` once the stream has ended).
-    pub async fn next(&mut self) -> Option<Result<WatchedEvent, Error>> {
+    /// The next item (`None` once the stream has ended).
+    pub async fn next(&mut self) -> Option<Result<WatchItem, Error>> {
         futures::StreamExt::next(self).await
     }
 
@@ -147,7 +214,7 @@ impl PersistentWatcher {
 }
 
 impl Stream for PersistentWatcher {
-    type Item = Result<WatchedEvent, Error>;
+    type Item = Result<WatchItem, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
@@ -156,13 +223,16 @@ impl Stream for PersistentWatcher {
         match self.rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
+                // The driver is gone without a word (the client was dropped or closed while
+                // re-creating its session): the stream still ends with a reason.
                 self.done = true;
-                Poll::Ready(None)
+                Poll::Ready(Some(Err(Error::Closed)))
             }
-            Poll::Ready(Some(Ok(ev))) => {
+            Poll::Ready(Some(Ok(Notice::Event(ev)))) => {
                 let ev = self.reg.convert(ev);
-                Poll::Ready(Some(Ok(ev)))
+                Poll::Ready(Some(Ok(WatchItem::Event(ev))))
             }
+            Poll::Ready(Some(Ok(Notice::Resync))) => Poll::Ready(Some(Ok(WatchItem::Resync))),
             Poll::Ready(Some(Err(e))) => {
                 self.done = true;
                 Poll::Ready(Some(Err(e)))

@@ -182,6 +182,8 @@ async fn watch_event_paths_are_stripped() {
         let e = within(LIMIT, "recursive", rec.next())
             .await
             .unwrap()
+            .unwrap()
+            .into_event()
             .unwrap();
         got.push((e.event_type, e.path));
     }
@@ -198,6 +200,8 @@ async fn watch_event_paths_are_stripped() {
         let e = within(LIMIT, "persistent", pers.next())
             .await
             .unwrap()
+            .unwrap()
+            .into_event()
             .unwrap();
         got.push((e.event_type, e.path));
     }

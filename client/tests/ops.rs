@@ -69,7 +69,7 @@ async fn watches_fire() {
     );
     let mut pw = zk.add_watch("/w", true).await.unwrap();
     zk.set_data("/w/c", b"x", None).await.unwrap();
-    let ev = pw.next().await.unwrap().unwrap();
+    let ev = pw.next().await.unwrap().unwrap().into_event().unwrap();
     assert_eq!(
         (ev.event_type, ev.path.as_str()),
         (EventType::NodeDataChanged, "/w/c")

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{wait_state, within, Capability, Proxy, Target};
 use futures::FutureExt;
-use zkit::{Acl, Client, CreateOptions, Error, EventType, SessionState};
+use zkit::{Acl, Client, CreateOptions, Error, EventType, SessionState, WatchItem};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -143,9 +143,15 @@ async fn restart_of_the_server_is_survived_directly() {
     a.create("/after", b"", &CreateOptions::persistent())
         .await
         .unwrap();
+    assert_eq!(
+        within(LIMIT, "resync", pw.next()).await,
+        Some(Ok(WatchItem::Resync))
+    );
     let ev = within(LIMIT, "recursive watch", pw.next())
         .await
         .unwrap()
+        .unwrap()
+        .into_event()
         .unwrap();
     assert_eq!(
         (ev.event_type, ev.path.as_str()),
@@ -166,6 +172,7 @@ async fn server_down_longer_than_the_session_timeout_expires_the_session() {
     let ns = t.namespace().await;
     // The shortest timeout the server allows (it clamps to 2 x tickTime).
     let a = Client::builder(&ns)
+        .recreate_on_expiry(false)
         .session_timeout(Duration::from_secs(2))
         .connect()
         .await
@@ -309,6 +316,7 @@ async fn a_session_can_be_resumed_by_id_and_password() {
     // win the session back (ZooKeeper hands a session to whichever connection attached last).
     let proxy = Proxy::start(&t.connect).await;
     let a = Client::builder(&format!("{}{}", proxy.addr, chroot_of(&t, &ns)))
+        .recreate_on_expiry(false)
         .session_timeout(Duration::from_secs(10))
         .connect()
         .await
@@ -465,6 +473,7 @@ async fn a_stalled_server_expires_a_clamped_session_on_time_even_mid_handshake()
         .await
         .unwrap();
     let zk = Client::builder(&server.connect_string())
+        .recreate_on_expiry(false)
         .session_timeout(Duration::from_secs(30))
         .connect()
         .await

@@ -5,9 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{within, Target};
+use common::{wait_state, within, Proxy, Target};
 use futures::FutureExt;
-use zkit::{CreateOptions, Error, EventType, OneshotWatcher, PersistentWatcher, WatcherType};
+use zkit::{
+    Client, CreateOptions, Error, EventType, OneshotWatcher, PersistentWatcher, SessionState,
+    WatchItem, WatcherType,
+};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -20,7 +23,9 @@ async fn next(w: &mut PersistentWatcher) -> (EventType, String) {
     let ev = within(LIMIT, "persistent watch event", w.next())
         .await
         .expect("stream ended")
-        .unwrap();
+        .unwrap()
+        .into_event()
+        .expect("an event, not a resync");
     (ev.event_type, ev.path)
 }
 
@@ -449,4 +454,63 @@ async fn a_watch_event_arrives_before_the_reply_of_a_later_request() {
     }
     other.close().await.unwrap();
     zk.close().await.unwrap();
+}
+
+/// ZOOKEEPER-4698: the server does not replay persistent-watch events for changes made while the
+/// client was away. A client cut off (through a proxy) while another one changes the watched node
+/// must learn, after it reconnects, that its stream may have a gap: a `Resync` item comes before
+/// any event of the new connection. One-shot watches are re-armed by the server and report
+/// `resynced()`.
+#[tokio::test]
+async fn a_change_made_while_disconnected_yields_resync_on_the_persistent_stream() {
+    let t = Target::new().await;
+    let (b, ns) = t.client().await;
+    let chroot = ns.strip_prefix(&t.connect).unwrap();
+    b.create("/w", b"", &p()).await.unwrap();
+    let proxy = Proxy::start(&t.connect).await;
+    let a = Client::builder(&format!("{}{chroot}", proxy.addr))
+        .session_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    let mut pw = a.add_watch("/w", false).await.unwrap();
+    let mut rw = a.add_watch("/", true).await.unwrap();
+    let (_, _, one) = a.get_data_and_watch("/w").await.unwrap();
+    assert!(!one.resynced());
+    let sid = a.session_id();
+
+    proxy.block();
+    wait_state(&a, LIMIT, |s| s == SessionState::Disconnected).await;
+    b.create("/w/k", b"", &p()).await.unwrap();
+    b.set_data("/w", b"while away", None).await.unwrap();
+    proxy.unblock();
+    wait_state(&a, LIMIT, SessionState::is_connected).await;
+    assert_eq!(a.session_id(), sid, "same session");
+    assert!(one.resynced());
+
+    for (name, w) in [("persistent", &mut pw), ("recursive", &mut rw)] {
+        assert_eq!(
+            within(LIMIT, name, w.next()).await,
+            Some(Ok(WatchItem::Resync)),
+            "{name}"
+        );
+    }
+    // The streams go on after the resync.
+    b.set_data("/w", b"after", None).await.unwrap();
+    for w in [&mut pw, &mut rw] {
+        loop {
+            let item = within(LIMIT, "event after resync", w.next()).await;
+            let ev = item.unwrap().unwrap().into_event().unwrap();
+            // A server may or may not replay the missed changes; skip them.
+            if ev.event_type == EventType::NodeDataChanged {
+                assert_eq!(ev.path, "/w");
+                let (data, _) = a.get_data("/w").await.unwrap();
+                if &data[..] == b"after" {
+                    break;
+                }
+            }
+        }
+    }
+    a.close().await.unwrap();
+    b.close().await.unwrap();
 }

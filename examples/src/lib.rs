@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 pub mod demos;
+pub mod lock_compare;
 
 /// Where an example runs: an embedded testkit server it owns, or an external ensemble.
 pub struct Target {

@@ -95,6 +95,14 @@ impl Reader {
         Ok(self.buf.get_i64())
     }
 
+    /// Reads `N` bytes at once (one bounds check for a fixed-size record such as a Stat).
+    pub fn read_array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        self.need(N)?;
+        let mut a = [0; N];
+        self.buf.copy_to_slice(&mut a);
+        Ok(a)
+    }
+
     /// Reads a jute `boolean` (any non-zero byte is true, like Java's reader).
     pub fn read_bool(&mut self) -> Result<bool, DecodeError> {
         self.need(1)?;

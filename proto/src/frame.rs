@@ -53,8 +53,11 @@ pub fn take_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, Frame
         buf.reserve(4 + len - buf.len());
         return Ok(None);
     }
-    buf.advance(4);
-    Ok(Some(buf.split_to(len).freeze()))
+    // One split of the whole frame, then the length prefix skipped on the frozen half (cheaper
+    // than advancing the growable buffer).
+    let mut frame = buf.split_to(4 + len).freeze();
+    frame.advance(4);
+    Ok(Some(frame))
 }
 
 /// Starts a frame in `buf`: writes a placeholder length, returns where it is.

@@ -21,46 +21,44 @@ pub struct PathError {
 /// assert!(validate_path("/a/../b", false).is_err());
 /// ```
 pub fn validate_path(path: &str, sequential: bool) -> Result<(), PathError> {
-    if sequential {
-        // ZooKeeper checks a sequential path as if its suffix were already there.
-        return validate(&format!("{path}1")).map_err(|reason| PathError {
-            path: path.to_owned(),
-            reason,
-        });
-    }
-    validate(path).map_err(|reason| PathError {
+    validate(path, sequential).map_err(|reason| PathError {
         path: path.to_owned(),
         reason,
     })
 }
 
-fn validate(path: &str) -> Result<(), &'static str> {
-    if path.is_empty() {
-        return Err("path must not be empty");
+/// One pass over the bytes. A sequential path is checked as if its suffix were already there
+/// (as ZooKeeper does): its last segment is then never empty, `.` or `..`.
+fn validate(path: &str, sequential: bool) -> Result<(), &'static str> {
+    let b = path.as_bytes();
+    match b.first() {
+        None => return Err("path must not be empty"),
+        Some(&c) if c != b'/' => return Err("path must start with /"),
+        Some(_) if b.len() == 1 => return Ok(()),
+        Some(_) => {}
     }
-    if !path.starts_with('/') {
-        return Err("path must start with /");
+    let rest = &path[1..];
+    // Printable ASCII is the common case: one branch-free pass (vectorised), then the
+    // segments through `split`'s memchr.
+    let printable = rest
+        .bytes()
+        .fold(true, |ok, c| ok & (0x20..0x7f).contains(&c));
+    let mut segs = rest.split('/').peekable();
+    while let Some(seg) = segs.next() {
+        let last = segs.peek().is_none();
+        if !(last && sequential) {
+            check_segment(seg.as_bytes(), last)?;
+        }
     }
-    if path.len() == 1 {
+    if printable {
         return Ok(());
-    }
-    if path.ends_with('/') {
-        return Err("path must not end with /");
-    }
-    for seg in path[1..].split('/') {
-        if seg.is_empty() {
-            return Err("empty path segment");
-        }
-        if seg == "." || seg == ".." {
-            return Err("relative path segment");
-        }
     }
     for c in path.chars() {
         let u = c as u32;
         if u == 0 {
             return Err("null character");
         }
-        if (0x1..=0x1f).contains(&u)
+        if u < 0x20
             || (0x7f..=0x9f).contains(&u)
             || (0xd800..=0xf8ff).contains(&u)
             || (0xfff0..=0xffff).contains(&u)
@@ -71,6 +69,15 @@ fn validate(path: &str) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+fn check_segment(seg: &[u8], last: bool) -> Result<(), &'static str> {
+    match seg {
+        [] if last => Err("path must not end with /"),
+        [] => Err("empty path segment"),
+        b"." | b".." => Err("relative path segment"),
+        _ => Ok(()),
+    }
 }
 
 /// `parent/child`, without doubling the root's slash (`/` and `a` → `/a`, `/x` and `a` →
@@ -155,6 +162,51 @@ mod tests {
         }
         assert!(validate_path("/a/", true).is_ok());
         assert!(validate_path("/a//", true).is_err());
+    }
+
+    /// The rules stated segment by segment and character by character, as ZooKeeper's
+    /// `PathUtils` states them: the one-pass check must agree with it on every short path.
+    fn reference(path: &str) -> bool {
+        if !path.starts_with('/') {
+            return false;
+        }
+        if path == "/" {
+            return true;
+        }
+        path[1..]
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+            && path.chars().all(|c| {
+                let u = c as u32;
+                !(u < 0x20
+                    || (0x7f..=0x9f).contains(&u)
+                    || (0xd800..=0xf8ff).contains(&u)
+                    || (0xfff0..=0xffff).contains(&u))
+                    && u <= 0xffff
+            })
+    }
+
+    #[test]
+    fn one_pass_check_agrees_with_the_rules_on_every_short_path() {
+        let alphabet = ["/", ".", "a", "\0", "\u{1}", "ü", "\u{9f}", "\u{e000}"];
+        let mut paths = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = paths
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            paths.extend(longer);
+            paths.dedup();
+        }
+        for p in &paths {
+            assert_eq!(validate_path(p, false).is_ok(), reference(p), "{p:?}");
+            let with_suffix = format!("{p}1");
+            assert_eq!(
+                validate_path(p, true).is_ok(),
+                reference(&with_suffix),
+                "sequential {p:?}"
+            );
+        }
     }
 
     #[test]

@@ -102,41 +102,89 @@ macro_rules! record {
 }
 pub(crate) use record;
 
-record! {
-    /// Metadata of a znode (68 bytes on the wire).
-    Stat {
-        /// Zxid of the create.
-        czxid: i64,
-        /// Zxid of the last data change.
-        mzxid: i64,
-        /// Creation time, ms since the epoch.
-        ctime: i64,
-        /// Last modification time, ms since the epoch.
-        mtime: i64,
-        /// Number of data changes.
-        version: i32,
-        /// Number of child changes.
-        cversion: i32,
-        /// Number of ACL changes.
-        aversion: i32,
-        /// Owning session of an ephemeral (or the container/TTL marker), else 0.
-        ephemeral_owner: i64,
-        /// Length of the data.
-        data_length: i32,
-        /// Number of children.
-        num_children: i32,
-        /// Zxid of the last child change.
-        pzxid: i64,
+/// Metadata of a znode (68 bytes on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stat {
+    /// Zxid of the create.
+    pub czxid: i64,
+    /// Zxid of the last data change.
+    pub mzxid: i64,
+    /// Creation time, ms since the epoch.
+    pub ctime: i64,
+    /// Last modification time, ms since the epoch.
+    pub mtime: i64,
+    /// Number of data changes.
+    pub version: i32,
+    /// Number of child changes.
+    pub cversion: i32,
+    /// Number of ACL changes.
+    pub aversion: i32,
+    /// Owning session of an ephemeral (or the container/TTL marker), else 0.
+    pub ephemeral_owner: i64,
+    /// Length of the data.
+    pub data_length: i32,
+    /// Number of children.
+    pub num_children: i32,
+    /// Zxid of the last child change.
+    pub pzxid: i64,
+}
+
+/// Decoded with one bounds check for all 68 bytes (every reply of a read carries a Stat).
+impl Record for Stat {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_i64(self.czxid);
+        buf.put_i64(self.mzxid);
+        buf.put_i64(self.ctime);
+        buf.put_i64(self.mtime);
+        buf.put_i32(self.version);
+        buf.put_i32(self.cversion);
+        buf.put_i32(self.aversion);
+        buf.put_i64(self.ephemeral_owner);
+        buf.put_i32(self.data_length);
+        buf.put_i32(self.num_children);
+        buf.put_i64(self.pzxid);
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        let a: [u8; 68] = r.read_array()?;
+        let l = |at: usize| i64::from_be_bytes(a[at..at + 8].try_into().unwrap_or_default());
+        let i = |at: usize| i32::from_be_bytes(a[at..at + 4].try_into().unwrap_or_default());
+        Ok(Stat {
+            czxid: l(0),
+            mzxid: l(8),
+            ctime: l(16),
+            mtime: l(24),
+            version: i(32),
+            cversion: i(36),
+            aversion: i(40),
+            ephemeral_owner: l(44),
+            data_length: i(52),
+            num_children: i(56),
+            pzxid: l(60),
+        })
     }
 }
 
-record! {
-    /// An identity: scheme and id (`world:anyone`, `digest:user:hash`, `ip:10.0.0.0/8`, ...).
-    Id {
-        /// The scheme.
-        scheme: String,
-        /// The id within the scheme.
-        id: String,
+/// An identity: scheme and id (`world:anyone`, `digest:user:hash`, `ip:10.0.0.0/8`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Id {
+    /// The scheme.
+    pub scheme: String,
+    /// The id within the scheme.
+    pub id: String,
+}
+
+/// Clients write an empty string as null (kazoo's `Id("auth", "")` in `CREATOR_ALL_ACL` goes out
+/// with length -1), and Java's reader accepts a null for either field: both decode as empty.
+impl Record for Id {
+    fn encode(&self, buf: &mut BytesMut) {
+        self.scheme.encode(buf);
+        self.id.encode(buf);
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Id {
+            scheme: r.read_opt_string()?.unwrap_or_default(),
+            id: r.read_opt_string()?.unwrap_or_default(),
+        })
     }
 }
 

@@ -1,9 +1,10 @@
 //! [`NodeCache`]: one znode's data and Stat kept current in memory, with every change (including
 //! deletion and re-creation) as a `watch` channel update.
 //!
-//! The cache re-reads the node after each watch event, after every reconnect (a change made
-//! while the connection was down is seen even if no event for it arrives) and after a session
-//! expiry when the client re-creates sessions (`recreate_on_expiry(true)`). With a client that
+//! The cache re-reads the node after each watch event, after every reconnect that carried its
+//! watch over ([`OneshotWatcher::resynced`](zkit::OneshotWatcher::resynced): a change made while
+//! the connection was down is seen even if no event for it arrives), including the new session
+//! after an expiry when the client re-creates sessions (the default). With a client that
 //! does not ([`Client::recreates_on_expiry`] is false), an expiry ends the cache: it keeps the
 //! last value, [`NodeCache::is_live`] turns false, [`NodeCache::ended`] resolves and every
 //! receiver's `changed()` fails (the sending side is dropped). A closed client ends it the same
@@ -12,7 +13,7 @@
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::cache::NodeCache;
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let cache = NodeCache::start(&zk, "/config/feature-flags").await?;
 //! let mut changes = cache.subscribe();
 //! while changes.changed().await.is_ok() {
@@ -168,9 +169,8 @@ async fn run(
                 }
             }
         };
-        // Wait for the watch, or for a reconnect (re-read then: a change made while the
-        // connection was down must not be missed).
-        let mut was_down = false;
+        // Wait for the watch, or for a reconnect that carried it over (`resynced`: re-read then,
+        // a change made while the connection was down must not be missed).
         let mut w = w;
         loop {
             tokio::select! {
@@ -186,8 +186,7 @@ async fn run(
                         live.store(false, Ordering::SeqCst);
                         return;
                     }
-                    Some(s) if s.is_connected() && was_down => break,
-                    Some(s) if !s.is_connected() => was_down = true,
+                    Some(s) if s.is_connected() && w.resynced() => break,
                     Some(_) => {}
                 },
             }

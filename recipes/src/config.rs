@@ -1,9 +1,9 @@
 //! [`ConfigWatch<T>`]: a typed configuration value for config-reloading services, decoded from
 //! one znode by a user function and exposed as a [`tokio::sync::watch::Receiver<T>`].
 //!
-//! Built on [`NodeCache`], so it never misses the last version across reconnects and (with a
-//! client built with `recreate_on_expiry(true)`) across session expiry: it re-reads the node
-//! whenever the connection comes back. A version that fails to decode is reported through
+//! Built on [`NodeCache`], so it never misses the last version across reconnects and (on a
+//! client that re-creates its session, the default) across session expiry: it re-reads the node
+//! whenever a reconnect carried its watch over. A version that fails to decode is reported through
 //! [`ConfigWatch::errors`] and the last good value stays in place. On a client that does not
 //! re-create sessions an expiry ends the watch: [`ConfigWatch::is_live`] turns false and the
 //! receivers' `changed()` fails.
@@ -11,7 +11,7 @@
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::config::ConfigWatch;
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let cfg = ConfigWatch::start(&zk, "/config/limits", |bytes: Option<&[u8]>| {
 //!     let text = std::str::from_utf8(bytes.unwrap_or(b"100")).map_err(|e| e.to_string())?;
 //!     text.trim().parse::<u32>().map_err(|e| e.to_string())

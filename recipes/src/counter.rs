@@ -24,6 +24,7 @@ use crate::znode::{ensure_path, retry};
 use crate::{Error, Result};
 
 /// A counter value and the node version it was read at (`-1`: the node does not exist).
+/// Listen to a counter with [`SharedCounter::watch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Versioned {
@@ -31,7 +32,7 @@ pub struct Versioned {
     pub value: i64,
     /// The node's data version (`-1`: no node yet).
     pub version: i32,
-    /// The stored width in bytes (4 or 8; 8 for a missing node).
+    /// The stored width in bytes (4 or 8; for a missing node, the width a create would use).
     width: usize,
 }
 
@@ -40,6 +41,8 @@ pub struct Versioned {
 pub struct SharedCounter {
     client: Client,
     path: String,
+    /// Bytes of a node this counter creates: 8, or 4 for Curator's `SharedCount`.
+    new_width: usize,
 }
 
 impl SharedCounter {
@@ -48,12 +51,27 @@ impl SharedCounter {
         SharedCounter {
             client: client.clone(),
             path: path.to_owned(),
+            new_width: 8,
+        }
+    }
+
+    /// The counter at `path` in Curator's `SharedCount` form: a node this counter creates holds
+    /// a 4-byte value (widened to 8 only when a value does not fit), so Java `SharedCount`s on
+    /// the same path read it.
+    pub fn shared_count(client: &Client, path: &str) -> SharedCounter {
+        SharedCounter {
+            new_width: 4,
+            ..Self::new(client, path)
         }
     }
 
     /// The counter's path.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The current value and version.
@@ -71,7 +89,7 @@ impl SharedCounter {
             Err(ZkError::NoNode) => Ok(Versioned {
                 value: 0,
                 version: -1,
-                width: 8,
+                width: self.new_width,
             }),
             Err(e) => Err(e.into()),
         }
@@ -83,7 +101,7 @@ impl SharedCounter {
         let width = if version >= 0 {
             self.get().await?.width
         } else {
-            8
+            self.new_width
         };
         self.cas(value, version, width).await
     }

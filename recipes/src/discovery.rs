@@ -1,7 +1,7 @@
 //! [`ServiceDiscovery`]: service instances register as ephemeral nodes
 //! `<base>/<service>/<instance-id>` holding a payload; clients query and watch the instances of a
 //! service (the layout of Curator's `ServiceDiscovery`; the payload is the application's bytes,
-//! not Curator's JSON envelope).
+//! not Curator's JSON envelope; [`service`](crate::service) speaks Curator's JSON).
 //!
 //! A registration is kept in place while the service runs: re-created if deleted, and after a
 //! session expiry when the client re-creates sessions. It disappears when the service closes it or
@@ -10,7 +10,7 @@
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance};
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let discovery = ServiceDiscovery::new(&zk, "/services");
 //! let _me = discovery.register(&ServiceInstance::new("search", "search-1", "10.0.0.5:8080")).await?;
 //! for instance in discovery.query("search").await? {

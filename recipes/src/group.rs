@@ -8,7 +8,7 @@
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::group::GroupMember;
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let me = GroupMember::start(&zk, "/groups/workers", "worker-7", b"10.0.0.7").await?;
 //! let mut members = me.watch().await?;
 //! while members.changed().await.is_ok() {

@@ -7,13 +7,17 @@
 //! default [`LossPolicy::Suspended`] the leader is told as soon as its connection drops, before
 //! the ensemble can expire its session and elect someone else. After any loss the participant
 //! deletes its node (if the session still has it) and queues again at the back, like Curator's
-//! `reset()`; after an expiry that needs a client built with `recreate_on_expiry(true)`,
+//! `reset()`; after an expiry that needs a client that re-creates its session (the default),
 //! otherwise the latch ends.
+//!
+//! A [`LeaderSelector`] queues the same way with `lock-` nodes instead (Curator's
+//! `LeaderSelector` queues on an `InterProcessMutex`), so Java and Rust selectors on one path
+//! share one election.
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::leader::{LeaderLatch, LeaderOptions};
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let latch = LeaderLatch::start(&zk, "/election/scheduler", LeaderOptions::new("node-1")).await?;
 //! loop {
 //!     let term = latch.leadership().await?;
@@ -34,6 +38,7 @@ use tokio::sync::{watch, Notify};
 use zkit::path::join;
 use zkit::{Client, CreateMode, Error as ZkError, SessionState};
 
+use crate::lock::LOCK_NAME;
 use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
 use crate::state::{
     usable, wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal, TaskGuard,
@@ -92,6 +97,9 @@ enum Role {
 struct Inner {
     client: Client,
     path: String,
+    /// The node name: `latch-` (a latch) or `lock-` (a selector, like Curator's, which queues on
+    /// an `InterProcessMutex`).
+    node_name: &'static str,
     opts: LeaderOptions,
     role: watch::Sender<Role>,
     /// Our node while it may exist (until its delete is done), so `close` can remove it.
@@ -132,11 +140,21 @@ impl Leadership {
 impl LeaderLatch {
     /// Joins the election at `path` (created as a container when missing).
     pub async fn start(client: &Client, path: &str, options: LeaderOptions) -> Result<LeaderLatch> {
+        Self::start_named(client, path, options, LATCH_NAME).await
+    }
+
+    async fn start_named(
+        client: &Client,
+        path: &str,
+        options: LeaderOptions,
+        node_name: &'static str,
+    ) -> Result<LeaderLatch> {
         wait_connected(client).await?;
         let (role, _) = watch::channel(Role::Follower);
         let inner = Arc::new(Inner {
             client: client.clone(),
             path: path.to_owned(),
+            node_name,
             opts: options,
             role,
             node: StdMutex::new(None),
@@ -191,7 +209,7 @@ impl LeaderLatch {
 
     /// The participants in queue order (the leader first).
     pub async fn participants(&self) -> Result<Vec<Participant>> {
-        participants(&self.inner.client, &self.inner.path).await
+        participants_named(&self.inner.client, &self.inner.path, self.inner.node_name).await
     }
 
     /// The current leader, if any.
@@ -251,13 +269,21 @@ impl Drop for LeaderLatch {
 
 /// The participants of the election at `path`, in queue order.
 pub async fn participants(client: &Client, path: &str) -> Result<Vec<Participant>> {
+    participants_named(client, path, LATCH_NAME).await
+}
+
+async fn participants_named(
+    client: &Client,
+    path: &str,
+    node_name: &'static str,
+) -> Result<Vec<Participant>> {
     let kids = match retry(client, || client.get_children(path)).await {
         Ok(k) => k,
         Err(ZkError::NoNode) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
     let mut out = Vec::new();
-    for node in sorted_members(kids, |n| Election.is_member(n)) {
+    for node in sorted_members(kids, |n| Election(node_name).is_member(n)) {
         match retry(client, || client.get_data(&join(path, &node))).await {
             Ok((data, _)) => out.push(Participant {
                 id: String::from_utf8_lossy(&data).into_owned(),
@@ -294,7 +320,11 @@ async fn run(inner: Arc<Inner>) {
             inner.role.send_replace(Role::Closed(Some(r)));
             return;
         }
-        let pc = ProtectedCreate::new(&inner.path, LATCH_NAME, CreateMode::EphemeralSequential);
+        let pc = ProtectedCreate::new(
+            &inner.path,
+            inner.node_name,
+            CreateMode::EphemeralSequential,
+        );
         *inner.creating.lock().expect("creating") = Some(pc.clone());
         let node = match pc.create(client, inner.opts.id.as_bytes()).await {
             Ok(n) => n,
@@ -331,12 +361,13 @@ async fn run(inner: Arc<Inner>) {
     }
 }
 
-/// The election's line: every `latch-` node, each behind the one before it.
-struct Election;
+/// The election's line: every node of the election's name (`latch-` or `lock-`), each behind
+/// the one before it.
+struct Election(&'static str);
 
 impl Line for Election {
     fn is_member(&self, name: &str) -> bool {
-        name.contains(LATCH_NAME)
+        name.contains(self.0)
     }
 
     fn blocker(&self, _queue: &[String], idx: usize) -> Option<usize> {
@@ -383,7 +414,7 @@ async fn take_part(inner: &Inner, node: &str) -> Turn {
     match wait_for_turn(
         client,
         &inner.path,
-        &Election,
+        &Election(inner.node_name),
         node,
         session_id,
         &mut follower,
@@ -448,7 +479,9 @@ impl LeaderSelector {
         F: FnMut(Leadership) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let latch = Arc::new(LeaderLatch::start(client, path, options).await?);
+        // `lock-` nodes, as Curator's selector (an `InterProcessMutex`) makes: one election
+        // across both.
+        let latch = Arc::new(LeaderLatch::start_named(client, path, options, LOCK_NAME).await?);
         let l = latch.clone();
         let t = tokio::spawn(async move {
             loop {

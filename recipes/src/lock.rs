@@ -36,8 +36,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zkit::{Client, CreateMode, Error as ZkError};
 
+use crate::fencing::{fenced_multi, FencingToken};
+use crate::pipeline::{create_and_list, Queued};
 use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
-use crate::state::{LossMonitor, LossPolicy, LossReason, LossSignal};
+use crate::state::{
+    wait_connected, why_node_gone, LossMonitor, LossPolicy, LossReason, LossSignal,
+};
 use crate::znode::{
     delete_quietly, sorted_members, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper,
 };
@@ -104,11 +108,16 @@ struct Inner {
     acquiring: tokio::sync::Mutex<()>,
     held: StdMutex<Option<Held>>,
     reaper: OnceLock<Reaper>,
+    /// For a read lock: the write side of the same [`RwLock`](crate::rwlock::RwLock), whose
+    /// node does not block this side (a writer may take the read lock, then downgrade).
+    writer: Option<Arc<Inner>>,
 }
 
 #[derive(Debug)]
 struct Held {
     node: String,
+    czxid: i64,
+    session_id: i64,
     count: usize,
     monitor: Arc<LossMonitor>,
     signal: LossSignal,
@@ -147,8 +156,26 @@ impl Mutex {
                 acquiring: tokio::sync::Mutex::new(()),
                 held: StdMutex::new(None),
                 reaper: OnceLock::new(),
+                writer: None,
             }),
         }
+    }
+
+    /// The read side of a readers-writer lock whose write side is `writer`.
+    pub(crate) fn reader_of(writer: &Mutex, options: MutexOptions) -> Mutex {
+        let w = &writer.inner;
+        let mut read = Self::with_lock_name(&w.client, &w.path, READ_LOCK_NAME, options);
+        if let Some(inner) = Arc::get_mut(&mut read.inner) {
+            inner.writer = Some(w.clone());
+        }
+        read
+    }
+
+    /// The name of the node this value holds, if it holds one.
+    fn held_name(&self) -> Option<String> {
+        let held = self.inner.held.lock().ok()?;
+        held.as_ref()
+            .map(|h| zkit::path::basename(&h.node).to_owned())
     }
 
     /// The lock's path.
@@ -212,6 +239,8 @@ impl Mutex {
             return Ok(Some(MutexGuard {
                 inner: self.inner.clone(),
                 node: h.node.clone(),
+                token: FencingToken(h.czxid),
+                session_id: h.session_id,
                 signal: h.signal.clone(),
                 done: false,
             }));
@@ -241,22 +270,28 @@ impl Mutex {
         );
         let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Prefix(pc.clone()));
         let mut waiter = Deadline { deadline, wait };
-        let node = waiter
-            .bounded(pc.create(client, &self.inner.opts.data))
+        let (node, czxid, at_head) = waiter
+            .bounded(self.queue(&pc))
             .await
             .map_err(|_| Error::Timeout)??;
         cleanup.set(Cleanup::Delete(node.clone()));
+        // Read after the create: a client that re-created its session meanwhile made the node
+        // in the new one.
         let session_id = client.session_id();
-        match wait_for_turn(
-            client,
-            &self.inner.path,
-            self,
-            &node,
-            session_id,
-            &mut waiter,
-        )
-        .await
-        {
+        let turn = if at_head {
+            Ok(())
+        } else {
+            wait_for_turn(
+                client,
+                &self.inner.path,
+                self,
+                &node,
+                session_id,
+                &mut waiter,
+            )
+            .await
+        };
+        match turn {
             Ok(()) => {}
             Err(Interrupted::Stopped(Stop::Timeout)) => return Err(Error::Timeout),
             Err(Interrupted::Stopped(Stop::Busy)) => {
@@ -270,6 +305,13 @@ impl Mutex {
             Err(Interrupted::Failed(e) | Interrupted::WatchFailed(e)) => return Err(e.into()),
         }
         cleanup.disarm();
+        let czxid = match czxid {
+            Some(z) => z,
+            None => match crate::znode::retry(client, || client.exists(&node)).await? {
+                Some(st) => st.czxid,
+                None => return Err(Error::Lost(why_node_gone(client, session_id))),
+            },
+        };
         let (monitor, signal) = LossMonitor::start(
             client,
             session_id,
@@ -278,6 +320,8 @@ impl Mutex {
         );
         *self.inner.held.lock().expect("lock state poisoned") = Some(Held {
             node: node.clone(),
+            czxid,
+            session_id,
             count: 1,
             monitor: Arc::new(monitor),
             signal: signal.clone(),
@@ -286,9 +330,50 @@ impl Mutex {
         Ok(Some(MutexGuard {
             inner: self.inner.clone(),
             node,
+            token: FencingToken(czxid),
+            session_id,
             signal,
             done: false,
         }))
+    }
+
+    /// Queues our node and says whether it is at the head of the line: the create and the
+    /// listing pipelined in one round trip when the lock's node exists (see
+    /// [`pipeline`](crate::pipeline)); step by step, through a protected create that finds its
+    /// node again after a connection loss, otherwise. Returns the node, its czxid when known,
+    /// and whether it holds the lock.
+    async fn queue(&self, pc: &ProtectedCreate) -> Result<(String, Option<i64>, bool)> {
+        let client = &self.inner.client;
+        let name = format!("{}{}", pc.prefix(), self.inner.lock_name);
+        let data = &self.inner.opts.data;
+        let mode = CreateMode::EphemeralSequential;
+        let node = match create_and_list(client, pc.parent(), &name, mode, data).await? {
+            Queued::Listed {
+                node,
+                czxid,
+                children: Some(kids),
+            } => {
+                let queue = sorted_members(kids, |n| self.is_member(n));
+                let ours = zkit::path::basename(&node);
+                // Our create is applied before the listing is served: we are in it.
+                let head = queue
+                    .iter()
+                    .position(|n| n == ours)
+                    .is_some_and(|i| self.blocker(&queue, i).is_none());
+                return Ok((node, Some(czxid), head));
+            }
+            Queued::Listed { node, czxid, .. } => return Ok((node, Some(czxid), false)),
+            Queued::NoParent => None,
+            Queued::Unknown => {
+                wait_connected(client).await?;
+                pc.find(client).await?
+            }
+        };
+        let node = match node {
+            Some(n) => n,
+            None => pc.create(client, data).await?,
+        };
+        Ok((node, None, false))
     }
 }
 
@@ -306,10 +391,18 @@ impl Line for Mutex {
     fn blocker(&self, queue: &[String], idx: usize) -> Option<usize> {
         match self.inner.flavor {
             Flavor::Mutex | Flavor::Write => idx.checked_sub(1),
-            // A reader waits only for the nearest writer queued before it.
-            Flavor::Read => queue[..idx]
-                .iter()
-                .rposition(|n| n.contains(WRITE_LOCK_NAME)),
+            // A reader waits only for the nearest writer queued before it, other than its own
+            // write side's node (re-entrancy across sides, as Curator's).
+            Flavor::Read => {
+                let own = self
+                    .inner
+                    .writer
+                    .as_ref()
+                    .and_then(|w| Mutex { inner: w.clone() }.held_name());
+                queue[..idx]
+                    .iter()
+                    .rposition(|n| n.contains(WRITE_LOCK_NAME) && Some(n) != own.as_ref())
+            }
         }
     }
 }
@@ -366,6 +459,8 @@ impl Deadline {
 pub struct MutexGuard {
     inner: Arc<Inner>,
     node: String,
+    token: FencingToken,
+    session_id: i64,
     signal: LossSignal,
     done: bool,
 }
@@ -374,6 +469,23 @@ impl MutexGuard {
     /// The lock node's path.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// This hold's [fencing token](crate::fencing): the lock node's czxid, greater than every
+    /// earlier holder's.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    /// Runs `ops` in one multi that applies only while this lock is held (a check on the lock
+    /// node goes first); fails with [`Error::Lost`] when the lock is gone. See
+    /// [`fencing`](crate::fencing).
+    pub async fn fenced_multi(&self, ops: Vec<zkit::Op>) -> Result<Vec<zkit::OpResult>> {
+        fenced_multi(&self.inner.client, &self.node, self.session_id, ops).await
     }
 
     /// Resolves when the lock is (or may be) lost; select on it next to the protected work.

@@ -37,10 +37,11 @@ use tokio::time::Instant;
 use zkit::path::join;
 use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OneshotWatcher, Op};
 
+use crate::queue_kinds::{now_ms, Order};
 use crate::state::{in_session, usable, LossMonitor, LossPolicy, LossReason, LossSignal};
 use crate::znode::{
-    delete_owned, delete_quietly, ensure_path, retry, sorted_members, Cleanup, CleanupOnDrop,
-    ProtectedCreate, Reaper,
+    delete_owned, delete_quietly, ensure_path, retry, Cleanup, CleanupOnDrop, ProtectedCreate,
+    Reaper,
 };
 use crate::{Error, Result};
 
@@ -77,6 +78,8 @@ pub struct DistributedQueue {
     path: String,
     opts: QueueOptions,
     reaper: Arc<OnceLock<Reaper>>,
+    /// How items are ordered and when they are due (FIFO, by priority, by time).
+    order: Order,
 }
 
 impl DistributedQueue {
@@ -87,7 +90,30 @@ impl DistributedQueue {
             path: path.to_owned(),
             opts: options,
             reaper: Default::default(),
+            order: Order::Fifo,
         }
+    }
+
+    /// A queue whose items are ordered by `order` (the priority, delay and id queues).
+    pub(crate) fn with_order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Adds an item named `queue-<suffix><seq>`.
+    pub(crate) async fn put_named(&self, suffix: &str, data: &[u8]) -> Result<String> {
+        ProtectedCreate::new(
+            &self.path,
+            &format!("{QUEUE_ITEM_NAME}{suffix}"),
+            CreateMode::PersistentSequential,
+        )
+        .parent_mode(CreateMode::Persistent)
+        .create(&self.client, data)
+        .await
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The queue's path.
@@ -111,7 +137,7 @@ impl DistributedQueue {
     pub async fn items(&self) -> Result<Vec<String>> {
         let c = &self.client;
         match retry(c, || c.get_children(&self.path)).await {
-            Ok(kids) => Ok(sorted_members(kids, |n| n.contains(QUEUE_ITEM_NAME))),
+            Ok(kids) => Ok(self.order.arrange(kids, None).0),
             Err(ZkError::NoNode) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
         }
@@ -158,8 +184,11 @@ impl DistributedQueue {
             // Subscribed before the reads: a reconnect after them makes us look again (an event
             // for a change made while the connection was down may never arrive).
             let states = c.state_changes();
-            let (items, queue_watch) = match c.get_children_and_watch(&self.path).await {
-                Ok((kids, _, w)) => (sorted_members(kids, |n| n.contains(QUEUE_ITEM_NAME)), w),
+            let (items, due, queue_watch) = match c.get_children_and_watch(&self.path).await {
+                Ok((kids, _, w)) => {
+                    let (items, due) = self.order.arrange(kids, Some(now_ms()));
+                    (items, due, w)
+                }
                 Err(ZkError::NoNode) => {
                     ensure_path(c, &self.path, CreateMode::Persistent).await?;
                     continue;
@@ -208,7 +237,17 @@ impl DistributedQueue {
             if !wait {
                 return Ok(None);
             }
-            wait_either(queue_watch, lock_watch, states).await;
+            // An item not due yet wakes us when it is.
+            let due = async {
+                match due {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = wait_either(queue_watch, lock_watch, states) => {}
+                _ = due => {}
+            }
         }
     }
 

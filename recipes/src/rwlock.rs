@@ -10,6 +10,24 @@
 //! Both sides are [`Mutex`] values (re-entrant per value, with the same guards, timeouts,
 //! cancellation and loss signals).
 //!
+//! Re-entrant across sides, like Curator's: while this `RwLock` value holds the write lock, its
+//! read side is not blocked by its own writer, so a writer can take the read lock and then
+//! release the write lock: a downgrade, with no moment where neither is held. The reverse (a
+//! reader taking the write lock) would wait for its own read node: not supported.
+//!
+//! ```no_run
+//! # async fn f() -> zkit_recipes::Result<()> {
+//! # use zkit_recipes::{rwlock::RwLock, MutexOptions};
+//! # let zk = zkit::Client::connect("127.0.0.1:2181").await?;
+//! let lock = RwLock::new(&zk, "/locks/catalog", MutexOptions::default());
+//! let w = lock.write().acquire().await?;
+//! // ... write ...
+//! let r = lock.read().acquire().await?; // allowed while writing
+//! w.release().await?; // downgraded: other readers may come in, writers still wait
+//! r.release().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::rwlock::RwLock;
@@ -25,7 +43,7 @@
 
 use zkit::Client;
 
-use crate::lock::{Mutex, MutexOptions, READ_LOCK_NAME, WRITE_LOCK_NAME};
+use crate::lock::{Mutex, MutexOptions, WRITE_LOCK_NAME};
 
 /// A readers-writer lock. See the [module docs](self).
 #[derive(Debug, Clone)]
@@ -37,9 +55,10 @@ pub struct RwLock {
 impl RwLock {
     /// A readers-writer lock at `path` (created as a container when missing).
     pub fn new(client: &Client, path: &str, options: MutexOptions) -> RwLock {
+        let write = Mutex::with_lock_name(client, path, WRITE_LOCK_NAME, options.clone());
         RwLock {
-            read: Mutex::with_lock_name(client, path, READ_LOCK_NAME, options.clone()),
-            write: Mutex::with_lock_name(client, path, WRITE_LOCK_NAME, options),
+            read: Mutex::reader_of(&write, options),
+            write,
         }
     }
 

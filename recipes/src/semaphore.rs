@@ -7,6 +7,10 @@
 //! the lease list; then it releases the internal mutex. A lease ends when its holder releases it
 //! or its session ends.
 //!
+//! Several leases at once ([`Semaphore::acquire_many`]), a lease only if one is free now
+//! ([`Semaphore::try_acquire`]), and a maximum read from a [`SharedCounter`]
+//! ([`SemaphoreOptions::max_from`], Curator's `SharedCountReader` form) are there too.
+//!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::semaphore::{Semaphore, SemaphoreOptions};
@@ -29,6 +33,7 @@ use tokio::time::Instant;
 use zkit::path::{basename, join};
 use zkit::{Client, CreateMode, Error as ZkError};
 
+use crate::counter::SharedCounter;
 use crate::lock::{Mutex, MutexOptions};
 use crate::state::{
     wait_connected, why_node_gone, LossMonitor, LossPolicy, LossReason, LossSignal,
@@ -43,8 +48,11 @@ pub const LEASE_NAME: &str = "lease-";
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SemaphoreOptions {
-    /// How many leases may be held at once.
+    /// How many leases may be held at once (unless `max_leases_from` is set).
     pub max_leases: usize,
+    /// Read the maximum from this counter instead, at every look (Curator's
+    /// `SharedCountReader` form): raising it lets waiters in, lowering it holds new ones back.
+    pub max_leases_from: Option<SharedCounter>,
     /// When a lease holder must consider its lease gone.
     pub loss_policy: LossPolicy,
     /// Bytes stored in each lease node.
@@ -56,8 +64,16 @@ impl SemaphoreOptions {
     pub fn new(max_leases: usize) -> Self {
         SemaphoreOptions {
             max_leases,
+            max_leases_from: None,
             loss_policy: LossPolicy::default(),
             data: Vec::new(),
+        }
+    }
+    /// Options whose maximum is the value of `counter` (a missing counter node means 0).
+    pub fn max_from(counter: SharedCounter) -> Self {
+        SemaphoreOptions {
+            max_leases_from: Some(counter),
+            ..Self::new(0)
         }
     }
     /// Sets the loss policy.
@@ -108,21 +124,58 @@ impl Semaphore {
 
     /// Waits for a lease.
     pub async fn acquire(&self) -> Result<Lease> {
-        self.acquire_inner(None).await
+        self.acquire_inner(None, true)
+            .await
+            .map(|l| l.expect("waiting acquire"))
     }
 
     /// Waits for a lease at most `timeout`; on timeout returns [`Error::Timeout`] and leaves no
     /// node behind.
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Lease> {
-        self.acquire_inner(Some(Instant::now() + timeout)).await
+        self.acquire_inner(Some(Instant::now() + timeout), true)
+            .await
+            .map(|l| l.expect("waiting acquire"))
+    }
+
+    /// Takes a lease if one is free now, without waiting for one to be released.
+    pub async fn try_acquire(&self) -> Result<Option<Lease>> {
+        self.acquire_inner(None, false).await
+    }
+
+    /// Takes `n` leases, all within `timeout` or none: on failure the leases taken so far are
+    /// released (Curator's `acquire(qty, time, unit)`).
+    pub async fn acquire_many(&self, n: usize, timeout: Duration) -> Result<Vec<Lease>> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self.acquire_inner(Some(deadline), true).await {
+                Ok(Some(l)) => got.push(l),
+                Ok(None) => unreachable!("a waiting acquire returns a lease or an error"),
+                Err(e) => {
+                    for l in got {
+                        let _ = l.release().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(got)
+    }
+
+    /// The maximum number of leases now.
+    pub async fn max_leases(&self) -> Result<usize> {
+        match &self.opts.max_leases_from {
+            Some(c) => Ok(usize::try_from(c.get().await?.value).unwrap_or(0)),
+            None => Ok(self.opts.max_leases),
+        }
     }
 
     fn reaper(&self) -> &Reaper {
         self.reaper.get_or_init(|| Reaper::spawn(&self.client))
     }
 
-    async fn acquire_inner(&self, deadline: Option<Instant>) -> Result<Lease> {
-        if self.opts.max_leases == 0 {
+    async fn acquire_inner(&self, deadline: Option<Instant>, wait: bool) -> Result<Option<Lease>> {
+        if self.opts.max_leases == 0 && self.opts.max_leases_from.is_none() {
             return Err(Error::InvalidArgument("a semaphore needs leases".into()));
         }
         let c = &self.client;
@@ -152,11 +205,30 @@ impl Semaphore {
                 if !kids.contains(&ours) {
                     return Err(Error::Lost(why_node_gone(c, session_id)));
                 }
-                if kids.len() <= self.opts.max_leases {
+                if kids.len() <= self.max_leases().await? {
                     break;
                 }
+                if !wait {
+                    delete_quietly(c, &node).await?;
+                    let _ = gate.release().await;
+                    return Ok(None);
+                }
                 tracing::debug!(node = %node, leases = kids.len(), "waiting for a lease");
-                if let Err(e) = w.await {
+                // A change of the maximum counts as a change too.
+                let max_changed = async {
+                    match &self.opts.max_leases_from {
+                        Some(counter) => match c.exists_and_watch(counter.path()).await {
+                            Ok((_, mw)) => mw.await.map(|_| ()),
+                            Err(e) => Err(e),
+                        },
+                        None => std::future::pending().await,
+                    }
+                };
+                let r = tokio::select! {
+                    r = w => r.map(|_| ()),
+                    r = max_changed => r,
+                };
+                if let Err(e) = r {
                     if e.is_session_gone() {
                         return Err(e.into());
                     }
@@ -165,24 +237,27 @@ impl Semaphore {
             // Let the next contender in line look; a failure to release is harmless (the
             // internal lock node is ephemeral).
             let _ = gate.release().await;
-            Ok((node, session_id))
+            Ok(Some((node, session_id)))
         };
-        let (node, session_id) = match deadline {
+        let got = match deadline {
             Some(d) => tokio::time::timeout_at(d, work)
                 .await
                 .map_err(|_| Error::Timeout)??,
             None => work.await?,
         };
+        let Some((node, session_id)) = got else {
+            return Ok(None);
+        };
         cleanup.disarm();
         let (monitor, signal) =
             LossMonitor::start(c, session_id, Some(node.clone()), self.opts.loss_policy);
-        Ok(Lease {
+        Ok(Some(Lease {
             semaphore: self.clone(),
             node,
             monitor,
             signal,
             done: false,
-        })
+        }))
     }
 }
 

@@ -6,13 +6,14 @@
 //! Every watch event is applied by reading the node again (idempotent: an event that changes
 //! nothing publishes nothing). Persistent watches do not replay changes made while the connection
 //! was down, so after every reconnect, and after a session expiry on a client that re-creates
-//! sessions, the cache reloads the subtree and publishes the difference. On a client that does not
+//! sessions (the watch stream's [`WatchItem::Resync`]), the cache reloads
+//! the subtree and publishes the difference. On a client that does not
 //! re-create sessions an expiry ends the cache ([`TreeEvent::Ended`], [`TreeCache::is_live`]).
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
-//! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
+//! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let cache = TreeCache::start(&zk, "/services", TreeCacheOptions::default()).await?;
 //! let mut events = cache.events();
 //! while let Ok(ev) = events.recv().await {
@@ -32,7 +33,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 
 use tokio::sync::{broadcast, watch};
 use zkit::path::join;
-use zkit::{Client, Error as ZkError, EventType, PersistentWatcher};
+use zkit::{Client, Error as ZkError, EventType, PersistentWatcher, WatchItem};
 
 use crate::cache::NodeData;
 use crate::state::{ended_for_good, usable, TaskGuard};
@@ -327,7 +328,8 @@ async fn run(
     mut watcher: PersistentWatcher,
 ) {
     let mut states = client.state_changes();
-    // Every pass loads the subtree: at the start, after a reconnect, after a new session.
+    // Every pass loads the subtree: at the start, and after every `Resync` (a reconnect or a new
+    // session, which may have hidden changes from the watch).
     loop {
         {
             match load(&client, &root, opts.max_depth).await {
@@ -354,11 +356,12 @@ async fn run(
                 }
             }
         }
-        let mut was_down = false;
         loop {
             tokio::select! {
                 ev = watcher.next() => match ev {
-                    Some(Ok(ev)) => {
+                    // A reconnect (or a new session) may have hidden changes: reload.
+                    Some(Ok(WatchItem::Resync)) => break,
+                    Some(Ok(WatchItem::Event(ev))) => {
                         if !in_scope(&root, &ev.path, opts.max_depth) {
                             continue;
                         }
@@ -375,6 +378,7 @@ async fn run(
                             _ => {}
                         }
                     }
+                    Some(Ok(_)) => {}
                     // The session ended: on a re-created session add the watch again and reload.
                     Some(Err(_)) | None => {
                         if !usable(&client).await {
@@ -391,10 +395,6 @@ async fn run(
                     Some(s) if ended_for_good(&client, s) => {
                         return shared.end();
                     }
-                    Some(s) if s.is_connected() && was_down => {
-                        break;
-                    }
-                    Some(s) if !s.is_connected() => was_down = true,
                     Some(_) => {}
                 },
             }

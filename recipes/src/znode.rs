@@ -236,7 +236,7 @@ impl ProtectedCreate {
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(parent = %self.parent, "connection lost during protected create");
                     wait_connected(client).await?;
-                    if let Some(p) = self.find(client).await? {
+                    if let Some(p) = self.find_owned(client).await? {
                         return Ok(p);
                     }
                 }
@@ -245,7 +245,32 @@ impl ProtectedCreate {
         }
     }
 
-    /// The node this create made, if it exists.
+    /// The node this create made in the client's current session, if it exists. For the
+    /// ephemeral modes a node carrying the prefix counts only if its `ephemeralOwner` is the
+    /// current session (CURATOR-498): after an expiry the old session's node can still be listed
+    /// while the server deletes it, and adopting it would hand the caller a node about to vanish.
+    pub async fn find_owned(&self, client: &Client) -> Result<Option<String>> {
+        let children = match retry(client, || client.get_children(&self.parent)).await {
+            Ok(c) => c,
+            Err(ZkError::NoNode) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        for c in children.into_iter().filter(|c| c.starts_with(&self.prefix)) {
+            let path = join(&self.parent, &c);
+            if !self.mode.is_ephemeral() {
+                return Ok(Some(path));
+            }
+            let session = client.session_id();
+            match retry(client, || client.exists(&path)).await? {
+                Some(st) if st.ephemeral_owner == session => return Ok(Some(path)),
+                _ => tracing::debug!(%path, "a node with our prefix from another session"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The node carrying this create's prefix, if it exists, whatever session owns it (what
+    /// clean-up deletes).
     pub async fn find(&self, client: &Client) -> Result<Option<String>> {
         match retry(client, || client.get_children(&self.parent)).await {
             Ok(children) => Ok(children

@@ -53,13 +53,18 @@
 #[doc(hidden)]
 pub mod bench;
 mod core;
+#[doc(hidden)]
+pub mod diff;
 mod ensemble;
 mod net;
 mod persist;
 mod quorum;
 mod server;
 
-pub use crate::core::{NodeKind, StatPersisted, WatchKind};
+pub use crate::core::{
+    FaultAction, FaultRule, NodeKind, PasswordScheme, RuleId, SessionFaults, StatPersisted,
+    WatchKind,
+};
 pub use ensemble::{
     Builder as EnsembleBuilder, ConfigError, ConfigWarning, Ensemble, Inconsistency, Member,
     MemberConfig, QuorumRole, ServerHandle, ServerLine, ServerMode, ZooCfg,
@@ -68,3 +73,5 @@ pub use net::{FourLetterWords, ServerTls};
 pub use persist::backup::BackupInfo;
 pub use persist::{PersistError, PersistOptions, RecoveryReport};
 pub use server::{Builder, ConnectionSummary, Error, Server, SessionSummary, WatchSummary, Znode};
+/// Opcodes and error codes, for [`FaultRule`]s.
+pub use zkit_proto::{ErrorCode, OpCode};

@@ -131,6 +131,8 @@ async fn the_control_port_drives_faults_clients_can_see() {
         .collect();
     let zk = Client::builder(&order.join(","))
         .session_timeout(Duration::from_secs(30))
+        // The test waits for Expired: the session must stay expired.
+        .recreate_on_expiry(false)
         .connect()
         .await
         .unwrap();

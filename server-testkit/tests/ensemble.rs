@@ -44,6 +44,8 @@ fn retry() -> RetryPolicy {
 async fn client(connect: &str) -> Client {
     Client::builder(connect)
         .session_timeout(Duration::from_secs(30))
+        // The test waits for Expired: the session must stay expired.
+        .recreate_on_expiry(false)
         .connect()
         .await
         .expect("a client connects")

@@ -241,15 +241,14 @@ impl Client {
         scheme: &str,
         auth: impl Into<Bytes>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = self.inner.replies.channel();
         let _ = self.inner.cmd.send(Command::Auth {
             scheme: scheme.to_owned(),
             auth: auth.into(),
             waiter: tx,
         });
-        let state = self.inner.state.clone();
         async move {
-            rx.await.map_err(|_| gone_error(&state))??;
+            rx.await??;
             Ok(())
         }
     }
@@ -284,12 +283,12 @@ impl Client {
         from_config: Option<i64>,
     ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + 'static {
         let fut = self.send(
-            Body::Reconfig(ReconfigRequest {
+            Body::Reconfig(Box::new(ReconfigRequest {
                 joining_servers: joining.map(str::to_owned),
                 leaving_servers: leaving.map(str::to_owned),
                 new_members: new_members.map(str::to_owned),
                 cur_config_id: from_config.unwrap_or(-1),
-            }),
+            })),
             None,
         );
         async move {

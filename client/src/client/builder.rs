@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Client, Inner};
@@ -11,6 +11,7 @@ use crate::driver::{Command, Driver, Publish};
 use crate::error::{Error, Result};
 use crate::options::{ClientOptions, ConnectString, HostList};
 use crate::sasl::SaslConfig;
+use crate::reply::ReplyPool;
 use crate::session::{Session, SessionConfig};
 use crate::tls::TlsConfig;
 
@@ -57,7 +58,9 @@ impl ClientBuilder {
         self.opts.read_only = yes;
         self
     }
-    /// Create a new session automatically after expiry.
+    /// Create a new session automatically after expiry (default: on). `Expired` is still
+    /// reported, then `Connected` with the new session id. Turn it off (`false`) for a client
+    /// whose expiry must be final: every request and watcher then fails with `SessionExpired`.
     pub fn recreate_on_expiry(mut self, yes: bool) -> Self {
         self.opts.recreate_on_expiry = yes;
         self
@@ -129,6 +132,7 @@ impl ClientBuilder {
                 timeout: opts.session_timeout,
                 read_only: opts.read_only,
                 max_packet: opts.max_packet,
+                recreate_on_expiry: opts.recreate_on_expiry,
             },
             tokio::time::Instant::now().into_std(),
         );
@@ -148,9 +152,10 @@ impl ClientBuilder {
             publish,
             first_tx,
         );
+        let replies = ReplyPool::new(state_rx.clone());
         let mut auth_waiters = Vec::new();
         for (scheme, auth) in self.auth {
-            let (tx, rx) = oneshot::channel();
+            let (tx, rx) = replies.channel();
             let _ = cmd_tx.send(Command::Auth {
                 scheme,
                 auth,
@@ -168,6 +173,8 @@ impl ClientBuilder {
                 chroot: cs.chroot.map(Arc::from),
                 opts: opts.clone(),
                 task: Mutex::new(Some(task)),
+                replies,
+                enc: Mutex::new(BytesMut::new()),
             }),
         };
         match tokio::time::timeout(opts.connect_timeout, first_rx).await {
@@ -190,11 +197,7 @@ impl ClientBuilder {
             }
         }
         for w in auth_waiters {
-            match w.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(Error::Closed),
-            }
+            w.await??;
         }
         Ok(client)
     }

@@ -6,18 +6,18 @@
 //! Every method queues its request when it is *called* (not when the returned future is first
 //! polled), so requests reach the server in call order and many can be in flight at once.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::driver::{Channels, Command, PendingWatch, Request, SessionInfo};
 use crate::error::{Error, Result};
 use crate::ops::{Op, OpResult, ReadOp, ReadResult};
 use crate::options::{ClientOptions, CreateOptions};
+use crate::reply::{ReplyFuture, ReplyPool};
 use crate::session::watches::{Sink, WatchKind};
 use crate::session::{Body, Create, SessionState};
 use crate::watcher::{strip_chroot, OneshotWatcher, PersistentWatcher, Registration, StateStream};
@@ -39,7 +39,15 @@ struct Inner {
     chroot: Option<Arc<str>>,
     opts: Arc<ClientOptions>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Where requests' answers come back (shared with the driver).
+    replies: Arc<ReplyPool>,
+    /// Where the common requests are encoded, straight from the caller's arguments; each
+    /// request's record is split off (no allocation until the buffer's space is used up).
+    enc: Mutex<BytesMut>,
 }
+
+/// How much the encoding buffer grows by when it runs out of space.
+const ENC_CHUNK: usize = 64 * 1024;
 
 /// A ZooKeeper client: one session, one connection at a time, many requests in flight.
 ///
@@ -64,12 +72,6 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
-}
-
-type Fut<T> = std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
-
-fn ready<T: Send + 'static>(r: Result<T>) -> Fut<T> {
-    Box::pin(std::future::ready(r))
 }
 
 fn version(v: Option<i32>) -> i32 {
@@ -159,25 +161,46 @@ impl Client {
     }
 
     /// Queues a request; the future resolves to the reply's record bytes.
-    fn send(&self, body: Body, watch: Option<PendingWatch>) -> Fut<Bytes> {
-        let (tx, rx) = oneshot::channel();
+    fn send(&self, body: Body, watch: Option<PendingWatch>) -> ReplyFuture {
+        let (tx, rx) = self.inner.replies.channel();
+        // If the driver is gone the request (and its reply slot) is dropped here, and the
+        // future fails with the session's terminal error.
         let _ = self
             .inner
             .cmd
             .send(Command::Request(Request::new(body, watch, tx)));
-        let timeout = self.inner.opts.request_timeout;
-        let state = self.inner.state.clone();
-        Box::pin(async move {
-            let r = match timeout {
-                Some(t) => tokio::time::timeout(t, rx)
-                    .await
-                    .map_err(|_| Error::RequestTimeout)?,
-                None => rx.await,
-            };
-            // The driver is gone once the session is over: say why (expired, auth failed), not
-            // just "closed".
-            r.map_err(|_| gone_error(&state))?
-        })
+        ReplyFuture::new(rx, self.inner.opts.request_timeout)
+    }
+
+    /// Encodes a request record that starts with `path` (chrooted; validated first), then
+    /// whatever `rest` appends, and queues it: the common requests' path to the server, with
+    /// no allocation per request.
+    fn send_encoded(
+        &self,
+        op: OpCode,
+        path: &str,
+        sequential: bool,
+        rest: impl FnOnce(&mut BytesMut),
+    ) -> Result<ReplyFuture> {
+        validate_path(path, sequential)?;
+        let record = {
+            let mut b = self.inner.enc.lock().unwrap_or_else(|p| p.into_inner());
+            if b.capacity() - b.len() < 1024 {
+                b.reserve(ENC_CHUNK);
+            }
+            match &self.inner.chroot {
+                None => b.put_string(path),
+                Some(c) => {
+                    let tail = if path == "/" { "" } else { path };
+                    b.put_i32((c.len() + tail.len()) as i32);
+                    b.put_slice(c.as_bytes());
+                    b.put_slice(tail.as_bytes());
+                }
+            }
+            rest(&mut b);
+            b.split().freeze()
+        };
+        Ok(self.send(Body::Encoded { op, record }, None))
     }
 
     /// A pending watch plus the handle parts for it.
@@ -201,12 +224,14 @@ impl Client {
                 kind,
                 id,
                 chroot: self.inner.chroot.clone(),
+                epoch: self.inner.info.borrow().resyncs,
+                info: self.inner.info.clone(),
             },
         )
     }
 
     fn oneshot_watch(&self, server_path: &str, kind: WatchKind) -> (PendingWatch, OneshotWatcher) {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let (pw, reg) = self.watch_parts(server_path, kind, Sink::Oneshot(tx));
         (pw, OneshotWatcher::new(rx, reg))
     }
@@ -216,7 +241,7 @@ impl Client {
     /// without telling the server (like the Java client): the session and its ephemerals then
     /// live on until the server expires them.
     pub async fn close(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = self.inner.replies.channel();
         let _ = self.inner.cmd.send(Command::Close(tx));
         let r = match rx.await {
             Ok(Ok(_)) | Err(_) => Ok(()),
@@ -241,11 +266,6 @@ impl Client {
             }
         }
     }
-}
-
-/// The error for a request the driver dropped unanswered: the session's terminal error.
-fn gone_error(state: &watch::Receiver<SessionState>) -> Error {
-    state.borrow().terminal_error().unwrap_or(Error::Closed)
 }
 
 fn exists_reply(r: Result<Bytes>) -> Result<Option<Stat>> {

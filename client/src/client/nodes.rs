@@ -17,16 +17,22 @@ impl Client {
         data: impl AsRef<[u8]>,
         options: &CreateOptions,
     ) -> impl Future<Output = Result<(String, Stat)>> + Send + 'static {
-        let create = match self.create_request(path, data.as_ref(), options) {
-            Ok(x) => x,
-            Err(e) => return ready(Err(e)),
-        };
-        let fut = self.send(Body::Create(create), None);
-        let this = self.clone();
-        Box::pin(async move {
-            let r = Create2Response::from_bytes(fut.await?)?;
-            Ok((this.strip(r.path), r.stat))
-        })
+        let data = data.as_ref();
+        let fut = create_shape(options).and_then(|(op, ttl)| {
+            self.send_encoded(op, path, options.mode.is_sequential(), |b| {
+                b.put_buffer(data);
+                options.acl.encode(b);
+                b.put_i32(options.mode.code());
+                if let Some(ttl) = ttl {
+                    b.put_i64(ttl);
+                }
+            })
+        });
+        let chroot = self.inner.chroot.clone();
+        async move {
+            let r = Create2Response::from_bytes(fut?.await?)?;
+            Ok((strip_chroot(chroot.as_deref(), r.path), r.stat))
+        }
     }
 
     pub(super) fn create_request(
@@ -37,11 +43,8 @@ impl Client {
     ) -> Result<Create> {
         let p = self.server_path(path, o.mode.is_sequential())?;
         let data = Some(Bytes::copy_from_slice(data));
-        if o.mode.is_ttl() {
-            let ttl = o.ttl.map(|t| t.as_millis() as i64).unwrap_or(0);
-            if ttl <= 0 || ttl > MAX_TTL {
-                return Err(Error::BadArguments(format!("TTL {ttl} ms out of range")));
-            }
+        let (op, ttl) = create_shape(o)?;
+        if let Some(ttl) = ttl {
             return Ok(Create::Ttl(CreateTtlRequest {
                 path: p,
                 data,
@@ -50,19 +53,11 @@ impl Client {
                 ttl,
             }));
         }
-        if o.ttl.is_some() {
-            return Err(Error::BadArguments("TTL given for a non-TTL mode".into()));
-        }
         let req = CreateRequest {
             path: p,
             data,
             acl: o.acl.clone(),
             flags: o.mode.code(),
-        };
-        let op = if o.mode.is_container() {
-            OpCode::CreateContainer
-        } else {
-            OpCode::Create2
         };
         Ok(Create::Plain { op, req })
     }
@@ -73,14 +68,8 @@ impl Client {
         path: &str,
         version_: Option<i32>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let fut = self.server_path(path, false).map(|p| {
-            self.send(
-                Body::Delete(DeleteRequest {
-                    path: p,
-                    version: version(version_),
-                }),
-                None,
-            )
+        let fut = self.send_encoded(OpCode::Delete, path, false, |b| {
+            b.put_i32(version(version_))
         });
         async move {
             fut?.await?;
@@ -88,26 +77,27 @@ impl Client {
         }
     }
 
+    /// A read of a path without a watch (exists, getData, getChildren, getChildren2): encoded
+    /// by the caller, watch flag false.
+    fn path_read(&self, op: OpCode, path: &str) -> Result<ReplyFuture> {
+        self.send_encoded(op, path, false, |b| b.put_bool(false))
+    }
+
+    /// A read of a path that leaves a one-shot watch: a typed record whose watch flag the
+    /// session sets (unless a persistent watch already covers the path).
     fn path_watch_request(
         &self,
         body: fn(PathWatchRequest) -> Body,
         path: &str,
-        watch: Option<WatchKind>,
-    ) -> Result<(String, Fut<Bytes>, Option<OneshotWatcher>)> {
+        kind: WatchKind,
+    ) -> Result<(ReplyFuture, OneshotWatcher)> {
         let p = self.server_path(path, false)?;
-        let (pw, w) = match watch {
-            Some(kind) => {
-                let (pw, w) = self.oneshot_watch(&p, kind);
-                (Some(pw), Some(w))
-            }
-            None => (None, None),
-        };
-        // The watch flag is the session's to set, from `pw`.
+        let (pw, w) = self.oneshot_watch(&p, kind);
         let r = PathWatchRequest {
-            path: p.clone(),
+            path: p,
             watch: false,
         };
-        Ok((p, self.send(body(r), pw), w))
+        Ok((self.send(body(r), Some(pw)), w))
     }
 
     /// The node's Stat, or `None` if it does not exist.
@@ -115,9 +105,9 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<Option<Stat>>> + Send + 'static {
-        let r = self.path_watch_request(Body::Exists, path, None);
+        let fut = self.path_read(OpCode::Exists, path);
         async move {
-            let (_, fut, _) = r?;
+            let fut = fut?;
             exists_reply(fut.await)
         }
     }
@@ -128,11 +118,11 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Option<Stat>, OneshotWatcher)>> + Send + 'static {
-        let r = self.path_watch_request(Body::Exists, path, Some(WatchKind::Exist));
+        let r = self.path_watch_request(Body::Exists, path, WatchKind::Exist);
         async move {
-            let (_, fut, w) = r?;
+            let (fut, w) = r?;
             let stat = exists_reply(fut.await)?;
-            Ok((stat, w.expect("watch requested")))
+            Ok((stat, w))
         }
     }
 
@@ -141,9 +131,9 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Bytes, Stat)>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetData, path, None);
+        let fut = self.path_read(OpCode::GetData, path);
         async move {
-            let (_, fut, _) = r?;
+            let fut = fut?;
             let d = GetDataResponse::from_bytes(fut.await?)?;
             Ok((d.data.unwrap_or_default(), d.stat))
         }
@@ -154,15 +144,11 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Bytes, Stat, OneshotWatcher)>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetData, path, Some(WatchKind::Data));
+        let r = self.path_watch_request(Body::GetData, path, WatchKind::Data);
         async move {
-            let (_, fut, w) = r?;
+            let (fut, w) = r?;
             let d = GetDataResponse::from_bytes(fut.await?)?;
-            Ok((
-                d.data.unwrap_or_default(),
-                d.stat,
-                w.expect("watch requested"),
-            ))
+            Ok((d.data.unwrap_or_default(), d.stat, w))
         }
     }
 
@@ -173,16 +159,10 @@ impl Client {
         data: impl AsRef<[u8]>,
         version_: Option<i32>,
     ) -> impl Future<Output = Result<Stat>> + Send + 'static {
-        let data = Bytes::copy_from_slice(data.as_ref());
-        let fut = self.server_path(path, false).map(|p| {
-            self.send(
-                Body::SetData(SetDataRequest {
-                    path: p,
-                    data: Some(data),
-                    version: version(version_),
-                }),
-                None,
-            )
+        let data = data.as_ref();
+        let fut = self.send_encoded(OpCode::SetData, path, false, |b| {
+            b.put_buffer(data);
+            b.put_i32(version(version_));
         });
         async move { Ok(StatResponse::from_bytes(fut?.await?)?.stat) }
     }
@@ -210,11 +190,11 @@ impl Client {
     ) -> impl Future<Output = Result<Stat>> + Send + 'static {
         let fut = self.server_path(path, false).map(|p| {
             self.send(
-                Body::SetAcl(SetAclRequest {
+                Body::SetAcl(Box::new(SetAclRequest {
                     path: p,
                     acl,
                     version: version(version_),
-                }),
+                })),
                 None,
             )
         });
@@ -226,9 +206,9 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<Vec<String>>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetChildren, path, None);
+        let fut = self.path_read(OpCode::GetChildren, path);
         async move {
-            let (_, fut, _) = r?;
+            let fut = fut?;
             Ok(GetChildrenResponse::from_bytes(fut.await?)?.children)
         }
     }
@@ -238,9 +218,9 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Vec<String>, Stat)>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetChildren2, path, None);
+        let fut = self.path_read(OpCode::GetChildren2, path);
         async move {
-            let (_, fut, _) = r?;
+            let fut = fut?;
             let c = GetChildren2Response::from_bytes(fut.await?)?;
             Ok((c.children, c.stat))
         }
@@ -251,11 +231,11 @@ impl Client {
         &self,
         path: &str,
     ) -> impl Future<Output = Result<(Vec<String>, Stat, OneshotWatcher)>> + Send + 'static {
-        let r = self.path_watch_request(Body::GetChildren2, path, Some(WatchKind::Child));
+        let r = self.path_watch_request(Body::GetChildren2, path, WatchKind::Child);
         async move {
-            let (_, fut, w) = r?;
+            let (fut, w) = r?;
             let c = GetChildren2Response::from_bytes(fut.await?)?;
-            Ok((c.children, c.stat, w.expect("watch requested")))
+            Ok((c.children, c.stat, w))
         }
     }
 
@@ -295,4 +275,24 @@ impl Client {
             Ok(())
         }
     }
+}
+
+/// The opcode of a create with these options, and its TTL in ms for the TTL modes.
+fn create_shape(o: &CreateOptions) -> Result<(OpCode, Option<i64>)> {
+    if o.mode.is_ttl() {
+        let ttl = o.ttl.map(|t| t.as_millis() as i64).unwrap_or(0);
+        if ttl <= 0 || ttl > MAX_TTL {
+            return Err(Error::BadArguments(format!("TTL {ttl} ms out of range")));
+        }
+        return Ok((OpCode::CreateTtl, Some(ttl)));
+    }
+    if o.ttl.is_some() {
+        return Err(Error::BadArguments("TTL given for a non-TTL mode".into()));
+    }
+    let op = if o.mode.is_container() {
+        OpCode::CreateContainer
+    } else {
+        OpCode::Create2
+    };
+    Ok((op, None))
 }

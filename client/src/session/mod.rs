@@ -68,6 +68,12 @@ pub enum Event<H: Handles> {
     },
     /// The session moved to a new state.
     State(SessionState),
+    /// A persistent watcher's watch was carried over a reconnect (or into the session that
+    /// replaced an expired one): events may have been missed meanwhile (ZOOKEEPER-4698).
+    Resync {
+        /// The watcher's handle.
+        to: H::Stream,
+    },
 }
 
 #[derive(Debug)]
@@ -99,6 +105,8 @@ pub struct SessionConfig {
     pub read_only: bool,
     /// Largest frame accepted from the server.
     pub max_packet: usize,
+    /// A new session replaces an expired one: watches are kept for it instead of ended.
+    pub recreate_on_expiry: bool,
 }
 
 /// SetWatches batches stay under this much path text, like the Java client (~128 KiB).
@@ -132,6 +140,14 @@ pub struct Session<H: Handles> {
     last_heard: Option<Instant>,
     /// SASL settings and the current connection's exchange (`sasl.rs`).
     sasl: sasl::Sasl,
+    /// Whether a handshake ever completed (a later one is a reconnect that may miss events).
+    had_connection: bool,
+    /// How many reconnects re-registered the watches (see [`Session::resyncs`]).
+    resyncs: u64,
+    /// Whether a read-write server ever accepted the session. Until then the session is one
+    /// a read-only server made up locally, unknown to the quorum: like the Java client
+    /// (`seenRwServerBefore`), the handshake then asks for a new session.
+    seen_rw: bool,
 }
 
 impl<H: Handles> Session<H> {
@@ -158,6 +174,9 @@ impl<H: Handles> Session<H> {
             last_send: now,
             last_heard: None,
             sasl: sasl::Sasl::default(),
+            had_connection: false,
+            resyncs: 0,
+            seen_rw: false,
         }
     }
 
@@ -165,6 +184,7 @@ impl<H: Handles> Session<H> {
     pub fn resume(&mut self, session_id: i64, passwd: Bytes) {
         self.session_id = session_id;
         self.passwd = passwd;
+        self.seen_rw = true;
     }
 
     /// Current state.
@@ -186,6 +206,10 @@ impl<H: Handles> Session<H> {
     /// Whether a handshake has completed on the current connection.
     pub fn is_connected(&self) -> bool {
         self.state.is_connected() && self.handshake_deadline.is_none()
+    }
+    /// How many reconnects (re-attaches or new sessions) carried the watches over so far.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
     }
     /// Whether a close is under way.
     pub fn is_closing(&self) -> bool {
@@ -238,7 +262,7 @@ impl<H: Handles> Session<H> {
                 protocol_version: 0,
                 last_zxid_seen: self.last_zxid,
                 timeout: self.cfg.timeout.as_millis().min(i32::MAX as u128) as i32,
-                session_id: self.session_id,
+                session_id: if self.seen_rw { self.session_id } else { 0 },
                 passwd: self.passwd.clone(),
                 read_only: Some(self.cfg.read_only),
             },
@@ -515,9 +539,27 @@ impl<H: Handles> Session<H> {
             self.terminate(SessionState::Expired);
             return Err(Error::SessionExpired);
         }
+        // Only a re-attach can be answered with another session: a session only a read-only
+        // server ever accepted is not re-attached (`begin_handshake` asks for a new one).
+        if self.seen_rw && self.session_id != 0 && resp.session_id != self.session_id {
+            // Some servers (ClickHouse Keeper after a restart) answer a re-attach they cannot
+            // honour with a brand-new session instead of "expired": the old session, its
+            // ephemerals and its server-side watches are gone all the same.
+            tracing::warn!(
+                requested = format_args!("{:#x}", self.session_id),
+                granted = format_args!("{:#x}", resp.session_id),
+                "server answered with another session: expired"
+            );
+            self.terminate(SessionState::Expired);
+            if !(self.cfg.recreate_on_expiry && self.had_connection) {
+                return Err(Error::SessionExpired);
+            }
+            self.renew();
+        }
         self.session_id = resp.session_id;
         self.passwd = resp.passwd;
         self.negotiated = Duration::from_millis(resp.timeout as u64);
+        self.seen_rw |= resp.read_only != Some(true);
         if self.begin_sasl(resp.read_only == Some(true))? {
             return Ok(());
         }
@@ -536,6 +578,10 @@ impl<H: Handles> Session<H> {
         // Watches first, then auth, then the requests that waited: a request never runs on
         // the server before the session's identity and watches are back.
         self.write_set_watches();
+        if std::mem::replace(&mut self.had_connection, true) {
+            self.resyncs += 1;
+            self.watches.resync(&mut self.events);
+        }
         for i in 0..self.auths.len() {
             self.write_auth(i);
         }
@@ -756,7 +802,11 @@ impl<H: Handles> Session<H> {
                 });
             }
         }
-        self.watches.fail_all(&err, &mut self.events);
+        // With re-creation the watches move to the next session: SetWatches re-registers them
+        // and each persistent watcher is told to resync.
+        if !(state == SessionState::Expired && self.cfg.recreate_on_expiry) {
+            self.watches.fail_all(&err, &mut self.events);
+        }
         self.handshake_deadline = None;
         self.set_state(state);
     }
@@ -777,5 +827,7 @@ fn is_persistent(kind: WatchKind) -> bool {
     matches!(kind, WatchKind::Persistent | WatchKind::PersistentRecursive)
 }
 
+#[cfg(test)]
+mod resync_tests;
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,13 @@
 //! Requests as values: the record to send, typed until the session encodes it straight into its
 //! output buffer (one encoding, no intermediate body buffer), plus what to do with the reply.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::watches::PendingWatch;
 use super::Handles;
 use zkit_proto::{
-    AddWatchRequest, CreateRequest, CreateTtlRequest, DeleteRequest, MultiOp, MultiRequest, OpCode,
-    PathRequest, PathWatchRequest, ReconfigRequest, Record, SetAclRequest, SetDataRequest,
-    WatchesRequest,
+    AddWatchRequest, CreateRequest, CreateTtlRequest, MultiOp, MultiRequest, OpCode, PathRequest,
+    PathWatchRequest, ReconfigRequest, Record, SetAclRequest, WatchesRequest,
 };
 
 /// A create in one of its wire shapes: create/create2/createContainer share one record, createTTL
@@ -43,8 +42,6 @@ pub enum Body {
     Exists(PathWatchRequest),
     /// getData; watch flag as for `Exists`.
     GetData(PathWatchRequest),
-    /// getChildren; watch flag as for `Exists`.
-    GetChildren(PathWatchRequest),
     /// getChildren2; watch flag as for `Exists`.
     GetChildren2(PathWatchRequest),
     /// getACL.
@@ -55,14 +52,8 @@ pub enum Body {
     GetAllChildrenNumber(PathRequest),
     /// getEphemerals.
     GetEphemerals(PathRequest),
-    /// A create of any kind.
-    Create(Create),
-    /// delete.
-    Delete(DeleteRequest),
-    /// setData.
-    SetData(SetDataRequest),
     /// setACL.
-    SetAcl(SetAclRequest),
+    SetAcl(Box<SetAclRequest>),
     /// multi.
     Multi(MultiRequest),
     /// multiRead.
@@ -74,11 +65,20 @@ pub enum Body {
     /// addWatch.
     AddWatch(AddWatchRequest),
     /// reconfig.
-    Reconfig(ReconfigRequest),
+    Reconfig(Box<ReconfigRequest>),
     /// whoAmI (no record).
     WhoAmI,
     /// closeSession (no record).
     CloseSession,
+    /// A record its caller encoded already: create, delete, setData, and exists / getData /
+    /// getChildren without a watch (encoded once, straight from the caller's arguments, with no
+    /// typed record in between).
+    Encoded {
+        /// The opcode to send.
+        op: OpCode,
+        /// The record's bytes.
+        record: Bytes,
+    },
 }
 
 impl Body {
@@ -87,16 +87,11 @@ impl Body {
         match self {
             Body::Exists(_) => OpCode::Exists,
             Body::GetData(_) => OpCode::GetData,
-            Body::GetChildren(_) => OpCode::GetChildren,
             Body::GetChildren2(_) => OpCode::GetChildren2,
             Body::GetAcl(_) => OpCode::GetAcl,
             Body::Sync(_) => OpCode::Sync,
             Body::GetAllChildrenNumber(_) => OpCode::GetAllChildrenNumber,
             Body::GetEphemerals(_) => OpCode::GetEphemerals,
-            Body::Create(Create::Plain { op, .. }) => *op,
-            Body::Create(Create::Ttl(_)) => OpCode::CreateTtl,
-            Body::Delete(_) => OpCode::Delete,
-            Body::SetData(_) => OpCode::SetData,
             Body::SetAcl(_) => OpCode::SetAcl,
             Body::Multi(_) => OpCode::Multi,
             Body::MultiRead(_) => OpCode::MultiRead,
@@ -106,15 +101,14 @@ impl Body {
             Body::Reconfig(_) => OpCode::Reconfig,
             Body::WhoAmI => OpCode::WhoAmI,
             Body::CloseSession => OpCode::CloseSession,
+            Body::Encoded { op, .. } => *op,
         }
     }
 
     /// The record's "leave a one-shot watch" flag, for the requests that have one.
     pub(super) fn watch_flag(&mut self) -> Option<&mut bool> {
         match self {
-            Body::Exists(r) | Body::GetData(r) | Body::GetChildren(r) | Body::GetChildren2(r) => {
-                Some(&mut r.watch)
-            }
+            Body::Exists(r) | Body::GetData(r) | Body::GetChildren2(r) => Some(&mut r.watch),
             _ => None,
         }
     }
@@ -122,23 +116,18 @@ impl Body {
     /// Appends the record (nothing for the record-less requests).
     pub(super) fn encode(&self, buf: &mut BytesMut) {
         match self {
-            Body::Exists(r) | Body::GetData(r) | Body::GetChildren(r) | Body::GetChildren2(r) => {
-                r.encode(buf)
-            }
+            Body::Exists(r) | Body::GetData(r) | Body::GetChildren2(r) => r.encode(buf),
             Body::GetAcl(r)
             | Body::Sync(r)
             | Body::GetAllChildrenNumber(r)
             | Body::GetEphemerals(r) => r.encode(buf),
-            Body::Create(Create::Plain { req, .. }) => req.encode(buf),
-            Body::Create(Create::Ttl(r)) => r.encode(buf),
-            Body::Delete(r) => r.encode(buf),
-            Body::SetData(r) => r.encode(buf),
             Body::SetAcl(r) => r.encode(buf),
             Body::Multi(r) | Body::MultiRead(r) => r.encode(buf),
             Body::CheckWatches(r) | Body::RemoveWatches(r) => r.encode(buf),
             Body::AddWatch(r) => r.encode(buf),
             Body::Reconfig(r) => r.encode(buf),
             Body::WhoAmI | Body::CloseSession => {}
+            Body::Encoded { record, .. } => buf.extend_from_slice(record),
         }
     }
 }

@@ -44,10 +44,11 @@ pub(super) fn probe(name: &'static str) -> Probe {
 
 /// What the session emitted, by kind, each in order.
 #[derive(Debug, Default)]
-struct Drained {
-    replies: Vec<(&'static str, Result<Bytes, Error>)>,
-    watches: Vec<(&'static str, Result<RawEvent, Error>)>,
-    states: Vec<SessionState>,
+pub(super) struct Drained {
+    pub(super) replies: Vec<(&'static str, Result<Bytes, Error>)>,
+    pub(super) watches: Vec<(&'static str, Result<RawEvent, Error>)>,
+    pub(super) states: Vec<SessionState>,
+    pub(super) resyncs: Vec<&'static str>,
 }
 
 impl Drained {
@@ -57,7 +58,7 @@ impl Drained {
         assert!(it.next().is_none(), "{name} completed twice");
         r
     }
-    fn watch(&self, name: &str) -> &Result<RawEvent, Error> {
+    pub(super) fn watch(&self, name: &str) -> &Result<RawEvent, Error> {
         &self
             .watches
             .iter()
@@ -67,7 +68,7 @@ impl Drained {
     }
 }
 
-fn drain(s: &mut Session<T>) -> Drained {
+pub(super) fn drain(s: &mut Session<T>) -> Drained {
     let mut d = Drained::default();
     while let Some(e) = s.poll_event() {
         match e {
@@ -77,24 +78,30 @@ fn drain(s: &mut Session<T>) -> Drained {
                 result,
             } => d.watches.push((p.name, result)),
             Event::State(st) => d.states.push(st),
+            Event::Resync { to } => d.resyncs.push(to.name),
         }
     }
     d
 }
 
-fn session(now: Instant) -> Session<T> {
+pub(super) fn session(now: Instant) -> Session<T> {
+    session_with(now, false)
+}
+
+pub(super) fn session_with(now: Instant, recreate_on_expiry: bool) -> Session<T> {
     Session::new(
         SessionConfig {
             timeout: Duration::from_secs(30),
             read_only: false,
             max_packet: 1 << 20,
+            recreate_on_expiry,
         },
         now,
     )
 }
 
 /// Splits the session's output into frames.
-fn frames(s: &mut Session<T>) -> Vec<Bytes> {
+pub(super) fn frames(s: &mut Session<T>) -> Vec<Bytes> {
     let mut b = BytesMut::from(&s.take_output().unwrap_or_default()[..]);
     let mut v = Vec::new();
     while let Some(f) = take_frame(&mut b, 1 << 20).unwrap() {
@@ -104,14 +111,14 @@ fn frames(s: &mut Session<T>) -> Vec<Bytes> {
 }
 
 /// Feeds one frame (given without its length prefix) as bytes read from the connection.
-fn feed(s: &mut Session<T>, payload: Bytes, now: Instant) -> Result<(), Error> {
+pub(super) fn feed(s: &mut Session<T>, payload: Bytes, now: Instant) -> Result<(), Error> {
     let mut b = BytesMut::new();
     b.put_i32(payload.len() as i32);
     b.extend_from_slice(&payload);
     s.on_read(&mut b, now)
 }
 
-fn connect_response(timeout: i32, id: i64) -> Bytes {
+pub(super) fn connect_response(timeout: i32, id: i64) -> Bytes {
     ConnectResponse {
         protocol_version: 0,
         timeout,
@@ -122,7 +129,7 @@ fn connect_response(timeout: i32, id: i64) -> Bytes {
     .to_bytes()
 }
 
-fn reply(xid: i32, zxid: i64, err: i32, body: &[u8]) -> Bytes {
+pub(super) fn reply(xid: i32, zxid: i64, err: i32, body: &[u8]) -> Bytes {
     let mut b = BytesMut::new();
     ReplyHeader { xid, zxid, err }.encode(&mut b);
     b.extend_from_slice(body);
@@ -152,15 +159,24 @@ fn exists(name: &'static str) -> (Request<T>, Probe) {
 fn set_data(name: &'static str) -> (Request<T>, Probe) {
     request(
         name,
-        Body::SetData(SetDataRequest {
-            path: "/a".into(),
-            data: Some(Bytes::from_static(b"x")),
-            version: -1,
-        }),
+        Body::Encoded {
+            op: OpCode::SetData,
+            record: SetDataRequest {
+                path: "/a".into(),
+                data: Some(Bytes::from_static(b"x")),
+                version: -1,
+            }
+            .to_bytes(),
+        },
     )
 }
 
-fn oneshot_watch(path: &str, kind: WatchKind, id: u64, name: &'static str) -> PendingWatch<T> {
+pub(super) fn oneshot_watch(
+    path: &str,
+    kind: WatchKind,
+    id: u64,
+    name: &'static str,
+) -> PendingWatch<T> {
     PendingWatch {
         path: path.into(),
         kind,
@@ -169,7 +185,7 @@ fn oneshot_watch(path: &str, kind: WatchKind, id: u64, name: &'static str) -> Pe
     }
 }
 
-fn connected(now: Instant) -> Session<T> {
+pub(super) fn connected(now: Instant) -> Session<T> {
     let mut s = session(now);
     s.begin_handshake(now, now + Duration::from_secs(10));
     frames(&mut s);
@@ -730,7 +746,7 @@ fn an_add_watch_in_flight_covers_a_one_shot_on_its_path_until_it_is_answered() {
     let one_shot = |kind, id| {
         Request::new(
             if kind == WatchKind::Child {
-                Body::GetChildren(path_watch("/a"))
+                Body::GetChildren2(path_watch("/a"))
             } else {
                 Body::GetData(path_watch("/a"))
             },
@@ -752,4 +768,41 @@ fn an_add_watch_in_flight_covers_a_one_shot_on_its_path_until_it_is_answered() {
     frames(&mut s);
     s.submit(one_shot(WatchKind::Data, 4));
     assert!(flag(&mut s));
+}
+
+#[test]
+fn a_session_only_a_read_only_server_accepted_is_not_resumed() {
+    let now = Instant::now();
+    let handshake_id = |s: &mut Session<T>| {
+        s.begin_handshake(now, now + Duration::from_secs(10));
+        let f = frames(s).remove(0);
+        ConnectRequest::from_bytes(f).unwrap().session_id
+    };
+    let mut s = session(now);
+    assert_eq!(handshake_id(&mut s), 0);
+    let ro = ConnectResponse {
+        protocol_version: 0,
+        timeout: 30_000,
+        session_id: 0x51,
+        passwd: Bytes::from_static(&[7; 16]),
+        read_only: Some(true),
+    };
+    feed(&mut s, ro.to_bytes(), now).unwrap();
+    assert_eq!(s.state(), SessionState::ConnectedReadOnly);
+    s.on_connection_lost();
+    // The read-only server's session is unknown to the quorum: ask for a new one.
+    assert_eq!(handshake_id(&mut s), 0);
+    feed(&mut s, connect_response(30_000, 0x42), now).unwrap();
+    assert_eq!(s.state(), SessionState::Connected);
+    s.on_connection_lost();
+    // Accepted read-write once: from now on the session is resumed, even read-only.
+    assert_eq!(handshake_id(&mut s), 0x42);
+    let ro_resumed = ConnectResponse {
+        session_id: 0x42,
+        ..ro
+    };
+    feed(&mut s, ro_resumed.to_bytes(), now).unwrap();
+    assert_eq!(s.state(), SessionState::ConnectedReadOnly);
+    s.on_connection_lost();
+    assert_eq!(handshake_id(&mut s), 0x42);
 }

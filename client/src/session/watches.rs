@@ -21,6 +21,18 @@ pub struct RawEvent {
 /// What a watcher receives: an event, or the reason the session ended.
 pub type WatchResult = Result<RawEvent, Error>;
 
+/// What a persistent watcher's stream carries besides errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A node event.
+    Event(RawEvent),
+    /// The watch was re-registered after a reconnect; events may have been missed.
+    Resync,
+}
+
+/// What a persistent watcher receives: a notice, or the reason the session ended.
+pub type StreamResult = Result<Notice, Error>;
+
 /// Where a watch's events go: the caller's handle, returned in [`Event::Watch`].
 #[derive(Debug)]
 pub enum Sink<H: Handles> {
@@ -241,6 +253,19 @@ impl<H: Handles> WatchRegistry<H> {
     /// Whether any watch is registered.
     pub fn is_empty(&self) -> bool {
         self.maps.iter().all(|m| m.is_empty())
+    }
+
+    /// Tells every persistent watcher that its watch was just re-registered after a reconnect.
+    pub fn resync(&self, out: &mut VecDeque<Event<H>>) {
+        for k in [WatchKind::Persistent, WatchKind::PersistentRecursive] {
+            for (_, sink) in self.maps[idx(k)].values().flatten() {
+                if let Sink::Persistent(tx) = sink {
+                    if !tx.is_dropped() {
+                        out.push_back(Event::Resync { to: tx.clone() });
+                    }
+                }
+            }
+        }
     }
 
     /// Ends every watcher with `err` (session expired, closed, auth failed) through `out`.

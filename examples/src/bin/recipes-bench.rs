@@ -1,11 +1,15 @@
 //! Recipe latencies on the embedded testkit and on real Apache ZooKeeper in the same run:
 //! Mutex acquire / release uncontended, lock hand-off with 10 waiters, leader failover after the
 //! leader's close and after its session's expiry, config-change propagation to 100 watchers.
+//! On the real server it then compares zkit's Mutex with kazoo's Lock (`KAZOO_PYTHON`) and
+//! Curator's InterProcessMutex (`CURATOR_CLASSPATH`), interleaved after a warm-up (see
+//! `zkit_examples::lock_compare`).
 //!
 //! ```sh
 //! cargo run --release -p zkit-examples --bin recipes-bench                 # starts a real server
 //! cargo run --release -p zkit-examples --bin recipes-bench -- --connect 127.0.0.1:2181
 //! cargo run --release -p zkit-examples --bin recipes-bench -- --testkit-only
+//! cargo run --release -p zkit-examples --bin recipes-bench -- --locks-only   # the comparison alone
 //! ```
 //!
 //! Without `--connect` the bench starts a standalone server with `scripts/zookeeper.sh`
@@ -386,11 +390,12 @@ fn script() -> String {
 async fn main() -> DemoResult {
     zkit_examples::init_tracing();
     let mut args = std::env::args().skip(1);
-    let (mut connect, mut testkit_only) = (None, false);
+    let (mut connect, mut testkit_only, mut locks_only) = (None, false, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--connect" => connect = args.next(),
             "--testkit-only" => testkit_only = true,
+            "--locks-only" => locks_only = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -400,11 +405,15 @@ async fn main() -> DemoResult {
         .min_session_timeout(Duration::from_millis(200))
         .start()
         .await?;
-    let testkit = run_all(&server.connect_string(), "testkit").await?;
+    let testkit = if locks_only {
+        Vec::new()
+    } else {
+        run_all(&server.connect_string(), "testkit").await?
+    };
     drop(server);
 
     let mut started = None;
-    let mut kazoo = None;
+    let mut compared = None;
     let real = if testkit_only {
         None
     } else {
@@ -430,8 +439,15 @@ async fn main() -> DemoResult {
             }
         };
         step(&format!("real ZooKeeper at {c}"));
-        let r = run_all(&c, "real ZooKeeper").await;
-        kazoo = kazoo_lock(&c);
+        let r = if locks_only {
+            Ok(Vec::new())
+        } else {
+            run_all(&c, "real ZooKeeper").await
+        };
+        compared = zkit_examples::lock_compare::compare(&c, 300, 10, 100)
+            .await
+            .map_err(|e| eprintln!("lock comparison failed: {e}"))
+            .ok();
         if let Some(dir) = &started {
             let _ = std::process::Command::new(script())
                 .arg("stop")
@@ -442,9 +458,11 @@ async fn main() -> DemoResult {
         Some(r?)
     };
 
-    println!();
-    println!("| metric (ms) | n | testkit p50 | testkit p99 | ZooKeeper p50 | ZooKeeper p99 |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    if !locks_only {
+        println!();
+        println!("| metric (ms) | n | testkit p50 | testkit p99 | ZooKeeper p50 | ZooKeeper p99 |");
+        println!("|---|---:|---:|---:|---:|---:|");
+    }
     for (i, m) in testkit.iter().enumerate() {
         let (rp50, rp99) = match real.as_ref().and_then(|r| r.get(i)) {
             Some(r) => (format!("{:.2}", r.p50()), format!("{:.2}", r.p99())),
@@ -458,45 +476,47 @@ async fn main() -> DemoResult {
             m.p99()
         );
     }
-    if let (Some((ka, ka99, kr, kr99)), Some(real)) = (kazoo, real.as_ref()) {
-        println!(
-            "| kazoo Lock acquire, uncontended (same server) | 500 | - | - | {ka:.2} | {ka99:.2} |"
-        );
-        println!(
-            "| kazoo Lock release, uncontended (same server) | 500 | - | - | {kr:.2} | {kr99:.2} |"
-        );
-        if let (Some(a), Some(r)) = (real.first(), real.get(1)) {
-            println!(
-                "\nzkit Mutex vs kazoo Lock on the same real server, p50: acquire {:.2}x, release {:.2}x (kazoo time / zkit time)",
-                ka / a.p50(),
-                kr / r.p50()
-            );
-        }
-    } else if !testkit_only {
-        println!("\n(kazoo comparison skipped: set KAZOO_PYTHON to a python with kazoo)");
+    if let Some(rows) = compared {
+        print_comparison(&rows);
     }
     Ok(())
 }
 
-/// kazoo's Lock on the same server: (acquire p50, p99, release p50, p99) in ms, when
-/// `KAZOO_PYTHON` names a python with kazoo.
-fn kazoo_lock(connect: &str) -> Option<(f64, f64, f64, f64)> {
-    let python = std::env::var("KAZOO_PYTHON").ok()?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/kazoo_lock_bench.py");
-    let out = std::process::Command::new(python)
-        .args([script, connect, "500"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "kazoo bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
+/// The interleaved lock comparison: p50 / p99 of each client, then zkit's ratios.
+fn print_comparison(rows: &[zkit_examples::lock_compare::Samples]) {
+    println!(
+        "\nUncontended lock acquire / release on the same real server, interleaved rounds after warm-up:\n"
+    );
+    println!("| client | n | acquire p50 | acquire p99 | release p50 | release p99 |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let stats: Vec<(Metric, Metric)> = rows
+        .iter()
+        .map(|r| {
+            (
+                Metric::new(&r.name, r.acquire.clone()),
+                Metric::new(&r.name, r.release.clone()),
+            )
+        })
         .collect();
-    (v.len() == 4).then(|| (v[0], v[1], v[2], v[3]))
+    for (a, r) in &stats {
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            a.name,
+            a.samples.len(),
+            a.p50(),
+            a.p99(),
+            r.p50(),
+            r.p99()
+        );
+    }
+    if let Some((za, _)) = stats.first() {
+        for (a, _) in &stats[1..] {
+            println!(
+                "zkit acquire vs {}: p50 {:.2}x, p99 {:.2}x (zkit time / theirs)",
+                a.name,
+                za.p50() / a.p50(),
+                za.p99() / a.p99()
+            );
+        }
+    }
 }

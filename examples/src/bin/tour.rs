@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use zkit::{Client, CreateMode, CreateOptions, EventType, Op, SessionState};
+use zkit::{Client, CreateMode, CreateOptions, EventType, Op, SessionState, WatchItem};
 use zkit_examples::{init_tracing, section, step, Target};
 
 #[tokio::main]
@@ -82,9 +82,16 @@ async fn main() -> zkit_examples::demos::DemoResult {
     writer
         .create("/config/new", b"", &CreateOptions::persistent())
         .await?;
-    for _ in 0..2 {
-        let ev = events.next().await.expect("stream open")?;
-        step(&format!("{:?} {}", ev.event_type, ev.path));
+    let mut seen = 0;
+    while seen < 2 {
+        match events.next().await.expect("stream open")? {
+            WatchItem::Event(ev) => {
+                seen += 1;
+                step(&format!("{:?} {}", ev.event_type, ev.path));
+            }
+            // After a reconnect: events may have been missed, re-read what matters.
+            _ => step("resync: re-reading /config"),
+        }
     }
     drop(events);
 
@@ -150,9 +157,17 @@ async fn main() -> zkit_examples::demos::DemoResult {
             ev.path,
             ms(t)
         ));
+        // The client re-creates its session (the default): Connected again, with a new id.
+        while let Some(s) = states.next().await {
+            step(&format!("state -> {s:?}"));
+            if s.is_connected() {
+                break;
+            }
+        }
         step(&format!(
-            "requests on the expired session fail: {}",
-            zk.get_data("/config").await.unwrap_err()
+            "a new session {:#x} replaced it; requests work again: {}",
+            zk.session_id(),
+            zk.get_data("/config").await.is_ok()
         ));
     } else {
         zk.close().await?;
@@ -267,15 +282,18 @@ async fn failover(
         where_is(&watcher),
         *seen.borrow()
     ));
-    holder.exists("/").await?;
+    // The holder may still be reconnecting (its server may have been the one killed): a read
+    // is idempotent, so the retry policy retries it across the connection loss.
+    let retry = zkit::RetryPolicy::default();
+    retry.run(|| holder.exists("/")).await?;
     let mut moves = Vec::new();
     while let Ok(Some(s)) =
         tokio::time::timeout(Duration::from_millis(1), holder_states.next()).await
     {
         moves.push(format!("{s:?}"));
     }
-    let node_owner = holder
-        .exists(guard.node())
+    let node_owner = retry
+        .run(|| holder.exists(guard.node()))
         .await?
         .map(|st| st.ephemeral_owner);
     step(&format!(

@@ -150,25 +150,28 @@ impl Ns {
             .expect("connect")
     }
 
-    /// A client (re-creating its session on expiry) straight to the server.
+    /// A client (re-creating its session on expiry: the default) straight to the server.
     pub async fn recreating_client(&self) -> Client {
         let hosts = self.target.connect.split('/').next().unwrap().to_owned();
-        builder(&self.connect_string(&hosts))
-            .recreate_on_expiry(true)
+        let client = builder(&self.connect_string(&hosts))
             .connect()
             .await
-            .expect("connect")
+            .expect("connect");
+        assert!(client.recreates_on_expiry(), "the default");
+        client
     }
 
     /// A client whose connection and session the test can break. Its connections go through
-    /// a [`Proxy`] in any case (for [`Faulty::isolate_until_expired`]).
+    /// a [`Proxy`] in any case (for [`Faulty::isolate_until_expired`]). `recreate: true` is the
+    /// default client (re-creating its session on expiry); `false` opts out.
     pub async fn faulty_client(&self, recreate: bool) -> Faulty {
         let proxy = Proxy::start(&self.target.upstream()).await;
-        let client = builder(&self.connect_string(&proxy.addr.to_string()))
-            .recreate_on_expiry(recreate)
-            .connect()
-            .await
-            .expect("connect through proxy");
+        let mut b = builder(&self.connect_string(&proxy.addr.to_string()));
+        if !recreate {
+            b = b.recreate_on_expiry(false);
+        }
+        let client = b.connect().await.expect("connect through proxy");
+        assert_eq!(client.recreates_on_expiry(), recreate);
         Faulty {
             client,
             proxy,

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use zkit_proto::{Acl, ErrorCode, Id};
 
+use super::jhash::{concurrent_map_order, java_string_hash};
+
 /// The id a `digest` credential `user:password` authenticates as:
 /// `user:base64(sha1("user:password"))` (`DigestAuthenticationProvider.generateDigest`).
 /// A credential without `:` is hashed as it is, like ZooKeeper does.
@@ -111,6 +113,24 @@ pub fn check_acl(acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), ErrorCode> {
     Err(ErrorCode::NoAuth)
 }
 
+/// `Id.hashCode()` as jute generates it.
+fn java_id_hash(id: &Id) -> i32 {
+    let h = 17i32
+        .wrapping_mul(37)
+        .wrapping_add(java_string_hash(&id.scheme));
+    h.wrapping_mul(37).wrapping_add(java_string_hash(&id.id))
+}
+
+/// A connection's authenticated ids (given in the order they were added) in the order
+/// ZooKeeper iterates them: it keeps them in a set backed by a `ConcurrentHashMap`.
+pub fn auth_order(ids: &[Id]) -> Vec<&Id> {
+    let hashes: Vec<i32> = ids.iter().map(java_id_hash).collect();
+    concurrent_map_order(&hashes)
+        .into_iter()
+        .map(|i| &ids[i])
+        .collect()
+}
+
 /// `PrepRequestProcessor.fixupACL`: de-duplicates, expands `auth` entries to the caller's
 /// authenticated ids, rejects empty or invalid ACLs with InvalidACL (-114).
 pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
@@ -129,7 +149,7 @@ pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
             out.push(a.clone());
         } else if a.id.scheme == "auth" {
             let mut any = false;
-            for cid in ids {
+            for cid in auth_order(ids) {
                 if has_provider(&cid.scheme) && is_authenticated(&cid.scheme) {
                     any = true;
                     out.push(Acl {

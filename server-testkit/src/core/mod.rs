@@ -9,12 +9,19 @@
 mod acl;
 mod db;
 mod digest;
+mod digest_check;
+mod fault_ops;
+mod faults;
 mod frame;
 mod jhash;
+mod nodes;
 mod ops;
+pub(crate) mod password;
 mod prep;
+mod readonly;
 mod replica;
 mod sasl;
+mod speculate;
 mod tree;
 mod txn;
 mod watch;
@@ -36,11 +43,14 @@ use zkit_proto::{ErrorCode, Id, Record, ReplyHeader, WatcherEvent};
 use acl::check_acl;
 pub use db::{ApplyResult, Database};
 pub use digest::{tree_digest, TreeDigest, DIGEST_VERSION};
+pub use faults::{FaultAction, FaultRule, RuleId, SessionFaults};
 pub use frame::Frame;
 pub(crate) use frame::FrameBuf;
+pub use password::PasswordScheme;
 use prep::Prep;
 pub use replica::Mode;
-pub use tree::{join, Change, DataTree, NodeKind, StatPersisted};
+pub use speculate::Speculated;
+pub use tree::{join, AclList, Change, DataTree, NodeKind, StatPersisted};
 pub use txn::{Txn, TxnBody};
 pub use watch::{Fired, WatchKind, WatchManager};
 
@@ -62,6 +72,12 @@ pub struct Config {
     pub extended_types: bool,
     /// Key of session passwords (the shell supplies it; the core has no randomness).
     pub secret: Secret,
+    /// How session passwords are derived (keyed by `secret` unless a mixed ensemble needs
+    /// ZooKeeper's own derivation).
+    pub session_passwords: PasswordScheme,
+    /// Leader: attach the tree digest after each proposal, as ZooKeeper's leader does (its
+    /// learners check it). Costs a second copy of the database on the leader.
+    pub proposal_digests: bool,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
     /// DIGEST-MD5 users and their passwords (a JAAS `Server` section's `user_<name>`); empty:
@@ -72,6 +88,12 @@ pub struct Config {
     /// Requests other than auth and sasl need a `sasl` id first
     /// (`zookeeper.sessionRequireClientSASLAuth`).
     pub require_sasl: bool,
+    /// Answer a re-attach to an unknown session with a brand-new session instead of "expired"
+    /// (what ClickHouse Keeper does after a restart; a fault for client tests).
+    pub renew_unknown_sessions: bool,
+    /// Read-only mode (`readonlymode.enabled`): a member cut off from the quorum serves
+    /// read-only clients.
+    pub read_only: bool,
 }
 
 impl Default for Config {
@@ -83,10 +105,14 @@ impl Default for Config {
             super_digest: None,
             extended_types: false,
             secret: Secret::from_bytes([0x5e; Secret::LEN]),
+            session_passwords: PasswordScheme::Keyed,
+            proposal_digests: false,
             reap_interval: 1000,
             sasl_users: BTreeMap::new(),
             sasl_super_user: None,
             require_sasl: false,
+            renew_unknown_sessions: false,
+            read_only: false,
         }
     }
 }
@@ -146,8 +172,10 @@ pub enum Output {
     /// Close the connection after everything queued before has been sent.
     Close(ConnId, &'static str),
     /// Leader: propose this txn. Its header's zxid is a placeholder: the replication layer
-    /// assigns the zxid (the next of its epoch) when it logs the proposal.
-    Propose(Box<Txn>),
+    /// assigns the zxid (the next of its epoch) when it logs the proposal. With
+    /// [`Config::proposal_digests`], also the zxid it is expected to get and the tree digest
+    /// after it (attach the digest only if the zxid is that one).
+    Propose(Box<Txn>, Option<Speculated>),
     /// Learner: forward this request to the leader (REQUEST).
     Forward {
         /// The request.
@@ -210,6 +238,8 @@ pub struct ConnInfo {
     closing: bool,
     /// The connection's SASL exchange, once it sent a sasl packet.
     sasl: Option<Box<zkit_proto::sasl::DigestMd5Server>>,
+    /// Whether the connection was accepted read-only.
+    read_only: bool,
 }
 
 /// One live session, as listed by [`Core::sessions`].
@@ -233,6 +263,10 @@ pub struct Counters {
     pub received: u64,
     /// Packets sent.
     pub sent: u64,
+    /// Txns whose leader-computed tree digest was compared with ours after applying them.
+    pub digest_checks: u64,
+    /// Of those, how many differed (`zk_digest_mismatches_count`).
+    pub digest_mismatches: u64,
 }
 
 /// The server state machine.
@@ -257,6 +291,12 @@ pub struct Core {
     replica: replica::Replica,
     /// SASL exchanges started (part of each one's nonce).
     sasl_nonces: u64,
+    /// Targeted faults a test installed (idle otherwise).
+    faults: faults::Faults,
+    /// The time of the latest input (for the faults that delay frames).
+    clock: i64,
+    /// Leader: the speculative database behind [`Speculated`] digests.
+    shadow: Option<speculate::Shadow>,
 }
 
 impl Core {
@@ -298,6 +338,9 @@ impl Core {
             digest,
             replica: Default::default(),
             sasl_nonces: 0,
+            faults: Default::default(),
+            clock: now,
+            shadow: None,
         }
     }
 
@@ -366,6 +409,7 @@ impl Core {
                 old_client: false,
                 closing: false,
                 sasl: None,
+                read_only: false,
             },
         );
     }
@@ -380,6 +424,7 @@ impl Core {
             }
         }
         self.watches.remove_conn(conn);
+        self.faults.conn_closed(conn);
     }
 
     /// A frame arrived on `conn` (payload without the length prefix).
@@ -391,13 +436,15 @@ impl Core {
             return;
         }
         c.received += 1;
+        let handshaken = c.session.is_some();
+        self.clock = now;
         self.counters.received += 1;
-        if !self.replica.mode.serving() {
+        if !self.replica.mode.serving() && !self.read_only_now() {
             // Like ZooKeeper outside broadcast: no client is served.
             self.close(conn, "server not serving");
             return;
         }
-        if c.session.is_none() {
+        if !handshaken {
             self.handshake(conn, frame, now);
         } else {
             self.request(conn, frame, now);
@@ -406,6 +453,8 @@ impl Core {
 
     /// Advances time: expires silent sessions, reaps containers and TTL nodes.
     pub fn tick(&mut self, now: i64) {
+        self.clock = now;
+        self.fault_tick(now);
         if self.replica.mode != Mode::Standalone {
             self.replica_tick(now);
             return;
@@ -490,8 +539,12 @@ impl Core {
     }
 
     /// Password of a session: a hash of the configured [`Secret`] and the session id (never
-    /// of the id alone; see [`Secret`]).
+    /// of the id alone; see [`Secret`]), or ZooKeeper's when so configured
+    /// ([`PasswordScheme::ZooKeeper`]).
     pub fn password(&self, session: i64) -> Bytes {
+        if self.cfg.session_passwords == PasswordScheme::ZooKeeper {
+            return Bytes::copy_from_slice(&password::zookeeper_password(session));
+        }
         let mut h = Sha1::new();
         h.update(self.cfg.secret.as_bytes());
         h.update(session.to_be_bytes());
@@ -508,13 +561,24 @@ impl Core {
     }
 
     fn send(&mut self, conn: ConnId, frame: Frame) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if c.closing {
-                return;
-            }
-            c.sent += 1;
-            self.counters.sent += 1;
+        self.emit(conn, None, false, frame);
+    }
+
+    /// Queues a frame for `conn` (a reply to `xid`, a watch `event`, or neither) through the
+    /// faults a test installed.
+    fn emit(&mut self, conn: ConnId, xid: Option<i32>, event: bool, frame: Frame) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.sent += 1;
+        self.counters.sent += 1;
+        if self.faults.is_idle() {
             self.out.push(Output::Send(conn, frame));
+        } else {
+            self.route_faulted(conn, xid, event, frame);
         }
     }
 
@@ -527,13 +591,13 @@ impl Core {
         body: Option<&dyn Fn(&mut BytesMut)>,
     ) {
         let header = self.reply_header(conn, xid, err);
-        self.send(conn, reply_frame(header, body));
+        self.emit(conn, Some(xid), false, reply_frame(header, body));
     }
 
     /// Sends a reply: header, then the body built in `body` on success.
     fn reply_with(&mut self, conn: ConnId, xid: i32, err: ErrorCode, body: FrameBuf) {
         let header = self.reply_header(conn, xid, err);
-        self.send(conn, body.finish(header));
+        self.emit(conn, Some(xid), false, body.finish(header));
     }
 
     /// The header of a reply sent now on `conn` (whose last zxid it records).
@@ -575,7 +639,7 @@ impl Core {
                 path: f.path,
             };
             let frame = reply_frame(header, Some(&|b: &mut BytesMut| event.encode(b)));
-            self.send(f.conn, frame);
+            self.emit(f.conn, None, true, frame);
         }
     }
 
@@ -646,6 +710,9 @@ impl Core {
     }
 
     fn touch(&mut self, session: i64, now: i64) {
+        if !self.keeps_alive(session) {
+            return;
+        }
         if let Some(to) = self.timeout_of(session) {
             if self.replica.mode == Mode::Standalone {
                 self.deadlines.insert(session, now + to as i64);

@@ -5,7 +5,7 @@ use zkit_proto::frame::write_record;
 use zkit_proto::txn::{CreateSessionTxn, ErrorTxn};
 use zkit_proto::*;
 
-use super::acl::{check_acl, digest, mask_digests, user_name};
+use super::acl::{auth_order, check_acl, digest, mask_digests, user_name};
 use std::collections::HashMap;
 
 use super::db::ApplyResult;
@@ -51,7 +51,10 @@ impl Core {
             self.replica_handshake(conn, &req, timeout, now);
             return;
         }
-        let (session, valid) = if req.session_id == 0 {
+        let renew = req.session_id != 0
+            && self.cfg.renew_unknown_sessions
+            && !self.db.sessions.contains_key(&req.session_id);
+        let (session, valid) = if req.session_id == 0 || renew {
             let id = self.next_session;
             self.next_session += 1;
             let txn = Txn::new(
@@ -108,7 +111,8 @@ impl Core {
         valid: bool,
         now: i64,
     ) {
-        let Some(old_client) = self.conns.get(&conn).map(|c| c.old_client) else {
+        let Some((old_client, ro)) = self.conns.get(&conn).map(|c| (c.old_client, c.read_only))
+        else {
             return;
         };
         let resp = ConnectResponse {
@@ -120,7 +124,7 @@ impl Core {
             } else {
                 Bytes::from_static(&[0; 16])
             },
-            read_only: if old_client { None } else { Some(false) },
+            read_only: if old_client { None } else { Some(ro) },
         };
         let mut b = BytesMut::new();
         write_record(&mut b, &resp);
@@ -164,7 +168,14 @@ impl Core {
             self.close(conn, "unknown opcode");
             return;
         };
+        if !self.faults.is_idle() && self.fault_request(conn, session, &h, op, &frame) {
+            return;
+        }
         if !self.sasl_enforced(conn, h.xid, op) {
+            return;
+        }
+        if self.read_only_now() {
+            self.ro_request(conn, session, h, op, &mut r, now);
             return;
         }
         if self.replica.mode != Mode::Standalone
@@ -453,7 +464,7 @@ impl Core {
                 check_acl(&n.acl, perms::READ | perms::ADMIN, &ids)?;
                 let stat = n.client_stat(self.cfg.extended_types);
                 let acl = if check_acl(&n.acl, perms::ADMIN, &ids).is_ok() {
-                    n.acl.clone()
+                    n.acl.to_vec()
                 } else {
                     mask_digests(&n.acl)
                 };
@@ -513,8 +524,8 @@ impl Core {
                 .encode(out.buf());
             }
             OpCode::WhoAmI => {
-                let client_info = ids
-                    .iter()
+                let client_info = auth_order(&ids)
+                    .into_iter()
                     .map(|i| ClientInfo {
                         auth_scheme: i.scheme.clone(),
                         user: user_name(i),

@@ -20,7 +20,7 @@ use super::txn::TxnBody;
 pub(crate) struct Rec {
     pub stat: StatPersisted,
     pub child_count: i32,
-    pub acl: Vec<Acl>,
+    pub acl: super::tree::AclList,
 }
 
 /// The changes of proposals not yet committed (the leader's `outstandingChanges`): for each
@@ -211,7 +211,7 @@ impl<'a> Prep<'a> {
             Some(Rec {
                 stat,
                 child_count: 0,
-                acl,
+                acl: acl.into(),
             }),
         );
         Ok(body)
@@ -299,7 +299,7 @@ impl<'a> Prep<'a> {
         check_acl(&node.acl, perms::ADMIN, self.ids)?;
         let new_version = check_and_inc(node.stat.aversion, version)?;
         node.stat.aversion = new_version;
-        node.acl = acl.clone();
+        node.acl = acl.clone().into();
         self.overlay.insert(path.to_owned(), Some(node));
         Ok(TxnBody::SetAcl(SetAclTxn {
             path: path.into(),

@@ -108,6 +108,8 @@ pub(super) struct Replica {
     pub touched: HashMap<i64, i32>,
     /// The ensemble's configuration, shown in `/zookeeper/config`.
     pub config: Option<Bytes>,
+    /// Read-only mode: the sessions created here, known to no other server.
+    pub ro_sessions: HashSet<i64>,
 }
 
 impl Core {
@@ -160,6 +162,7 @@ impl Core {
             "serving mode"
         );
         self.drop_clients("server changed role");
+        self.shadow = None;
         self.replica.mode = mode;
         self.deadlines.clear();
         self.timeouts.clear();
@@ -185,6 +188,7 @@ impl Core {
         r.closing.clear();
         r.owners.clear();
         r.touched.clear();
+        r.ro_sessions.clear();
     }
 
     pub(super) fn close_all_with(&mut self, why: &'static str) {
@@ -197,6 +201,8 @@ impl Core {
     /// A committed txn, in zxid order, each once: applied, its watches fired, and the waiting
     /// request of a local session answered.
     pub fn deliver(&mut self, txn: &Txn, now: i64) {
+        self.clock = now;
+        self.speculate_history(txn);
         let rc = self.commit(txn);
         let session = txn.hdr.client_id;
         if let Mode::Leader { epoch } = self.replica.mode {
@@ -274,6 +280,7 @@ impl Core {
     /// Closes every client connection.
     pub fn reset(&mut self, db: Database, now: i64) {
         self.drop_clients("server state rebuilt");
+        self.shadow = None;
         self.digest = TreeDigest::of(&db.tree);
         self.db = db;
         self.show_config(now);
@@ -435,7 +442,8 @@ impl Core {
             r.pending.insert(p, (seq, rec));
         }
         r.proposals.push_back((seq, paths));
-        self.out.push(Output::Propose(Box::new(txn)));
+        let spec = self.speculate(&txn);
+        self.out.push(Output::Propose(Box::new(txn), spec));
     }
 
     /// Leader: a learner asks whether a session may attach to it; answered with
@@ -446,7 +454,9 @@ impl Core {
         if valid {
             self.replica.owners.insert(session, from);
             self.timeouts.insert(session, timeout);
-            self.deadlines.insert(session, now + timeout as i64);
+            if self.keeps_alive(session) {
+                self.deadlines.insert(session, now + timeout as i64);
+            }
         }
         self.out.push(Output::RevalidateReply {
             to: from,
@@ -457,6 +467,7 @@ impl Core {
 
     /// Learner: the leader's answer to an [`Output::Revalidate`].
     pub fn revalidated(&mut self, session: i64, valid: bool, now: i64) {
+        self.clock = now;
         let Some(q) = self.replica.waiting.get_mut(&session) else {
             return;
         };
@@ -496,6 +507,7 @@ impl Core {
         for t in touches {
             if self.db.sessions.contains_key(&t.session_id)
                 && !self.replica.closing.contains(&t.session_id)
+                && self.keeps_alive(t.session_id)
             {
                 self.deadlines
                     .insert(t.session_id, now + t.timeout.max(0) as i64);
@@ -506,6 +518,7 @@ impl Core {
     /// A `sync` completed (everything proposed before it is committed): the oldest waiting
     /// sync on this server is answered.
     pub fn synced(&mut self, now: i64) {
+        self.clock = now;
         let Some(session) = self.replica.syncs.pop_front() else {
             return;
         };
@@ -567,6 +580,10 @@ impl Core {
         timeout: i32,
         now: i64,
     ) {
+        if self.read_only_now() {
+            self.ro_handshake(conn, req, timeout, now);
+            return;
+        }
         let leader = matches!(self.replica.mode, Mode::Leader { .. });
         if req.session_id == 0 {
             let id = self.next_session;

@@ -101,7 +101,7 @@ impl Ens {
                 self.sent.push((i, c, sent));
             }
             Output::Close(c, _) => self.sent.push((i, c, Sent::Close)),
-            Output::Propose(mut txn) => {
+            Output::Propose(mut txn, _) => {
                 assert_eq!(i, 0, "only the leader proposes");
                 self.counter += 1;
                 txn.hdr.zxid = ((EPOCH as i64) << 32) | self.counter;

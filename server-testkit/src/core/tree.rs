@@ -10,8 +10,10 @@
 //! - containers and TTL nodes report `ephemeralOwner = 0` to clients.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::jhash::JavaHashSet;
+use super::nodes::Nodes;
 
 use bytes::Bytes;
 use zkit_proto::path::{basename, parent};
@@ -78,13 +80,17 @@ impl NodeKind {
     }
 }
 
+/// An ACL list as the tree keeps it: interned, so the nodes that share a list (nearly all of
+/// them, in practice) share one copy, like ZooKeeper's ACL cache.
+pub type AclList = Arc<[Acl]>;
+
 /// One znode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// Data (`None` when created with a null buffer).
     pub data: Option<Bytes>,
-    /// ACL.
-    pub acl: Vec<Acl>,
+    /// ACL (interned).
+    pub acl: AclList,
     /// Persisted stat.
     pub stat: StatPersisted,
     /// Child names, iterated in Java `HashSet` order like ZooKeeper's `DataNode`.
@@ -92,7 +98,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn new(data: Option<Bytes>, acl: Vec<Acl>, stat: StatPersisted) -> Node {
+    pub(super) fn new(data: Option<Bytes>, acl: AclList, stat: StatPersisted) -> Node {
         Node {
             data,
             acl,
@@ -134,25 +140,25 @@ pub enum Change {
         /// Its path.
         path: String,
         /// Its ACL.
-        acl: Vec<Acl>,
+        acl: AclList,
         /// Its parent's ACL.
-        parent_acl: Vec<Acl>,
+        parent_acl: AclList,
     },
     /// A node was deleted.
     Deleted {
         /// Its path.
         path: String,
         /// Its ACL.
-        acl: Vec<Acl>,
+        acl: AclList,
         /// Its parent's ACL.
-        parent_acl: Vec<Acl>,
+        parent_acl: AclList,
     },
     /// A node's data was set.
     DataChanged {
         /// Its path.
         path: String,
         /// Its ACL.
-        acl: Vec<Acl>,
+        acl: AclList,
     },
 }
 
@@ -171,7 +177,7 @@ impl Change {
 /// The znode tree.
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    nodes: HashMap<String, Node>,
+    nodes: Nodes,
     /// Per session, like ZooKeeper: the set stays (and keeps its capacity) when emptied, and
     /// goes when the session is killed.
     ephemerals: HashMap<i64, JavaHashSet>,
@@ -179,6 +185,8 @@ pub struct DataTree {
     ttls: BTreeSet<String>,
     extended_types: bool,
     data_size: usize,
+    /// The ACL cache: one shared copy of each distinct list, found by its encoding.
+    acls: HashMap<Bytes, AclList>,
 }
 
 impl DataTree {
@@ -187,27 +195,44 @@ impl DataTree {
     pub fn new(extended_types: bool) -> DataTree {
         let mut t = DataTree::empty(extended_types);
         let empty = Some(Bytes::new());
-        let mut root = Node::new(empty.clone(), Acl::open_unsafe(), StatPersisted::default());
+        let open = t.intern_acl(Acl::open_unsafe());
+        let mut root = Node::new(empty.clone(), open.clone(), StatPersisted::default());
         root.children.insert("zookeeper".into());
-        let mut zk = Node::new(empty.clone(), Acl::open_unsafe(), StatPersisted::default());
+        let mut zk = Node::new(empty.clone(), open.clone(), StatPersisted::default());
         zk.children.insert("quota".into());
         zk.children.insert("config".into());
-        let quota = Node::new(empty.clone(), Acl::open_unsafe(), StatPersisted::default());
+        let quota = Node::new(empty.clone(), open, StatPersisted::default());
         // The real server sets the config node's ACL with version -1 at startup.
         let config = Node::new(
             empty,
-            Acl::read_unsafe(),
+            t.intern_acl(Acl::read_unsafe()),
             StatPersisted {
                 aversion: -1,
                 ..Default::default()
             },
         );
-        t.nodes.insert(ROOT.into(), root);
-        t.nodes.insert(ZOOKEEPER.into(), zk);
-        t.nodes.insert(QUOTA.into(), quota);
-        t.nodes.insert(CONFIG.into(), config);
+        t.nodes.insert(ROOT, root);
+        t.nodes.insert(ZOOKEEPER, zk);
+        t.nodes.insert(QUOTA, quota);
+        t.nodes.insert(CONFIG, config);
         t.data_size = t.nodes.keys().map(|k| k.len()).sum();
         t
+    }
+
+    /// The shared copy of `acl` (added to the cache if new).
+    pub fn intern_acl(&mut self, acl: Vec<Acl>) -> AclList {
+        let key = zkit_proto::Record::to_bytes(&acl);
+        if let Some(a) = self.acls.get(&key) {
+            return a.clone();
+        }
+        // Lists no node uses any more are dropped when the cache grows, so a workload that
+        // keeps inventing ACLs does not grow it without bound.
+        if self.acls.len() >= 1024 {
+            self.acls.retain(|_, a| Arc::strong_count(a) > 1);
+        }
+        let a: AclList = acl.into();
+        self.acls.insert(key, a.clone());
+        a
     }
 
     /// Whether TTL nodes are recognised.
@@ -276,7 +301,7 @@ impl DataTree {
         let mut count = 0i32;
         let mut stack = vec![path.to_owned()];
         while let Some(p) = stack.pop() {
-            if let Some(n) = self.nodes.get(&p) {
+            if let Some(n) = self.nodes.get(p.as_str()) {
                 for c in n.children.iter_order() {
                     count += 1;
                     stack.push(join(&p, &c));
@@ -305,7 +330,7 @@ impl DataTree {
         let parent_path = parent(path).to_owned();
         let name = basename(path).to_owned();
         let extended = self.extended_types;
-        let Some(p) = self.nodes.get_mut(&parent_path) else {
+        let Some(p) = self.nodes.get_mut(parent_path.as_str()) else {
             return Err(ErrorCode::NoNode);
         };
         if p.children.contains(&name) {
@@ -321,6 +346,7 @@ impl DataTree {
         }
         p.children.insert(name);
         let parent_acl = p.acl.clone();
+        let acl = self.intern_acl(acl);
         let stat = StatPersisted {
             czxid: zxid,
             mzxid: zxid,
@@ -333,9 +359,9 @@ impl DataTree {
             pzxid: zxid,
         };
         self.data_size += path.len() + data.as_ref().map_or(0, |d| d.len());
-        let node = Node::new(data, acl.clone(), stat);
+        let node = Node::new(own(data), acl.clone(), stat);
         let client = node.client_stat(extended);
-        self.nodes.insert(path.to_owned(), node);
+        self.nodes.insert(path, node);
         self.index_kind(path, owner);
         changes.push(Change::Created {
             path: path.to_owned(),
@@ -366,7 +392,7 @@ impl DataTree {
             .data_size
             .saturating_sub(path.len() + node.data.as_ref().map_or(0, |d| d.len()));
         let parent_path = parent(path);
-        let mut parent_acl = Vec::new();
+        let mut parent_acl = AclList::from(Vec::new());
         if let Some(p) = self.nodes.get_mut(parent_path) {
             p.children.remove(basename(path));
             if zxid > p.stat.pzxid {
@@ -413,7 +439,7 @@ impl DataTree {
         };
         let old = n.data.as_ref().map_or(0, |d| d.len());
         let new = data.as_ref().map_or(0, |d| d.len());
-        n.data = data;
+        n.data = own(data);
         n.stat.mtime = time;
         n.stat.mzxid = zxid;
         n.stat.version = version;
@@ -430,6 +456,10 @@ impl DataTree {
     /// Sets the ACL (`DataTree.setACL`).
     pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, version: i32) -> Result<Stat, ErrorCode> {
         let extended = self.extended_types;
+        if !self.nodes.contains_key(path) {
+            return Err(ErrorCode::NoNode);
+        }
+        let acl = self.intern_acl(acl);
         let Some(n) = self.nodes.get_mut(path) else {
             return Err(ErrorCode::NoNode);
         };
@@ -449,12 +479,13 @@ impl DataTree {
     /// A tree with no nodes at all, not even the root; fill it with [`DataTree::restore_node`].
     pub fn empty(extended_types: bool) -> DataTree {
         DataTree {
-            nodes: HashMap::new(),
+            nodes: Nodes::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             extended_types,
             data_size: 0,
+            acls: HashMap::new(),
         }
     }
 
@@ -480,8 +511,8 @@ impl DataTree {
         }
         self.data_size += path.len() + data.as_ref().map_or(0, |d| d.len());
         self.index_kind(path, stat.ephemeral_owner);
-        self.nodes
-            .insert(path.to_owned(), Node::new(data, acl, stat));
+        let acl = self.intern_acl(acl);
+        self.nodes.insert(path, Node::new(own(data), acl, stat));
         Ok(())
     }
 
@@ -519,6 +550,12 @@ impl DataTree {
             }
         }
     }
+}
+
+/// Node data in an allocation of its own size: the bytes as received are a slice of a whole
+/// read buffer (a connection's, or a snapshot file's), which the node would otherwise keep alive.
+fn own(data: Option<Bytes>) -> Option<Bytes> {
+    data.map(|d| Bytes::copy_from_slice(&d))
 }
 
 pub use zkit_proto::path::join;

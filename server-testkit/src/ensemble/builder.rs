@@ -169,6 +169,14 @@ impl Builder {
         self
     }
 
+    /// Read-only mode, like ZooKeeper's `readonlymode.enabled` (default off): a member cut
+    /// off from the quorum accepts the clients that ask for a read-only connection, answers
+    /// their reads from the data it has and refuses writes with `NotReadOnly`.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.server = self.server.read_only(on);
+        self
+    }
+
     /// A learner further behind than this many txns is sent a snapshot (SNAP) instead of
     /// the txns it misses (default 10 000).
     #[cfg(test)]

@@ -204,6 +204,10 @@ impl ShellDisk for Disk {
             Disk::Data(d) => ShellDisk::crash(d),
         }
     }
+
+    fn zookeeper_snapshots(&self) -> bool {
+        matches!(self, Disk::Data(_))
+    }
 }
 
 #[cfg(test)]

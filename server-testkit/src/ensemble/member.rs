@@ -318,7 +318,9 @@ impl Member {
 
         let secret = member_secret(&mc).await?;
         let server = client_settings(cfg).four_letter_words(mc.four_letter_words.clone());
-        let core = server.core_config(secret)?;
+        let mut core = server.core_config(secret)?;
+        core.session_passwords = cfg.session_passwords;
+        core.proposal_digests = cfg.proposal_digests;
         let voters = cfg.voters().collect();
         let observers = cfg
             .servers
@@ -457,11 +459,13 @@ async fn member_secret(mc: &MemberConfig) -> Result<crate::core::Secret, Error> 
                 })
         }
         None => {
-            tracing::warn!(
-                "no zkit.secretFile: this member keeps its own session secret, so a session \
+            if mc.cfg.session_passwords != crate::core::PasswordScheme::ZooKeeper {
+                tracing::warn!(
+                    "no zkit.secretFile: this member keeps its own session secret, so a session \
                  cannot move to another member (its client gets SessionExpired there); give \
                  every member the same zkit.secretFile"
-            );
+                );
+            }
             let dir = dir.unwrap_or_default();
             Ok(
                 tokio::task::spawn_blocking(move || secret::load_or_create(&dir, &fresh))

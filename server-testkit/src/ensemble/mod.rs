@@ -25,6 +25,7 @@ mod member;
 mod node;
 #[cfg(test)]
 mod stalled_leader_tests;
+mod targeted;
 #[cfg(test)]
 mod tests;
 mod zoocfg;

@@ -244,14 +244,18 @@ fn replica(peer: &QuorumPeer<Disk>) -> Replica {
     Replica {
         sink: Box::new(move |o, mode| {
             let cmd = match o {
-                Output::Propose(txn) => {
+                Output::Propose(txn, spec) => {
                     let Mode::Leader { epoch } = mode else {
                         debug!("a proposal from a core that does not lead: dropped");
                         return;
                     };
                     CoreCommand::Propose {
                         epoch,
-                        txn_at: Box::new(move |zxid| txn_bytes(*txn, zxid)),
+                        txn_at: Box::new(move |zxid| {
+                            // The digest holds only for the zxid it was computed for.
+                            let digest = spec.filter(|s| s.zxid == zxid).map(|s| s.digest);
+                            txn_bytes(*txn, zxid, digest)
+                        }),
                     }
                 }
                 Output::Forward { request, authinfo } => CoreCommand::Forward { request, authinfo },
@@ -281,9 +285,9 @@ fn replica(peer: &QuorumPeer<Disk>) -> Replica {
 }
 
 /// A prepared txn with the zxid the peer gave it, as a PROPOSAL carries it.
-fn txn_bytes(mut txn: crate::core::Txn, zxid: i64) -> Bytes {
+fn txn_bytes(mut txn: crate::core::Txn, zxid: i64, digest: Option<i64>) -> Bytes {
     txn.hdr.zxid = zxid;
-    proposal_bytes(&Committed { txn, digest: None })
+    proposal_bytes(&Committed { txn, digest })
 }
 
 /// How a core serves in a peer role: only an established leader and synced learners serve.
@@ -315,7 +319,13 @@ async fn apply_events(
         let mut role = None;
         match e {
             Event::Deliver { zxid, txn } => match decode_payload(txn) {
-                Ok((txn, _)) => ctx.with_core(|c| c.deliver(&txn, now_ms())),
+                Ok((txn, digest)) => ctx.with_core(|c| {
+                    c.deliver(&txn, now_ms());
+                    // A leader that attaches its digest (real ZooKeeper) is checked txn by txn.
+                    if let Some(d) = digest {
+                        c.check_digest(zxid, d);
+                    }
+                }),
                 Err(err) => return fail(&ctx, &format!("committed txn 0x{zxid:x}: {err}")),
             },
             Event::Restore { zxid, .. } | Event::Reset { zxid } => {

@@ -14,19 +14,22 @@ use crate::core::{Mode, Output, Txn, TxnBody};
 
 /// A create of `path` as a leader's core prepares it (its zxid is a placeholder).
 fn create(path: &str) -> Output {
-    Output::Propose(Box::new(Txn::new(
-        0x77,
-        1,
-        0,
-        1_700_000_000_000,
-        TxnBody::Create(CreateTxn {
-            path: path.into(),
-            data: Some(Bytes::from_static(b"v")),
-            acl: Acl::open_unsafe(),
-            ephemeral: false,
-            parent_cversion: -1,
-        }),
-    )))
+    Output::Propose(
+        Box::new(Txn::new(
+            0x77,
+            1,
+            0,
+            1_700_000_000_000,
+            TxnBody::Create(CreateTxn {
+                path: path.into(),
+                data: Some(Bytes::from_static(b"v")),
+                acl: Acl::open_unsafe(),
+                ephemeral: false,
+                parent_cversion: -1,
+            }),
+        )),
+        None,
+    )
 }
 
 /// Hands `out` to member `i`'s replication sink, as its core's dispatch does.

@@ -313,3 +313,18 @@ fn load_names_the_file_in_errors_and_warnings() {
     std::fs::write(dir.path().join("myid"), "3\n").unwrap();
     assert_eq!(MemberConfig::from_zoo_cfg(c).unwrap().id(), 3);
 }
+
+#[test]
+fn mixed_ensemble_keys_opt_into_zookeeper_passwords_and_leader_digests() {
+    let c = ZooCfg::parse(SCRIPT_CFG).unwrap();
+    assert_eq!(c.session_passwords, crate::core::PasswordScheme::Keyed);
+    assert!(!c.proposal_digests);
+    let c = ZooCfg::parse(&quorum(
+        "zkit.sessionPasswords=zookeeper\nzkit.proposalDigests=true\n",
+    ))
+    .unwrap();
+    assert_eq!(c.session_passwords, crate::core::PasswordScheme::ZooKeeper);
+    assert!(c.proposal_digests);
+    let e = err(&quorum("zkit.sessionPasswords=java\n"));
+    assert!(e.to_string().contains("zkit.sessionPasswords"), "{e}");
+}

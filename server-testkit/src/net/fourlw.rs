@@ -99,6 +99,8 @@ struct Snapshot {
     conns: usize,
     received: u64,
     sent: u64,
+    digest_checks: u64,
+    digest_mismatches: u64,
     last_zxid: i64,
     tick_time: i32,
     min_session_timeout: i32,
@@ -119,6 +121,8 @@ struct Snapshot {
     mode: Option<Mode>,
     /// A leader's learners (`mntr` only).
     learners: LearnerStats,
+    /// Whether it serves read-only clients now (`isro`).
+    read_only: bool,
 }
 
 /// ZooKeeper's name of a serving mode (`Mode:` in `srvr`, `zk_server_state` in `mntr`).
@@ -144,12 +148,15 @@ impl Snapshot {
             conns: core.connections().count() + 1, // this connection included, like ZooKeeper
             received: counters.received,
             sent: counters.sent,
+            digest_checks: counters.digest_checks,
+            digest_mismatches: counters.digest_mismatches,
             last_zxid: db.last_zxid,
             tick_time: cfg.tick_time,
             min_session_timeout: cfg.min_session_timeout,
             max_session_timeout: cfg.max_session_timeout,
             started: core.started(),
             mode: Some(core.mode()),
+            read_only: core.read_only_now(),
             ..Snapshot::default()
         };
         match word {
@@ -268,7 +275,7 @@ fn render(word: &str, snap: &Snapshot, ctx: &Ctx, remote: std::net::SocketAddr) 
     };
     match word {
         "ruok" => s.push_str("imok"),
-        "isro" => s.push_str("rw"),
+        "isro" => s.push_str(if snap.read_only { "ro" } else { "rw" }),
         "srvr" => {
             head(&mut s);
             tail(&mut s);
@@ -328,6 +335,12 @@ fn render(word: &str, snap: &Snapshot, ctx: &Ctx, remote: std::net::SocketAddr) 
                 ("zk_max_latency", "0".into()),
                 ("zk_uptime", (now_ms() - snap.started).to_string()),
                 ("zk_auth_failed_count", "0".into()),
+                (
+                    "zk_digest_mismatches_count",
+                    snap.digest_mismatches.to_string(),
+                ),
+                // zkit's own: how many txns came with a leader digest to compare.
+                ("zkit_digest_checks_count", snap.digest_checks.to_string()),
             ];
             if let Some(Mode::Leader { .. }) = snap.mode {
                 // 3.8's names (3.4 said zk_followers for what is now zk_learners).

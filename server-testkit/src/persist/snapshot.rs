@@ -20,6 +20,7 @@ use zkit_proto::{Acl, DecodeError, JuteWrite, Reader, Record};
 use super::checksum::Adler32;
 use super::txnlog::{file_header, SNAP_MAGIC};
 use super::{file_name, PersistError, SNAP_PREFIX};
+use crate::core::AclList;
 use crate::core::{join, tree_digest, DataTree, Database, StatPersisted, DIGEST_VERSION};
 
 /// Nodes serialized per lock acquisition in a fuzzy snapshot.
@@ -59,6 +60,18 @@ fn put_stat(b: &mut BytesMut, s: &StatPersisted) {
     b.put_i64(s.pzxid);
 }
 
+/// Write buffer of the snapshot file and of its node spill file (and the copy between them).
+const SPILL_BUFFER: usize = 256 * 1024;
+
+/// Removes a temporary file when dropped (also on an error path).
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
 /// A writer that keeps the Adler-32 of everything written.
 struct Sealed<W: Write> {
     w: W,
@@ -94,8 +107,18 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
     }) {
         return Err(gone());
     }
-    let mut acls: HashMap<Vec<u8>, i64> = HashMap::new();
-    let mut acl_list: Vec<(i64, Vec<Acl>)> = Vec::new();
+    // The tree interns ACL lists, so one list is one allocation: its address is its identity
+    // (kept alive by `acl_list` while the snapshot is written).
+    let mut acls: HashMap<*const Acl, i64> = HashMap::new();
+    let mut acl_list: Vec<(i64, AclList)> = Vec::new();
+    // The nodes go to a spill file as they are walked (the ACL section, written before them, is
+    // only complete at the end), then are copied behind the header: memory stays at one chunk
+    // of nodes plus the write buffers, whatever the tree's size.
+    let spill_path = dir.join(format!(".snapshot-nodes.{zxid:x}"));
+    let spill_io = |e| PersistError::io(&spill_path, e);
+    let mut spill =
+        BufWriter::with_capacity(SPILL_BUFFER, File::create(&spill_path).map_err(spill_io)?);
+    let spill_guard = RemoveOnDrop(&spill_path);
     let mut nodes = BytesMut::new();
     let mut count = 0u64;
     // Nodes whose data a real ZooKeeper could not read back (interop warning only).
@@ -108,10 +131,10 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
                 let Some(n) = db.tree.get(&path) else {
                     continue; // deleted since its parent was written: replay deletes it anyway
                 };
-                let idx = if null_acl_path(&path) && n.acl == Acl::open_unsafe() {
+                let idx = if null_acl_path(&path) && *n.acl == *Acl::open_unsafe() {
                     -1
                 } else {
-                    let key = n.acl.to_bytes().to_vec();
+                    let key = n.acl.as_ptr();
                     let next = acl_list.len() as i64 + 1;
                     *acls.entry(key).or_insert_with(|| {
                         acl_list.push((next, n.acl.clone()));
@@ -135,7 +158,11 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
         if !ok {
             return Err(gone());
         }
+        spill.write_all(&nodes).map_err(spill_io)?;
+        nodes.clear();
     }
+    let spill = spill.into_inner().map_err(|e| spill_io(e.into_error()))?;
+    drop(spill);
     let mut end = (zxid, 0i64);
     let mut have = false;
     if !access(&mut |db, j| match j {
@@ -164,7 +191,7 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
     let io = |e| PersistError::io(&tmp, e);
     let file = File::create(&tmp).map_err(io)?;
     let mut w = Sealed {
-        w: BufWriter::with_capacity(1 << 20, file),
+        w: BufWriter::with_capacity(SPILL_BUFFER, file),
         sum: Adler32::new(),
     };
     let mut head = BytesMut::new();
@@ -177,11 +204,25 @@ pub fn write_fuzzy(dir: &Path, access: &mut Access<'_>) -> Result<SnapshotInfo, 
     head.put_i32(acl_list.len() as i32);
     for (idx, list) in &acl_list {
         head.put_i64(*idx);
-        list.encode(&mut head);
+        head.put_i32(list.len() as i32);
+        for a in list.iter() {
+            a.encode(&mut head);
+        }
     }
     w.put(&head).map_err(io)?;
-    w.put(&nodes).map_err(io)?;
-    drop(nodes);
+    {
+        use std::io::Read;
+        let mut rd = File::open(&spill_path).map_err(spill_io)?;
+        let mut buf = vec![0u8; SPILL_BUFFER];
+        loop {
+            let n = rd.read(&mut buf).map_err(spill_io)?;
+            if n == 0 {
+                break;
+            }
+            w.put(&buf[..n]).map_err(io)?;
+        }
+    }
+    drop(spill_guard);
     let mut term = BytesMut::new();
     term.put_string("/");
     w.put(&term).map_err(io)?;

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use tracing::{error, warn};
 
 use super::Log;
-use crate::core::Committed;
+use crate::core::{Committed, Database, TreeDigest};
 use crate::persist::epoch::{
     load_epochs, write_epoch, Epochs, ACCEPTED_EPOCH_FILE, CURRENT_EPOCH_FILE,
 };
@@ -70,6 +70,9 @@ struct Inner {
     dir_synced: Option<PathBuf>,
     epochs: Epochs,
     failure: Option<Arc<PersistError>>,
+    /// The tree of the snapshot a leader sent last, kept until the state machine rebuilds at
+    /// its zxid (it would otherwise read back the file just written).
+    restored: Option<Database>,
 }
 
 /// What an fsync started with; see [`DiskLog::begin_sync`].
@@ -122,6 +125,7 @@ impl DiskLog {
                 dir_synced: None,
                 epochs,
                 failure: None,
+                restored: None,
             })),
         })
     }
@@ -151,6 +155,10 @@ impl DiskLog {
     /// ([`Event::Reset`](super::peer::Event::Reset)) or a SNAP, and at start.
     pub fn rebuild(&self, upto: i64) -> Result<Rebuilt, PersistError> {
         let mut s = self.lock();
+        if let Some(db) = s.restored.take().filter(|db| db.last_zxid == upto) {
+            let digest = TreeDigest::of(&db.tree).value();
+            return Ok(Rebuilt { db, digest });
+        }
         s.flush();
         load_tree(&s.data_dir, upto, s.extended_types, s.opts.read_limit)
     }
@@ -478,6 +486,7 @@ impl Log for DiskLog {
             return;
         }
         s.generation += 1;
+        s.restored = None;
         if let Err(e) = s.truncate(zxid) {
             s.fail(e);
         }
@@ -523,11 +532,14 @@ impl Log for DiskLog {
             return;
         }
         s.generation += 1;
-        let r = s.close_file().and_then(|_| {
-            install_snapshot(&s.data_dir, zxid, &snapshot, s.extended_types).map(|_| ())
-        });
+        s.restored = None;
+        let r = s
+            .close_file()
+            .and_then(|_| install_snapshot(&s.data_dir, zxid, &snapshot, s.extended_types));
         match r {
-            Ok(()) => {
+            Ok(mut db) => {
+                db.last_zxid = zxid;
+                s.restored = Some(db);
                 s.writer = LogWriter::new(&s.dir, s.opts.prealloc);
                 s.last_zxid = zxid;
                 s.durable = zxid;

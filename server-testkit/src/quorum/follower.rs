@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use zkit_proto::quorum::{
     decode_revalidate_reply, encode_touches, int_payload, make_zxid, read_int_payload, zxid_epoch,
     LearnerInfo, PacketType, QuorumPacket, SessionTouch, LEARNER_PROTOCOL_VERSION,
@@ -111,6 +111,21 @@ impl FollowerState {
 
     pub fn on_packet<L: Log>(&mut self, ctx: &mut Ctx<'_, L>, p: QuorumPacket) -> Next {
         self.last_heard = ctx.now;
+        if self.stage == Stage::AwaitSync
+            && matches!(
+                p.kind,
+                PacketType::Diff | PacketType::Trunc | PacketType::Snap
+            )
+        {
+            info!(
+                sid = ctx.cfg.id,
+                leader = self.leader,
+                sync = ?p.kind,
+                zxid = format_args!("0x{:x}", p.zxid),
+                our_zxid = format_args!("0x{:x}", ctx.log.last_zxid()),
+                "syncing with the leader"
+            );
+        }
         match (p.kind, self.stage) {
             (PacketType::LeaderInfo, Stage::AwaitLeaderInfo) => self.on_leader_info(ctx, p),
             (PacketType::Diff, Stage::AwaitSync) => {
@@ -138,12 +153,42 @@ impl FollowerState {
                 self.commit(ctx, p.zxid);
                 Next::Stay
             }
-            (PacketType::Inform, Stage::InSync | Stage::AwaitUpToDate | Stage::Serving)
-                if self.observer =>
-            {
-                if p.zxid > ctx.log.last_zxid() {
-                    ctx.append(p.zxid, p.data.unwrap_or_default());
+            (
+                kind @ (PacketType::Inform | PacketType::InformAndActivate),
+                Stage::InSync | Stage::AwaitUpToDate | Stage::Serving,
+            ) if self.observer => {
+                let mut data = p.data.unwrap_or_default();
+                if kind == PacketType::InformAndActivate {
+                    // A reconfig: the designated leader's id (8 bytes), then the txn. The txn
+                    // is applied like any other; the new configuration is not activated here.
+                    if data.len() < 8 {
+                        return Next::Elect("malformed INFORMANDACTIVATE from the leader");
+                    }
+                    let _ = data.split_to(8);
+                    warn!(
+                        sid = ctx.cfg.id,
+                        zxid = p.zxid,
+                        "reconfig applied as data only"
+                    );
                 }
+                if p.zxid > ctx.log.last_zxid() {
+                    ctx.append(p.zxid, data);
+                }
+                self.commit(ctx, p.zxid);
+                Next::Stay
+            }
+            (
+                PacketType::CommitAndActivate,
+                Stage::InSync | Stage::AwaitUpToDate | Stage::Serving,
+            ) => {
+                if p.zxid > ctx.log.last_zxid() {
+                    return Next::Elect("COMMITANDACTIVATE for a txn never proposed");
+                }
+                warn!(
+                    sid = ctx.cfg.id,
+                    zxid = p.zxid,
+                    "reconfig applied as data only"
+                );
                 self.commit(ctx, p.zxid);
                 Next::Stay
             }

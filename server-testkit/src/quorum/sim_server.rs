@@ -485,7 +485,7 @@ impl World {
                     self.clients[i].disconnected(self.now, &mut self.rng);
                 }
             }
-            Output::Propose(mut txn) => {
+            Output::Propose(mut txn, _) => {
                 // Only into the epoch the core leads (the ensemble shell's rule).
                 let Mode::Leader { epoch } = self.core(sid).mode() else {
                     return self.violation(format!("server {sid}: a non-leader core proposed"));

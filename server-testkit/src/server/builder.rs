@@ -23,6 +23,9 @@ pub struct Builder {
     pub(crate) reap_interval: Duration,
     pub(crate) max_queued_bytes: usize,
     pub(crate) max_client_cnxns: usize,
+    pub(crate) forget_sessions_on_restart: bool,
+    /// Read-only mode of an ensemble's members (`readonlymode.enabled`).
+    pub(crate) read_only: bool,
     /// Persistence: data dir, options, backup to seed it from (see `persist`).
     pub(super) persist: persist::PersistConfig,
     /// The secure client port's TLS settings (none: no secure port).
@@ -54,6 +57,8 @@ impl Default for Builder {
             reap_interval: Duration::from_millis(100),
             max_queued_bytes: net::DEFAULT_MAX_QUEUED_BYTES,
             max_client_cnxns: net::DEFAULT_MAX_CLIENT_CNXNS,
+            forget_sessions_on_restart: false,
+            read_only: false,
             persist: Default::default(),
             tls: None,
             secure_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -133,6 +138,20 @@ impl Builder {
         self
     }
 
+    /// Fault: [`Server::restart`] forgets every session (their ephemerals go), and a client
+    /// re-attaching one is answered with a brand-new session instead of "expired" — what
+    /// ClickHouse Keeper does after a restart. Off by default.
+    pub fn forget_sessions_on_restart(mut self, on: bool) -> Self {
+        self.forget_sessions_on_restart = on;
+        self
+    }
+
+    /// Read-only mode for the members of an ensemble (see `Ensemble`'s builder).
+    pub(crate) fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
     /// Opens a secure client port (TLS) beside the plain one, like ZooKeeper's
     /// `secureClientPort`; see [`Server::secure_addr`].
     pub fn tls(mut self, tls: ServerTls) -> Self {
@@ -205,7 +224,11 @@ impl Builder {
             super_digest: self.super_digest.clone(),
             extended_types: self.extended_types,
             secret,
+            session_passwords: crate::core::PasswordScheme::Keyed,
+            proposal_digests: false,
             reap_interval: self.reap_interval.as_millis() as i64,
+            renew_unknown_sessions: self.forget_sessions_on_restart,
+            read_only: self.read_only,
             sasl_users: self.sasl_users.clone(),
             sasl_super_user: self.sasl_super_user.clone(),
             require_sasl: self.require_sasl,

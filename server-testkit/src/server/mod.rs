@@ -55,6 +55,7 @@ pub use builder::Builder;
 mod persist_tests;
 #[cfg(test)]
 mod restart_tests;
+pub(crate) mod targeted;
 
 /// A new session secret: [`Secret::LEN`] bytes from the operating system's generator.
 pub(crate) fn fresh_secret() -> Result<Secret, Error> {
@@ -313,6 +314,13 @@ impl Server {
             core if self.builder.persist.data_dir.is_some() => core,
             _ => Core::with_db(cfg, db, now_ms()),
         };
+        let mut core = core;
+        if self.builder.forget_sessions_on_restart {
+            let ids: Vec<i64> = core.db().sessions.keys().copied().collect();
+            for id in ids {
+                core.expire_session(id, now_ms());
+            }
+        }
         let running = Running::start(&self.builder, self.addr(), core).await?;
         self.running = Some(running);
         Ok(())
@@ -468,7 +476,7 @@ pub(crate) fn znodes_of(tree: &DataTree, root: &str) -> BTreeMap<String, Znode> 
         stack.extend(children.iter().map(|c| join(&p, c)));
         let z = Znode {
             data: n.data.clone(),
-            acl: n.acl.clone(),
+            acl: n.acl.to_vec(),
             stat: n.stat,
             kind: NodeKind::of(n.stat.ephemeral_owner, extended),
             children,

@@ -2,6 +2,8 @@
 //! words separated by spaces), one answer line per command, `ok ...` or `error ...`. Parsing
 //! here; [`crate::ensemble_mode`] carries the commands out on the ensemble.
 
+use crate::control_faults;
+
 /// Longest command line accepted; a longer one is answered with an error and the connection
 /// closed.
 pub const MAX_LINE: usize = 4096;
@@ -9,7 +11,7 @@ pub const MAX_LINE: usize = 4096;
 /// What `help` answers.
 pub const HELP: &str = "commands: kill I | stop I | restart I | partition I,J|K | isolate I | \
                         heal | expire SESSION | leader | status | check | help \
-                        (I: a server index from 0; SESSION: 0x-hex or decimal)";
+                        (I: a server index from 0; SESSION: 0x-hex or decimal); faults: ";
 
 /// A control command. Servers are named by index (0-based, voters first, then observers).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,18 @@ pub enum Command {
     Check,
     /// The list of commands.
     Help,
+    /// Install a fault rule; answers its id.
+    Fault(zkit_testkit::FaultRule),
+    /// How often a rule fired.
+    Fired(u64),
+    /// Remove a rule.
+    Unfault(u64),
+    /// Remove every rule.
+    ClearFaults,
+    /// Set (or, with none, lift) a session's network faults.
+    Session(i64, zkit_testkit::SessionFaults),
+    /// Cut a session's connection now.
+    Cut(i64),
 }
 
 /// Parses one line (without its newline). `Ok(None)` for a blank line (ignored, unanswered).
@@ -76,6 +90,26 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "status" => none(&args, Command::Status),
         "check" => none(&args, Command::Check),
         "help" => none(&args, Command::Help),
+        "fault" => control_faults::rule(&args).map(|r| Some(Command::Fault(r))),
+        "fired" | "unfault" => match args.as_slice() {
+            [id] => {
+                let id = id
+                    .parse::<u64>()
+                    .map_err(|_| format!("{id:?} is not a rule id"))?;
+                Ok(Some(if verb == "fired" {
+                    Command::Fired(id)
+                } else {
+                    Command::Unfault(id)
+                }))
+            }
+            _ => Err(format!("{verb} takes one rule id, e.g. `{verb} 1`")),
+        },
+        "clear-faults" => none(&args, Command::ClearFaults),
+        "session" => control_faults::session(&args).map(|(s, f)| Some(Command::Session(s, f))),
+        "cut" => match args.as_slice() {
+            [s] => session(s).map(|id| Some(Command::Cut(id))),
+            _ => Err("cut takes one session id".into()),
+        },
         _ => Err(format!("unknown command {verb:?} (try help)")),
     }
 }
@@ -106,13 +140,9 @@ fn partition(spec: &str) -> Result<Vec<Vec<usize>>, String> {
     Ok(groups)
 }
 
-/// A session id: `0x` and hex digits, or decimal (negative too: ids with the high bit set).
+/// A session id: `0x` and hex digits, or decimal.
 fn session(s: &str) -> Result<i64, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).map(|v| v as i64).ok(),
-        None => s.parse::<i64>().ok(),
-    };
-    parsed.ok_or_else(|| format!("{s:?} is not a session id (0x-hex or decimal)"))
+    control_faults::session_id(s)
 }
 
 /// The groups as the command wrote them: `0,1|2`.

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use zkit_testkit::{Ensemble, FourLetterWords, ServerMode};
 
 use crate::control::{self, Command};
+use crate::control_faults;
 
 /// Commands waiting for the ensemble's task (each connection has at most one in flight).
 const QUEUE: usize = 64;
@@ -72,6 +73,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
                 b = b.max_session_timeout(ms(&value()?, "--max-session-timeout")?)
             }
             "--extended-types" => b = b.extended_types(true),
+            "--read-only" => b = b.read_only(true),
             "--four-letter-words" => words = value()?,
             "--no-fsync" => popts = popts.force_sync(false),
             "-h" | "--help" => return Err("--help takes no other argument".into()),
@@ -163,7 +165,10 @@ pub async fn run(args: Args, terminated: impl std::future::Future<Output = ()>) 
 }
 
 /// One control connection: a line in, a line out, until it closes.
-async fn connection(mut stream: TcpStream, tx: mpsc::Sender<(Command, oneshot::Sender<String>)>) {
+pub(crate) async fn connection(
+    mut stream: TcpStream,
+    tx: mpsc::Sender<(Command, oneshot::Sender<String>)>,
+) {
     let mut buf = BytesMut::with_capacity(256);
     loop {
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
@@ -283,6 +288,8 @@ async fn run_command(e: &mut Ensemble, cmd: Command) -> Result<String, String> {
             Ok(zxid) => Ok(format!("zxid 0x{zxid:x}")),
             Err(inc) => Err(inc.to_string()),
         },
-        Command::Help => Ok(control::HELP.into()),
+        Command::Help => Ok(format!("{}{}", control::HELP, control_faults::HELP)),
+        other => control_faults::execute(e, &other)
+            .unwrap_or_else(|| Err("not available with --ensemble".into())),
     }
 }

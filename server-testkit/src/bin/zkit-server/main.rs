@@ -6,7 +6,9 @@
 
 mod config_mode;
 mod control;
+mod control_faults;
 mod ensemble_mode;
+mod standalone_control;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ OPTIONS (standalone):
                                   minimum 2097150, ZooKeeper's); longer ones load once their
                                   checksum is right, so every record the server wrote reloads
     --truncate-corrupt            cut the log at a corrupt entry instead of refusing to start
+    --control-port PORT           a control port on 127.0.0.1 (0: any free port; printed on stdout
+                                  as `control 127.0.0.1:PORT`) taking the fault commands below
     -h, --help                    print this help
 
 The bound address is printed on stderr as `zkit-server listening on HOST:PORT`.
@@ -74,6 +78,8 @@ ENSEMBLE OPTIONS (--ensemble N):
     --control-port PORT           control port on 127.0.0.1, 0 for any free port (default 0)
     --data-dir DIR                each server keeps a ZooKeeper dataDir in DIR/sINDEX (default:
                                   in memory); with --no-fsync, no fsync
+    --read-only                   read-only mode (readonlymode.enabled): a server cut off from the
+                                  quorum serves the clients that asked for read-only
     --tick-time, --min-session-timeout, --max-session-timeout, --extended-types and
     --four-letter-words as above
   Once a leader serves, stdout gets one `127.0.0.1:PORT` line per server (by index), then
@@ -91,6 +97,20 @@ ENSEMBLE OPTIONS (--ensemble N):
     status          every server's mode: `ok 0=leader 1=follower 2=down`
     check           wait until the serving servers agree, compare their trees: `ok zxid 0x..`
     help            the list of commands
+  Targeted faults (also on a standalone server with --control-port):
+    fault [session=S] [op=NAME] [path=PREFIX] [times=N] ACTION
+                    install a rule picking requests (every condition given must hold; op is
+                    ZooKeeper's opcode name, create covering every create); ACTION is
+                    disconnect (apply, then close the connection instead of replying),
+                    delay=MS (apply, reply late), fail=ERROR (e.g. NodeExists, -110: not
+                    applied) or drop (neither applied nor answered): `ok rule ID`
+    fired ID        how often rule ID fired: `ok N`
+    unfault ID      remove rule ID;  clear-faults: remove every rule
+    session S [delay=MS] [drop-pings] [hold-events] [cut-every=MS]
+                    network faults of one session: its frames delayed, its pings dropped (it
+                    alone expires), its watch events held, its connection cut every MS; with
+                    no option the faults are lifted (held events are sent)
+    cut S           close session S's connection now (the session lives on)
 
 Logging follows RUST_LOG (default info). Ctrl-C or SIGTERM stops the server(s).
 ";
@@ -122,12 +142,14 @@ fn parse_mode(args: Vec<String>) -> Result<Option<Mode>, String> {
 struct Args {
     host: String,
     port: u16,
+    control_port: Option<u16>,
     builder: zkit_testkit::Builder,
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut host = "127.0.0.1".to_owned();
     let mut port: u16 = 2181;
+    let mut control_port = None;
     let mut b = Server::builder();
     let mut popts = zkit_testkit::PersistOptions::default();
     let mut words = "srvr".to_owned();
@@ -156,6 +178,13 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
                 port = v
                     .parse()
                     .map_err(|_| format!("--port expects a port, got {v:?}"))?;
+            }
+            "--control-port" => {
+                let v = value()?;
+                control_port = Some(
+                    v.parse()
+                        .map_err(|_| format!("--control-port expects a port, got {v:?}"))?,
+                );
             }
             "--tick-time" => b = b.tick_time(ms(&value()?, "--tick-time")?),
             "--min-session-timeout" => {
@@ -220,6 +249,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     Ok(Some(Args {
         host,
         port,
+        control_port,
         builder: b.persist_options(popts),
     }))
 }
@@ -318,7 +348,16 @@ async fn standalone(args: Args) -> ExitCode {
         }
     };
     eprintln!("zkit-server listening on {}", server.connect_string());
-    terminated().await;
+    match args.control_port {
+        Some(port) => {
+            if let Err(e) = standalone_control::serve(&server, port, terminated()).await {
+                eprintln!("zkit-server: {e}");
+                server.stop().await;
+                return ExitCode::from(2);
+            }
+        }
+        None => terminated().await,
+    }
     tracing::info!("shutting down");
     server.stop().await;
     ExitCode::SUCCESS

@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::core::PasswordScheme;
 pub use syntax::parse_myid;
 use syntax::{boolean, millis, non_empty, number, port, properties, server_line, ticks};
 
@@ -203,6 +204,14 @@ pub struct ZooCfg {
     /// `zkit.secretFile`: the session secret every member of the ensemble shares (see
     /// [`MemberConfig`](super::MemberConfig)).
     pub secret_file: Option<PathBuf>,
+    /// `zkit.sessionPasswords`: `zookeeper` derives session passwords as ZooKeeper does, so
+    /// sessions move between real and zkit members of a mixed ensemble (guessable from the
+    /// session id: see [`PasswordScheme::ZooKeeper`]); `keyed` (the default) is zkit's own.
+    pub session_passwords: PasswordScheme,
+    /// `zkit.proposalDigests`: as leader, attach the tree digest after each proposal as
+    /// ZooKeeper does, so real followers of a mixed ensemble check zkit's apply (costs the
+    /// leader a second copy of the tree).
+    pub proposal_digests: bool,
     /// The `server.N` lines, in file order.
     pub servers: Vec<ServerLine>,
     /// What was accepted but deserves a word (unknown keys, an even number of voters, ...).
@@ -304,6 +313,14 @@ impl ZooCfg {
                     "observer" | "participant" => cfg.peer_type = Some(v.to_owned()),
                     _ => return Err(err(format!("expects observer or participant, got {v:?}"))),
                 },
+                "zkit.sessionPasswords" => {
+                    cfg.session_passwords = match v {
+                        "zookeeper" => PasswordScheme::ZooKeeper,
+                        "keyed" => PasswordScheme::Keyed,
+                        _ => return Err(err(format!("expects zookeeper or keyed, got {v:?}"))),
+                    }
+                }
+                "zkit.proposalDigests" => cfg.proposal_digests = boolean(v).map_err(err)?,
                 "zkit.secretFile" => {
                     cfg.secret_file = Some(PathBuf::from(non_empty(v).map_err(err)?))
                 }

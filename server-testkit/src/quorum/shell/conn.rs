@@ -17,6 +17,7 @@ use zkit_proto::quorum::{
 };
 use zkit_proto::Record;
 
+use super::snapwire::{stream_to_file, StreamScanner};
 use super::wire::{self, WireError};
 use super::{ConnId, Input};
 use crate::quorum::{Message, Sid};
@@ -190,6 +191,7 @@ pub(super) async fn zab_connect(
     addr: SocketAddr,
     conn: ConnId,
     timeout: Duration,
+    zk_stream: bool,
     inbox: mpsc::Sender<Input>,
 ) {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
@@ -210,7 +212,21 @@ pub(super) async fn zab_connect(
     if inbox.send(Input::ZabUp { sid, conn, tx }).await.is_err() {
         return;
     }
-    zab_loop(stream, BytesMut::new(), sid, conn, rx, true, inbox).await;
+    let snapshots = if zk_stream {
+        SnapshotWire::ZooKeeper
+    } else {
+        SnapshotWire::Buffer
+    };
+    zab_loop(
+        stream,
+        BytesMut::new(),
+        sid,
+        conn,
+        rx,
+        Some(snapshots),
+        inbox,
+    )
+    .await;
 }
 
 /// A connection accepted on the quorum port: the learner names itself in its first packet
@@ -263,29 +279,46 @@ pub(super) async fn zab_accept(
     if inbox.send(m).await.is_err() {
         return;
     }
-    zab_loop(stream, rest, sid, conn, rx, false, inbox).await;
+    zab_loop(stream, rest, sid, conn, rx, None, inbox).await;
 }
 
-/// Moves quorum packets both ways until either side ends. On the learner's side a SNAP
-/// packet is followed by the snapshot.
+/// How a learner reads the snapshot after SNAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotWire {
+    /// ZooKeeper's stream (`snapwire`), turned into a snapshot file for the disk.
+    ZooKeeper,
+    /// The disk's opaque bytes in one jute buffer (in-memory disks).
+    Buffer,
+}
+
+/// Moves quorum packets both ways until either side ends. On the learner's side
+/// (`snapshots` given) a SNAP packet is followed by the snapshot.
 async fn zab_loop(
     stream: TcpStream,
     mut buf: BytesMut,
     sid: Sid,
     conn: ConnId,
     rx: mpsc::Receiver<Bytes>,
-    learner: bool,
+    snapshots: Option<SnapshotWire>,
     inbox: mpsc::Sender<Input>,
 ) {
     let (mut rd, wr) = stream.into_split();
     let reader = async {
-        let mut snapshot_next = false;
+        let mut snapshot_next: Option<StreamScanner> = None;
         loop {
             loop {
-                let msg = if snapshot_next {
-                    match wire::split_snapshot(&mut buf)? {
+                let msg = if let Some(scan) = snapshot_next.as_mut() {
+                    let got = if snapshots == Some(SnapshotWire::ZooKeeper) {
+                        scan.advance(&buf)?.map(|n| {
+                            let body = buf.split_to(n);
+                            stream_to_file(&body[..scan.body_len()])
+                        })
+                    } else {
+                        wire::split_snapshot(&mut buf)?
+                    };
+                    match got {
                         Some(s) => {
-                            snapshot_next = false;
+                            snapshot_next = None;
                             Message::Snapshot(s)
                         }
                         None => break,
@@ -293,7 +326,9 @@ async fn zab_loop(
                 } else {
                     match wire::split_packet(&mut buf)? {
                         Some(p) => {
-                            snapshot_next = learner && p.kind == PacketType::Snap;
+                            if snapshots.is_some() && p.kind == PacketType::Snap {
+                                snapshot_next = Some(StreamScanner::new());
+                            }
                             Message::Zab(p)
                         }
                         None => break,

@@ -31,6 +31,11 @@ pub(crate) trait ShellDisk: Log + Clone + Send + Sync + 'static {
     fn failure(&self) -> Option<String>;
     /// What a kill of the server does to the disk.
     fn crash(&self);
+    /// Whether [`Log::snapshot`] gives ZooKeeper snapshot files, sent and received on the
+    /// quorum socket as ZooKeeper streams them (else as one opaque buffer).
+    fn zookeeper_snapshots(&self) -> bool {
+        false
+    }
 }
 
 impl ShellDisk for MemoryDisk {
@@ -68,6 +73,10 @@ impl ShellDisk for MemoryDisk {
 
 impl ShellDisk for DiskLog {
     type Ticket = disklog::SyncTicket;
+
+    fn zookeeper_snapshots(&self) -> bool {
+        true
+    }
 
     fn blocking_sync(&self) -> bool {
         true

@@ -27,6 +27,7 @@ mod conn;
 pub(crate) mod disk;
 mod links;
 mod routing;
+mod snapwire;
 mod wire;
 
 #[cfg(test)]
@@ -610,7 +611,15 @@ impl<D: ShellDisk> Driver<D> {
                         self.send_zab_frame(to, frame.freeze(), now);
                     }
                     Message::Snapshot(s) => {
-                        wire::put_snapshot(&mut frame, s);
+                        match self
+                            .disk
+                            .zookeeper_snapshots()
+                            .then(|| snapwire::file_to_stream(s))
+                            .flatten()
+                        {
+                            Some(stream) => frame = stream,
+                            None => wire::put_snapshot(&mut frame, s),
+                        }
                         self.send_zab_frame(to, frame.freeze(), now);
                     }
                 }

@@ -200,8 +200,10 @@ impl<D: ShellDisk> Driver<D> {
             self.zab_connecting.insert(sid, conn);
             let inbox = self.inbox_tx.clone();
             let timeout = self.cfg.connect_timeout;
-            self.tasks
-                .spawn(conn::zab_connect(sid, addr, conn, timeout, inbox));
+            let zk_stream = self.disk.zookeeper_snapshots();
+            self.tasks.spawn(conn::zab_connect(
+                sid, addr, conn, timeout, zk_stream, inbox,
+            ));
         }
     }
 }

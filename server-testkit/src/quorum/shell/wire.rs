@@ -87,7 +87,7 @@ pub(super) fn split_handshake(buf: &mut BytesMut) -> Result<Option<ElectionHands
 
 /// Walks one jute buffer or string (4-byte length, -1 for null) at `at`: the offset after
 /// it, or `None` when `buf` ends first.
-fn skip_buffer(buf: &[u8], at: usize, max: usize) -> Result<Option<usize>, WireError> {
+pub(super) fn skip_buffer(buf: &[u8], at: usize, max: usize) -> Result<Option<usize>, WireError> {
     if buf.len() < at + 4 {
         return Ok(None);
     }
