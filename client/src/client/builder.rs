@@ -10,8 +10,8 @@ use super::{Client, Inner};
 use crate::driver::{Command, Driver, Publish};
 use crate::error::{Error, Result};
 use crate::options::{ClientOptions, ConnectString, HostList};
-use crate::sasl::SaslConfig;
 use crate::reply::ReplyPool;
+use crate::sasl::SaslConfig;
 use crate::session::{Session, SessionConfig};
 use crate::tls::TlsConfig;
 
