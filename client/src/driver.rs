@@ -373,6 +373,8 @@ impl Driver {
     async fn connect_and_serve(&mut self, host: &str, addr: SocketAddr) -> (bool, Ended) {
         self.server = Some(addr);
         self.handshaken = false;
+        // SASL GSSAPI names the service by the host of the connect string.
+        self.session.set_server_host(host);
         let connect_timeout = self
             .opts
             .connect_timeout_per_host(self.session.negotiated_timeout(), self.hosts.len());

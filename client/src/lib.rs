@@ -25,6 +25,8 @@
 mod client;
 mod driver;
 pub mod error;
+#[cfg(feature = "gssapi")]
+mod gssapi;
 mod ops;
 mod options;
 mod reply;
@@ -36,6 +38,8 @@ mod watcher;
 
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
+#[cfg(feature = "gssapi")]
+pub use gssapi::GssapiOptions;
 pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use options::{ClientOptions, ConnectString, CreateOptions};
 pub use retry::RetryPolicy;

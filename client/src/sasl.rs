@@ -31,8 +31,8 @@ impl Mechanism for DigestMd5Client {
     }
 }
 
-/// Starts a fresh exchange for one connection.
-pub(crate) type Start = Arc<dyn Fn() -> Result<Box<dyn Mechanism>, String> + Send + Sync>;
+/// Starts a fresh exchange for one connection to the server of the given host name.
+pub(crate) type Start = Arc<dyn Fn(&str) -> Result<Box<dyn Mechanism>, String> + Send + Sync>;
 
 /// SASL authentication for a client: the exchange runs on every connection (the first and
 /// every reconnect) before anything else is sent; a refusal moves the session to `AuthFailed`.
@@ -68,7 +68,7 @@ impl SaslConfig {
         let (user, password) = (user.into(), password.into());
         SaslConfig {
             name: "DIGEST-MD5",
-            start: Arc::new(move || {
+            start: Arc::new(move |_host: &str| {
                 DigestMd5Client::with_random_nonce(&user, &password)
                     .map(|m| Box::new(m) as Box<dyn Mechanism>)
                     .map_err(|e| e.to_string())
@@ -77,7 +77,7 @@ impl SaslConfig {
     }
 
     /// A mechanism given as its start function (GSSAPI uses this).
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "gssapi"), allow(dead_code))]
     pub(crate) fn custom(name: &'static str, start: Start) -> Self {
         SaslConfig { name, start }
     }
@@ -87,8 +87,8 @@ impl SaslConfig {
         self.name
     }
 
-    pub(crate) fn begin(&self) -> Result<Box<dyn Mechanism>, Error> {
-        (self.start)().map_err(|e| {
+    pub(crate) fn begin(&self, host: &str) -> Result<Box<dyn Mechanism>, Error> {
+        (self.start)(host).map_err(|e| {
             tracing::warn!(mechanism = self.name, error = %e, "SASL could not start");
             Error::AuthFailed
         })

@@ -18,6 +18,8 @@ use crate::sasl::{Mechanism, SaslConfig};
 pub(super) struct Sasl {
     pub config: Option<SaslConfig>,
     run: Option<Run>,
+    /// Host name of the server being connected to, as the connect string names it.
+    host: String,
 }
 
 /// One exchange on one connection.
@@ -36,6 +38,14 @@ impl<H: Handles> Session<H> {
         self.sasl.config = Some(config);
     }
 
+    /// The host (from the connect string) of the server the next connection goes to: a
+    /// mechanism that names the server (GSSAPI's `zookeeper/<host>`) uses it.
+    pub fn set_server_host(&mut self, host: &str) {
+        if self.sasl.host != host {
+            self.sasl.host = host.to_owned();
+        }
+    }
+
     /// Whether a SASL exchange holds the connection.
     pub(super) fn sasl_in_progress(&self) -> bool {
         self.sasl.run.is_some()
@@ -48,7 +58,7 @@ impl<H: Handles> Session<H> {
             return Ok(false);
         };
         tracing::debug!(mechanism = config.mechanism(), "SASL authentication");
-        let mut mech = match config.begin() {
+        let mut mech = match config.begin(&self.sasl.host) {
             Ok(m) => m,
             Err(e) => return Err(self.sasl_failed(e)),
         };

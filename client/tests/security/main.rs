@@ -4,6 +4,8 @@
 
 mod bad_input;
 mod certs;
+#[cfg(feature = "gssapi")]
+mod kerberos;
 mod real;
 mod sasl;
 mod tls;

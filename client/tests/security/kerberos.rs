@@ -1,0 +1,90 @@
+//! Kerberos (SASL GSSAPI, cargo feature `gssapi`) against real ZooKeeper whose JAAS `Server`
+//! section logs in with `Krb5LoginModule` and a keytab, with a KDC from `scripts/kdc.sh`.
+//! Runs when `ZK_KDC_DIR` names that KDC's directory and the Kerberos environment it printed
+//! is set (`KRB5_CONFIG`, `KRB5_CLIENT_KTNAME`, `KRB5CCNAME`); scripts/ci/security.sh does both.
+
+use zkit::{perms, Acl, CreateOptions, Error, GssapiOptions, Id, SaslConfig};
+
+use crate::builder;
+use crate::real::RealZk;
+
+const REALM: &str = "ZKIT.TEST";
+
+fn jaas(kdc: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let text = format!(
+        "Server {{\n  com.sun.security.auth.module.Krb5LoginModule required\n  useKeyTab=true\n  \
+         keyTab=\"{kdc}/zookeeper.keytab\"\n  storeKey=true\n  useTicketCache=false\n  \
+         principal=\"zookeeper/localhost@{REALM}\";\n}};\n"
+    );
+    let path = dir.join("jaas-krb5.conf");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn as_principal(name: &str) -> SaslConfig {
+    SaslConfig::gssapi(GssapiOptions::new().principal(format!("{name}@{REALM}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kerberos_principal_is_the_sasl_id_and_a_sasl_acl_keeps_another_out_real() {
+    let Ok(kdc) = std::env::var("ZK_KDC_DIR") else {
+        eprintln!(
+            "kerberos: skipped (run scripts/kdc.sh start DIR and set ZK_KDC_DIR and its env)"
+        );
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("ZK_JAAS_FILE", jaas(&kdc, d.path()).display().to_string()),
+        (
+            "ZK_JAVA_OPTS",
+            format!("-Djava.security.krb5.conf={kdc}/krb5.conf"),
+        ),
+    ];
+    let zk = RealZk::start(&env);
+    // The service principal is zookeeper/localhost: connect by that name.
+    let connect = zk.connect.replace("127.0.0.1", "localhost");
+    let alice = builder(&connect)
+        .sasl(as_principal("alice"))
+        .connect()
+        .await
+        .unwrap();
+    let who = alice.who_am_i().await.unwrap();
+    let id = who
+        .iter()
+        .find(|c| c.auth_scheme == "sasl")
+        .unwrap_or_else(|| panic!("no sasl id in {who:?}"))
+        .user
+        .clone();
+    assert!(id.starts_with("alice"), "{who:?}");
+    let p = crate::unique("krb-acl");
+    let acl = vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "sasl".into(),
+            id: id.clone(),
+        },
+    }];
+    alice
+        .create(&p, b"alice's", &CreateOptions::persistent().acl(acl))
+        .await
+        .unwrap();
+    assert_eq!(alice.get_data(&p).await.unwrap().0, b"alice's"[..]);
+    let bob = builder(&connect)
+        .sasl(as_principal("bob"))
+        .connect()
+        .await
+        .unwrap();
+    let bob_who = bob.who_am_i().await.unwrap();
+    assert!(
+        bob_who
+            .iter()
+            .any(|c| c.auth_scheme == "sasl" && c.user.starts_with("bob")),
+        "{bob_who:?}"
+    );
+    assert_eq!(bob.get_data(&p).await.unwrap_err(), Error::NoAuth);
+    println!("kerberos: alice is sasl:{id}, bob refused");
+    for c in [alice, bob] {
+        c.close().await.unwrap();
+    }
+}
