@@ -94,6 +94,73 @@ async fn junk_on_the_tls_port_and_in_sasl_is_closed_cleanly() {
     zk.close().await.unwrap();
 }
 
+/// A connection on the TLS port that sends nothing, or half a TLS record, is closed at the
+/// handshake timeout; a sasl packet to a server without SASL closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_or_half_tls_handshakes_and_unconfigured_sasl_are_closed() {
+    let certs = Certs::new();
+    let server = Server::builder()
+        .tls(certs.server_tls())
+        .handshake_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let secure = server.secure_addr().unwrap();
+    closed_after(secure, b"").await;
+    // A handshake record header announcing 16 KiB, then nothing.
+    closed_after(secure, &[0x16, 0x03, 0x01, 0x40, 0x00, 0x01]).await;
+    let mut all = connect_request();
+    all.extend(sasl_packet(b""));
+    closed_after(server.addr(), &all).await;
+}
+
+/// A server that answers the client's SASL with garbage: the client fails with `AuthFailed`
+/// (no panic, no hang).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_refuses_a_garbage_sasl_challenge() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        read_frame(&mut s).await; // ConnectRequest
+        let mut resp = Vec::new();
+        resp.extend(0i32.to_be_bytes()); // protocol version
+        resp.extend(30000i32.to_be_bytes()); // timeout
+        resp.extend(0x1234i64.to_be_bytes()); // session id
+        resp.extend(16i32.to_be_bytes());
+        resp.extend([7u8; 16]);
+        resp.push(0); // read-only
+        s.write_all(&frame(&resp)).await.unwrap();
+        let sasl = read_frame(&mut s).await;
+        let xid = i32::from_be_bytes(sasl[..4].try_into().unwrap());
+        let mut reply = Vec::new();
+        reply.extend(xid.to_be_bytes());
+        reply.extend(0i64.to_be_bytes()); // zxid
+        reply.extend(0i32.to_be_bytes()); // ok
+        let garbage = b"\xff\x00realm=\"\",nonce,,qop=\"auth-conf-x\"\x01";
+        reply.extend((garbage.len() as i32).to_be_bytes());
+        reply.extend_from_slice(garbage);
+        s.write_all(&frame(&reply)).await.unwrap();
+        // Keep the socket open: the client must give up by itself.
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+    });
+    let r = builder(&addr.to_string())
+        .sasl(SaslConfig::digest_md5("bob", "secret"))
+        .connect()
+        .await;
+    assert!(matches!(r, Err(zkit::Error::AuthFailed)), "{:?}", r.err());
+    fake.abort();
+}
+
+async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await.unwrap();
+    body
+}
+
 /// Connect time plain vs TLS vs TLS + SASL, in the same run, printed when `ZK_HANDSHAKE_COST`
 /// is set (`cargo test -p zkit --test security handshake_cost -- --nocapture`). No timing is
 /// asserted.
