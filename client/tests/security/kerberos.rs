@@ -87,4 +87,34 @@ async fn kerberos_principal_is_the_sasl_id_and_a_sasl_acl_keeps_another_out_real
     for c in [alice, bob] {
         c.close().await.unwrap();
     }
+    if std::env::var_os("ZK_HANDSHAKE_COST").is_some() {
+        handshake_cost(&connect).await;
+    }
+}
+
+/// Connect + close time with GSSAPI (a service ticket from the cache after the first), printed
+/// beside `handshake_cost`'s plain / TLS / TLS + SASL rows. No timing is asserted.
+async fn handshake_cost(connect: &str) {
+    const N: u32 = 50;
+    const WARMUP: u32 = 20;
+    for kind in ["plain", "gssapi"] {
+        let once = async || {
+            let mut b = builder(connect);
+            if kind == "gssapi" {
+                b = b.sasl(as_principal("alice"));
+            }
+            b.connect().await.unwrap().close().await.unwrap();
+        };
+        for _ in 0..WARMUP {
+            once().await;
+        }
+        let start = std::time::Instant::now();
+        for _ in 0..N {
+            once().await;
+        }
+        println!(
+            "handshake_cost zookeeper-krb5 {kind}: {:?} per connect+close (mean of {N}, after {WARMUP})",
+            start.elapsed() / N
+        );
+    }
 }
