@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Foreign clients against `zkit-server --sasl-users --tls-cert ...`: kazoo's own SASL
 # DIGEST-MD5 login (sasl_options; plain port and TLS port) and zkCli.sh with a JAAS `Client`
-# section reading a node protected by a `sasl:bob` ACL. Certificates are made here (openssl).
+# section reading a node protected by a `sasl:bob` ACL; then `--sasl-users` given a JAAS file
+# (real ZooKeeper's format) with `--require-sasl`: kazoo without SASL refused, with it served.
+# Certificates are made here (openssl).
 #
 # Usage: scripts/security/foreign-clients.sh
 # Environment: KAZOO_PYTHON (a python with kazoo and pure-sasl; default python3),
@@ -14,10 +16,14 @@ ZKCLI=${ZKCLI:-/usr/share/zookeeper/bin/zkCli.sh}
 tmp=$(mktemp -d)
 server_pid=
 cleanup() {
+    stop_server
+    rm -rf "$tmp"
+}
+stop_server() {
     if [[ -n $server_pid ]]; then
         kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
     fi
-    rm -rf "$tmp"
+    server_pid=
 }
 trap cleanup EXIT
 
@@ -47,18 +53,25 @@ alice=alice-pw
 root=root-pw
 USERS
 
-"$ZKIT_SERVER" --port 0 --sasl-users "$tmp/users" --sasl-super-user root \
-    --tls-cert "$tmp/server.pem" --tls-key "$tmp/server.key" --secure-port 0 \
-    2>"$tmp/server.log" &
-server_pid=$!
-for _ in $(seq 200); do
-    grep -q 'secure port on' "$tmp/server.log" 2>/dev/null && break
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-done
-addr=$(grep -o 'listening on [0-9.:]*' "$tmp/server.log" | head -1 | awk '{print $3}')
-secure=$(grep -o 'secure port on [0-9.:]*' "$tmp/server.log" | head -1 | awk '{print $4}')
-[[ -n $addr && -n $secure ]] || { cat "$tmp/server.log" >&2; exit 1; }
+# start_server WAIT_FOR ARGS...: zkit-server with ARGS until its log has WAIT_FOR.
+start_server() {
+    local want=$1
+    shift
+    "$ZKIT_SERVER" --port 0 "$@" 2>"$tmp/server.log" &
+    server_pid=$!
+    for _ in $(seq 200); do
+        grep -q "$want" "$tmp/server.log" 2>/dev/null && break
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    addr=$(grep -o 'listening on [0-9.:]*' "$tmp/server.log" | head -1 | awk '{print $3}')
+    secure=$(grep -o 'secure port on [0-9.:]*' "$tmp/server.log" | head -1 | awk '{print $4}' || true)
+    [[ -n $addr ]] || { cat "$tmp/server.log" >&2; exit 1; }
+}
+
+start_server 'secure port on' --sasl-users "$tmp/users" --sasl-super-user root \
+    --tls-cert "$tmp/server.pem" --tls-key "$tmp/server.key" --secure-port 0
+[[ -n $secure ]] || { cat "$tmp/server.log" >&2; exit 1; }
 echo "zkit-server on $addr, TLS on $secure" >&2
 
 "$python" "$here/kazoo_sasl.py" "$addr" "localhost:${secure##*:}" "$tmp/ca.pem"
@@ -81,3 +94,15 @@ grep -qx 'for bob' <<<"$out" || { echo "zkCli as bob: $out" >&2; exit 1; }
 out=$(zkcli_as alice alice-pw)
 grep -q 'Insufficient permission\|NoAuth' <<<"$out" || { echo "zkCli as alice: $out" >&2; exit 1; }
 echo "zkCli.sh with a JAAS Client section (DIGEST-MD5): OK" >&2
+
+# The same users from a JAAS file (real ZooKeeper's format), and SASL required.
+stop_server
+cat >"$tmp/jaas-server.conf" <<'JAAS'
+Server {
+  org.apache.zookeeper.server.auth.DigestLoginModule required
+  user_bob="secret"
+  user_alice="alice-pw";
+};
+JAAS
+start_server 'listening on' --sasl-users "$tmp/jaas-server.conf" --require-sasl
+"$python" "$here/kazoo_required.py" "$addr" alice alice-pw
