@@ -51,7 +51,8 @@
 #   ZK_TLS_DIR                start-standalone also opens a TLS secureClientPort (Netty connection
 #                             factory) with PEM files from this dir: server-keystore.pem (key and
 #                             certificate chain) and ca.pem (trusted CAs); DIR/secure_connect then
-#                             holds 127.0.0.1:SECUREPORT (stdout still prints the plain port)
+#                             holds 127.0.0.1:SECUREPORT (stdout still prints the plain port);
+#                             with ZK_IMPL=zkit, zkit-server reads the same zoo.cfg keys
 #   ZK_TLS_CLIENT_AUTH        ssl.clientAuth for the secure port: none (default), want or need
 #   ZK_JAAS_FILE              JAAS config for SASL (its Server section): the server gets
 #                             -Djava.security.auth.login.config and the SASL auth provider
@@ -353,7 +354,6 @@ cmd_start_standalone() {
     running_pid "$dir" >/dev/null && die "a server is already running in $dir"
     zk_installed || not_installed
     if [[ -n ${ZK_TLS_DIR:-} ]]; then
-        is_zkit && die "ZK_TLS_DIR is for real ZooKeeper (zkit-server takes --tls-* options)"
         [[ -f $ZK_TLS_DIR/server-keystore.pem && -f $ZK_TLS_DIR/ca.pem ]] ||
             die "ZK_TLS_DIR=$ZK_TLS_DIR needs server-keystore.pem and ca.pem"
     fi

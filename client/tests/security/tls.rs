@@ -121,6 +121,50 @@ async fn tls_client_certificate_required_and_accepted_real() {
     client_cert_required(&zk.secure_localhost(), &certs).await;
 }
 
+/// The zoo.cfg keys `scripts/zookeeper.sh` writes for real ZooKeeper's secure port
+/// (`secureClientPort`, PEM `ssl.keyStore` / `ssl.trustStore`, `ssl.clientAuth=need`) give the
+/// testkit (`zkit-server --config`) the same secure port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_from_zoo_cfg_keys_requires_and_accepts_a_client_certificate_testkit() {
+    let certs = Certs::new();
+    let d = tempfile::tempdir().unwrap();
+    certs.write_zk_tls_dir(d.path());
+    let dir = d.path().display();
+    let text = format!(
+        "dataDir={dir}/data\nclientPort=0\nclientPortAddress=127.0.0.1\nsecureClientPort=0\n\
+         serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+         ssl.keyStore.location={dir}/server-keystore.pem\nssl.keyStore.type=PEM\n\
+         ssl.trustStore.location={dir}/ca.pem\nssl.trustStore.type=PEM\nssl.clientAuth=need\n"
+    );
+    let cfg = zkit_testkit::ZooCfg::parse(&text).unwrap();
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let mut server = zkit_testkit::Builder::from_zoo_cfg(&cfg)
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    client_cert_required(&localhost(server.secure_addr().unwrap()), &certs).await;
+    server.stop().await;
+    // Other store types, or clientAuth=need without a trust store, are refused by name.
+    for (bad, key) in [
+        (
+            text.replace("trustStore.type=PEM", "trustStore.type=JKS"),
+            "ssl.trustStore.type",
+        ),
+        (
+            text.replace(&format!("ssl.trustStore.location={dir}/ca.pem\n"), ""),
+            "ssl.clientAuth",
+        ),
+    ] {
+        let e = zkit_testkit::ZooCfg::parse(&bad)
+            .map_err(|e| e.to_string())
+            .and_then(|c| zkit_testkit::Builder::from_zoo_cfg(&c).map_err(|e| e.to_string()))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(e.contains(key), "{e}");
+    }
+}
+
 /// A watch set over TLS fires after the server went away and came back; the session (and its
 /// ephemeral) survive.
 async fn session_survives_restart(connect: &str, certs: &Certs, restart: impl AsyncFnOnce()) {

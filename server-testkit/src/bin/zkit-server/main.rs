@@ -81,7 +81,9 @@ CONFIG MODE (--config PATH):
     Reads the zoo.cfg a real ZooKeeper would: dataDir, clientPort, clientPortAddress, tickTime,
     initLimit, syncLimit, minSessionTimeout, maxSessionTimeout, maxClientCnxns,
     4lw.commands.whitelist, extendedTypesEnabled, forceSync, snapCount, preAllocSize,
-    autopurge.*, jute.maxbuffer, standaloneEnabled, quorumListenOnAllIPs and
+    autopurge.*, jute.maxbuffer, standaloneEnabled, quorumListenOnAllIPs, (standalone only)
+    secureClientPort, secureClientPortAddress, ssl.keyStore.location, ssl.trustStore.location
+    (PEM files: ssl.*.type PEM or a .pem name) and ssl.clientAuth (need, the default, or none),
         server.N=host:quorumPort:electionPort[:participant|:observer][;[clientHost:]clientPort]
     The member's id is in dataDir/myid. With no server.N line (or one) it is a standalone
     server. Unknown keys are warned about and ignored; an even number of voters is allowed with
