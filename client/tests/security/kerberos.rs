@@ -84,6 +84,17 @@ async fn kerberos_principal_is_the_sasl_id_and_a_sasl_acl_keeps_another_out_real
     );
     assert_eq!(bob.get_data(&p).await.unwrap_err(), Error::NoAuth);
     println!("kerberos: alice is sasl:{id}, bob refused");
+    // Every connection authenticates again: after a server restart alice still reads it.
+    let mut states = alice.state_changes();
+    tokio::task::block_in_place(|| zk.restart(&env));
+    crate::sasl::wait_reconnected(&mut states).await;
+    assert_eq!(alice.get_data(&p).await.unwrap().0, b"alice's"[..]);
+    // A principal without credentials: AuthFailed, nothing sent.
+    let r = builder(&connect)
+        .sasl(as_principal("nobody"))
+        .connect()
+        .await;
+    assert!(matches!(r, Err(Error::AuthFailed)), "{:?}", r.err());
     for c in [alice, bob] {
         c.close().await.unwrap();
     }
@@ -117,4 +128,20 @@ async fn handshake_cost(connect: &str) {
             start.elapsed() / N
         );
     }
+}
+
+/// A GSSAPI client against the testkit (which speaks DIGEST-MD5 only) fails with `AuthFailed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kerberos_client_against_a_digest_only_testkit_fails_cleanly() {
+    if std::env::var_os("ZK_KDC_DIR").is_none() {
+        eprintln!("kerberos: skipped (no ZK_KDC_DIR)");
+        return;
+    }
+    let server = crate::sasl::testkit_sasl(false).await;
+    let connect = format!("localhost:{}", server.addr().port());
+    let r = builder(&connect)
+        .sasl(as_principal("alice"))
+        .connect()
+        .await;
+    assert!(matches!(r, Err(Error::AuthFailed)), "{:?}", r.err());
 }

@@ -162,7 +162,7 @@ async fn sasl_acl_and_reauth_after_reconnect_real() {
 }
 
 /// Waits for Disconnected then Connected.
-async fn wait_reconnected(states: &mut zkit::StateStream) {
+pub async fn wait_reconnected(states: &mut zkit::StateStream) {
     let mut lost = false;
     let wait = async {
         while let Some(s) = states.next().await {
