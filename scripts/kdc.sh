@@ -5,7 +5,7 @@
 #
 # Usage:
 #   scripts/kdc.sh install      install Debian's krb5-kdc, krb5-admin-server, krb5-user,
-#                               libkrb5-dev and libclang-dev when missing (idempotent)
+#                               libkrb5-dev, libclang-dev and pkg-config when missing (idempotent)
 #   scripts/kdc.sh start DIR    create the realm's database in DIR, start krb5kdc on a free
 #                               port; prints the environment the clients need (KEY=VALUE lines)
 #   scripts/kdc.sh stop DIR     stop the KDC started in DIR (by its pid)
@@ -24,7 +24,7 @@ REALM=ZKIT.TEST
 log() { printf 'kdc.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-PACKAGES=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev)
+PACKAGES=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev pkg-config)
 
 cmd_install() {
     local missing=() p
