@@ -25,19 +25,27 @@
 mod client;
 mod driver;
 pub mod error;
+#[cfg(feature = "gssapi")]
+mod gssapi;
 mod ops;
 mod options;
 mod reply;
 pub mod retry;
+mod sasl;
 mod session;
+mod tls;
 mod watcher;
 
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
+#[cfg(feature = "gssapi")]
+pub use gssapi::GssapiOptions;
 pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use options::{ClientOptions, ConnectString, CreateOptions};
 pub use retry::RetryPolicy;
+pub use sasl::SaslConfig;
 pub use session::SessionState;
+pub use tls::TlsConfig;
 pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchItem, WatchedEvent};
 pub use zkit_proto::path;
 pub use zkit_proto::{
