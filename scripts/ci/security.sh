@@ -39,7 +39,35 @@ run_security() {
         SUMMARY+=("security: foreign clients FAILED")
         failed=1
     fi
+    run_security_tls_suite || failed=1
     run_security_kerberos || failed=1
+    ((failed == 0))
+}
+
+# The client suite's connect, session, watch, reconnect (restart, stall), chroot, auth and ops
+# cases over TLS: every client the tests make to the target goes to its secure port
+# (client/tests/common `ZK_TEST_TLS_CA`), on real ZooKeeper (secureClientPort, Netty) and on a
+# zkit-server started from the same kind of zoo.cfg; both restart through zookeeper.sh.
+TLS_SUITE=(--test session --test watches --test chroot --test auth --test ops)
+run_security_tls_suite() {
+    local d failed=0 impl
+    d=$(mktemp -d)
+    "$ROOT/scripts/security/make-certs.sh" "$d/certs" || return 1
+    cargo build -q -p zkit-testkit --bin zkit-server || return 1
+    for impl in zookeeper zkit; do
+        if ZK_IMPL=$impl ZK_TLS_DIR=$d/certs "$ZK_SH" start-standalone "$d/$impl" >/dev/null; then
+            ZK_IMPL=$impl ZK_TEST_CONNECT=$(cat "$d/$impl/secure_connect") \
+                ZK_TEST_DIR=$d/$impl ZK_TEST_TLS_CA=$d/certs/ca.pem ZK_TEST_ENSEMBLE='' \
+                ZK_TEST_ENSEMBLE_DIR='' cargo_test_counted \
+                "security: client suite over TLS ($impl server)" -p zkit "${TLS_SUITE[@]}" -- \
+                --test-threads=2 || failed=1
+            ZK_IMPL=$impl "$ZK_SH" stop "$d/$impl" >/dev/null 2>&1 || true
+        else
+            SUMMARY+=("security: TLS server ($impl) did not start: FAILED")
+            failed=1
+        fi
+    done
+    ((failed == 0)) && rm -rf "$d"
     ((failed == 0))
 }
 
