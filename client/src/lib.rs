@@ -6,7 +6,7 @@
 //! - one-shot watches as futures, persistent watches as streams ([`OneshotWatcher`],
 //!   [`PersistentWatcher`]);
 //! - many requests in flight on one connection, written in call order;
-//! - [`RetryPolicy`] for retrying on connection loss.
+//! - [`RetryPolicy`] for retrying on connection loss, one rule per [`OpClass`].
 //!
 //! ```no_run
 //! # async fn f() -> zkit::Result<()> {
@@ -32,11 +32,11 @@ pub mod retry;
 mod session;
 mod watcher;
 
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, DELETE_ALL_BATCH};
 pub use error::{Error, Result};
 pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use options::{ClientOptions, ConnectString, CreateOptions};
-pub use retry::RetryPolicy;
+pub use retry::{OpClass, RetryPolicy};
 pub use session::SessionState;
 pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchItem, WatchedEvent};
 pub use zkit_proto::path;

@@ -59,7 +59,7 @@ async fn creator_all_acl_locks_out_other_clients() {
     // A multi with one forbidden op aborts as a whole.
     match anon
         .multi(vec![
-            zkit::Op::create("/open", b"", CreateOptions::persistent()),
+            zkit::Op::create("/open", b"", &CreateOptions::persistent()),
             zkit::Op::set_data("/private", b"x", None),
         ])
         .await

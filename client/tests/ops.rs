@@ -83,11 +83,11 @@ async fn multi_success_and_abort() {
     let (zk, _) = t.client().await;
     let r = zk
         .multi(vec![
-            Op::create("/m", b"", CreateOptions::persistent()),
+            Op::create("/m", b"", &CreateOptions::persistent()),
             Op::create(
                 "/m/s-",
                 b"",
-                CreateOptions::new(CreateMode::PersistentSequential),
+                &CreateOptions::new(CreateMode::PersistentSequential),
             ),
             Op::set_data("/m", b"d", Some(0)),
             Op::check("/m", 1),
@@ -97,7 +97,7 @@ async fn multi_success_and_abort() {
     assert!(matches!(&r[1], OpResult::Create { path, .. } if path == "/m/s-0000000000"));
     let e = zk
         .multi(vec![
-            Op::create("/m2", b"", CreateOptions::persistent()),
+            Op::create("/m2", b"", &CreateOptions::persistent()),
             Op::check("/m", 0),
             Op::delete("/m", None),
         ])
@@ -607,9 +607,9 @@ async fn multi_every_op_kind_with_per_op_results() {
         .unwrap();
     let r = zk
         .multi(vec![
-            Op::create("/m", b"1", CreateOptions::persistent()),
-            Op::create("/m/e", b"", CreateOptions::ephemeral()),
-            Op::create("/m/c", b"", CreateOptions::new(CreateMode::Container)),
+            Op::create("/m", b"1", &CreateOptions::persistent()),
+            Op::create("/m/e", b"", &CreateOptions::ephemeral()),
+            Op::create("/m/c", b"", &CreateOptions::new(CreateMode::Container)),
             Op::set_data("/m", b"2", Some(0)),
             Op::check("/m", 1),
             Op::delete("/old", Some(0)),
@@ -648,7 +648,7 @@ async fn multi_every_op_kind_with_per_op_results() {
     let e = zk
         .multi(vec![
             Op::set_data("/m", b"3", None),
-            Op::create("/m/e", b"", CreateOptions::persistent()),
+            Op::create("/m/e", b"", &CreateOptions::persistent()),
             Op::delete("/m/c", None),
         ])
         .await
@@ -670,7 +670,7 @@ async fn multi_every_op_kind_with_per_op_results() {
         (
             vec![
                 Op::check("/m", 1),
-                Op::create("/m/e/x", b"", CreateOptions::persistent()),
+                Op::create("/m/e/x", b"", &CreateOptions::persistent()),
             ],
             -108,
         ),

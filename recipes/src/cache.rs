@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use zkit::{Client, Error as ZkError, Stat};
+use zkit::{Client, Error as ZkError, OpClass, Stat};
 
 use crate::state::{ended_for_good, usable, TaskGuard};
 use crate::Result;
@@ -56,11 +56,13 @@ pub struct NodeCache {
 impl NodeCache {
     /// Starts caching `path` and waits for the first read.
     pub async fn start(client: &Client, path: &str) -> Result<NodeCache> {
-        let (value, first) =
-            match crate::znode::retry(client, || read_or_absent(client, path)).await? {
-                Read::Present(d, w) => (Some(d), w),
-                Read::Absent(w) => (None, w),
-            };
+        let (value, first) = match crate::znode::default_retry()
+            .run_on(client, OpClass::Read, || read_or_absent(client, path))
+            .await?
+        {
+            Read::Present(d, w) => (Some(d), w),
+            Read::Absent(w) => (None, w),
+        };
         let (tx, rx) = watch::channel(value);
         let live = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn(run(

@@ -18,9 +18,9 @@
 //! # Ok(()) }
 //! ```
 
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass};
 
-use crate::znode::{ensure_path, retry};
+use crate::znode::ensure_path;
 use crate::{Error, Result};
 
 /// A counter value and the node version it was read at (`-1`: the node does not exist).
@@ -77,7 +77,10 @@ impl SharedCounter {
     /// The current value and version.
     pub async fn get(&self) -> Result<Versioned> {
         let c = &self.client;
-        match retry(c, || c.get_data(&self.path)).await {
+        match crate::znode::default_retry()
+            .run_on(c, OpClass::Read, || c.get_data(&self.path))
+            .await
+        {
             Ok((data, stat)) => {
                 let (value, width) = decode(&self.path, &data)?;
                 Ok(Versioned {
@@ -115,7 +118,13 @@ impl SharedCounter {
         loop {
             let r = if version < 0 {
                 let parent = zkit::path::parent(&self.path);
-                ensure_path(c, parent, CreateMode::Persistent).await?;
+                ensure_path(
+                    c,
+                    parent,
+                    CreateMode::Persistent,
+                    &crate::znode::default_retry(),
+                )
+                .await?;
                 c.create(&self.path, &bytes, &CreateOptions::persistent())
                     .await
                     .map(|_| ())

@@ -25,10 +25,9 @@
 
 use bytes::Bytes;
 use zkit::path::join;
-use zkit::{Client, Error as ZkError};
+use zkit::{Client, Error as ZkError, OpClass};
 
 use crate::group::{read_children, watch_children, KeptNode, MembersWatch};
-use crate::znode::retry;
 use crate::Result;
 
 /// One instance of a service.
@@ -84,7 +83,10 @@ impl ServiceDiscovery {
     /// The names of the services with a node under the base path.
     pub async fn names(&self) -> Result<Vec<String>> {
         let c = &self.client;
-        match retry(c, || c.get_children(&self.base)).await {
+        match crate::znode::default_retry()
+            .run_on(c, OpClass::Read, || c.get_children(&self.base))
+            .await
+        {
             Ok(mut k) => {
                 k.sort();
                 Ok(k)

@@ -24,11 +24,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use zkit::path::join;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass};
 
 use crate::state::{usable, TaskGuard};
 use crate::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
-use crate::znode::{delete_quietly, ensure_path, retry};
+use crate::znode::{delete_quietly, ensure_path};
 use crate::{Error, Result};
 
 /// An ephemeral node kept in place by a background task (Curator's `PersistentNode` in
@@ -65,7 +65,12 @@ impl KeptNode {
             *d = Bytes::copy_from_slice(data);
         }
         let c = &self.client;
-        match retry(c, || c.set_data(&self.path, data, None)).await {
+        match crate::znode::default_retry()
+            .run_on(c, OpClass::VersionedWrite, || {
+                c.set_data(&self.path, data, None)
+            })
+            .await
+        {
             // The keeper re-creates it with the new data.
             Ok(_) | Err(ZkError::NoNode) => Ok(()),
             Err(e) => Err(e.into()),
@@ -75,7 +80,7 @@ impl KeptNode {
     /// Stops keeping the node and deletes it.
     pub(crate) async fn close(&self) -> Result<()> {
         drop(self.task.lock().ok().and_then(|mut t| t.take()));
-        match delete_quietly(&self.client, &self.path).await {
+        match delete_quietly(&self.client, &self.path, &crate::znode::default_retry()).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_session_gone() => Ok(()),
             Err(e) => Err(e.into()),
@@ -90,7 +95,7 @@ impl Drop for KeptNode {
             // Best effort: the ephemeral goes with the session anyway.
             let (client, path) = (self.client.clone(), self.path.clone());
             h.spawn(async move {
-                let _ = delete_quietly(&client, &path).await;
+                let _ = delete_quietly(&client, &path, &crate::znode::default_retry()).await;
             });
         }
     }
@@ -100,14 +105,17 @@ async fn create_owned(client: &Client, path: &str, data: &StdMutex<Bytes>) -> Re
     let parent = zkit::path::parent(path);
     for _ in 0..5 {
         let bytes = data.lock().map(|d| d.clone()).unwrap_or_default();
-        match retry(client, || {
-            client.create(path, &bytes, &CreateOptions::ephemeral())
-        })
-        .await
+        match crate::znode::default_retry()
+            .run_on(client, OpClass::VersionedWrite, || {
+                client.create(path, &bytes, &CreateOptions::ephemeral())
+            })
+            .await
         {
             Ok(_) => return Ok(()),
             Err(ZkError::NodeExists) => {
-                let owner = retry(client, || client.exists(path)).await?;
+                let owner = crate::znode::default_retry()
+                    .run_on(client, OpClass::Read, || client.exists(path))
+                    .await?;
                 match owner {
                     Some(st) if st.ephemeral_owner == client.session_id() => return Ok(()),
                     Some(_) => {
@@ -118,7 +126,15 @@ async fn create_owned(client: &Client, path: &str, data: &StdMutex<Bytes>) -> Re
                     None => continue,
                 }
             }
-            Err(ZkError::NoNode) => ensure_path(client, parent, CreateMode::Container).await?,
+            Err(ZkError::NoNode) => {
+                ensure_path(
+                    client,
+                    parent,
+                    CreateMode::Container,
+                    &crate::znode::default_retry(),
+                )
+                .await?
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -275,14 +291,20 @@ impl GroupMember {
 
 /// The children of `path` and their data, read now.
 pub(crate) async fn read_children(client: &Client, path: &str) -> Result<BTreeMap<String, Bytes>> {
-    let kids = match retry(client, || client.get_children(path)).await {
+    let kids = match crate::znode::default_retry()
+        .run_on(client, OpClass::Read, || client.get_children(path))
+        .await
+    {
         Ok(k) => k,
         Err(ZkError::NoNode) => return Ok(BTreeMap::new()),
         Err(e) => return Err(e.into()),
     };
     let mut out = BTreeMap::new();
     for k in kids {
-        match retry(client, || client.get_data(&join(path, &k))).await {
+        match crate::znode::default_retry()
+            .run_on(client, OpClass::Read, || client.get_data(&join(path, &k)))
+            .await
+        {
             Ok((d, _)) => {
                 out.insert(k, d);
             }

@@ -36,14 +36,14 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use zkit::path::join;
-use zkit::{Client, CreateMode, Error as ZkError, SessionState};
+use zkit::{Client, CreateMode, Error as ZkError, OpClass, RetryPolicy, SessionState};
 
 use crate::lock::LOCK_NAME;
 use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
 use crate::state::{
     usable, wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal, TaskGuard,
 };
-use crate::znode::{delete_quietly, retry, sorted_members, ProtectedCreate};
+use crate::znode::{delete_quietly, sorted_members, ProtectedCreate};
 use crate::{Error, Result};
 
 /// Curator's `LeaderLatch` node name.
@@ -57,6 +57,9 @@ pub struct LeaderOptions {
     pub id: String,
     /// When the leader must consider leadership gone.
     pub loss_policy: LossPolicy,
+    /// How the election's reads and deletes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
 }
 
 impl LeaderOptions {
@@ -65,7 +68,13 @@ impl LeaderOptions {
         LeaderOptions {
             id: id.into(),
             loss_policy: LossPolicy::default(),
+            retry: crate::znode::default_retry(),
         }
+    }
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
     /// Sets the loss policy.
     pub fn loss_policy(mut self, p: LossPolicy) -> Self {
@@ -209,7 +218,13 @@ impl LeaderLatch {
 
     /// The participants in queue order (the leader first).
     pub async fn participants(&self) -> Result<Vec<Participant>> {
-        participants_named(&self.inner.client, &self.inner.path, self.inner.node_name).await
+        participants_named(
+            &self.inner.client,
+            &self.inner.path,
+            self.inner.node_name,
+            &self.inner.opts.retry,
+        )
+        .await
     }
 
     /// The current leader, if any.
@@ -240,11 +255,11 @@ async fn leave(inner: &Inner) -> Result<()> {
     let node = inner.node.lock().ok().and_then(|mut n| n.take());
     let creating = inner.creating.lock().ok().and_then(|mut c| c.take());
     if let Some(node) = node {
-        delete_quietly(&inner.client, &node).await?;
+        delete_quietly(&inner.client, &node, &inner.opts.retry).await?;
     }
     if let Some(pc) = creating {
         if let Some(node) = pc.find(&inner.client).await? {
-            delete_quietly(&inner.client, &node).await?;
+            delete_quietly(&inner.client, &node, &inner.opts.retry).await?;
         }
     }
     Ok(())
@@ -269,22 +284,31 @@ impl Drop for LeaderLatch {
 
 /// The participants of the election at `path`, in queue order.
 pub async fn participants(client: &Client, path: &str) -> Result<Vec<Participant>> {
-    participants_named(client, path, LATCH_NAME).await
+    participants_named(client, path, LATCH_NAME, &crate::znode::default_retry()).await
 }
 
 async fn participants_named(
     client: &Client,
     path: &str,
     node_name: &'static str,
+    retry: &RetryPolicy,
 ) -> Result<Vec<Participant>> {
-    let kids = match retry(client, || client.get_children(path)).await {
+    let kids = match retry
+        .run_on(client, OpClass::Read, || client.get_children(path))
+        .await
+    {
         Ok(k) => k,
         Err(ZkError::NoNode) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
     let mut out = Vec::new();
     for node in sorted_members(kids, |n| Election(node_name).is_member(n)) {
-        match retry(client, || client.get_data(&join(path, &node))).await {
+        match retry
+            .run_on(client, OpClass::Read, || {
+                client.get_data(&join(path, &node))
+            })
+            .await
+        {
             Ok((data, _)) => out.push(Participant {
                 id: String::from_utf8_lossy(&data).into_owned(),
                 is_leader: out.is_empty(),
@@ -324,7 +348,8 @@ async fn run(inner: Arc<Inner>) {
             &inner.path,
             inner.node_name,
             CreateMode::EphemeralSequential,
-        );
+        )
+        .retry(inner.opts.retry.clone());
         *inner.creating.lock().expect("creating") = Some(pc.clone());
         let node = match pc.create(client, inner.opts.id.as_bytes()).await {
             Ok(n) => n,
@@ -352,7 +377,7 @@ async fn run(inner: Arc<Inner>) {
         // Leave the queue before joining it again (a no-op when the session took the node).
         // Waits for the connection when suspended; fails (harmlessly) once the session is gone.
         // The node stays recorded until then, so a `close` in the meantime still deletes it.
-        let _ = delete_quietly(client, &node).await;
+        let _ = delete_quietly(client, &node, &inner.opts.retry).await;
         *inner.node.lock().expect("node") = None;
         if let Turn::End(r) = turn {
             inner.role.send_replace(Role::Closed(Some(r)));

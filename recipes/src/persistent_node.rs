@@ -27,10 +27,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::watch;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass};
 
 use crate::state::{usable, TaskGuard};
-use crate::znode::{delete_quietly, ensure_path, retry};
+use crate::znode::{delete_quietly, ensure_path};
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -116,7 +116,12 @@ impl PersistentNode {
             *d = Bytes::copy_from_slice(data);
         }
         let c = &self.shared.client;
-        match retry(c, || c.set_data(&self.shared.path, data, None)).await {
+        match crate::znode::default_retry()
+            .run_on(c, OpClass::VersionedWrite, || {
+                c.set_data(&self.shared.path, data, None)
+            })
+            .await
+        {
             // The keeper re-creates it with the new data.
             Ok(_) | Err(ZkError::NoNode) => Ok(()),
             Err(e) => Err(e.into()),
@@ -127,7 +132,13 @@ impl PersistentNode {
     pub async fn close(self) -> Result<()> {
         drop(self.task.lock().ok().and_then(|mut t| t.take()));
         self.shared.present.send_replace(false);
-        match delete_quietly(&self.shared.client, &self.shared.path).await {
+        match delete_quietly(
+            &self.shared.client,
+            &self.shared.path,
+            &crate::znode::default_retry(),
+        )
+        .await
+        {
             Ok(()) => Ok(()),
             Err(e) if e.is_session_gone() => Ok(()),
             Err(e) => Err(e.into()),
@@ -144,7 +155,7 @@ impl Drop for PersistentNode {
             // persistent or TTL node stays, as Curator's does when not closed.
             let s = self.shared.clone();
             h.spawn(async move {
-                let _ = delete_quietly(&s.client, &s.path).await;
+                let _ = delete_quietly(&s.client, &s.path, &crate::znode::default_retry()).await;
             });
         }
     }
@@ -154,15 +165,26 @@ async fn create(s: &Shared) -> Result<()> {
     let c = &s.client;
     for _ in 0..5 {
         let data = s.data.lock().map(|d| d.clone()).unwrap_or_default();
-        match retry(c, || c.create(&s.path, &data, &s.opts)).await {
+        match crate::znode::default_retry()
+            .run_on(c, OpClass::VersionedWrite, || {
+                c.create(&s.path, &data, &s.opts)
+            })
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(ZkError::NodeExists) => {
-                let st = retry(c, || c.exists(&s.path)).await?;
+                let st = crate::znode::default_retry()
+                    .run_on(c, OpClass::Read, || c.exists(&s.path))
+                    .await?;
                 match st {
                     None => continue,
                     Some(st) if st.ephemeral_owner == 0 && !s.opts.mode.is_ephemeral() => {
                         // Ours to keep: make it hold our data.
-                        retry(c, || c.set_data(&s.path, &data, None)).await?;
+                        crate::znode::default_retry()
+                            .run_on(c, OpClass::VersionedWrite, || {
+                                c.set_data(&s.path, &data, None)
+                            })
+                            .await?;
                         return Ok(());
                     }
                     Some(st) if st.ephemeral_owner == c.session_id() => return Ok(()),
@@ -175,7 +197,13 @@ async fn create(s: &Shared) -> Result<()> {
                 }
             }
             Err(ZkError::NoNode) => {
-                ensure_path(c, zkit::path::parent(&s.path), CreateMode::Container).await?
+                ensure_path(
+                    c,
+                    zkit::path::parent(&s.path),
+                    CreateMode::Container,
+                    &crate::znode::default_retry(),
+                )
+                .await?
             }
             Err(e) => return Err(e.into()),
         }

@@ -100,7 +100,7 @@ async fn main() -> zkit_examples::demos::DemoResult {
     let r = zk
         .multi(vec![
             Op::check("/config", 1),
-            Op::create("/config/a", b"", CreateOptions::persistent()),
+            Op::create("/config/a", b"", &CreateOptions::persistent()),
             Op::set_data("/config", b"v3", Some(1)),
         ])
         .await?;
@@ -111,7 +111,7 @@ async fn main() -> zkit_examples::demos::DemoResult {
     ));
     match zk
         .multi(vec![
-            Op::create("/config/b", b"", CreateOptions::persistent()),
+            Op::create("/config/b", b"", &CreateOptions::persistent()),
             Op::check("/config", 0),
         ])
         .await
@@ -285,7 +285,9 @@ async fn failover(
     // The holder may still be reconnecting (its server may have been the one killed): a read
     // is idempotent, so the retry policy retries it across the connection loss.
     let retry = zkit::RetryPolicy::default();
-    retry.run(|| holder.exists("/")).await?;
+    retry
+        .run(zkit::OpClass::Read, || holder.exists("/"))
+        .await?;
     let mut moves = Vec::new();
     while let Ok(Some(s)) =
         tokio::time::timeout(Duration::from_millis(1), holder_states.next()).await
@@ -293,7 +295,7 @@ async fn failover(
         moves.push(format!("{s:?}"));
     }
     let node_owner = retry
-        .run(|| holder.exists(guard.node()))
+        .run(zkit::OpClass::Read, || holder.exists(guard.node()))
         .await?
         .map(|st| st.ephemeral_owner);
     step(&format!(

@@ -38,10 +38,10 @@ pub use instance::{ServiceInstance, ServiceType, UriPart, UriSpec};
 pub use provider::{ProviderOptions, ProviderStrategy, ServiceProvider};
 
 use zkit::path::join;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass};
 
 use crate::group::KeptNode;
-use crate::znode::{delete_quietly, ensure_path, retry};
+use crate::znode::{delete_quietly, ensure_path};
 use crate::Result;
 
 /// Registers, queries and watches service instances under a base path. See the
@@ -74,11 +74,26 @@ impl ServiceDiscovery {
             Some(KeptNode::start(&self.client, &path, &json).await?)
         } else {
             let c = &self.client;
-            ensure_path(c, zkit::path::parent(&path), CreateMode::Persistent).await?;
-            match retry(c, || c.create(&path, &json, &CreateOptions::persistent())).await {
+            ensure_path(
+                c,
+                zkit::path::parent(&path),
+                CreateMode::Persistent,
+                &crate::znode::default_retry(),
+            )
+            .await?;
+            match crate::znode::default_retry()
+                .run_on(c, OpClass::VersionedWrite, || {
+                    c.create(&path, &json, &CreateOptions::persistent())
+                })
+                .await
+            {
                 Ok(_) => {}
                 Err(ZkError::NodeExists) => {
-                    retry(c, || c.set_data(&path, &json, None)).await?;
+                    crate::znode::default_retry()
+                        .run_on(c, OpClass::VersionedWrite, || {
+                            c.set_data(&path, &json, None)
+                        })
+                        .await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -95,7 +110,10 @@ impl ServiceDiscovery {
     /// The names of the services with a node under the base path, sorted.
     pub async fn names(&self) -> Result<Vec<String>> {
         let c = &self.client;
-        match retry(c, || c.get_children(&self.base)).await {
+        match crate::znode::default_retry()
+            .run_on(c, OpClass::Read, || c.get_children(&self.base))
+            .await
+        {
             Ok(mut k) => {
                 k.sort();
                 Ok(k)
@@ -120,7 +138,10 @@ impl ServiceDiscovery {
     pub async fn query_one(&self, name: &str, id: &str) -> Result<Option<ServiceInstance>> {
         let path = self.node(name, id);
         let c = &self.client;
-        match retry(c, || c.get_data(&path)).await {
+        match crate::znode::default_retry()
+            .run_on(c, OpClass::Read, || c.get_data(&path))
+            .await
+        {
             Ok((data, _)) => Ok(Some(ServiceInstance::from_json(&path, &data)?)),
             Err(ZkError::NoNode) => Ok(None),
             Err(e) => Err(e.into()),
@@ -166,7 +187,11 @@ impl Registration {
             Some(n) => n.set_data(&json).await?,
             None => {
                 let c = &self.client;
-                retry(c, || c.set_data(&self.path, &json, None)).await?;
+                crate::znode::default_retry()
+                    .run_on(c, OpClass::VersionedWrite, || {
+                        c.set_data(&self.path, &json, None)
+                    })
+                    .await?;
             }
         }
         self.instance = instance;
@@ -184,7 +209,7 @@ impl Registration {
     pub async fn unregister(self) -> Result<()> {
         match &self.node {
             Some(n) => n.close().await,
-            None => delete_quietly(&self.client, &self.path)
+            None => delete_quietly(&self.client, &self.path, &crate::znode::default_retry())
                 .await
                 .map_err(Into::into),
         }
