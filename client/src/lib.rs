@@ -30,6 +30,7 @@ mod options;
 mod reply;
 pub mod retry;
 mod session;
+mod watched;
 mod watcher;
 
 pub use client::{Client, ClientBuilder, DELETE_ALL_BATCH};
@@ -38,9 +39,10 @@ pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use options::{ClientOptions, ConnectString, CreateOptions};
 pub use retry::{OpClass, RetryPolicy};
 pub use session::SessionState;
+pub use watched::{Events, RecvError, Ref, Watched};
 pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchItem, WatchedEvent};
 pub use zkit_proto::path;
 pub use zkit_proto::{
-    digest_id, perms, ttl_of_ephemeral_owner, Acl, ClientInfo, CreateMode, ErrorCode, EventType,
-    Id, Stat, WatcherType, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
+    digest_id, perms, ttl_of_ephemeral_owner, Acl, AddWatchMode, ClientInfo, CreateMode, ErrorCode,
+    EventType, Id, Stat, WatcherType, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
 };

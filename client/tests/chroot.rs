@@ -145,8 +145,14 @@ async fn watch_event_paths_are_stripped() {
     let zk2 = Client::connect(&format!("{}{}", t.connect, zk.chroot_path().unwrap()))
         .await
         .unwrap();
-    let mut rec = zk2.add_watch("/", true).await.unwrap();
-    let mut pers = zk2.add_watch("/w", false).await.unwrap();
+    let mut rec = zk2
+        .add_watch("/", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    let mut pers = zk2
+        .add_watch("/w", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
     // Changes made through the unchrooted client.
     outer.set_data("/app/w", b"1", None).await.unwrap();
     outer
@@ -279,7 +285,10 @@ async fn a_derived_chroot_shares_the_session_and_strips_its_prefix() {
     assert_eq!(st.ephemeral_owner, zk.session_id());
     // Watches through the derived handle report paths relative to it.
     let (_, _, watch) = sub.get_data_and_watch("/jobs").await.unwrap();
-    let mut stream = sub.add_watch("/jobs", true).await.unwrap();
+    let mut stream = sub
+        .add_watch("/jobs", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
     outer
         .set_data("/app/tenant/jobs", b"2", None)
         .await

@@ -67,7 +67,10 @@ async fn watches_fire() {
         (ev.event_type, ev.path.as_str()),
         (EventType::NodeChildrenChanged, "/w")
     );
-    let mut pw = zk.add_watch("/w", true).await.unwrap();
+    let mut pw = zk
+        .add_watch("/w", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
     zk.set_data("/w/c", b"x", None).await.unwrap();
     let ev = pw.next().await.unwrap().unwrap().into_event().unwrap();
     assert_eq!(
@@ -569,7 +572,7 @@ async fn bad_paths_fail_before_anything_is_sent() {
         );
         assert!(
             is_bad(
-                zk.add_watch(path, false)
+                zk.add_watch(path, zkit::AddWatchMode::Persistent)
                     .now_or_never()
                     .map(|r| r.map(|_| ()))
             ),

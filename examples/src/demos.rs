@@ -215,7 +215,7 @@ pub async fn config(connect: &str) -> DemoResult {
     let service = client(connect).await?;
     let operator = client(connect).await?;
     let cfg = ConfigWatch::start(&service, "/service/config", decode_config).await?;
-    let mut rx = cfg.receiver();
+    let mut rx = cfg.watched();
     let mut errors = cfg.errors();
     step(&format!(
         "service starts with {:?} (no config node yet)",

@@ -1,5 +1,5 @@
 //! [`NodeCache`]: one znode's data and Stat kept current in memory, with every change (including
-//! deletion and re-creation) as a `watch` channel update.
+//! deletion and re-creation) as an update of a [`zkit::Watched`] value.
 //!
 //! The cache re-reads the node after each watch event, after every reconnect that carried its
 //! watch over ([`OneshotWatcher::resynced`](zkit::OneshotWatcher::resynced): a change made while
@@ -15,7 +15,7 @@
 //! use zkit_recipes::cache::NodeCache;
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
 //! let cache = NodeCache::start(&zk, "/config/feature-flags").await?;
-//! let mut changes = cache.subscribe();
+//! let mut changes = cache.watched();
 //! while changes.changed().await.is_ok() {
 //!     match &*changes.borrow() {
 //!         Some(node) => println!("version {}: {} bytes", node.stat.version, node.data.len()),
@@ -84,9 +84,10 @@ impl NodeCache {
         self.rx.borrow().clone()
     }
 
-    /// A receiver that sees every change (`changed().await`), deletion as `None`.
-    pub fn subscribe(&self) -> watch::Receiver<Option<NodeData>> {
-        self.rx.clone()
+    /// The value as a watched value: `changed().await` for the next change (deletion as
+    /// `None`), or `changes()` as a `Stream`.
+    pub fn watched(&self) -> zkit::Watched<Option<NodeData>> {
+        zkit::Watched::new(self.rx.clone())
     }
 
     /// Whether the cache still follows the server (false once its session is gone for good).

@@ -17,7 +17,7 @@
 //!     text.trim().parse::<u32>().map_err(|e| e.to_string())
 //! })
 //! .await?;
-//! let mut limit = cfg.receiver();
+//! let mut limit = cfg.watched();
 //! while limit.changed().await.is_ok() {
 //!     println!("new limit: {}", *limit.borrow());
 //! }
@@ -58,7 +58,7 @@ impl<T: Send + Sync + 'static> ConfigWatch<T> {
         E: std::fmt::Display,
     {
         let cache = NodeCache::start(client, path).await?;
-        let mut changes = cache.subscribe();
+        let mut changes = cache.watched();
         let first = changes.borrow_and_update().clone();
         let value = decode(first.as_ref().map(|d| &d.data[..])).map_err(|e| Error::BadData {
             path: path.to_owned(),
@@ -92,14 +92,15 @@ impl<T: Send + Sync + 'static> ConfigWatch<T> {
         })
     }
 
-    /// The value's receiver (`borrow()` for the current value, `changed().await` for the next).
-    pub fn receiver(&self) -> watch::Receiver<T> {
-        self.rx.clone()
+    /// The value as a watched value (`borrow()` for the current value, `changed().await` for
+    /// the next, `changes()` as a `Stream`).
+    pub fn watched(&self) -> zkit::Watched<T> {
+        zkit::Watched::new(self.rx.clone())
     }
 
-    /// The latest decode failure (`None` once a later version decoded).
-    pub fn errors(&self) -> watch::Receiver<Option<DecodeFailure>> {
-        self.errors.clone()
+    /// The latest decode failure (`None` once a later version decoded), as a watched value.
+    pub fn errors(&self) -> zkit::Watched<Option<DecodeFailure>> {
+        zkit::Watched::new(self.errors.clone())
     }
 
     /// Whether the value still follows the server. False once the session expired on a client

@@ -157,7 +157,7 @@ impl ServiceWatch {
     /// The instances now, by id.
     pub fn instances(&self) -> Vec<ServiceInstance> {
         self.inner
-            .borrow()
+            .current()
             .iter()
             .map(|(id, payload)| ServiceInstance {
                 name: self.name.clone(),

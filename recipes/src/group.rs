@@ -12,7 +12,7 @@
 //! let me = GroupMember::start(&zk, "/groups/workers", "worker-7", b"10.0.0.7").await?;
 //! let mut members = me.watch().await?;
 //! while members.changed().await.is_ok() {
-//!     println!("members: {:?}", members.borrow().keys().collect::<Vec<_>>());
+//!     println!("members: {:?}", members.current().keys().collect::<Vec<_>>());
 //! }
 //! # Ok(()) }
 //! ```
@@ -189,10 +189,8 @@ pub(crate) async fn watch_children(
     let task = tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(TreeEvent::Ended) | Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    return
-                }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                Ok(TreeEvent::Ended) | Err(zkit::RecvError::Closed) => return,
+                Ok(_) | Err(_) => {
                     let now: BTreeMap<String, Bytes> = cache
                         .children(&path)
                         .into_iter()
@@ -228,8 +226,8 @@ impl MembersWatch {
     }
 
     /// The current members (id to data).
-    pub fn borrow(&self) -> watch::Ref<'_, BTreeMap<String, Bytes>> {
-        self.rx.borrow()
+    pub fn current(&self) -> BTreeMap<String, Bytes> {
+        self.rx.borrow().clone()
     }
 
     /// Waits for the next change; fails once the watch has ended (session gone for good).
@@ -237,9 +235,9 @@ impl MembersWatch {
         self.rx.changed().await.map_err(|_| Error::Closed)
     }
 
-    /// A receiver of the member map (for `wait_for`).
-    pub fn receiver(&self) -> watch::Receiver<BTreeMap<String, Bytes>> {
-        self.rx.clone()
+    /// The member map as a watched value (`wait_for`, or `changes()` as a `Stream`).
+    pub fn watched(&self) -> zkit::Watched<BTreeMap<String, Bytes>> {
+        zkit::Watched::new(self.rx.clone())
     }
 }
 

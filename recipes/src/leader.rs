@@ -60,6 +60,9 @@ pub struct LeaderOptions {
     /// How the election's reads and deletes are retried (default
     /// [`default_retry`](crate::znode::default_retry)).
     pub retry: RetryPolicy,
+    /// [`LeaderSelector`] only: queue again after each term (default `true`; Curator's
+    /// `autoRequeue`, whose default is `false`); `false` leaves after the first term.
+    pub auto_requeue: bool,
 }
 
 impl LeaderOptions {
@@ -69,7 +72,13 @@ impl LeaderOptions {
             id: id.into(),
             loss_policy: LossPolicy::default(),
             retry: crate::znode::default_retry(),
+            auto_requeue: true,
         }
+    }
+    /// Sets whether a [`LeaderSelector`] queues again after each term.
+    pub fn auto_requeue(mut self, yes: bool) -> Self {
+        self.auto_requeue = yes;
+        self
     }
     /// Sets the retry policy.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
@@ -472,14 +481,15 @@ async fn take_part(inner: &Inner, node: &str) -> Turn {
 }
 
 /// Runs a task whenever this participant leads; the task is cancelled (dropped) as soon as
-/// leadership is lost. With `auto_requeue` the participant queues again after each term (whether
-/// the task finished or was cancelled); without, it leaves after the first term.
+/// leadership is lost. With [`LeaderOptions::auto_requeue`] (the default) the participant queues
+/// again after each term (whether the task finished or was cancelled); without, it leaves after
+/// the first term.
 ///
 /// ```no_run
 /// # async fn f() -> zkit_recipes::Result<()> {
 /// use zkit_recipes::leader::{LeaderOptions, LeaderSelector};
 /// let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-/// let selector = LeaderSelector::start(&zk, "/election/compactor", LeaderOptions::new("n1"), true,
+/// let selector = LeaderSelector::start(&zk, "/election/compactor", LeaderOptions::new("n1"),
 ///     |_term| async { compact().await }).await?;
 /// # let _ = selector;
 /// # Ok(()) }
@@ -497,7 +507,6 @@ impl LeaderSelector {
         client: &Client,
         path: &str,
         options: LeaderOptions,
-        auto_requeue: bool,
         mut task: F,
     ) -> Result<LeaderSelector>
     where
@@ -506,6 +515,7 @@ impl LeaderSelector {
     {
         // `lock-` nodes, as Curator's selector (an `InterProcessMutex`) makes: one election
         // across both.
+        let auto_requeue = options.auto_requeue;
         let latch = Arc::new(LeaderLatch::start_named(client, path, options, LOCK_NAME).await?);
         let l = latch.clone();
         let t = tokio::spawn(async move {

@@ -136,7 +136,9 @@ impl TreeCache {
     ) -> Result<TreeCache> {
         let watcher = options
             .retry
-            .run_on(client, OpClass::Read, || client.add_watch(path, true))
+            .run_on(client, OpClass::Read, || {
+                client.add_watch(path, zkit::AddWatchMode::PersistentRecursive)
+            })
             .await?;
         let (events, first) = broadcast::channel(EVENT_CAPACITY);
         let shared = Arc::new(Shared {
@@ -161,9 +163,11 @@ impl TreeCache {
 
     /// The events: the first call gets every event since [`start`](Self::start) (the initial
     /// `Added`s and `Initialized` included), later calls the events from then on.
-    pub fn events(&self) -> broadcast::Receiver<TreeEvent> {
+    /// At most [`EVENT_CAPACITY`] events wait for a reader; a slower one gets
+    /// [`RecvError::Lagged`](zkit::RecvError::Lagged) (then read [`snapshot`](Self::snapshot)).
+    pub fn events(&self) -> zkit::Events<TreeEvent> {
         let first = self.first.lock().ok().and_then(|mut f| f.take());
-        first.unwrap_or_else(|| self.shared.events.subscribe())
+        zkit::Events::new(first.unwrap_or_else(|| self.shared.events.subscribe()))
     }
 
     /// Waits for the initial load; fails with [`Error::Closed`] if the cache ended first.
@@ -371,7 +375,9 @@ async fn run(
                         // A new session: the old watch is void.
                         match opts
                             .retry
-                            .run_on(&client, OpClass::Read, || client.add_watch(&root, true))
+                            .run_on(&client, OpClass::Read, || {
+                                client.add_watch(&root, zkit::AddWatchMode::PersistentRecursive)
+                            })
                             .await
                         {
                             Ok(w) => watcher = w,
@@ -410,7 +416,7 @@ async fn run(
                         if !usable(&client).await {
                             return shared.end();
                         }
-                        if let Ok(w) = opts.retry.run_on(&client, OpClass::Read, || client.add_watch(&root, true)).await {
+                        if let Ok(w) = opts.retry.run_on(&client, OpClass::Read, || client.add_watch(&root, zkit::AddWatchMode::PersistentRecursive)).await {
                             watcher = w;
                         }
                         break;

@@ -140,7 +140,7 @@ async fn group_members_on_both_sides_see_each_other() {
     let mut watch = me.watch().await.unwrap();
     assert_eq!(java.ask("close g").await, "CLOSED");
     bounded("zkit sees Curator leave", async {
-        while watch.borrow().contains_key("java-1") {
+        while watch.current().contains_key("java-1") {
             watch.changed().await.unwrap();
         }
     })

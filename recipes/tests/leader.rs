@@ -146,20 +146,14 @@ async fn selector_task_is_cancelled_when_leadership_is_lost_and_requeued() {
         }
     }
     let (s, c) = (started.clone(), cancelled.clone());
-    let sel = LeaderSelector::start(
-        &f.client,
-        "/election",
-        LeaderOptions::new("a"),
-        true,
-        move |_| {
-            s.fetch_add(1, Ordering::SeqCst);
-            let guard = OnDrop(c.clone());
-            async move {
-                let _g = guard;
-                std::future::pending::<()>().await
-            }
-        },
-    )
+    let sel = LeaderSelector::start(&f.client, "/election", LeaderOptions::new("a"), move |_| {
+        s.fetch_add(1, Ordering::SeqCst);
+        let guard = OnDrop(c.clone());
+        async move {
+            let _g = guard;
+            std::future::pending::<()>().await
+        }
+    })
     .await
     .unwrap();
     eventually("task started", || async {
@@ -190,19 +184,13 @@ async fn selectors_take_turns_when_tasks_finish() {
         let zk = ns.client().await;
         let r = runs.clone();
         sels.push(
-            LeaderSelector::start(
-                &zk,
-                "/election",
-                LeaderOptions::new(id),
-                true,
-                move |term| {
-                    let r = r.clone();
-                    async move {
-                        assert!(term.is_current());
-                        r.lock().unwrap().push(id.to_owned());
-                    }
-                },
-            )
+            LeaderSelector::start(&zk, "/election", LeaderOptions::new(id), move |term| {
+                let r = r.clone();
+                async move {
+                    assert!(term.is_current());
+                    r.lock().unwrap().push(id.to_owned());
+                }
+            })
             .await
             .unwrap(),
         );

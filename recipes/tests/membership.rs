@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{bounded, put};
-use tokio::sync::broadcast;
 use zkit_recipes::counter::SharedCounter;
 use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance};
 use zkit_recipes::group::GroupMember;
@@ -15,7 +14,7 @@ use zkit_recipes::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
 
 /// Receives events until `stop` matches one; returns them all.
 async fn until_event(
-    rx: &mut broadcast::Receiver<TreeEvent>,
+    rx: &mut zkit::Events<TreeEvent>,
     stop: impl Fn(&TreeEvent) -> bool,
 ) -> Vec<TreeEvent> {
     bounded("tree event", async {
@@ -178,10 +177,7 @@ async fn shared_counter_adds_are_never_lost_under_contention() {
     );
 }
 
-async fn wait_members(
-    rx: &mut tokio::sync::watch::Receiver<BTreeMap<String, bytes::Bytes>>,
-    ids: &[&str],
-) {
+async fn wait_members(rx: &mut zkit::Watched<BTreeMap<String, bytes::Bytes>>, ids: &[&str]) {
     bounded(
         "members",
         rx.wait_for(|m| m.keys().map(String::as_str).eq(ids.iter().copied())),
@@ -197,7 +193,7 @@ async fn group_members_join_leave_and_come_back_after_expiry() {
     let zk = ns.client().await;
     let a = GroupMember::start(&zk, "/g", "a", b"A").await.unwrap();
     let watch = a.watch().await.unwrap();
-    let mut rx = watch.receiver();
+    let mut rx = watch.watched();
     wait_members(&mut rx, &["a"]).await;
     let f = ns.faulty_client(true).await;
     let b = GroupMember::start(&f.client, "/g", "b", b"B")

@@ -123,9 +123,11 @@ impl Client {
         *self.inner.state.borrow()
     }
 
-    /// A watch receiver of the current state (for `changed().await` / `wait_for`).
-    pub fn state_watch(&self) -> watch::Receiver<SessionState> {
-        self.inner.state.clone()
+    /// The session state as a [`Watched`](crate::Watched) value: the current state,
+    /// `changed().await`, `wait_for(..)`. Intermediate states may be skipped; for every
+    /// transition use [`state_changes`](Self::state_changes).
+    pub fn state_watch(&self) -> crate::Watched<SessionState> {
+        crate::Watched::new(self.inner.state.clone())
     }
 
     /// Replaces the host list (`host:port[,host:port...]`, like a connect string without a

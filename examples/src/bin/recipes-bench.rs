@@ -311,7 +311,7 @@ async fn config_propagation(connect: &str, writes: usize) -> DemoResult<Vec<Metr
                     .map_err(|e| e.to_string())
             })
             .await?;
-            let mut rx = cfg.receiver();
+            let mut rx = cfg.watched();
             let (seen, count, notify) = (seen.clone(), count.clone(), notify.clone());
             tasks.push(tokio::spawn(async move {
                 let _cfg = cfg;

@@ -77,7 +77,9 @@ async fn main() -> zkit_examples::demos::DemoResult {
     ));
 
     section("persistent recursive watches");
-    let mut events = zk.add_watch("/config", true).await?;
+    let mut events = zk
+        .add_watch("/config", zkit::AddWatchMode::PersistentRecursive)
+        .await?;
     writer.set_data(&seq, b"x", None).await?;
     writer
         .create("/config/new", b"", &CreateOptions::persistent())
@@ -237,7 +239,7 @@ async fn failover(
         Ok::<_, String>(String::from_utf8_lossy(b.unwrap_or_default()).into_owned())
     })
     .await?;
-    let mut seen = cfg.receiver();
+    let mut seen = cfg.watched();
     let leader = ens.wait_for_leader().await?;
     let where_is = |c: &Client| {
         c.connected_server()
