@@ -12,9 +12,9 @@
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
-//! use zkit_recipes::cache::NodeCache;
+//! use zkit_recipes::cache::{CacheOptions, NodeCache};
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-//! let cache = NodeCache::start(&zk, "/config/feature-flags").await?;
+//! let cache = NodeCache::start(&zk, "/config/feature-flags", CacheOptions::default()).await?;
 //! let mut changes = cache.watched();
 //! while changes.changed().await.is_ok() {
 //!     match &*changes.borrow() {
@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use zkit::{Client, Error as ZkError, OpClass, Stat};
+use zkit::{Client, Error as ZkError, OpClass, RetryPolicy, Stat};
 
 use crate::state::{ended_for_good, usable, TaskGuard};
 use crate::Result;
@@ -45,6 +45,32 @@ pub struct NodeData {
     pub stat: Stat,
 }
 
+/// Options of a [`NodeCache`] (and of a [`ConfigWatch`](crate::config::ConfigWatch), which
+/// is built on one).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheOptions {
+    /// How the first read is retried (default
+    /// [`default_retry`](crate::znode::default_retry)); later reads follow the session.
+    pub retry: RetryPolicy,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            retry: crate::znode::default_retry(),
+        }
+    }
+}
+
+impl CacheOptions {
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+}
+
 /// A cached znode. See the [module docs](self).
 #[derive(Debug)]
 pub struct NodeCache {
@@ -55,8 +81,9 @@ pub struct NodeCache {
 
 impl NodeCache {
     /// Starts caching `path` and waits for the first read.
-    pub async fn start(client: &Client, path: &str) -> Result<NodeCache> {
-        let (value, first) = match crate::znode::default_retry()
+    pub async fn start(client: &Client, path: &str, options: CacheOptions) -> Result<NodeCache> {
+        let (value, first) = match options
+            .retry
             .run_on(client, OpClass::Read, || read_or_absent(client, path))
             .await?
         {

@@ -10,9 +10,10 @@
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
+//! use zkit_recipes::cache::CacheOptions;
 //! use zkit_recipes::config::ConfigWatch;
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-//! let cfg = ConfigWatch::start(&zk, "/config/limits", |bytes: Option<&[u8]>| {
+//! let cfg = ConfigWatch::start(&zk, "/config/limits", CacheOptions::default(), |bytes: Option<&[u8]>| {
 //!     let text = std::str::from_utf8(bytes.unwrap_or(b"100")).map_err(|e| e.to_string())?;
 //!     text.trim().parse::<u32>().map_err(|e| e.to_string())
 //! })
@@ -27,7 +28,7 @@
 use tokio::sync::watch;
 use zkit::Client;
 
-use crate::cache::{NodeCache, NodeData};
+use crate::cache::{CacheOptions, NodeCache, NodeData};
 use crate::state::TaskGuard;
 use crate::{Error, Result};
 
@@ -52,12 +53,17 @@ pub struct ConfigWatch<T> {
 impl<T: Send + Sync + 'static> ConfigWatch<T> {
     /// Watches `path`; `decode` gets the node's data (`None` when the node does not exist). Fails
     /// if the current version does not decode.
-    pub async fn start<F, E>(client: &Client, path: &str, decode: F) -> Result<ConfigWatch<T>>
+    pub async fn start<F, E>(
+        client: &Client,
+        path: &str,
+        options: CacheOptions,
+        decode: F,
+    ) -> Result<ConfigWatch<T>>
     where
         F: Fn(Option<&[u8]>) -> std::result::Result<T, E> + Send + 'static,
         E: std::fmt::Display,
     {
-        let cache = NodeCache::start(client, path).await?;
+        let cache = NodeCache::start(client, path, options).await?;
         let mut changes = cache.watched();
         let first = changes.borrow_and_update().clone();
         let value = decode(first.as_ref().map(|d| &d.data[..])).map_err(|e| Error::BadData {

@@ -73,7 +73,13 @@ impl ServiceDiscovery {
     /// Registers `instance` (fails if a live session already registered the same id).
     pub async fn register(&self, instance: &ServiceInstance) -> Result<Registration> {
         let path = join(&join(&self.base, &instance.name), &instance.id);
-        let node = KeptNode::start(&self.client, &path, &instance.payload).await?;
+        let node = KeptNode::start(
+            &self.client,
+            &path,
+            &instance.payload,
+            &crate::znode::default_retry(),
+        )
+        .await?;
         Ok(Registration {
             instance: instance.clone(),
             node,
@@ -98,7 +104,12 @@ impl ServiceDiscovery {
 
     /// The instances of service `name` now, by id.
     pub async fn query(&self, name: &str) -> Result<Vec<ServiceInstance>> {
-        let kids = read_children(&self.client, &join(&self.base, name)).await?;
+        let kids = read_children(
+            &self.client,
+            &join(&self.base, name),
+            &crate::znode::default_retry(),
+        )
+        .await?;
         Ok(kids
             .into_iter()
             .map(|(id, payload)| ServiceInstance {

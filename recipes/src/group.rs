@@ -7,9 +7,9 @@
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
-//! use zkit_recipes::group::GroupMember;
+//! use zkit_recipes::group::{GroupMember, GroupOptions};
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-//! let me = GroupMember::start(&zk, "/groups/workers", "worker-7", b"10.0.0.7").await?;
+//! let me = GroupMember::start(&zk, "/groups/workers", GroupOptions::new("worker-7").data("10.0.0.7")).await?;
 //! let mut members = me.watch().await?;
 //! while members.changed().await.is_ok() {
 //!     println!("members: {:?}", members.current().keys().collect::<Vec<_>>());
@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use zkit::path::join;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass, RetryPolicy};
 
 use crate::state::{usable, TaskGuard};
 use crate::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
@@ -37,19 +37,31 @@ use crate::{Error, Result};
 pub(crate) struct KeptNode {
     client: Client,
     path: String,
+    retry: RetryPolicy,
     data: Arc<StdMutex<Bytes>>,
     task: StdMutex<Option<TaskGuard>>,
 }
 
 impl KeptNode {
     /// Creates the node (parents as containers) and keeps it.
-    pub(crate) async fn start(client: &Client, path: &str, data: &[u8]) -> Result<KeptNode> {
+    pub(crate) async fn start(
+        client: &Client,
+        path: &str,
+        data: &[u8],
+        retry: &RetryPolicy,
+    ) -> Result<KeptNode> {
         let data = Arc::new(StdMutex::new(Bytes::copy_from_slice(data)));
-        create_owned(client, path, &data).await?;
-        let task = tokio::spawn(keep(client.clone(), path.to_owned(), data.clone()));
+        create_owned(client, path, &data, retry).await?;
+        let task = tokio::spawn(keep(
+            client.clone(),
+            path.to_owned(),
+            data.clone(),
+            retry.clone(),
+        ));
         Ok(KeptNode {
             client: client.clone(),
             path: path.to_owned(),
+            retry: retry.clone(),
             data,
             task: StdMutex::new(Some(TaskGuard(task))),
         })
@@ -65,7 +77,8 @@ impl KeptNode {
             *d = Bytes::copy_from_slice(data);
         }
         let c = &self.client;
-        match crate::znode::default_retry()
+        match self
+            .retry
             .run_on(c, OpClass::VersionedWrite, || {
                 c.set_data(&self.path, data, None)
             })
@@ -80,7 +93,7 @@ impl KeptNode {
     /// Stops keeping the node and deletes it.
     pub(crate) async fn close(&self) -> Result<()> {
         drop(self.task.lock().ok().and_then(|mut t| t.take()));
-        match delete_quietly(&self.client, &self.path, &crate::znode::default_retry()).await {
+        match delete_quietly(&self.client, &self.path, &self.retry).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_session_gone() => Ok(()),
             Err(e) => Err(e.into()),
@@ -93,19 +106,25 @@ impl Drop for KeptNode {
         let kept = self.task.lock().ok().and_then(|mut t| t.take()).is_some();
         if let (true, Ok(h)) = (kept, tokio::runtime::Handle::try_current()) {
             // Best effort: the ephemeral goes with the session anyway.
-            let (client, path) = (self.client.clone(), self.path.clone());
+            let (client, path, retry) =
+                (self.client.clone(), self.path.clone(), self.retry.clone());
             h.spawn(async move {
-                let _ = delete_quietly(&client, &path, &crate::znode::default_retry()).await;
+                let _ = delete_quietly(&client, &path, &retry).await;
             });
         }
     }
 }
 
-async fn create_owned(client: &Client, path: &str, data: &StdMutex<Bytes>) -> Result<()> {
+async fn create_owned(
+    client: &Client,
+    path: &str,
+    data: &StdMutex<Bytes>,
+    retry: &RetryPolicy,
+) -> Result<()> {
     let parent = zkit::path::parent(path);
     for _ in 0..5 {
         let bytes = data.lock().map(|d| d.clone()).unwrap_or_default();
-        match crate::znode::default_retry()
+        match retry
             .run_on(client, OpClass::VersionedWrite, || {
                 client.create(path, &bytes, &CreateOptions::ephemeral())
             })
@@ -113,7 +132,7 @@ async fn create_owned(client: &Client, path: &str, data: &StdMutex<Bytes>) -> Re
         {
             Ok(_) => return Ok(()),
             Err(ZkError::NodeExists) => {
-                let owner = crate::znode::default_retry()
+                let owner = retry
                     .run_on(client, OpClass::Read, || client.exists(path))
                     .await?;
                 match owner {
@@ -127,13 +146,7 @@ async fn create_owned(client: &Client, path: &str, data: &StdMutex<Bytes>) -> Re
                 }
             }
             Err(ZkError::NoNode) => {
-                ensure_path(
-                    client,
-                    parent,
-                    CreateMode::Container,
-                    &crate::znode::default_retry(),
-                )
-                .await?
+                ensure_path(client, parent, CreateMode::Container, retry).await?
             }
             Err(e) => return Err(e.into()),
         }
@@ -141,7 +154,7 @@ async fn create_owned(client: &Client, path: &str, data: &StdMutex<Bytes>) -> Re
     Err(ZkError::NoNode.into())
 }
 
-async fn keep(client: Client, path: String, data: Arc<StdMutex<Bytes>>) {
+async fn keep(client: Client, path: String, data: Arc<StdMutex<Bytes>>, retry: RetryPolicy) {
     loop {
         if !usable(&client).await {
             return;
@@ -155,7 +168,7 @@ async fn keep(client: Client, path: String, data: Arc<StdMutex<Bytes>>) {
                 let _ = w.await;
             }
             Ok((None, _)) => {
-                if let Err(e) = create_owned(&client, &path, &data).await {
+                if let Err(e) = create_owned(&client, &path, &data, &retry).await {
                     tracing::debug!(path = %path, error = %e, "re-creating the node failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -241,22 +254,65 @@ impl MembersWatch {
     }
 }
 
+/// Options of a [`GroupMember`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GroupOptions {
+    /// This member's id (its node's name; unique in the group).
+    pub id: String,
+    /// Bytes stored in the member's node.
+    pub data: Vec<u8>,
+    /// How reads and writes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
+}
+
+impl GroupOptions {
+    /// Options for member `id` with empty data.
+    pub fn new(id: impl Into<String>) -> Self {
+        GroupOptions {
+            id: id.into(),
+            data: Vec::new(),
+            retry: crate::znode::default_retry(),
+        }
+    }
+    /// Sets the member node's data.
+    pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into();
+        self
+    }
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+}
+
 /// A member of a group. See the [module docs](self).
 #[derive(Debug)]
 pub struct GroupMember {
     client: Client,
     path: String,
     node: KeptNode,
+    retry: RetryPolicy,
 }
 
 impl GroupMember {
-    /// Joins the group at `path` as `id` with `data`; fails if another live session holds `id`.
-    pub async fn start(client: &Client, path: &str, id: &str, data: &[u8]) -> Result<GroupMember> {
-        let node = KeptNode::start(client, &join(path, id), data).await?;
+    /// Joins the group at `path` as `options.id` with `options.data`; fails if another live
+    /// session holds that id.
+    pub async fn start(client: &Client, path: &str, options: GroupOptions) -> Result<GroupMember> {
+        let node = KeptNode::start(
+            client,
+            &join(path, &options.id),
+            &options.data,
+            &options.retry,
+        )
+        .await?;
         Ok(GroupMember {
             client: client.clone(),
             path: path.to_owned(),
             node,
+            retry: options.retry,
         })
     }
 
@@ -272,7 +328,7 @@ impl GroupMember {
 
     /// The members now (id to data), read from the server.
     pub async fn members(&self) -> Result<BTreeMap<String, Bytes>> {
-        read_children(&self.client, &self.path).await
+        read_children(&self.client, &self.path, &self.retry).await
     }
 
     /// The members as a watched value.
@@ -288,8 +344,12 @@ impl GroupMember {
 }
 
 /// The children of `path` and their data, read now.
-pub(crate) async fn read_children(client: &Client, path: &str) -> Result<BTreeMap<String, Bytes>> {
-    let kids = match crate::znode::default_retry()
+pub(crate) async fn read_children(
+    client: &Client,
+    path: &str,
+    retry: &RetryPolicy,
+) -> Result<BTreeMap<String, Bytes>> {
+    let kids = match retry
         .run_on(client, OpClass::Read, || client.get_children(path))
         .await
     {
@@ -299,7 +359,7 @@ pub(crate) async fn read_children(client: &Client, path: &str) -> Result<BTreeMa
     };
     let mut out = BTreeMap::new();
     for k in kids {
-        match crate::znode::default_retry()
+        match retry
             .run_on(client, OpClass::Read, || client.get_data(&join(path, &k)))
             .await
         {

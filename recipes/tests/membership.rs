@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{bounded, put};
 use zkit_recipes::counter::SharedCounter;
 use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance};
-use zkit_recipes::group::GroupMember;
+use zkit_recipes::group::{GroupMember, GroupOptions};
 use zkit_recipes::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
 
 /// Receives events until `stop` matches one; returns them all.
@@ -151,7 +151,11 @@ async fn shared_counter_adds_are_never_lost_under_contention() {
     for _ in 0..5 {
         let zk = ns.client().await;
         tasks.push(tokio::spawn(async move {
-            let c = SharedCounter::new(&zk, "/counters/c");
+            let c = SharedCounter::new(
+                &zk,
+                "/counters/c",
+                zkit_recipes::counter::CounterOptions::default(),
+            );
             for _ in 0..20 {
                 c.add(1).await.unwrap();
             }
@@ -161,7 +165,11 @@ async fn shared_counter_adds_are_never_lost_under_contention() {
         bounded("adder", t).await.unwrap();
     }
     let zk = ns.client().await;
-    let c = SharedCounter::new(&zk, "/counters/c");
+    let c = SharedCounter::new(
+        &zk,
+        "/counters/c",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     let v = c.get().await.unwrap();
     assert_eq!(v.value, 100);
     assert!(c.try_set(7, v.version).await.unwrap());
@@ -169,7 +177,11 @@ async fn shared_counter_adds_are_never_lost_under_contention() {
     assert_eq!(c.get().await.unwrap().value, 7);
     // A Curator SharedCount (4 bytes) keeps its width.
     put(&zk, "/counters/java", &5i32.to_be_bytes()).await;
-    let j = SharedCounter::new(&zk, "/counters/java");
+    let j = SharedCounter::new(
+        &zk,
+        "/counters/java",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     assert_eq!(j.add(2).await.unwrap(), 7);
     assert_eq!(
         &zk.get_data("/counters/java").await.unwrap().0[..],
@@ -191,17 +203,21 @@ async fn group_members_join_leave_and_come_back_after_expiry() {
     let t = target!();
     let ns = t.namespace("group").await;
     let zk = ns.client().await;
-    let a = GroupMember::start(&zk, "/g", "a", b"A").await.unwrap();
+    let a = GroupMember::start(&zk, "/g", GroupOptions::new("a").data("A"))
+        .await
+        .unwrap();
     let watch = a.watch().await.unwrap();
     let mut rx = watch.watched();
     wait_members(&mut rx, &["a"]).await;
     let f = ns.faulty_client(true).await;
-    let b = GroupMember::start(&f.client, "/g", "b", b"B")
+    let b = GroupMember::start(&f.client, "/g", GroupOptions::new("b").data("B"))
         .await
         .unwrap();
     wait_members(&mut rx, &["a", "b"]).await;
     assert!(
-        GroupMember::start(&zk, "/g", "b", b"dup").await.is_err(),
+        GroupMember::start(&zk, "/g", GroupOptions::new("b").data("dup"))
+            .await
+            .is_err(),
         "id taken"
     );
     // Deleted by someone else: put back. Expired: re-created on the new session.
@@ -323,7 +339,11 @@ async fn shared_counter_never_reports_a_lost_add_as_done_when_connections_drop()
     for f in &clients {
         let f = f.clone();
         tasks.push(tokio::spawn(async move {
-            let c = SharedCounter::new(&f.client, "/counters/faulty");
+            let c = SharedCounter::new(
+                &f.client,
+                "/counters/faulty",
+                zkit_recipes::counter::CounterOptions::default(),
+            );
             let (mut ok, mut unknown) = (0u64, 0u64);
             for _ in 0..40 {
                 match c.add(1).await {
@@ -345,10 +365,14 @@ async fn shared_counter_never_reports_a_lost_add_as_done_when_connections_drop()
     chaos.await.unwrap();
     eprintln!("{ok} adds done, {unknown} unknown");
     let zk = ns.client().await;
-    let v = SharedCounter::new(&zk, "/counters/faulty")
-        .get()
-        .await
-        .unwrap();
+    let v = SharedCounter::new(
+        &zk,
+        "/counters/faulty",
+        zkit_recipes::counter::CounterOptions::default(),
+    )
+    .get()
+    .await
+    .unwrap();
     assert!(
         (ok..=ok + unknown).contains(&(v.value as u64)),
         "value {} with {ok} adds done and {unknown} unknown (seed {seed})",

@@ -235,9 +235,14 @@ async fn failover(
     operator
         .create("/config", b"workers=8", &CreateOptions::persistent())
         .await?;
-    let cfg = ConfigWatch::start(&watcher, "/config", |b: Option<&[u8]>| {
-        Ok::<_, String>(String::from_utf8_lossy(b.unwrap_or_default()).into_owned())
-    })
+    let cfg = ConfigWatch::start(
+        &watcher,
+        "/config",
+        zkit_recipes::cache::CacheOptions::default(),
+        |b: Option<&[u8]>| {
+            Ok::<_, String>(String::from_utf8_lossy(b.unwrap_or_default()).into_owned())
+        },
+    )
     .await?;
     let mut seen = cfg.watched();
     let leader = ens.wait_for_leader().await?;

@@ -71,7 +71,7 @@ impl ServiceDiscovery {
         let path = self.node(&instance.name, &instance.id);
         let json = instance.to_json();
         let node = if instance.service_type.is_dynamic() {
-            Some(KeptNode::start(&self.client, &path, &json).await?)
+            Some(KeptNode::start(&self.client, &path, &json, &crate::znode::default_retry()).await?)
         } else {
             let c = &self.client;
             ensure_path(
@@ -127,7 +127,8 @@ impl ServiceDiscovery {
     /// skipped).
     pub async fn query(&self, name: &str) -> Result<Vec<ServiceInstance>> {
         let path = join(&self.base, name);
-        let kids = crate::group::read_children(&self.client, &path).await?;
+        let kids = crate::group::read_children(&self.client, &path, &crate::znode::default_retry())
+            .await?;
         Ok(kids
             .iter()
             .filter_map(|(id, data)| ServiceInstance::from_json(&join(&path, id), data).ok())

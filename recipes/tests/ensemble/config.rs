@@ -60,7 +60,14 @@ async fn config_watch_on_a_partitioned_follower(until_expired: bool) {
         .expect("create");
     let zk = pinned(&e, f, SHORT_SESSION, true).await;
     let old_session = zk.session_id();
-    let cfg = ConfigWatch::start(&zk, "/cfg", parse).await.expect("watch");
+    let cfg = ConfigWatch::start(
+        &zk,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .expect("watch");
     let mut rx = cfg.watched();
     let (seen, recorder) = record_values(cfg.watched());
     assert_eq!(*rx.borrow(), 1);
@@ -128,7 +135,14 @@ async fn config_watch_listing_every_server_fails_over_from_a_partitioned_followe
         .await
         .expect("create");
     let zk = client_on(&e, f, SHORT_SESSION, true).await;
-    let cfg = ConfigWatch::start(&zk, "/cfg", parse).await.expect("watch");
+    let cfg = ConfigWatch::start(
+        &zk,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .expect("watch");
     let mut rx = cfg.watched();
     let (seen, recorder) = record_values(cfg.watched());
 
