@@ -258,8 +258,16 @@ async fn service_discovery_registers_queries_and_watches_instances() {
     let t = target!();
     let ns = t.namespace("discovery").await;
     let (zk1, zk2) = (ns.client().await, ns.client().await);
-    let d1 = ServiceDiscovery::new(&zk1, "/services");
-    let d2 = ServiceDiscovery::new(&zk2, "/services");
+    let d1 = ServiceDiscovery::new(
+        &zk1,
+        "/services",
+        zkit_recipes::discovery::DiscoveryOptions::default(),
+    );
+    let d2 = ServiceDiscovery::new(
+        &zk2,
+        "/services",
+        zkit_recipes::discovery::DiscoveryOptions::default(),
+    );
     let mut r1 = d1
         .register(&ServiceInstance::new("search", "s1", "10.0.0.1:80"))
         .await

@@ -169,7 +169,11 @@ async fn main() -> DemoResult {
     ));
 
     section("service discovery in Curator's JSON");
-    let discovery = ServiceDiscovery::new(&zk, "/services");
+    let discovery = ServiceDiscovery::new(
+        &zk,
+        "/services",
+        zkit_recipes::discovery::DiscoveryOptions::default(),
+    );
     let _r = discovery
         .register(
             &ServiceInstance::new("search", "s1")
