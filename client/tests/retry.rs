@@ -92,3 +92,23 @@ async fn throttled_unsafe_writes_are_retried() {
         .unwrap();
     assert_eq!(server.fault_fired(rule), 1);
 }
+
+#[tokio::test]
+async fn run_on_retries_a_read_across_a_dropped_connection() {
+    let server = Server::start().await.unwrap();
+    let zk = Client::connect(&server.connect_string()).await.unwrap();
+    // The read's reply is replaced by a dropped connection; the one retry allowed goes out
+    // after the client is connected again.
+    let rule = server.add_fault(
+        FaultRule::new(FaultAction::ApplyThenDisconnect)
+            .op(OpCode::GetData)
+            .times(1),
+    );
+    let policy = RetryPolicy::exponential(Duration::from_millis(1), 1);
+    let (data, _) = policy
+        .run_on(&zk, OpClass::Read, || zk.get_data("/"))
+        .await
+        .unwrap();
+    assert!(data.is_empty());
+    assert_eq!(server.fault_fired(rule), 1);
+}
