@@ -296,3 +296,33 @@ async fn latch_on_a_recreating_client_carries_on_through_many_expiries() {
         bounded("told", term.lost()).await;
     }
 }
+
+/// Without `auto_requeue` a selector leads once: when its task finishes it leaves the election
+/// (its node goes) instead of queueing again.
+#[tokio::test]
+async fn selector_without_auto_requeue_leaves_after_one_term() {
+    let t = target!();
+    let ns = t.namespace("selector-once").await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let zk = ns.client().await;
+    let r = runs.clone();
+    let once = LeaderSelector::start(
+        &zk,
+        "/election",
+        LeaderOptions::new("once").auto_requeue(false),
+        move |_| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+            }
+        },
+    )
+    .await
+    .unwrap();
+    eventually("led once and left", || async {
+        runs.load(Ordering::SeqCst) == 1 && once.participants().await.is_ok_and(|p| p.is_empty())
+    })
+    .await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    bounded("close", once.close()).await.unwrap();
+}
