@@ -48,6 +48,15 @@
 #                             ensemble, so sessions move between members; real ZooKeeper ignores
 #                             it); ZK_JAVA_OPTS does not apply
 #   ZKIT_SERVER               the zkit-server binary (default: target/debug/zkit-server of this repo)
+#   ZK_TLS_DIR                start-standalone also opens a TLS secureClientPort (Netty connection
+#                             factory) with PEM files from this dir: server-keystore.pem (key and
+#                             certificate chain) and ca.pem (trusted CAs); DIR/secure_connect then
+#                             holds 127.0.0.1:SECUREPORT (stdout still prints the plain port);
+#                             with ZK_IMPL=zkit, zkit-server reads the same zoo.cfg keys
+#   ZK_TLS_CLIENT_AUTH        ssl.clientAuth for the secure port: none (default), want or need
+#   ZK_JAAS_FILE              JAAS config for SASL (its Server section): the server gets
+#                             -Djava.security.auth.login.config and the SASL auth provider
+#   ZK_SASL_REQUIRED=1        -Dzookeeper.sessionRequireClientSASLAuth=true: clients must SASL
 set -euo pipefail
 
 ZK_JAR_DIR=${ZK_JAR_DIR:-/usr/share/java}
@@ -113,7 +122,9 @@ cmd_install() {
 # server writes a log (without one slf4j falls back to NOP and prints nothing at all).
 classpath() {
     local cp=$ZK_JAR_DIR/zookeeper.jar jar
-    for jar in slf4j-log4j12.jar log4j-1.2.jar; do
+    # The manifest misses netty's codec and resolver, which the Netty connection factory (TLS)
+    # needs.
+    for jar in slf4j-log4j12.jar log4j-1.2.jar netty-codec.jar netty-resolver.jar; do
         [[ -f $ZK_JAR_DIR/$jar ]] && cp+=:$ZK_JAR_DIR/$jar
     done
     printf '%s\n' "$cp"
@@ -195,6 +206,18 @@ write_config() {
         [[ -n ${ZK_MAX_SESSION_TIMEOUT:-} ]] && echo "maxSessionTimeout=$ZK_MAX_SESSION_TIMEOUT"
         # The JVM gets -Dzookeeper.extendedTypesEnabled=true; zkit-server reads it from here.
         is_zkit && [[ ${ZK_EXTENDED_TYPES:-0} == 1 ]] && echo "extendedTypesEnabled=true"
+        if [[ -n ${ZK_TLS_DIR:-} && -n ${3:-} ]]; then
+            echo "secureClientPort=$3"
+            echo "secureClientPortAddress=127.0.0.1"
+            echo "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory"
+            echo "ssl.keyStore.location=$ZK_TLS_DIR/server-keystore.pem"
+            echo "ssl.keyStore.type=PEM"
+            echo "ssl.trustStore.location=$ZK_TLS_DIR/ca.pem"
+            echo "ssl.trustStore.type=PEM"
+            echo "ssl.clientAuth=${ZK_TLS_CLIENT_AUTH:-none}"
+        fi
+        [[ -n ${ZK_JAAS_FILE:-} ]] &&
+            echo "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
         cat
         [[ -n ${ZK_CFG_EXTRA:-} ]] && printf '%s\n' "$ZK_CFG_EXTRA"
         true
@@ -222,6 +245,11 @@ launch() {
         -Dzookeeper.jmx.log4j.disable=true
     )
     [[ ${ZK_EXTENDED_TYPES:-0} == 1 ]] && opts+=(-Dzookeeper.extendedTypesEnabled=true)
+    if grep -q '^secureClientPort=' "$srvdir/zoo.cfg"; then
+        opts+=(-Dzookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory)
+    fi
+    [[ -n ${ZK_JAAS_FILE:-} ]] && opts+=("-Djava.security.auth.login.config=$ZK_JAAS_FILE")
+    [[ ${ZK_SASL_REQUIRED:-0} == 1 ]] && opts+=(-Dzookeeper.sessionRequireClientSASLAuth=true)
     [[ ${ZK_READONLY:-0} == 1 ]] && opts+=(-Dreadonlymode.enabled=true)
     # shellcheck disable=SC2206 # word splitting of user-supplied options is intended
     [[ -n ${ZK_JAVA_OPTS:-} ]] && opts+=($ZK_JAVA_OPTS)
@@ -321,16 +349,25 @@ abs_dir() {
 }
 
 cmd_start_standalone() {
-    local dir port attempt
+    local dir port attempt sport=""
     dir=$(abs_dir "$1")
     running_pid "$dir" >/dev/null && die "a server is already running in $dir"
     zk_installed || not_installed
+    if [[ -n ${ZK_TLS_DIR:-} ]]; then
+        [[ -f $ZK_TLS_DIR/server-keystore.pem && -f $ZK_TLS_DIR/ca.pem ]] ||
+            die "ZK_TLS_DIR=$ZK_TLS_DIR needs server-keystore.pem and ca.pem"
+    fi
     for attempt in 1 2 3; do
-        port=$(free_ports 1)
-        write_config "$dir" "$port" </dev/null
+        if [[ -n ${ZK_TLS_DIR:-} ]]; then
+            read -r port sport <<<"$(free_ports 2)"
+        else
+            port=$(free_ports 1)
+        fi
+        write_config "$dir" "$port" "$sport" </dev/null
         launch "$dir" org.apache.zookeeper.server.ZooKeeperServerMain
         if wait_serving standalone "$dir"; then
             echo "127.0.0.1:$port" >"$dir/connect"
+            [[ -n $sport ]] && echo "127.0.0.1:$sport" >"$dir/secure_connect"
             log "standalone server pid $(<"$dir/pid") serving on 127.0.0.1:$port (log: $dir/zk.log)"
             echo "127.0.0.1:$port"
             return 0

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
@@ -124,6 +124,8 @@ pub(crate) struct Driver {
     server: Option<SocketAddr>,
     /// Whether a handshake completed on the connection being served.
     handshaken: bool,
+    /// TLS handshakes failed in a row before the first session (see `tls_failed`).
+    tls_failures: usize,
     /// Replies collected by [`deliver`](Self::deliver), completed together (kept between
     /// batches so completing them allocates nothing).
     replies: Vec<(ReplyTx, crate::reply::Answer)>,
@@ -163,6 +165,7 @@ impl Driver {
             cmds_closed: false,
             server: None,
             handshaken: false,
+            tls_failures: 0,
             replies: Vec::new(),
             wakers: Vec::new(),
         }
@@ -287,7 +290,7 @@ impl Driver {
             };
             let mut connected_once = false;
             for addr in addrs {
-                match self.connect_and_serve(addr).await {
+                match self.connect_and_serve(&host, addr).await {
                     (_, Ended::Terminal) => {
                         connected_once = true;
                         break;
@@ -373,9 +376,11 @@ impl Driver {
 
     /// Connects to one address, handshakes and serves until the connection ends.
     /// Returns whether the handshake completed, and why it ended.
-    async fn connect_and_serve(&mut self, addr: SocketAddr) -> (bool, Ended) {
+    async fn connect_and_serve(&mut self, host: &str, addr: SocketAddr) -> (bool, Ended) {
         self.server = Some(addr);
         self.handshaken = false;
+        // SASL GSSAPI names the service by the host of the connect string.
+        self.session.set_server_host(host);
         let connect_timeout = self
             .opts
             .connect_timeout_per_host(self.session.negotiated_timeout(), self.hosts.len());
@@ -392,11 +397,41 @@ impl Driver {
             _ = self.expiry_or_close() => return (false, Ended::Terminal),
         };
         let _ = stream.set_nodelay(true);
-        self.session
-            .begin_handshake(now(), (start + connect_timeout).into_std());
-        let r = self.serve(stream).instrument(span).await;
+        let r = match self.opts.tls.clone() {
+            None => {
+                self.session
+                    .begin_handshake(now(), (start + connect_timeout).into_std());
+                self.serve(stream).instrument(span).await
+            }
+            Some(tls) => {
+                let handshake =
+                    tokio::time::timeout_at(start + connect_timeout, tls.connect(host, stream));
+                let stream = tokio::select! {
+                    r = handshake => match r {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(why)) => return (false, self.tls_failed(why)),
+                        Err(_) => return (false, Ended::Lost("TLS handshake timed out".into())),
+                    },
+                    _ = self.expiry_or_close() => return (false, Ended::Terminal),
+                };
+                self.session
+                    .begin_handshake(now(), (start + connect_timeout).into_std());
+                self.serve(stream).instrument(span).await
+            }
+        };
         self.server = None;
         r
+    }
+
+    /// A TLS handshake failed. Before the first session, once every host has failed this way
+    /// in a row, `connect` fails with [`Error::Tls`] rather than retrying until its timeout: a
+    /// certificate problem does not go away by itself.
+    fn tls_failed(&mut self, why: String) -> Ended {
+        self.tls_failures += 1;
+        if self.tls_failures >= self.hosts.len() {
+            self.report_first(Err(Error::Tls(why.clone())));
+        }
+        Ended::Lost(format!("TLS: {why}"))
     }
 
     /// Resolves when the session becomes terminal while connecting (commands keep flowing).
@@ -416,8 +451,8 @@ impl Driver {
         }
     }
 
-    async fn serve(&mut self, mut stream: TcpStream) -> (bool, Ended) {
-        let (mut rd, mut wr) = stream.split();
+    async fn serve<S: AsyncRead + AsyncWrite>(&mut self, stream: S) -> (bool, Ended) {
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let mut inbuf = BytesMut::with_capacity(64 * 1024);
         let mut out = Bytes::new();
         // One timer for the connection, moved when the session's next deadline moves.
@@ -447,6 +482,10 @@ impl Driver {
                 r = rd.read_buf(&mut inbuf) => {
                     match r {
                         Ok(0) => return (self.handshaken, Ended::Lost("server closed the connection".into())),
+                        Err(e) if !self.handshaken && crate::tls::tls_failure(&e).is_some() => {
+                            // TLS 1.3: a refused client certificate shows on the first read.
+                            return (false, self.tls_failed(format!("the server refused the connection: {e}")));
+                        }
                         Err(e) => return (self.handshaken, Ended::Lost(format!("read: {e}"))),
                         Ok(_) => {}
                     }

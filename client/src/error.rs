@@ -138,6 +138,11 @@ pub enum Error {
     /// The peer sent bytes that do not decode.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// TLS could not be set up: unreadable certificates or keys, or no server passed the
+    /// TLS handshake (unknown CA, a certificate that does not name the host, a client
+    /// certificate refused). The message says which.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The one table between ZooKeeper's codes and [`Error`]'s variants: each listed variant carries
@@ -168,6 +173,7 @@ macro_rules! code_table {
                     | Error::InvalidConnectString(_)
                     | Error::ConnectFailed(_)
                     | Error::Protocol(_)
+                    | Error::Tls(_)
                     | Error::Unknown(_) => None,
                 }
             }

@@ -25,20 +25,28 @@
 mod client;
 mod driver;
 pub mod error;
+#[cfg(feature = "gssapi")]
+mod gssapi;
 mod ops;
 mod options;
 mod reply;
 pub mod retry;
+mod sasl;
 mod session;
+mod tls;
 mod watched;
 mod watcher;
 
 pub use client::{Client, ClientBuilder, DELETE_ALL_BATCH};
 pub use error::{Error, Result};
+#[cfg(feature = "gssapi")]
+pub use gssapi::GssapiOptions;
 pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use options::{ClientOptions, ConnectString, CreateOptions};
 pub use retry::{OpClass, RetryPolicy};
+pub use sasl::SaslConfig;
 pub use session::SessionState;
+pub use tls::TlsConfig;
 pub use watched::{Events, RecvError, Ref, Watched};
 pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchItem, WatchedEvent};
 pub use zkit_proto::path;

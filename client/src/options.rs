@@ -123,6 +123,8 @@ pub struct ClientOptions {
     pub backoff_base: Duration,
     /// Largest reconnect backoff.
     pub backoff_max: Duration,
+    /// TLS for every connection (set by [`ClientBuilder::tls`](crate::ClientBuilder::tls)).
+    pub(crate) tls: Option<crate::tls::Connector>,
 }
 
 impl Default for ClientOptions {
@@ -136,6 +138,7 @@ impl Default for ClientOptions {
             max_packet: zkit_proto::frame::DEFAULT_MAX_PACKET,
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
+            tls: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::Target;
-use zkit::{digest_id, perms, Acl, Client, CreateOptions, Error, SessionState};
+use zkit::{digest_id, perms, Acl, CreateOptions, Error, SessionState};
 
 #[tokio::test]
 async fn creator_all_acl_locks_out_other_clients() {
@@ -37,7 +37,7 @@ async fn creator_all_acl_locks_out_other_clients() {
 
     // Anonymous: every guarded operation is refused; exists is not guarded (getACL is, since
     // 3.6: it needs READ or ADMIN).
-    let anon = Client::connect(&ns).await.unwrap();
+    let anon = common::connect(&ns).await.unwrap();
     assert_eq!(anon.get_data("/private").await, Err(Error::NoAuth));
     assert_eq!(
         anon.set_data("/private", b"x", None).await,
@@ -80,7 +80,7 @@ async fn creator_all_acl_locks_out_other_clients() {
     anon.close().await.unwrap();
 
     // Credentials given to the builder are sent before connect() returns.
-    let bob = Client::builder(&ns)
+    let bob = common::builder(&ns)
         .auth("digest", "alice:secret")
         .connect()
         .await
@@ -150,7 +150,7 @@ async fn digest_and_auth_acls_and_invalid_acls() {
     .unwrap();
     assert_eq!(zk.get_data("/dave").await, Err(Error::NoAuth));
     zk.set_data("/dave", b"w", None).await.unwrap();
-    let dave = Client::builder(&ns)
+    let dave = common::builder(&ns)
         .auth("digest", "dave:pw")
         .connect()
         .await

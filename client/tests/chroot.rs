@@ -14,12 +14,12 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// real paths).
 async fn pair(t: &Target) -> (Client, Client) {
     let ns = t.namespace().await;
-    let outer = Client::connect(&ns).await.unwrap();
+    let outer = common::connect(&ns).await.unwrap();
     outer
         .create("/app", b"root", &CreateOptions::persistent())
         .await
         .unwrap();
-    let inner = Client::connect(&format!("{ns}/app")).await.unwrap();
+    let inner = common::connect(&format!("{ns}/app")).await.unwrap();
     (inner, outer)
 }
 
@@ -142,7 +142,7 @@ async fn watch_event_paths_are_stripped() {
     // Persistent watches from a second session: 3.8 keeps one watch mode per (session, path),
     // so a persistent watch would swallow this session's one-shot watches on the same path
     // (ZOOKEEPER-4466, fixed in 3.9).
-    let zk2 = Client::connect(&format!("{}{}", t.connect, zk.chroot_path().unwrap()))
+    let zk2 = common::connect(&format!("{}{}", t.connect, zk.chroot_path().unwrap()))
         .await
         .unwrap();
     let mut rec = zk2
@@ -234,7 +234,7 @@ async fn watch_event_paths_are_stripped() {
 async fn a_missing_chroot_gives_no_node() {
     let t = Target::new().await;
     let ns = t.namespace().await;
-    let zk = Client::connect(&format!("{ns}/absent")).await.unwrap();
+    let zk = common::connect(&format!("{ns}/absent")).await.unwrap();
     assert_eq!(zk.exists("/").await.unwrap(), None);
     assert_eq!(
         zk.create("/a", b"", &CreateOptions::persistent()).await,

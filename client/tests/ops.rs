@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use zkit::{
-    perms, Acl, Client, CreateMode, CreateOptions, Error, ErrorCode, EventType, Op, OpResult,
-    ReadOp, ReadResult,
+    perms, Acl, CreateMode, CreateOptions, Error, ErrorCode, EventType, Op, OpResult, ReadOp,
+    ReadResult,
 };
 
 #[tokio::test]
@@ -698,7 +698,7 @@ async fn close_deletes_ephemerals() {
     zk.create("/eph", b"", &CreateOptions::ephemeral())
         .await
         .unwrap();
-    let observer = Client::connect(&ns).await.unwrap();
+    let observer = common::connect(&ns).await.unwrap();
     let (st, gone) = observer.exists_and_watch("/eph").await.unwrap();
     assert_eq!(st.unwrap().ephemeral_owner, zk.session_id());
     zk.close().await.unwrap();

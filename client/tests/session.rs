@@ -32,7 +32,7 @@ async fn restart_keeps_session_and_fires_watches_for_changes_made_while_away() {
     let ns = t.namespace().await;
     // A reaches the server through a proxy, so it can be kept away while B makes changes.
     let proxy = Proxy::start(&t.connect).await;
-    let a = Client::builder(&format!("{}{}", proxy.addr, chroot_of(&t, &ns)))
+    let a = common::builder(&format!("{}{}", proxy.addr, chroot_of(&t, &ns)))
         .session_timeout(Duration::from_secs(30))
         .auth("digest", "a:pw")
         .connect()
@@ -59,7 +59,7 @@ async fn restart_keeps_session_and_fires_watches_for_changes_made_while_away() {
     t.restart().await;
 
     // B changes things while A is away (after A's last seen zxid).
-    let b = Client::connect(&ns).await.unwrap();
+    let b = common::connect(&ns).await.unwrap();
     b.set_data("/n", b"1", None).await.unwrap();
     b.create("/n/kid", b"", &o).await.unwrap();
     b.create("/later", b"", &o).await.unwrap();
@@ -120,7 +120,7 @@ async fn restart_of_the_server_is_survived_directly() {
     }
     let _g = t.exclusive().await;
     let ns = t.namespace().await;
-    let a = Client::builder(&ns)
+    let a = common::builder(&ns)
         .session_timeout(Duration::from_secs(30))
         .connect()
         .await
@@ -174,13 +174,13 @@ async fn server_down_longer_than_the_session_timeout_expires_the_session() {
     let _g = t.exclusive().await;
     let ns = t.namespace().await;
     // The shortest timeout the server allows (it clamps to 2 x tickTime).
-    let a = Client::builder(&ns)
+    let a = common::builder(&ns)
         .recreate_on_expiry(false)
         .session_timeout(Duration::from_secs(2))
         .connect()
         .await
         .unwrap();
-    let renewing = Client::builder(&ns)
+    let renewing = common::builder(&ns)
         .session_timeout(Duration::from_secs(2))
         .recreate_on_expiry(true)
         .connect()
@@ -244,7 +244,7 @@ async fn server_down_longer_than_the_session_timeout_expires_the_session() {
         t.start().await;
     }
     // The server forgets the session too: its ephemeral goes.
-    let b = Client::connect(&ns).await.unwrap();
+    let b = common::connect(&ns).await.unwrap();
     let (st, gone) = b.exists_and_watch("/eph").await.unwrap();
     if st.is_some() {
         let ev = within(timeout * 3 + LIMIT, "ephemeral deleted", gone)
@@ -282,7 +282,7 @@ async fn close_ends_the_session_for_watchers_and_the_state_stream() {
         .await
         .unwrap();
     let mut states = a.state_changes();
-    let b = Client::connect(&ns).await.unwrap();
+    let b = common::connect(&ns).await.unwrap();
     let (_, gone) = b.exists_and_watch("/eph").await.unwrap();
     a.close().await.unwrap();
     // closeSession deleted the ephemeral: another client is told.
@@ -324,7 +324,7 @@ async fn a_session_can_be_resumed_by_id_and_password() {
     // The first handle reaches the server through a proxy we can cut, so that it does not
     // win the session back (ZooKeeper hands a session to whichever connection attached last).
     let proxy = Proxy::start(&t.connect).await;
-    let a = Client::builder(&format!("{}{}", proxy.addr, chroot_of(&t, &ns)))
+    let a = common::builder(&format!("{}{}", proxy.addr, chroot_of(&t, &ns)))
         .recreate_on_expiry(false)
         .session_timeout(Duration::from_secs(10))
         .connect()
@@ -335,7 +335,7 @@ async fn a_session_can_be_resumed_by_id_and_password() {
         .unwrap();
     proxy.block();
     wait_state(&a, LIMIT, |s| s == SessionState::Disconnected).await;
-    let b = Client::builder(&ns)
+    let b = common::builder(&ns)
         .resume_session(a.session_id(), a.session_password())
         .connect()
         .await
@@ -356,7 +356,7 @@ async fn resuming_with_a_wrong_password_is_refused_as_expired() {
     let t = Target::new().await;
     let _g = t.shared().await;
     let (a, ns) = t.client().await;
-    let r = Client::builder(&ns)
+    let r = common::builder(&ns)
         .resume_session(a.session_id(), vec![0u8; 16])
         .connect()
         .await;
@@ -392,7 +392,7 @@ async fn a_stalled_server_is_left_after_two_thirds_of_the_timeout_and_the_sessio
     // timeout after its last touch, which can be a ping interval (1/3) before the stall. The
     // remaining third is all the time there is to resume the server (SIGCONT) and reconnect, so
     // it must be seconds even on a loaded machine: 15 s leaves 5.
-    let zk = Client::builder(&ns)
+    let zk = common::builder(&ns)
         .session_timeout(Duration::from_secs(15))
         .connect()
         .await
@@ -510,7 +510,7 @@ async fn a_recreated_session_never_reports_the_expired_id() {
         return;
     }
     let ns = t.namespace().await;
-    let zk = Client::builder(&ns)
+    let zk = common::builder(&ns)
         .recreate_on_expiry(true)
         .connect()
         .await

@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::{wait_state, within, Proxy, Target};
 use futures::FutureExt;
 use zkit::{
-    Client, CreateOptions, Error, EventType, OneshotWatcher, PersistentWatcher, SessionState,
-    WatchItem, WatcherType,
+    CreateOptions, Error, EventType, OneshotWatcher, PersistentWatcher, SessionState, WatchItem,
+    WatcherType,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -136,7 +136,7 @@ async fn every_watcher_on_a_path_fires() {
     let (_, _, a) = zk.get_data_and_watch("/m").await.unwrap();
     let (_, _, b) = zk.get_data_and_watch("/m").await.unwrap();
     let (_, c) = zk.exists_and_watch("/m").await.unwrap();
-    let other = zkit::Client::connect(&ns).await.unwrap();
+    let other = common::connect(&ns).await.unwrap();
     other.set_data("/m", b"1", None).await.unwrap();
     for w in [a, b, c] {
         assert_eq!(fired(w).await, (EventType::NodeDataChanged, "/m".into()));
@@ -459,7 +459,7 @@ async fn a_watch_event_arrives_before_the_reply_of_a_later_request() {
     assert_eq!(ev.event_type, EventType::NodeDataChanged);
     // Another client's write: once a read of ours sees the new data, the event is already here
     // (ZooKeeper's guarantee: a client sees the event before it sees the new state).
-    let other = zkit::Client::connect(&ns).await.unwrap();
+    let other = common::connect(&ns).await.unwrap();
     for i in 2..22 {
         let (_, before, mut w) = zk.get_data_and_watch("/o").await.unwrap();
         let write = other.set_data("/o", i.to_string(), None);
@@ -492,7 +492,7 @@ async fn a_change_made_while_disconnected_yields_resync_on_the_persistent_stream
     let chroot = ns.strip_prefix(&t.connect).unwrap();
     b.create("/w", b"", &p()).await.unwrap();
     let proxy = Proxy::start(&t.connect).await;
-    let a = Client::builder(&format!("{}{chroot}", proxy.addr))
+    let a = common::builder(&format!("{}{chroot}", proxy.addr))
         .session_timeout(Duration::from_secs(10))
         .connect()
         .await

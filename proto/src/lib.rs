@@ -24,6 +24,7 @@ pub mod multi;
 pub mod path;
 pub mod quorum;
 pub mod records;
+pub mod sasl;
 pub mod txn;
 
 pub use acl::digest_id;

@@ -223,6 +223,12 @@ async fn instant_expiry_of_the_leader_still_leaves_exactly_one_leader() {
         fs.push(f);
     }
     let leader = single_leader(&latches).await;
+    // Every participant queued before the leader goes: one that had not yet created its node
+    // (a slow task on a busy machine) would queue behind the old leader's new one.
+    eventually("all three queued", || async {
+        latches[0].participants().await.is_ok_and(|p| p.len() == 3)
+    })
+    .await;
     let term = latches[leader].leadership().await.unwrap();
     fs[leader].expire().await;
     bounded("old leader told", term.lost()).await;

@@ -69,7 +69,7 @@ pub use ensemble::{
     Builder as EnsembleBuilder, ConfigError, ConfigWarning, Ensemble, Inconsistency, Member,
     MemberConfig, QuorumRole, ServerHandle, ServerLine, ServerMode, ZooCfg,
 };
-pub use net::FourLetterWords;
+pub use net::{FourLetterWords, ServerTls};
 pub use persist::backup::BackupInfo;
 pub use persist::{PersistError, PersistOptions, RecoveryReport};
 pub use server::{Builder, ConnectionSummary, Error, Server, SessionSummary, WatchSummary, Znode};

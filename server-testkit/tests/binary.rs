@@ -107,3 +107,35 @@ async fn zkit_server_limits_flags_reach_the_server() {
     assert_eq!(bad.status.code(), Some(2), "a bad number is a usage error");
     child.kill().await.unwrap();
 }
+
+/// Inconsistent TLS / SASL flags are refused before anything listens (exit status 2), naming
+/// the flag.
+#[tokio::test]
+async fn zkit_server_refuses_incomplete_security_flags() {
+    let d = tempfile::tempdir().unwrap();
+    let users = d.path().join("users");
+    std::fs::write(&users, "no equals sign here\n").unwrap();
+    let users = users.display().to_string();
+    for (args, want) in [
+        (vec!["--secure-port", "0"], "--tls-cert and --tls-key"),
+        (
+            vec!["--tls-cert", "/nonexistent.pem", "--tls-key", "/k"],
+            "--tls-cert",
+        ),
+        (vec!["--require-sasl"], "need --sasl-users"),
+        (
+            vec!["--sasl-users", users.as_str()],
+            "expected user=password",
+        ),
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_zkit-server"))
+            .args(["--port", "0"])
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

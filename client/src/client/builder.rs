@@ -11,7 +11,9 @@ use crate::driver::{Command, Driver, Publish};
 use crate::error::{Error, Result};
 use crate::options::{ClientOptions, ConnectString, HostList};
 use crate::reply::ReplyPool;
+use crate::sasl::SaslConfig;
 use crate::session::{Session, SessionConfig};
+use crate::tls::TlsConfig;
 
 /// Builds a [`Client`].
 ///
@@ -30,6 +32,8 @@ pub struct ClientBuilder {
     pub(super) opts: ClientOptions,
     pub(super) auth: Vec<(String, Bytes)>,
     pub(super) resume: Option<(i64, Bytes)>,
+    pub(super) tls: Option<TlsConfig>,
+    pub(super) sasl: Option<SaslConfig>,
 }
 
 impl ClientBuilder {
@@ -85,10 +89,40 @@ impl ClientBuilder {
         self
     }
 
+    /// Speaks TLS to every server (all hosts, every reconnect): the connect string's ports
+    /// must be the servers' secure client ports. A certificate problem fails
+    /// [`connect`](Self::connect) with [`Error::Tls`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> zkit::Result<()> {
+    /// let ca = std::fs::read("ca.pem").unwrap();
+    /// let zk = zkit::Client::builder("zk1.example.com:2281")
+    ///     .tls(zkit::TlsConfig::new(ca))
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = zk; Ok(()) }
+    /// ```
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Authenticates every connection with SASL before anything else is sent (see
+    /// [`SaslConfig`]). A refusal fails [`connect`](Self::connect) with
+    /// [`Error::AuthFailed`]; after a reconnect it moves the session to `AuthFailed`.
+    pub fn sasl(mut self, config: SaslConfig) -> Self {
+        self.sasl = Some(config);
+        self
+    }
+
     /// Connects and waits until the session is established (or fails after the connect timeout).
     pub async fn connect(self) -> Result<Client> {
         let cs: ConnectString = self.connect.parse()?;
-        let opts = Arc::new(self.opts);
+        let mut opts = self.opts;
+        if let Some(tls) = &self.tls {
+            opts.tls = Some(tls.connector()?);
+        }
+        let opts = Arc::new(opts);
         let publish = Publish::new();
         let state_rx = publish.state.subscribe();
         let changes = publish.changes.clone();
@@ -102,6 +136,9 @@ impl ClientBuilder {
             },
             tokio::time::Instant::now().into_std(),
         );
+        if let Some(sasl) = self.sasl {
+            session.set_sasl(sasl);
+        }
         if let Some((id, pw)) = self.resume {
             session.resume(id, pw);
         }

@@ -95,6 +95,8 @@ impl Client {
             opts: ClientOptions::default(),
             auth: Vec::new(),
             resume: None,
+            tls: None,
+            sasl: None,
         }
     }
 

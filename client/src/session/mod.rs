@@ -13,6 +13,7 @@
 //! back inside its events.
 
 mod request;
+mod sasl;
 mod state;
 pub mod watches;
 
@@ -137,6 +138,8 @@ pub struct Session<H: Handles> {
     last_recv: Instant,
     last_send: Instant,
     last_heard: Option<Instant>,
+    /// SASL settings and the current connection's exchange (`sasl.rs`).
+    sasl: sasl::Sasl,
     /// Whether a handshake ever completed (a later one is a reconnect that may miss events).
     had_connection: bool,
     /// How many reconnects re-registered the watches (see [`Session::resyncs`]).
@@ -170,6 +173,7 @@ impl<H: Handles> Session<H> {
             last_recv: now,
             last_send: now,
             last_heard: None,
+            sasl: sasl::Sasl::default(),
             had_connection: false,
             resyncs: 0,
             seen_rw: false,
@@ -431,6 +435,9 @@ impl<H: Handles> Session<H> {
         if self.handshake_deadline.is_some() {
             return self.on_connect_response(frame);
         }
+        if self.sasl_in_progress() {
+            return self.on_sasl_frame(frame, now);
+        }
         let mut r = Reader::new(frame);
         let h = ReplyHeader::decode(&mut r)?;
         match h.xid {
@@ -553,7 +560,17 @@ impl<H: Handles> Session<H> {
         self.passwd = resp.passwd;
         self.negotiated = Duration::from_millis(resp.timeout as u64);
         self.seen_rw |= resp.read_only != Some(true);
-        self.set_state(if resp.read_only == Some(true) {
+        if self.begin_sasl(resp.read_only == Some(true))? {
+            return Ok(());
+        }
+        self.on_established(resp.read_only == Some(true));
+        Ok(())
+    }
+
+    /// The connection is ready (handshake and any SASL done): the session is connected; its
+    /// watches, auth and queued requests go out.
+    fn on_established(&mut self, read_only: bool) {
+        self.set_state(if read_only {
             SessionState::ConnectedReadOnly
         } else {
             SessionState::Connected
@@ -578,7 +595,6 @@ impl<H: Handles> Session<H> {
             }
             self.write_request(req);
         }
-        Ok(())
     }
 
     fn write_set_watches(&mut self) {
@@ -655,7 +671,7 @@ impl<H: Handles> Session<H> {
     /// connected, the handshake deadline while handshaking, and the local expiry (ZOOKEEPER-4508)
     /// whenever the session is not connected.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if let Some(d) = self.handshake_deadline {
+        if let Some(d) = self.handshake_deadline.or(self.sasl_deadline()) {
             // A handshake nobody answers must not outlive the session (ZOOKEEPER-4508).
             return Some(self.local_expiry_deadline().map_or(d, |e| e.min(d)));
         }
@@ -675,7 +691,11 @@ impl<H: Handles> Session<H> {
             if self.check_local_expiry(now) {
                 return Err(Error::SessionExpired);
             }
-            if self.handshake_deadline.is_some_and(|d| now >= d) {
+            if self
+                .handshake_deadline
+                .or(self.sasl_deadline())
+                .is_some_and(|d| now >= d)
+            {
                 return Err(Error::ConnectionLoss);
             }
             return Ok(());
@@ -703,6 +723,7 @@ impl<H: Handles> Session<H> {
     /// The connection is gone: fail what was in flight, move to Disconnected.
     pub fn on_connection_lost(&mut self) {
         self.handshake_deadline = None;
+        self.sasl_reset();
         self.out.clear();
         self.fail_pending(&Error::ConnectionLoss);
         if self.closing {

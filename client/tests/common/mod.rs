@@ -15,6 +15,8 @@
 //! - `ZK_TEST_ENSEMBLE`      ensemble connect string (3 hosts)
 //! - `ZK_TEST_ENSEMBLE_DIR`  that ensemble's directory (`zookeeper.sh start-ensemble DIR`)
 //! - `ZK_TEST_SCRIPT`        path of `zookeeper.sh` (default: the repo's `scripts/zookeeper.sh`)
+//! - `ZK_TEST_TLS_CA`        a CA bundle (PEM): clients of the target connect over TLS
+//!   (`ZK_TEST_CONNECT` is then the server's secure port)
 //! - `ZK_EXTENDED_TYPES=1`   the servers were started with TTL nodes enabled
 #![allow(dead_code)]
 
@@ -86,6 +88,29 @@ fn script_path() -> PathBuf {
 
 fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// TLS for the clients a test makes to the target when `ZK_TEST_TLS_CA` names a CA bundle
+/// (PEM): the suite then runs over the target's secure port (`ZK_TEST_CONNECT` is its address).
+fn tls_from_env() -> Option<zkit::TlsConfig> {
+    let path = env_nonempty("ZK_TEST_TLS_CA")?;
+    let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("ZK_TEST_TLS_CA={path}: {e}"));
+    Some(zkit::TlsConfig::new(pem))
+}
+
+/// A builder for a client of the target (its connect string, a namespace of it, or a proxy in
+/// front of it): over TLS when the suite runs on a secure port (`ZK_TEST_TLS_CA`).
+pub fn builder(connect: &str) -> zkit::ClientBuilder {
+    let b = Client::builder(connect);
+    match tls_from_env() {
+        Some(tls) => b.tls(tls),
+        None => b,
+    }
+}
+
+/// Connects a client of the target with the defaults (see [`builder`]).
+pub async fn connect(connect: &str) -> zkit::Result<Client> {
+    builder(connect).connect().await
 }
 
 /// Runs `zookeeper.sh ARGS...`, panicking with its stderr if it fails.
@@ -276,7 +301,7 @@ impl Target {
     /// A fresh, empty namespace for one test on `connect`: creates `/zkit-test-<random>` and
     /// returns `connect` chrooted there.
     pub async fn namespace_on(connect: &str) -> String {
-        let root = Client::connect(connect).await.expect("connect");
+        let root = self::connect(connect).await.expect("connect");
         let name = format!("/zkit-test-{:016x}", fastrand::u64(..));
         match root.create(&name, b"", &CreateOptions::persistent()).await {
             Ok(_) | Err(Error::NodeExists) => {}
@@ -295,7 +320,7 @@ impl Target {
     /// A client in a fresh namespace.
     pub async fn client(&self) -> (Client, String) {
         let ns = self.namespace().await;
-        let c = Client::builder(&ns)
+        let c = builder(&ns)
             .session_timeout(Duration::from_secs(10))
             .connect()
             .await

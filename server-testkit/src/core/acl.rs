@@ -14,14 +14,15 @@ pub fn digest(user_password: &str) -> String {
     zkit_proto::acl::digest_of_credential(user_password)
 }
 
-/// Whether a scheme has an authentication provider (`ip`, `digest`).
+/// Whether a scheme has an authentication provider (`ip`, `digest`, and `sasl`, which a real
+/// server has only when SASL is configured).
 pub fn has_provider(scheme: &str) -> bool {
-    matches!(scheme, "ip" | "digest")
+    matches!(scheme, "ip" | "digest" | "sasl")
 }
 
 /// Whether ids of this scheme count as "authenticated" for the `auth` ACL scheme.
 fn is_authenticated(scheme: &str) -> bool {
-    scheme == "digest"
+    matches!(scheme, "digest" | "sasl")
 }
 
 /// Whether `id` is a well-formed id of `scheme` (`AuthenticationProvider.isValid`).
@@ -39,6 +40,7 @@ pub fn is_valid(scheme: &str, id: &str) -> bool {
         // ZooKeeper 3.8's IPAuthenticationProvider.isValid parses IPv4 only: `ip:::1` is an
         // InvalidACL there.
         "ip" => parse_ip_acl(id).is_some_and(|(ip, _)| ip.is_ipv4()),
+        "sasl" => true,
         _ => false,
     }
 }
@@ -173,7 +175,7 @@ pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
 pub fn user_name(id: &Id) -> String {
     match id.scheme.as_str() {
         "digest" => id.id.split(':').next().unwrap_or("").to_owned(),
-        "ip" => id.id.clone(),
+        "ip" | "sasl" => id.id.clone(),
         _ => String::new(),
     }
 }

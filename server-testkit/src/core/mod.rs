@@ -20,6 +20,7 @@ pub(crate) mod password;
 mod prep;
 mod readonly;
 mod replica;
+mod sasl;
 mod speculate;
 mod tree;
 mod txn;
@@ -79,6 +80,14 @@ pub struct Config {
     pub proposal_digests: bool,
     /// How often the container/TTL reaper runs, ms.
     pub reap_interval: i64,
+    /// DIGEST-MD5 users and their passwords (a JAAS `Server` section's `user_<name>`); empty:
+    /// no SASL.
+    pub sasl_users: BTreeMap<String, String>,
+    /// The SASL name that authenticates as super (`zookeeper.superUser`).
+    pub sasl_super_user: Option<String>,
+    /// Requests other than auth and sasl need a `sasl` id first
+    /// (`zookeeper.sessionRequireClientSASLAuth`).
+    pub require_sasl: bool,
     /// Answer a re-attach to an unknown session with a brand-new session instead of "expired"
     /// (what ClickHouse Keeper does after a restart; a fault for client tests).
     pub renew_unknown_sessions: bool,
@@ -99,6 +108,9 @@ impl Default for Config {
             session_passwords: PasswordScheme::Keyed,
             proposal_digests: false,
             reap_interval: 1000,
+            sasl_users: BTreeMap::new(),
+            sasl_super_user: None,
+            require_sasl: false,
             renew_unknown_sessions: false,
             read_only: false,
         }
@@ -224,6 +236,8 @@ pub struct ConnInfo {
     old_client: bool,
     /// Whether the handshake is done (a close was requested otherwise).
     closing: bool,
+    /// The connection's SASL exchange, once it sent a sasl packet.
+    sasl: Option<Box<zkit_proto::sasl::DigestMd5Server>>,
     /// Whether the connection was accepted read-only.
     read_only: bool,
 }
@@ -275,6 +289,8 @@ pub struct Core {
     digest: TreeDigest,
     /// Replication state (idle in standalone mode).
     replica: replica::Replica,
+    /// SASL exchanges started (part of each one's nonce).
+    sasl_nonces: u64,
     /// Targeted faults a test installed (idle otherwise).
     faults: faults::Faults,
     /// The time of the latest input (for the faults that delay frames).
@@ -321,6 +337,7 @@ impl Core {
             out: Vec::new(),
             digest,
             replica: Default::default(),
+            sasl_nonces: 0,
             faults: Default::default(),
             clock: now,
             shadow: None,
@@ -391,6 +408,7 @@ impl Core {
                 established: now,
                 old_client: false,
                 closing: false,
+                sasl: None,
                 read_only: false,
             },
         );

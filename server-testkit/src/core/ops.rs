@@ -171,6 +171,9 @@ impl Core {
         if !self.faults.is_idle() && self.fault_request(conn, session, &h, op, &frame) {
             return;
         }
+        if !self.sasl_enforced(conn, h.xid, op) {
+            return;
+        }
         if self.read_only_now() {
             self.ro_request(conn, session, h, op, &mut r, now);
             return;
@@ -196,11 +199,7 @@ impl Core {
         match op {
             OpCode::Ping => self.reply(conn, h.xid, ErrorCode::Ok, None),
             OpCode::Auth => self.auth(conn, h.xid, r),
-            OpCode::Sasl => {
-                // No SASL configured: a real server drops the connection.
-                tracing::warn!(conn, "SASL requested but not configured, closing");
-                self.close(conn, "SASL not configured");
-            }
+            OpCode::Sasl => self.sasl(conn, h.xid, r),
             OpCode::SetWatches | OpCode::SetWatches2 => self.set_watches(conn, h, r),
             OpCode::CloseSession => {
                 self.close_session(session, h.xid, now);
@@ -710,7 +709,7 @@ fn multi_error(b: &mut BytesMut, e: ErrorCode) {
     e.code().encode(b);
 }
 
-fn push_id(ids: &mut Vec<Id>, scheme: &str, id: &str) {
+pub(super) fn push_id(ids: &mut Vec<Id>, scheme: &str, id: &str) {
     let new = Id {
         scheme: scheme.into(),
         id: id.into(),

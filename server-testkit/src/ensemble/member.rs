@@ -88,6 +88,14 @@ impl MemberConfig {
                 "this file describes a standalone server, not an ensemble member",
             ));
         }
+        if let Some(line) = cfg.line_of("secureClientPort") {
+            cfg.warn(
+                line,
+                "secureClientPort",
+                "served by a standalone zkit-server only, not by an ensemble member: ignored"
+                    .into(),
+            );
+        }
         let Some(me) = cfg.servers.iter().find(|s| s.id == myid).cloned() else {
             let ids: Vec<String> = cfg.servers.iter().map(|s| s.id.to_string()).collect();
             return Err(ConfigError::new(
@@ -229,7 +237,7 @@ impl server::Builder {
         if let Some(d) = &cfg.data_dir {
             b = b.data_dir(d.clone());
         }
-        Ok(b)
+        super::zoocfg_tls::secure_port(cfg, b)
     }
 }
 

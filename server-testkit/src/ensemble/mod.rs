@@ -31,6 +31,7 @@ mod tests;
 mod zoocfg;
 #[cfg(test)]
 mod zoocfg_tests;
+mod zoocfg_tls;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -112,7 +112,7 @@ fn system_property_style_keys_are_read() {
 #[test]
 fn unknown_and_unsupported_keys_are_warnings_naming_their_line() {
     let c = ZooCfg::parse(&quorum(
-        "someFutureKey=1\nsecureClientPort=2182\nmetricsProvider.className=x\n",
+        "someFutureKey=1\nsslQuorum=true\nmetricsProvider.className=x\n",
     ))
     .unwrap();
     let w: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
@@ -120,9 +120,31 @@ fn unknown_and_unsupported_keys_are_warnings_naming_their_line() {
         w,
         [
             "line 13: someFutureKey: unknown key: ignored",
-            "line 14: secureClientPort: not supported by zkit: ignored"
+            "line 14: sslQuorum: not supported by zkit: ignored"
         ]
     );
+}
+
+#[test]
+fn a_secure_client_port_is_read_and_an_ensemble_member_warns_it_is_ignored() {
+    let text = quorum(
+        "secureClientPort=2182\nssl.keyStore.location=/k.pem\nssl.trustStore.location=/t.pem\n\
+         ssl.clientAuth=NONE\n",
+    );
+    let c = ZooCfg::parse(&text).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.secure_client_port, Some(2182));
+    assert_eq!(c.ssl_client_auth.as_deref(), Some("none"));
+    let m = super::MemberConfig::with_myid(c, 1).unwrap();
+    let w: Vec<String> = m.zoo_cfg().warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("secureClientPort") && w.contains("standalone")),
+        "{w:?}"
+    );
+    // A store that is not PEM is an error naming its key.
+    let e = ZooCfg::parse(&quorum("ssl.keyStore.location=/k.jks\n")).unwrap_err();
+    assert!(e.to_string().contains("ssl.keyStore.location"), "{e}");
 }
 
 #[test]

@@ -11,9 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use zkit_proto::frame::take_frame;
@@ -25,16 +23,19 @@ use crate::core::{ConnId, Frame};
 /// Largest batch the writer assembles before writing.
 const WRITE_BATCH: usize = 256 * 1024;
 
-/// Serves one accepted connection until it closes or the server shuts down. `_slot` holds the
-/// connection's place in the per-IP count until the task ends.
-pub(crate) async fn serve(
-    stream: TcpStream,
+/// Serves one accepted connection (its read and write halves: a TCP socket's, or a TLS
+/// stream's) until it closes or the server shuts down. `_slot` holds the connection's place in
+/// the per-IP count until the task ends.
+pub(crate) async fn serve<R, W>(
+    (mut rd, mut wr): (R, W),
     remote: SocketAddr,
     ctx: Arc<Ctx>,
     mut shutdown: watch::Receiver<bool>,
     _slot: IpSlot,
-) {
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut rbuf = BytesMut::with_capacity(4096);
     let deadline = Instant::now() + ctx.net.handshake_timeout;
     // Registered at once, so that `cons` and `mntr` list connections that sent nothing yet.
@@ -115,9 +116,9 @@ fn unregister(ctx: &Ctx, conn: ConnId) {
     g.dispatch();
 }
 
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     conn: ConnId,
-    rd: &mut OwnedReadHalf,
+    rd: &mut R,
     mut rbuf: BytesMut,
     ctx: &Ctx,
     mut paused: watch::Receiver<bool>,
@@ -171,7 +172,7 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(wr: &mut OwnedWriteHalf, inbox: &mut Inbox) -> &'static str {
+async fn write_loop<W: AsyncWrite + Unpin>(wr: &mut W, inbox: &mut Inbox) -> &'static str {
     let mut buf = BytesMut::new();
     loop {
         let Some(first) = inbox.recv().await else {
@@ -218,8 +219,8 @@ async fn write_loop(wr: &mut OwnedWriteHalf, inbox: &mut Inbox) -> &'static str 
 
 /// Writes the batch, then `frame`, in vectored writes (no copy of the frame), and releases both
 /// from the queue's count; false on a write error.
-async fn write_with(
-    wr: &mut OwnedWriteHalf,
+async fn write_with<W: AsyncWrite + Unpin>(
+    wr: &mut W,
     buf: &mut BytesMut,
     batched: &mut usize,
     frame: &Frame,
@@ -285,8 +286,8 @@ impl Buf for Parts<'_> {
 }
 
 /// Writes the batch and releases it from the queue's count; false on a write error.
-async fn flush(
-    wr: &mut OwnedWriteHalf,
+async fn flush<W: AsyncWrite + Unpin>(
+    wr: &mut W,
     buf: &mut BytesMut,
     batched: &mut usize,
     inbox: &Inbox,
@@ -308,7 +309,7 @@ mod tests {
     use crate::core::FrameBuf;
     use crate::net::Msg;
     use bytes::Bytes;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
     use zkit_proto::ReplyHeader;
 
     /// A reply frame whose body is `data` as a jute buffer (shared when large).

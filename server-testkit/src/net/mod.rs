@@ -9,6 +9,7 @@
 mod conn;
 mod fourlw;
 mod outbox;
+mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +25,7 @@ use crate::core::{Committed, ConnId, Core, Frame, Mode, Output};
 pub use fourlw::{FourLetterWords, ALL_WORDS};
 pub(crate) use outbox::Outbox;
 pub use outbox::DEFAULT_MAX_QUEUED_BYTES;
+pub use tls::ServerTls;
 
 /// ZooKeeper's default `maxClientCnxns`: connections one IP address may hold at once.
 pub const DEFAULT_MAX_CLIENT_CNXNS: usize = 60;
@@ -224,11 +226,14 @@ impl Drop for IpSlot {
     }
 }
 
-/// Accepts connections until `shutdown` flips; owns every connection task.
+/// Accepts connections until `shutdown` flips; owns every connection task. With `tls` this is
+/// the secure client port: each connection does its TLS handshake (within the handshake
+/// timeout) before it is served like a plain one.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<Ctx>,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let mut tasks = JoinSet::new();
     loop {
@@ -251,11 +256,24 @@ pub(crate) async fn accept_loop(
                     let _ = stream.set_nodelay(true);
                     let ctx = ctx.clone();
                     let sd = shutdown.clone();
-                    let span = tracing::debug_span!("zk_conn", %remote);
-                    tasks.spawn(tracing::Instrument::instrument(
-                        conn::serve(stream, remote, ctx, sd, slot),
-                        span,
-                    ));
+                    let span = tracing::debug_span!("zk_conn", %remote, tls = tls.is_some());
+                    match tls.clone() {
+                        None => tasks.spawn(tracing::Instrument::instrument(
+                            conn::serve(stream.into_split(), remote, ctx, sd, slot),
+                            span,
+                        )),
+                        Some(acceptor) => tasks.spawn(tracing::Instrument::instrument(
+                            async move {
+                                let limit = ctx.net.handshake_timeout;
+                                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                    Ok(Ok(s)) => conn::serve(tokio::io::split(s), remote, ctx, sd, slot).await,
+                                    Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed, closing"),
+                                    Err(_) => tracing::info!(%remote, "no TLS handshake before the handshake timeout, closing"),
+                                }
+                            },
+                            span,
+                        )),
+                    };
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -15,7 +15,7 @@ use zkit_proto::Acl;
 use crate::core::{
     join, Config, Core, DataTree, Database, NodeKind, Secret, StatPersisted, WatchKind,
 };
-use crate::net::{self, now_ms, Ctx, FourLetterWords, NetConfig, Shared};
+use crate::net::{self, now_ms, Ctx, NetConfig, Shared};
 use crate::persist::pipeline::Pipeline;
 
 /// Why the server could not start or act.
@@ -48,190 +48,14 @@ pub enum Error {
     Timeout(String),
 }
 
+mod builder;
 mod persist;
+pub use builder::Builder;
 #[cfg(test)]
 mod persist_tests;
 #[cfg(test)]
 mod restart_tests;
 pub(crate) mod targeted;
-
-/// Configures a [`Server`].
-#[derive(Debug, Clone)]
-pub struct Builder {
-    listen: SocketAddr,
-    tick_time: Duration,
-    min_session_timeout: Option<Duration>,
-    max_session_timeout: Option<Duration>,
-    max_packet: usize,
-    super_digest: Option<String>,
-    extended_types: bool,
-    four_letter_words: FourLetterWords,
-    handshake_timeout: Duration,
-    reap_interval: Duration,
-    max_queued_bytes: usize,
-    max_client_cnxns: usize,
-    forget_sessions_on_restart: bool,
-    /// Read-only mode of an ensemble's members (`readonlymode.enabled`).
-    read_only: bool,
-    /// Persistence: data dir, options, backup to seed it from (see `persist`).
-    persist: persist::PersistConfig,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            tick_time: Duration::from_millis(2000),
-            min_session_timeout: None,
-            max_session_timeout: None,
-            max_packet: zkit_proto::frame::DEFAULT_MAX_PACKET,
-            super_digest: None,
-            extended_types: false,
-            four_letter_words: FourLetterWords::default(),
-            handshake_timeout: Duration::from_secs(10),
-            reap_interval: Duration::from_millis(100),
-            max_queued_bytes: net::DEFAULT_MAX_QUEUED_BYTES,
-            max_client_cnxns: net::DEFAULT_MAX_CLIENT_CNXNS,
-            forget_sessions_on_restart: false,
-            read_only: false,
-            persist: Default::default(),
-        }
-    }
-}
-
-impl Builder {
-    /// Address to listen on (default `127.0.0.1:0`).
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.listen = addr;
-        self
-    }
-    /// tickTime (default 2 s); session timeout bounds default to 2× and 20× it.
-    pub fn tick_time(mut self, d: Duration) -> Self {
-        self.tick_time = d;
-        self
-    }
-    /// Lowest negotiable session timeout.
-    pub fn min_session_timeout(mut self, d: Duration) -> Self {
-        self.min_session_timeout = Some(d);
-        self
-    }
-    /// Highest negotiable session timeout.
-    pub fn max_session_timeout(mut self, d: Duration) -> Self {
-        self.max_session_timeout = Some(d);
-        self
-    }
-    /// Largest accepted request (default 0xfffff, like `jute.maxbuffer`).
-    pub fn max_packet(mut self, bytes: usize) -> Self {
-        self.max_packet = bytes;
-        self
-    }
-    /// A `user:BASE64` digest (ZooKeeper's superDigest) whose holder bypasses ACLs.
-    pub fn super_digest(mut self, digest: impl Into<String>) -> Self {
-        self.super_digest = Some(digest.into());
-        self
-    }
-    /// Enables TTL nodes (`zookeeper.extendedTypesEnabled`).
-    pub fn extended_types(mut self, on: bool) -> Self {
-        self.extended_types = on;
-        self
-    }
-    /// Enabled four-letter words (default `srvr`, like a real server): a [`FourLetterWords`]
-    /// or a list such as `"ruok,srvr,mntr"` (`"*"` for all).
-    pub fn four_letter_words(mut self, words: impl Into<FourLetterWords>) -> Self {
-        self.four_letter_words = words.into();
-        self
-    }
-    /// How long a new connection may stay silent before its ConnectRequest (default 10 s).
-    pub fn handshake_timeout(mut self, d: Duration) -> Self {
-        self.handshake_timeout = d;
-        self
-    }
-    /// How often empty containers and expired TTL nodes are reaped (default 100 ms; a real
-    /// server checks every 60 s).
-    pub fn reap_interval(mut self, d: Duration) -> Self {
-        self.reap_interval = d;
-        self
-    }
-
-    /// Bound of each connection's outbound queue in bytes (default 4 MiB). While more is queued
-    /// the connection reads no more requests; a connection whose unread watch notifications
-    /// would take it past twice the bound is closed (its session survives).
-    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
-        self.max_queued_bytes = bytes.max(1);
-        self
-    }
-    /// Connections one client IP address may hold at once, like ZooKeeper's `maxClientCnxns`
-    /// (default 60; 0 = unlimited). Connections past it are closed as soon as accepted.
-    pub fn max_client_cnxns(mut self, n: usize) -> Self {
-        self.max_client_cnxns = n;
-        self
-    }
-
-    /// Fault: [`Server::restart`] forgets every session (their ephemerals go), and a client
-    /// re-attaching one is answered with a brand-new session instead of "expired" — what
-    /// ClickHouse Keeper does after a restart. Off by default.
-    pub fn forget_sessions_on_restart(mut self, on: bool) -> Self {
-        self.forget_sessions_on_restart = on;
-        self
-    }
-
-    /// Read-only mode for the members of an ensemble (see `Ensemble`'s builder).
-    pub(crate) fn read_only(mut self, on: bool) -> Self {
-        self.read_only = on;
-        self
-    }
-
-    pub(crate) fn core_config(&self, secret: Secret) -> Result<Config, Error> {
-        let tick = self.tick_time.as_millis().clamp(1, i32::MAX as u128) as i32;
-        let min = self
-            .min_session_timeout
-            .map_or(tick.saturating_mul(2), |d| {
-                d.as_millis().min(i32::MAX as u128) as i32
-            });
-        let max = self
-            .max_session_timeout
-            .map_or(tick.saturating_mul(20), |d| {
-                d.as_millis().min(i32::MAX as u128) as i32
-            });
-        if min > max {
-            return Err(Error::Config(format!(
-                "min session timeout {min} ms exceeds max {max} ms"
-            )));
-        }
-        Ok(Config {
-            tick_time: tick,
-            min_session_timeout: min,
-            max_session_timeout: max,
-            super_digest: self.super_digest.clone(),
-            extended_types: self.extended_types,
-            secret,
-            session_passwords: crate::core::PasswordScheme::Keyed,
-            proposal_digests: false,
-            reap_interval: self.reap_interval.as_millis() as i64,
-            renew_unknown_sessions: self.forget_sessions_on_restart,
-            read_only: self.read_only,
-        })
-    }
-
-    /// Starts the server.
-    pub async fn start(mut self) -> Result<Server, Error> {
-        // Session passwords are keyed by a secret the core does not draw itself. With a data dir
-        // `prepare` keeps the one stored there (this one is stored when there is none yet).
-        let cfg = self.core_config(fresh_secret()?)?;
-        let core = persist::prepare(&mut self, cfg).await?;
-        let running = Running::start(&self, self.listen, core).await?;
-        Ok(Server {
-            builder: self,
-            running: Some(running),
-            addr: None,
-            saved: None,
-        })
-        .map(|mut s| {
-            s.addr = s.running.as_ref().map(|r| r.ctx.local_addr);
-            s
-        })
-    }
-}
 
 /// A new session secret: [`Secret::LEN`] bytes from the operating system's generator.
 pub(crate) fn fresh_secret() -> Result<Secret, Error> {
@@ -245,24 +69,48 @@ pub(crate) fn fresh_secret() -> Result<Secret, Error> {
 pub(crate) struct Running {
     ctx: Arc<Ctx>,
     shutdown: watch::Sender<bool>,
-    accept: JoinHandle<()>,
+    accept: Option<JoinHandle<()>>,
+    secure_accept: Option<JoinHandle<()>>,
+    /// The secure client port, when there is one.
+    pub(crate) secure_addr: Option<SocketAddr>,
     ticker: JoinHandle<()>,
     persist: Option<Arc<Pipeline>>,
 }
 
+/// A listening socket on `addr` (address reuse on, like ZooKeeper's).
+fn listen(addr: SocketAddr) -> Result<TcpListener, Error> {
+    let bind = |e| Error::Bind { addr, source: e };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind)?;
+    socket.set_reuseaddr(true).map_err(bind)?;
+    socket.bind(addr).map_err(bind)?;
+    socket.listen(1024).map_err(bind)
+}
+
 impl Running {
     pub(crate) async fn start(b: &Builder, addr: SocketAddr, core: Core) -> Result<Running, Error> {
-        let bind = |e| Error::Bind { addr, source: e };
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
+        let local =
+            |l: &TcpListener, addr| l.local_addr().map_err(|e| Error::Bind { addr, source: e });
+        let secure = match &b.tls {
+            Some(tls) => {
+                let acceptor = tls.acceptor().map_err(Error::Config)?;
+                let l = listen(b.secure_listen)?;
+                Some((local(&l, b.secure_listen)?, l, acceptor))
+            }
+            None => None,
+        };
+        let plain = if secure.is_some() && b.secure_only {
+            None
         } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(bind)?;
-        socket.set_reuseaddr(true).map_err(bind)?;
-        socket.bind(addr).map_err(bind)?;
-        let listener: TcpListener = socket.listen(1024).map_err(bind)?;
-        let local_addr = listener.local_addr().map_err(bind)?;
+            let l = listen(addr)?;
+            Some((local(&l, addr)?, l))
+        };
+        let secure_addr = secure.as_ref().map(|s| s.0);
+        let local_addr = plain.as_ref().map(|p| p.0).or(secure_addr).unwrap_or(addr);
         let tick_ms = (b.tick_time.as_millis() as u64 / 2).clamp(5, 50);
         let (paused, _) = watch::channel(false);
         let ctx = Arc::new(Ctx {
@@ -289,10 +137,19 @@ impl Running {
         let persist = persist::attach(b, &ctx);
         let (shutdown, rx) = watch::channel(false);
         let span = tracing::info_span!("server", addr = %local_addr);
-        let accept = tokio::spawn(tracing::Instrument::instrument(
-            net::accept_loop(listener, ctx.clone(), rx.clone()),
-            span.clone(),
-        ));
+        let accept = plain.map(|(_, l)| {
+            tokio::spawn(tracing::Instrument::instrument(
+                net::accept_loop(l, ctx.clone(), rx.clone(), None),
+                span.clone(),
+            ))
+        });
+        let secure_accept = secure.map(|(a, l, acceptor)| {
+            tracing::info!(addr = %a, "secure client port (TLS) listening");
+            tokio::spawn(tracing::Instrument::instrument(
+                net::accept_loop(l, ctx.clone(), rx.clone(), Some(acceptor)),
+                span.clone(),
+            ))
+        });
         let ticker = tokio::spawn(tracing::Instrument::instrument(
             net::ticker(ctx.clone(), rx),
             span,
@@ -302,6 +159,8 @@ impl Running {
             ctx,
             shutdown,
             accept,
+            secure_accept,
+            secure_addr,
             ticker,
             persist,
         })
@@ -309,7 +168,12 @@ impl Running {
 
     pub(crate) async fn stop(mut self) -> Database {
         let _ = self.shutdown.send(true);
-        let _ = (&mut self.accept).await;
+        for a in [self.accept.as_mut(), self.secure_accept.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = a.await;
+        }
         let _ = (&mut self.ticker).await;
         persist::detach(&self.ctx, self.persist.take()).await;
         let mut g = self.ctx.lock();
@@ -329,7 +193,9 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        self.accept.abort();
+        for a in [&self.accept, &self.secure_accept].into_iter().flatten() {
+            a.abort();
+        }
         self.ticker.abort();
     }
 }
@@ -415,6 +281,15 @@ impl Server {
     /// `127.0.0.1:PORT`, for a client's connect string.
     pub fn connect_string(&self) -> String {
         self.addr().to_string()
+    }
+
+    /// The secure client port (TLS), when [`Builder::tls`] configured one. It stays the same
+    /// across [`Server::restart`].
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.builder
+            .tls
+            .as_ref()
+            .map(|_| self.builder.secure_listen)
     }
 
     /// Stops listening and closes every connection. Data and sessions are kept for

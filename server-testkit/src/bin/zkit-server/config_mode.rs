@@ -82,6 +82,9 @@ pub async fn run(args: Args, terminated: impl std::future::Future<Output = ()>) 
             server.connect_string(),
             args.config.display()
         );
+        if let Some(secure) = server.secure_addr() {
+            eprintln!("zkit-server secure port on {secure}");
+        }
         terminated.await;
         tracing::info!("shutting down");
         server.stop().await;

@@ -8,6 +8,7 @@ mod config_mode;
 mod control;
 mod control_faults;
 mod ensemble_mode;
+mod security;
 mod standalone_control;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -55,13 +56,34 @@ OPTIONS (standalone):
                                   as `control 127.0.0.1:PORT`) taking the fault commands below
     -h, --help                    print this help
 
-The bound address is printed on stderr as `zkit-server listening on HOST:PORT`.
+SECURITY (standalone):
+    --tls-cert FILE               PEM certificate chain (leaf first) of a TLS secure client port
+                                  (ZooKeeper's secureClientPort), beside the plain port
+    --tls-key FILE                PEM private key of that certificate
+    --tls-ca FILE                 PEM CAs: every TLS client must present a certificate signed by
+                                  one of them (ssl.clientAuth=need); without it, no client
+                                  certificate is asked for
+    --secure-port PORT            port of the secure client port, 0 for any free port (default 0)
+    --secure-only                 no plain client port, only the secure one
+    --sasl-users FILE             accept SASL DIGEST-MD5 logins of these users (id sasl:USER);
+                                  the file holds one `user=password` per line (the password is
+                                  everything after the first `=`, blank and `#` lines skipped),
+                                  or is a JAAS file like real ZooKeeper's whose Server section
+                                  lists `user_NAME=\"PASSWORD\"` (recognised by DigestLoginModule)
+    --sasl-super-user NAME        this SASL user bypasses ACLs (zookeeper.superUser)
+    --require-sasl                refuse every request of a connection that has not done SASL
+                                  (zookeeper.sessionRequireClientSASLAuth=true)
+
+The bound address is printed on stderr as `zkit-server listening on HOST:PORT`, the secure port
+after it as `zkit-server secure port on HOST:PORT` (with --secure-only both name the TLS port).
 
 CONFIG MODE (--config PATH):
     Reads the zoo.cfg a real ZooKeeper would: dataDir, clientPort, clientPortAddress, tickTime,
     initLimit, syncLimit, minSessionTimeout, maxSessionTimeout, maxClientCnxns,
     4lw.commands.whitelist, extendedTypesEnabled, forceSync, snapCount, preAllocSize,
-    autopurge.*, jute.maxbuffer, standaloneEnabled, quorumListenOnAllIPs and
+    autopurge.*, jute.maxbuffer, standaloneEnabled, quorumListenOnAllIPs, (standalone only)
+    secureClientPort, secureClientPortAddress, ssl.keyStore.location, ssl.trustStore.location
+    (PEM files: ssl.*.type PEM or a .pem name) and ssl.clientAuth (need, the default, or none),
         server.N=host:quorumPort:electionPort[:participant|:observer][;[clientHost:]clientPort]
     The member's id is in dataDir/myid. With no server.N line (or one) it is a standalone
     server. Unknown keys are warned about and ignored; an even number of voters is allowed with
@@ -144,6 +166,7 @@ struct Args {
     port: u16,
     control_port: Option<u16>,
     builder: zkit_testkit::Builder,
+    security: security::SecurityArgs,
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -153,6 +176,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut b = Server::builder();
     let mut popts = zkit_testkit::PersistOptions::default();
     let mut words = "srvr".to_owned();
+    let mut sec = security::SecurityArgs::default();
     let mut it = args.peekable();
     fn ms(v: &str, flag: &str) -> Result<Duration, String> {
         v.parse::<u64>()
@@ -241,6 +265,20 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
                     popts.purge_keep(Some(n as usize))
                 };
             }
+            "--tls-cert" => sec.tls_cert = Some(value()?),
+            "--tls-key" => sec.tls_key = Some(value()?),
+            "--tls-ca" => sec.tls_ca = Some(value()?),
+            "--secure-port" => {
+                let v = value()?;
+                sec.secure_port = Some(
+                    v.parse()
+                        .map_err(|_| format!("--secure-port expects a port, got {v:?}"))?,
+                );
+            }
+            "--secure-only" => sec.secure_only = true,
+            "--sasl-users" => sec.sasl_users = Some(value()?),
+            "--sasl-super-user" => sec.sasl_super_user = Some(value()?),
+            "--require-sasl" => sec.require_sasl = true,
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -251,6 +289,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
         port,
         control_port,
         builder: b.persist_options(popts),
+        security: sec,
     }))
 }
 
@@ -340,7 +379,14 @@ async fn standalone(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut server = match args.builder.listen(addr).start().await {
+    let builder = match args.security.apply(args.builder.listen(addr), addr.ip()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("zkit-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut server = match builder.start().await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("zkit-server: {e}");
@@ -348,6 +394,9 @@ async fn standalone(args: Args) -> ExitCode {
         }
     };
     eprintln!("zkit-server listening on {}", server.connect_string());
+    if let Some(secure) = server.secure_addr() {
+        eprintln!("zkit-server secure port on {secure}");
+    }
     match args.control_port {
         Some(port) => {
             if let Err(e) = standalone_control::serve(&server, port, terminated()).await {

@@ -35,18 +35,17 @@ const QUIET_KEYS: &[&str] = &[
     "globalOutstandingLimit",
     "syncEnabled",
     "electionAlg",
+    // zkit's own networking serves the plain and the secure port alike.
+    "serverCnxnFactory",
 ];
 
 /// Keys of ZooKeeper features zkit does not have: accepted with a warning that they do nothing.
 const UNSUPPORTED_KEYS: &[&str] = &[
-    "secureClientPort",
-    "secureClientPortAddress",
     "reconfigEnabled",
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
     "leaderServes",
     "skipACL",
-    "serverCnxnFactory",
     "sslQuorum",
     "portUnification",
     "multiAddress.enabled",
@@ -212,6 +211,17 @@ pub struct ZooCfg {
     /// ZooKeeper does, so real followers of a mixed ensemble check zkit's apply (costs the
     /// leader a second copy of the tree).
     pub proposal_digests: bool,
+    /// `secureClientPort`: a TLS client port (standalone only), with the `ssl.*` keys below.
+    pub secure_client_port: Option<u16>,
+    /// `secureClientPortAddress` (default: `clientPortAddress`, else every interface).
+    pub secure_client_port_address: Option<String>,
+    /// `ssl.keyStore.location`: a PEM file with the server's private key and certificate chain
+    /// (`ssl.keyStore.type` must be PEM, or unset with a `.pem` name).
+    pub ssl_key_store: Option<PathBuf>,
+    /// `ssl.trustStore.location`: PEM CAs for client certificates (type as above).
+    pub ssl_trust_store: Option<PathBuf>,
+    /// `ssl.clientAuth`: `need` (ZooKeeper's default), `want` or `none`.
+    pub ssl_client_auth: Option<String>,
     /// The `server.N` lines, in file order.
     pub servers: Vec<ServerLine>,
     /// What was accepted but deserves a word (unknown keys, an even number of voters, ...).
@@ -244,6 +254,7 @@ impl ZooCfg {
         let mut data_log_dir: Option<(PathBuf, usize)> = None;
         let mut purge_interval: u64 = 0;
         let mut retain: Option<usize> = None;
+        let mut store_types: Vec<(String, String, usize)> = Vec::new();
         for (line, key, value) in properties(text) {
             let k = key.as_str();
             if let Some(prev) = cfg.lines.insert(key.clone(), line) {
@@ -331,6 +342,23 @@ impl ZooCfg {
                             .into(),
                     ))
                 }
+                "secureClientPort" => cfg.secure_client_port = Some(port(v, true).map_err(err)?),
+                "secureClientPortAddress" => {
+                    cfg.secure_client_port_address = Some(non_empty(v).map_err(err)?.to_owned())
+                }
+                "ssl.keyStore.location" => {
+                    cfg.ssl_key_store = Some(PathBuf::from(non_empty(v).map_err(err)?))
+                }
+                "ssl.trustStore.location" => {
+                    cfg.ssl_trust_store = Some(PathBuf::from(non_empty(v).map_err(err)?))
+                }
+                "ssl.keyStore.type" | "ssl.trustStore.type" => {
+                    store_types.push((k.to_owned(), v.to_owned(), line))
+                }
+                "ssl.clientAuth" => match v.to_ascii_lowercase().as_str() {
+                    a @ ("need" | "want" | "none") => cfg.ssl_client_auth = Some(a.to_owned()),
+                    _ => return Err(err(format!("expects need, want or none, got {v:?}"))),
+                },
                 _ if k.starts_with("server.") => {
                     let s = server_line(k, v, line)?;
                     if let Some(prev) = cfg.servers.iter().find(|p| p.id == s.id) {
@@ -361,6 +389,34 @@ impl ZooCfg {
                 _ => cfg.warn(line, k, "unknown key: ignored".into()),
             }
         }
+        for (key, ty, line) in store_types {
+            if !ty.eq_ignore_ascii_case("PEM") {
+                return Err(ConfigError::new(
+                    Some(line),
+                    &key,
+                    format!("{ty} stores are not supported by zkit: use PEM files"),
+                ));
+            }
+        }
+        for (key, path) in [
+            ("ssl.keyStore.location", &cfg.ssl_key_store),
+            ("ssl.trustStore.location", &cfg.ssl_trust_store),
+        ] {
+            let typed = cfg.lines.contains_key(&key.replace("location", "type"));
+            if let Some(p) = path
+                .as_ref()
+                .filter(|p| !typed && p.extension() != Some("pem".as_ref()))
+            {
+                return Err(ConfigError::new(
+                    cfg.line_of(key),
+                    key,
+                    format!(
+                        "{}: zkit reads PEM files only (set the type to PEM)",
+                        p.display()
+                    ),
+                ));
+            }
+        }
         if let Some((dir, line)) = data_log_dir {
             if cfg.data_dir.as_ref() != Some(&dir) {
                 return Err(ConfigError::new(
@@ -379,7 +435,7 @@ impl ZooCfg {
         Ok(cfg)
     }
 
-    fn warn(&mut self, line: usize, key: &str, message: String) {
+    pub(crate) fn warn(&mut self, line: usize, key: &str, message: String) {
         self.warnings.push(ConfigWarning {
             file: None,
             line: Some(line),
