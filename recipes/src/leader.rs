@@ -14,6 +14,11 @@
 //! `LeaderSelector` queues on an `InterProcessMutex`), so Java and Rust selectors on one path
 //! share one election.
 //!
+//! Each term carries a [fencing token](crate::fencing) (the leader node's czxid: every later
+//! term's is greater) and [`Leadership::fenced_multi`], which applies the leader's writes only
+//! while its node exists, so a leader that lost its term without noticing (a long pause, a
+//! partition) can never write as leader.
+//!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::leader::{LeaderLatch, LeaderOptions};
@@ -36,8 +41,11 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use zkit::path::join;
-use zkit::{Client, CreateMode, Error as ZkError, OpClass, RetryPolicy, SessionState};
+use zkit::{
+    Client, CreateMode, Error as ZkError, Op, OpClass, OpResult, RetryPolicy, SessionState,
+};
 
+use crate::fencing::{fenced_multi, FencingToken};
 use crate::lock::LOCK_NAME;
 use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
 use crate::state::{
@@ -107,7 +115,7 @@ pub struct Participant {
 #[derive(Debug, Clone)]
 enum Role {
     Follower,
-    Leader(LossSignal),
+    Leader(Leadership),
     Closed(Option<LossReason>),
 }
 
@@ -134,13 +142,42 @@ pub struct LeaderLatch {
     task: StdMutex<Option<TaskGuard>>,
 }
 
-/// One term of leadership: resolve [`lost`](Self::lost) to learn when it ends.
+/// One term of leadership: resolve [`lost`](Self::lost) to learn when it ends; write under it
+/// with [`fenced_multi`](Self::fenced_multi).
 #[derive(Debug, Clone)]
 pub struct Leadership {
     signal: LossSignal,
+    client: Client,
+    node: Arc<str>,
+    session_id: i64,
+    token: FencingToken,
 }
 
 impl Leadership {
+    /// This term's [fencing token](crate::fencing): the leader node's czxid, greater than
+    /// every earlier term's on this election path.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+    /// The leader node's full path.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+    /// Runs `ops` in one multi that applies only while this term lasts (a check on the leader
+    /// node goes first); fails with [`Error::Lost`] once the node is gone. See
+    /// [`fencing`](crate::fencing).
+    ///
+    /// ```no_run
+    /// # async fn f(latch: zkit_recipes::leader::LeaderLatch) -> zkit_recipes::Result<()> {
+    /// use zkit::Op;
+    /// let term = latch.leadership().await?;
+    /// let epoch = term.token().0.to_be_bytes();
+    /// term.fenced_multi(vec![Op::set_data("/scheduler/epoch", epoch, None)]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn fenced_multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        fenced_multi(&self.client, &self.node, self.session_id, ops).await
+    }
     /// Resolves when this term ends (at once if it already has).
     pub async fn lost(&self) -> LossReason {
         self.signal.lost().await
@@ -193,7 +230,7 @@ impl LeaderLatch {
 
     /// Whether this participant leads right now.
     pub fn is_leader(&self) -> bool {
-        matches!(&*self.inner.role.borrow(), Role::Leader(s) if !s.is_lost())
+        matches!(&*self.inner.role.borrow(), Role::Leader(t) if t.is_current())
     }
 
     /// Waits until this participant leads; fails if the latch is closed or its session is gone
@@ -202,7 +239,7 @@ impl LeaderLatch {
         let mut rx = self.inner.role.subscribe();
         loop {
             match &*rx.borrow_and_update() {
-                Role::Leader(s) if !s.is_lost() => return Ok(Leadership { signal: s.clone() }),
+                Role::Leader(t) if t.is_current() => return Ok(t.clone()),
                 Role::Closed(Some(r)) => return Err(Error::Lost(*r)),
                 Role::Closed(None) => return Err(Error::Closed),
                 _ => {}
@@ -461,13 +498,29 @@ async fn take_part(inner: &Inner, node: &str) -> Turn {
             return Turn::Requeue
         }
     }
+    // The term's fencing token: our node's czxid (gone already: queue again).
+    let token = match inner
+        .opts
+        .retry
+        .run_on(client, OpClass::Read, || client.exists(node))
+        .await
+    {
+        Ok(Some(st)) => FencingToken(st.czxid),
+        Ok(None) | Err(_) => return Turn::Requeue,
+    };
     let (monitor, signal) = LossMonitor::start(
         client,
         session_id,
         Some(node.to_owned()),
         inner.opts.loss_policy,
     );
-    inner.role.send_replace(Role::Leader(signal.clone()));
+    inner.role.send_replace(Role::Leader(Leadership {
+        signal: signal.clone(),
+        client: client.clone(),
+        node: node.into(),
+        session_id,
+        token,
+    }));
     tracing::info!(id = %inner.opts.id, node = %node, "became leader");
     tokio::select! {
         r = signal.lost() => {
