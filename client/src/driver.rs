@@ -73,6 +73,8 @@ pub(crate) enum Command {
     },
     /// Close the session.
     Close(ReplyTx),
+    /// Use these hosts from the next connection attempt on.
+    SetHosts(HostList),
 }
 
 /// Session facts client handles read without asking the driver: published by the driver (the
@@ -360,6 +362,10 @@ impl Driver {
             }) => self.session.add_auth(scheme, auth, waiter),
             Some(Command::Unwatch { path, kind, id }) => self.session.unwatch(&path, kind, id),
             Some(Command::Close(r)) => self.session.close(Some(r)),
+            Some(Command::SetHosts(h)) => {
+                tracing::info!(hosts = h.len(), "host list replaced");
+                self.hosts = h;
+            }
             None => {
                 // Every handle is gone: close the session so its ephemerals go at once.
                 self.cmds_closed = true;
@@ -539,6 +545,6 @@ fn fail_command(c: Command, err: &Error) {
         Command::Close(r) => {
             r.send(Err(Error::Closed));
         }
-        Command::Unwatch { .. } => {}
+        Command::Unwatch { .. } | Command::SetHosts(_) => {}
     }
 }

@@ -6,7 +6,7 @@
 //! - one-shot watches as futures, persistent watches as streams ([`OneshotWatcher`],
 //!   [`PersistentWatcher`]);
 //! - many requests in flight on one connection, written in call order;
-//! - [`RetryPolicy`] for retrying on connection loss.
+//! - [`RetryPolicy`] for retrying on connection loss, one rule per [`OpClass`].
 //!
 //! ```no_run
 //! # async fn f() -> zkit::Result<()> {
@@ -34,21 +34,23 @@ pub mod retry;
 mod sasl;
 mod session;
 mod tls;
+mod watched;
 mod watcher;
 
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, DELETE_ALL_BATCH};
 pub use error::{Error, Result};
 #[cfg(feature = "gssapi")]
 pub use gssapi::GssapiOptions;
 pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use options::{ClientOptions, ConnectString, CreateOptions};
-pub use retry::RetryPolicy;
+pub use retry::{OpClass, RetryPolicy};
 pub use sasl::SaslConfig;
 pub use session::SessionState;
 pub use tls::TlsConfig;
+pub use watched::{Events, RecvError, Ref, Watched};
 pub use watcher::{OneshotWatcher, PersistentWatcher, StateStream, WatchItem, WatchedEvent};
 pub use zkit_proto::path;
 pub use zkit_proto::{
-    digest_id, perms, ttl_of_ephemeral_owner, Acl, ClientInfo, CreateMode, ErrorCode, EventType,
-    Id, Stat, WatcherType, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
+    digest_id, perms, ttl_of_ephemeral_owner, Acl, AddWatchMode, ClientInfo, CreateMode, ErrorCode,
+    EventType, Id, Stat, WatcherType, CONTAINER_EPHEMERAL_OWNER, MAX_TTL,
 };

@@ -10,7 +10,7 @@ use zkit_proto::Stat;
 /// ```
 /// use zkit::{CreateOptions, Op};
 /// let ops = vec![
-///     Op::create("/app/a", b"1", CreateOptions::persistent()),
+///     Op::create("/app/a", b"1", &CreateOptions::persistent()),
 ///     Op::check("/app", 0),
 ///     Op::set_data("/app/b", b"2", None),
 ///     Op::delete("/app/c", Some(3)),
@@ -55,12 +55,12 @@ pub enum Op {
 }
 
 impl Op {
-    /// A create.
-    pub fn create(path: &str, data: impl AsRef<[u8]>, options: CreateOptions) -> Op {
+    /// A create, with options taken like [`Client::create`](crate::Client::create) takes them.
+    pub fn create(path: &str, data: impl AsRef<[u8]>, options: &CreateOptions) -> Op {
         Op::Create {
             path: path.to_owned(),
             data: Bytes::copy_from_slice(data.as_ref()),
-            options,
+            options: options.clone(),
         }
     }
     /// A delete.

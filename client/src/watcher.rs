@@ -177,7 +177,7 @@ impl Drop for OneshotWatcher {
 /// ```no_run
 /// # async fn f(zk: zkit::Client) -> zkit::Result<()> {
 /// use zkit::WatchItem;
-/// let mut w = zk.add_watch("/config", true).await?;
+/// let mut w = zk.add_watch("/config", zkit::AddWatchMode::PersistentRecursive).await?;
 /// while let Some(item) = w.next().await {
 ///     match item? {
 ///         WatchItem::Event(e) => println!("{:?} {}", e.event_type, e.path),

@@ -27,7 +27,7 @@ async fn pair(t: &Target) -> (Client, Client) {
 async fn requests_are_prefixed_and_created_paths_stripped() {
     let t = Target::new().await;
     let (zk, outer) = pair(&t).await;
-    assert!(zk.chroot().unwrap().ends_with("/app"));
+    assert!(zk.chroot_path().unwrap().ends_with("/app"));
     let (p, _) = zk
         .create("/a", b"1", &CreateOptions::persistent())
         .await
@@ -90,13 +90,13 @@ async fn multi_results_are_stripped() {
     let (zk, outer) = pair(&t).await;
     let r = zk
         .multi(vec![
-            Op::create("/m", b"", CreateOptions::persistent()),
+            Op::create("/m", b"", &CreateOptions::persistent()),
             Op::create(
                 "/m/q-",
                 b"",
-                CreateOptions::new(CreateMode::PersistentSequential),
+                &CreateOptions::new(CreateMode::PersistentSequential),
             ),
-            Op::create("/m/c", b"", CreateOptions::new(CreateMode::Container)),
+            Op::create("/m/c", b"", &CreateOptions::new(CreateMode::Container)),
             Op::set_data("/m", b"x", None),
             Op::check("/m", 1),
         ])
@@ -142,11 +142,17 @@ async fn watch_event_paths_are_stripped() {
     // Persistent watches from a second session: 3.8 keeps one watch mode per (session, path),
     // so a persistent watch would swallow this session's one-shot watches on the same path
     // (ZOOKEEPER-4466, fixed in 3.9).
-    let zk2 = common::connect(&format!("{}{}", t.connect, zk.chroot().unwrap()))
+    let zk2 = common::connect(&format!("{}{}", t.connect, zk.chroot_path().unwrap()))
         .await
         .unwrap();
-    let mut rec = zk2.add_watch("/", true).await.unwrap();
-    let mut pers = zk2.add_watch("/w", false).await.unwrap();
+    let mut rec = zk2
+        .add_watch("/", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    let mut pers = zk2
+        .add_watch("/w", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
     // Changes made through the unchrooted client.
     outer.set_data("/app/w", b"1", None).await.unwrap();
     outer
@@ -244,4 +250,58 @@ async fn a_missing_chroot_gives_no_node() {
         .await
         .unwrap();
     zk.close().await.unwrap();
+}
+
+/// `Client::chroot` derives a handle on the same session with a further prefix: requests,
+/// created paths and watch events are relative to it (Curator's `usingNamespace`).
+#[tokio::test]
+async fn a_derived_chroot_shares_the_session_and_strips_its_prefix() {
+    let t = Target::new().await;
+    let (zk, outer) = pair(&t).await;
+    let sub = zk.chroot("/tenant").unwrap();
+    assert_eq!(sub.session_id(), zk.session_id());
+    assert_eq!(
+        sub.chroot_path().unwrap(),
+        format!("{}/tenant", zk.chroot_path().unwrap())
+    );
+    assert_eq!(zk.chroot("/").unwrap().chroot_path(), zk.chroot_path());
+    assert!(zk.chroot("bad").is_err());
+    sub.create_all(
+        "/jobs/j-",
+        b"1",
+        &CreateOptions::new(CreateMode::EphemeralSequential),
+    )
+    .await
+    .map(|(p, _)| assert!(p.starts_with("/jobs/j-"), "{p}"))
+    .unwrap();
+    assert!(outer.exists("/app/tenant/jobs").await.unwrap().is_some());
+    // An ephemeral made through the derived handle belongs to the shared session.
+    let kids = outer.get_children("/app/tenant/jobs").await.unwrap();
+    let st = outer
+        .exists(&format!("/app/tenant/jobs/{}", kids[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.ephemeral_owner, zk.session_id());
+    // Watches through the derived handle report paths relative to it.
+    let (_, _, watch) = sub.get_data_and_watch("/jobs").await.unwrap();
+    let mut stream = sub
+        .add_watch("/jobs", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
+    outer
+        .set_data("/app/tenant/jobs", b"2", None)
+        .await
+        .unwrap();
+    let ev = within(LIMIT, "one-shot event", watch).await.unwrap();
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDataChanged, "/jobs")
+    );
+    match within(LIMIT, "persistent event", stream.next()).await {
+        Some(Ok(zkit::WatchItem::Event(ev))) => assert_eq!(ev.path, "/jobs"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // The parent handle still sees its own paths.
+    assert_eq!(&zk.get_data("/tenant/jobs").await.unwrap().0[..], b"2");
 }

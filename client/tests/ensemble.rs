@@ -58,7 +58,10 @@ async fn killing_the_clients_server_moves_the_session_with_its_watches() {
         .unwrap();
     let (_, _, data_w) = a.get_data_and_watch("/n").await.unwrap();
     let (_, exist_w) = a.exists_and_watch("/later").await.unwrap();
-    let mut pw = a.add_watch("/n", false).await.unwrap();
+    let mut pw = a
+        .add_watch("/n", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
     let mut states = a.state_changes();
 
     ens.stop_member(member).await;

@@ -45,8 +45,14 @@ async fn a_reconnect_answered_with_another_session_id_is_expiry() {
     r.create("/n", b"", &CreateOptions::persistent())
         .await
         .unwrap();
-    let mut a_watch = a.add_watch("/n", false).await.unwrap();
-    let mut r_watch = r.add_watch("/n", false).await.unwrap();
+    let mut a_watch = a
+        .add_watch("/n", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
+    let mut r_watch = r
+        .add_watch("/n", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
     let mut a_states = a.state_changes();
     let mut r_states = r.state_changes();
 

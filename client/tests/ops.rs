@@ -67,7 +67,10 @@ async fn watches_fire() {
         (ev.event_type, ev.path.as_str()),
         (EventType::NodeChildrenChanged, "/w")
     );
-    let mut pw = zk.add_watch("/w", true).await.unwrap();
+    let mut pw = zk
+        .add_watch("/w", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
     zk.set_data("/w/c", b"x", None).await.unwrap();
     let ev = pw.next().await.unwrap().unwrap().into_event().unwrap();
     assert_eq!(
@@ -83,11 +86,11 @@ async fn multi_success_and_abort() {
     let (zk, _) = t.client().await;
     let r = zk
         .multi(vec![
-            Op::create("/m", b"", CreateOptions::persistent()),
+            Op::create("/m", b"", &CreateOptions::persistent()),
             Op::create(
                 "/m/s-",
                 b"",
-                CreateOptions::new(CreateMode::PersistentSequential),
+                &CreateOptions::new(CreateMode::PersistentSequential),
             ),
             Op::set_data("/m", b"d", Some(0)),
             Op::check("/m", 1),
@@ -97,7 +100,7 @@ async fn multi_success_and_abort() {
     assert!(matches!(&r[1], OpResult::Create { path, .. } if path == "/m/s-0000000000"));
     let e = zk
         .multi(vec![
-            Op::create("/m2", b"", CreateOptions::persistent()),
+            Op::create("/m2", b"", &CreateOptions::persistent()),
             Op::check("/m", 0),
             Op::delete("/m", None),
         ])
@@ -569,7 +572,7 @@ async fn bad_paths_fail_before_anything_is_sent() {
         );
         assert!(
             is_bad(
-                zk.add_watch(path, false)
+                zk.add_watch(path, zkit::AddWatchMode::Persistent)
                     .now_or_never()
                     .map(|r| r.map(|_| ()))
             ),
@@ -607,9 +610,9 @@ async fn multi_every_op_kind_with_per_op_results() {
         .unwrap();
     let r = zk
         .multi(vec![
-            Op::create("/m", b"1", CreateOptions::persistent()),
-            Op::create("/m/e", b"", CreateOptions::ephemeral()),
-            Op::create("/m/c", b"", CreateOptions::new(CreateMode::Container)),
+            Op::create("/m", b"1", &CreateOptions::persistent()),
+            Op::create("/m/e", b"", &CreateOptions::ephemeral()),
+            Op::create("/m/c", b"", &CreateOptions::new(CreateMode::Container)),
             Op::set_data("/m", b"2", Some(0)),
             Op::check("/m", 1),
             Op::delete("/old", Some(0)),
@@ -648,7 +651,7 @@ async fn multi_every_op_kind_with_per_op_results() {
     let e = zk
         .multi(vec![
             Op::set_data("/m", b"3", None),
-            Op::create("/m/e", b"", CreateOptions::persistent()),
+            Op::create("/m/e", b"", &CreateOptions::persistent()),
             Op::delete("/m/c", None),
         ])
         .await
@@ -670,7 +673,7 @@ async fn multi_every_op_kind_with_per_op_results() {
         (
             vec![
                 Op::check("/m", 1),
-                Op::create("/m/e/x", b"", CreateOptions::persistent()),
+                Op::create("/m/e/x", b"", &CreateOptions::persistent()),
             ],
             -108,
         ),

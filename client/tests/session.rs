@@ -129,7 +129,10 @@ async fn restart_of_the_server_is_survived_directly() {
     a.create("/eph", b"", &CreateOptions::ephemeral())
         .await
         .unwrap();
-    let mut pw = a.add_watch("/", true).await.unwrap();
+    let mut pw = a
+        .add_watch("/", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
     let mut states = a.state_changes();
     t.restart().await;
     wait_state(&a, LIMIT, SessionState::is_connected).await;
@@ -194,7 +197,10 @@ async fn server_down_longer_than_the_session_timeout_expires_the_session() {
         .unwrap();
     let (_, _, data_w) = a.get_data_and_watch("/n").await.unwrap();
     let (_, exist_w) = a.exists_and_watch("/missing").await.unwrap();
-    let mut pw = a.add_watch("/n", false).await.unwrap();
+    let mut pw = a
+        .add_watch("/n", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
     let mut states = a.state_changes();
     let mut renew_states = renewing.state_changes();
 
@@ -271,7 +277,10 @@ async fn close_ends_the_session_for_watchers_and_the_state_stream() {
         .await
         .unwrap();
     let (_, _, w) = a.get_data_and_watch("/eph").await.unwrap();
-    let mut pw = a.add_watch("/", true).await.unwrap();
+    let mut pw = a
+        .add_watch("/", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
     let mut states = a.state_changes();
     let b = common::connect(&ns).await.unwrap();
     let (_, gone) = b.exists_and_watch("/eph").await.unwrap();

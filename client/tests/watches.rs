@@ -150,7 +150,10 @@ async fn persistent_watch_gets_data_and_child_events_and_stays() {
     let t = Target::new().await;
     let (zk, _) = t.client().await;
     zk.create("/w", b"", &p()).await.unwrap();
-    let mut w = zk.add_watch("/w", false).await.unwrap();
+    let mut w = zk
+        .add_watch("/w", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
     // (3.8 answers MarshallingError to checkWatches of types Persistent / PersistentRecursive;
     // a persistent watch shows up under Any.)
     zk.check_watches("/w", WatcherType::Any).await.unwrap();
@@ -191,7 +194,10 @@ async fn persistent_recursive_watch_sees_descendants_without_child_events() {
     let t = Target::new().await;
     let (zk, _) = t.client().await;
     zk.create("/r", b"", &p()).await.unwrap();
-    let mut w = zk.add_watch("/r", true).await.unwrap();
+    let mut w = zk
+        .add_watch("/r", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
     zk.check_watches("/r", WatcherType::Any).await.unwrap();
     zk.create("/r/a", b"", &p()).await.unwrap();
     zk.create("/r/a/b", b"", &p()).await.unwrap();
@@ -240,8 +246,14 @@ async fn dropping_watchers_removes_them_on_the_server() {
         Err(Error::NoWatcher)
     );
     // Persistent and recursive watches.
-    let pw = zk.add_watch("/y", false).await.unwrap();
-    let rw = zk.add_watch("/z", true).await.unwrap();
+    let pw = zk
+        .add_watch("/y", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
+    let rw = zk
+        .add_watch("/z", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
     zk.check_watches("/y", WatcherType::Any).await.unwrap();
     zk.check_watches("/z", WatcherType::Any).await.unwrap();
     drop(pw);
@@ -254,7 +266,10 @@ async fn dropping_watchers_removes_them_on_the_server() {
         );
     }
     // Dropping a one-shot watcher must not take a persistent watch on the same path with it.
-    let mut keep = zk.add_watch("/q", false).await.unwrap();
+    let mut keep = zk
+        .add_watch("/q", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
     let (_, _, d) = zk.get_data_and_watch("/q").await.unwrap();
     drop(d);
     zk.set_data("/q", b"1", None).await.unwrap();
@@ -283,8 +298,8 @@ async fn a_watcher_dropped_before_its_reply_leaves_no_watch_on_the_server() {
     }
     // The requests are queued when called; dropping the futures drops the watchers while the
     // replies are still on their way.
-    drop(zk.add_watch("/y", false));
-    drop(zk.add_watch("/z", true));
+    drop(zk.add_watch("/y", zkit::AddWatchMode::Persistent));
+    drop(zk.add_watch("/z", zkit::AddWatchMode::PersistentRecursive));
     drop(zk.get_data_and_watch("/d"));
     zk.sync("/").await.unwrap();
     for n in ["/y", "/z", "/d"] {
@@ -306,8 +321,14 @@ async fn a_persistent_watch_survives_a_one_shot_watch_firing_on_the_same_path() 
     let (zk, _) = t.client().await;
     zk.create("/q", b"", &p()).await.unwrap();
     zk.create("/r", b"", &p()).await.unwrap();
-    let mut pw = zk.add_watch("/q", false).await.unwrap();
-    let mut rw = zk.add_watch("/r", true).await.unwrap();
+    let mut pw = zk
+        .add_watch("/q", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
+    let mut rw = zk
+        .add_watch("/r", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
     let (_, _, d) = zk.get_data_and_watch("/q").await.unwrap();
     let (_, c) = zk.exists_and_watch("/r").await.unwrap();
     let (_, _, ch) = zk.get_children_and_watch("/q").await.unwrap();
@@ -361,10 +382,13 @@ async fn a_persistent_watch_survives_a_one_shot_asked_while_its_add_watch_is_in_
     let t = Target::new().await;
     let (zk, _) = t.client().await;
     zk.create("/q", b"", &p()).await.unwrap();
-    for recursive in [false, true] {
+    for mode in [
+        zkit::AddWatchMode::Persistent,
+        zkit::AddWatchMode::PersistentRecursive,
+    ] {
         // Both requests go out in one write: the addWatch reply is not back when the getData
         // is encoded.
-        let add = zk.add_watch("/q", recursive);
+        let add = zk.add_watch("/q", mode);
         let get = zk.get_data_and_watch("/q");
         let (pw, got) = futures::join!(add, get);
         let mut pw = pw.unwrap();
@@ -379,7 +403,7 @@ async fn a_persistent_watch_survives_a_one_shot_asked_while_its_add_watch_is_in_
         assert_eq!(
             next(&mut pw).await,
             (EventType::NodeDataChanged, "/q".into()),
-            "recursive: {recursive}"
+            "mode: {mode:?}"
         );
         drop(pw);
     }
@@ -473,8 +497,14 @@ async fn a_change_made_while_disconnected_yields_resync_on_the_persistent_stream
         .connect()
         .await
         .unwrap();
-    let mut pw = a.add_watch("/w", false).await.unwrap();
-    let mut rw = a.add_watch("/", true).await.unwrap();
+    let mut pw = a
+        .add_watch("/w", zkit::AddWatchMode::Persistent)
+        .await
+        .unwrap();
+    let mut rw = a
+        .add_watch("/", zkit::AddWatchMode::PersistentRecursive)
+        .await
+        .unwrap();
     let (_, _, one) = a.get_data_and_watch("/w").await.unwrap();
     assert!(!one.resynced());
     let sid = a.session_id();

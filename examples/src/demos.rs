@@ -214,8 +214,14 @@ pub fn decode_config(bytes: Option<&[u8]>) -> Result<ServiceConfig, String> {
 pub async fn config(connect: &str) -> DemoResult {
     let service = client(connect).await?;
     let operator = client(connect).await?;
-    let cfg = ConfigWatch::start(&service, "/service/config", decode_config).await?;
-    let mut rx = cfg.receiver();
+    let cfg = ConfigWatch::start(
+        &service,
+        "/service/config",
+        zkit_recipes::cache::CacheOptions::default(),
+        decode_config,
+    )
+    .await?;
+    let mut rx = cfg.watched();
     let mut errors = cfg.errors();
     step(&format!(
         "service starts with {:?} (no config node yet)",

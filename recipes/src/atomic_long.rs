@@ -95,7 +95,7 @@ impl DistributedAtomicLong {
     /// The value at `path` (a missing node reads as 0 and is created by the first change).
     pub fn new(client: &Client, path: &str, options: AtomicLongOptions) -> DistributedAtomicLong {
         DistributedAtomicLong {
-            counter: SharedCounter::new(client, path),
+            counter: SharedCounter::new(client, path, crate::counter::CounterOptions::default()),
             lock: options
                 .lock_path
                 .as_deref()

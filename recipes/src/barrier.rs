@@ -42,10 +42,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use zkit::path::join;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, EventType};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, EventType, OpClass, RetryPolicy};
 
 use crate::state::{usable, LossMonitor, LossPolicy, LossReason, LossSignal};
-use crate::znode::{delete_quietly, ensure_path, new_uuid, retry, Cleanup, CleanupOnDrop, Reaper};
+use crate::znode::{delete_quietly, ensure_path, new_uuid, Cleanup, CleanupOnDrop, Reaper};
 use crate::{Error, Result};
 
 /// Curator's ready-node name (`DistributedDoubleBarrier.READY_NODE`).
@@ -58,17 +58,26 @@ pub struct BarrierOptions {
     /// The barrier node's mode: `Persistent` (the default, Curator's), or `Ephemeral` so that the
     /// barrier falls (and the waiters go) when the session that set it ends.
     pub mode: CreateMode,
+    /// How the barrier's reads and writes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
 }
 
 impl Default for BarrierOptions {
     fn default() -> Self {
         BarrierOptions {
             mode: CreateMode::Persistent,
+            retry: crate::znode::default_retry(),
         }
     }
 }
 
 impl BarrierOptions {
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
     /// Sets the barrier node's mode.
     pub fn mode(mut self, mode: CreateMode) -> Self {
         self.mode = mode;
@@ -105,9 +114,18 @@ impl Barrier {
         let parent = zkit::path::parent(&self.path);
         let opts = CreateOptions::new(self.opts.mode);
         for _ in 0..5 {
-            match retry(c, || c.create(&self.path, b"", &opts)).await {
+            match self
+                .opts
+                .retry
+                .run_on(c, OpClass::VersionedWrite, || {
+                    c.create(&self.path, b"", &opts)
+                })
+                .await
+            {
                 Ok(_) | Err(ZkError::NodeExists) => return Ok(()),
-                Err(ZkError::NoNode) => ensure_path(c, parent, CreateMode::Container).await?,
+                Err(ZkError::NoNode) => {
+                    ensure_path(c, parent, CreateMode::Container, &self.opts.retry).await?
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -116,13 +134,18 @@ impl Barrier {
 
     /// Removes the barrier (deletes its node), releasing every waiter; succeeds if it is not set.
     pub async fn remove(&self) -> Result<()> {
-        Ok(delete_quietly(&self.client, &self.path).await?)
+        Ok(delete_quietly(&self.client, &self.path, &self.opts.retry).await?)
     }
 
     /// Whether the barrier is set right now.
     pub async fn is_set(&self) -> Result<bool> {
         let c = &self.client;
-        Ok(retry(c, || c.exists(&self.path)).await?.is_some())
+        Ok(self
+            .opts
+            .retry
+            .run_on(c, OpClass::Read, || c.exists(&self.path))
+            .await?
+            .is_some())
     }
 
     /// Waits until the barrier is not set. Survives reconnects (and, on a client that re-creates
@@ -166,6 +189,9 @@ pub struct DoubleBarrierOptions {
     pub loss_policy: LossPolicy,
     /// Bytes stored in the member's node.
     pub data: Vec<u8>,
+    /// How reads and writes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
 }
 
 impl DoubleBarrierOptions {
@@ -175,7 +201,13 @@ impl DoubleBarrierOptions {
             members,
             loss_policy: LossPolicy::Lost,
             data: Vec::new(),
+            retry: crate::znode::default_retry(),
         }
+    }
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
     /// Sets the loss policy.
     pub fn loss_policy(mut self, p: LossPolicy) -> Self {
@@ -216,7 +248,7 @@ impl DoubleBarrier {
 
     /// The member nodes present now, sorted by name (the ready node excluded).
     pub async fn members(&self) -> Result<Vec<String>> {
-        member_nodes(&self.client, &self.path).await
+        member_nodes(&self.client, &self.path, &self.opts.retry).await
     }
 
     /// Enters the barrier and waits until all members have entered.
@@ -231,7 +263,8 @@ impl DoubleBarrier {
     }
 
     fn reaper(&self) -> &Reaper {
-        self.reaper.get_or_init(|| Reaper::spawn(&self.client))
+        self.reaper
+            .get_or_init(|| Reaper::spawn(&self.client, &self.opts.retry))
     }
 
     async fn enter_inner(&self, deadline: Option<Instant>) -> Result<Member> {
@@ -246,13 +279,24 @@ impl DoubleBarrier {
         let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Delete(node.clone()));
         let work = async {
             // Watch `ready` before joining: its creation must not fall between the two steps.
-            let (mut ready_now, mut watch) = retry(c, || c.exists_and_watch(&ready)).await?;
+            let (mut ready_now, mut watch) = self
+                .opts
+                .retry
+                .run_on(c, OpClass::Read, || c.exists_and_watch(&ready))
+                .await?;
             self.create_member(&node).await?;
             let session_id = c.session_id();
             while ready_now.is_none() {
-                let n = member_nodes(c, &self.path).await?.len();
+                let n = member_nodes(c, &self.path, &self.opts.retry).await?.len();
                 if n >= self.opts.members {
-                    match retry(c, || c.create(&ready, b"", &CreateOptions::persistent())).await {
+                    match self
+                        .opts
+                        .retry
+                        .run_on(c, OpClass::VersionedWrite, || {
+                            c.create(&ready, b"", &CreateOptions::persistent())
+                        })
+                        .await
+                    {
                         Ok(_) | Err(ZkError::NodeExists) => break,
                         Err(e) => return Err(e.into()),
                     }
@@ -265,7 +309,11 @@ impl DoubleBarrier {
                     Err(e) if e.is_session_gone() => return Err(e.into()),
                     Err(_) => {}
                 }
-                (ready_now, watch) = retry(c, || c.exists_and_watch(&ready)).await?;
+                (ready_now, watch) = self
+                    .opts
+                    .retry
+                    .run_on(c, OpClass::Read, || c.exists_and_watch(&ready))
+                    .await?;
             }
             if c.session_id() != session_id {
                 return Err(Error::Lost(LossReason::SessionChanged));
@@ -298,7 +346,9 @@ impl DoubleBarrier {
             match c.create(node, &self.opts.data, &opts).await {
                 // The name is a fresh UUID: an existing node is ours (a retried create).
                 Ok(_) | Err(ZkError::NodeExists) => return Ok(()),
-                Err(ZkError::NoNode) => ensure_path(c, &self.path, CreateMode::Container).await?,
+                Err(ZkError::NoNode) => {
+                    ensure_path(c, &self.path, CreateMode::Container, &self.opts.retry).await?
+                }
                 Err(e) if e.is_retryable() => crate::state::wait_connected(c).await?,
                 Err(e) => return Err(e.into()),
             }
@@ -307,8 +357,11 @@ impl DoubleBarrier {
     }
 }
 
-async fn member_nodes(client: &Client, path: &str) -> Result<Vec<String>> {
-    match retry(client, || client.get_children(path)).await {
+async fn member_nodes(client: &Client, path: &str, retry: &RetryPolicy) -> Result<Vec<String>> {
+    match retry
+        .run_on(client, OpClass::Read, || client.get_children(path))
+        .await
+    {
         Ok(mut kids) => {
             kids.retain(|k| k != READY_NODE);
             kids.sort();
@@ -375,7 +428,7 @@ impl Member {
         // waits in `enter` for us: waiting for it would deadlock.
         let mut round: Option<Vec<String>> = None;
         loop {
-            let mut members = member_nodes(c, path).await?;
+            let mut members = member_nodes(c, path, &self.barrier.opts.retry).await?;
             match &round {
                 None => round = Some(members.clone()),
                 Some(r) => members.retain(|m| r.contains(m)),
@@ -388,7 +441,7 @@ impl Member {
             let others: Vec<&String> = members.iter().filter(|m| **m != ours).collect();
             if others.is_empty() {
                 if ours_exists {
-                    delete_quietly(c, &self.node).await?;
+                    delete_quietly(c, &self.node, &self.barrier.opts.retry).await?;
                 }
                 break;
             }
@@ -397,12 +450,20 @@ impl Member {
                 members[members.len() - 1].clone()
             } else {
                 if ours_exists {
-                    delete_quietly(c, &self.node).await?;
+                    delete_quietly(c, &self.node, &self.barrier.opts.retry).await?;
                     ours_exists = false;
                 }
                 others[0].clone()
             };
-            match retry(c, || c.exists_and_watch(&join(path, &watch_on))).await {
+            match self
+                .barrier
+                .opts
+                .retry
+                .run_on(c, OpClass::Read, || {
+                    c.exists_and_watch(&join(path, &watch_on))
+                })
+                .await
+            {
                 Ok((None, _)) => {}
                 Ok((Some(_), w)) => match w.await {
                     Err(e) if e.is_session_gone() => return Err(e.into()),
@@ -411,7 +472,7 @@ impl Member {
                 Err(e) => return Err(e.into()),
             }
         }
-        match delete_quietly(c, &join(path, READY_NODE)).await {
+        match delete_quietly(c, &join(path, READY_NODE), &self.barrier.opts.retry).await {
             Ok(()) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -1,5 +1,5 @@
 //! [`NodeCache`]: one znode's data and Stat kept current in memory, with every change (including
-//! deletion and re-creation) as a `watch` channel update.
+//! deletion and re-creation) as an update of a [`zkit::Watched`] value.
 //!
 //! The cache re-reads the node after each watch event, after every reconnect that carried its
 //! watch over ([`OneshotWatcher::resynced`](zkit::OneshotWatcher::resynced): a change made while
@@ -12,10 +12,10 @@
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
-//! use zkit_recipes::cache::NodeCache;
+//! use zkit_recipes::cache::{CacheOptions, NodeCache};
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-//! let cache = NodeCache::start(&zk, "/config/feature-flags").await?;
-//! let mut changes = cache.subscribe();
+//! let cache = NodeCache::start(&zk, "/config/feature-flags", CacheOptions::default()).await?;
+//! let mut changes = cache.watched();
 //! while changes.changed().await.is_ok() {
 //!     match &*changes.borrow() {
 //!         Some(node) => println!("version {}: {} bytes", node.stat.version, node.data.len()),
@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use zkit::{Client, Error as ZkError, Stat};
+use zkit::{Client, Error as ZkError, OpClass, RetryPolicy, Stat};
 
 use crate::state::{ended_for_good, usable, TaskGuard};
 use crate::Result;
@@ -45,6 +45,32 @@ pub struct NodeData {
     pub stat: Stat,
 }
 
+/// Options of a [`NodeCache`] (and of a [`ConfigWatch`](crate::config::ConfigWatch), which
+/// is built on one).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheOptions {
+    /// How the first read is retried (default
+    /// [`default_retry`](crate::znode::default_retry)); later reads follow the session.
+    pub retry: RetryPolicy,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            retry: crate::znode::default_retry(),
+        }
+    }
+}
+
+impl CacheOptions {
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+}
+
 /// A cached znode. See the [module docs](self).
 #[derive(Debug)]
 pub struct NodeCache {
@@ -55,12 +81,15 @@ pub struct NodeCache {
 
 impl NodeCache {
     /// Starts caching `path` and waits for the first read.
-    pub async fn start(client: &Client, path: &str) -> Result<NodeCache> {
-        let (value, first) =
-            match crate::znode::retry(client, || read_or_absent(client, path)).await? {
-                Read::Present(d, w) => (Some(d), w),
-                Read::Absent(w) => (None, w),
-            };
+    pub async fn start(client: &Client, path: &str, options: CacheOptions) -> Result<NodeCache> {
+        let (value, first) = match options
+            .retry
+            .run_on(client, OpClass::Read, || read_or_absent(client, path))
+            .await?
+        {
+            Read::Present(d, w) => (Some(d), w),
+            Read::Absent(w) => (None, w),
+        };
         let (tx, rx) = watch::channel(value);
         let live = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn(run(
@@ -82,9 +111,10 @@ impl NodeCache {
         self.rx.borrow().clone()
     }
 
-    /// A receiver that sees every change (`changed().await`), deletion as `None`.
-    pub fn subscribe(&self) -> watch::Receiver<Option<NodeData>> {
-        self.rx.clone()
+    /// The value as a watched value: `changed().await` for the next change (deletion as
+    /// `None`), or `changes()` as a `Stream`.
+    pub fn watched(&self) -> zkit::Watched<Option<NodeData>> {
+        zkit::Watched::new(self.rx.clone())
     }
 
     /// Whether the cache still follows the server (false once its session is gone for good).

@@ -10,14 +10,15 @@
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
+//! use zkit_recipes::cache::CacheOptions;
 //! use zkit_recipes::config::ConfigWatch;
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-//! let cfg = ConfigWatch::start(&zk, "/config/limits", |bytes: Option<&[u8]>| {
+//! let cfg = ConfigWatch::start(&zk, "/config/limits", CacheOptions::default(), |bytes: Option<&[u8]>| {
 //!     let text = std::str::from_utf8(bytes.unwrap_or(b"100")).map_err(|e| e.to_string())?;
 //!     text.trim().parse::<u32>().map_err(|e| e.to_string())
 //! })
 //! .await?;
-//! let mut limit = cfg.receiver();
+//! let mut limit = cfg.watched();
 //! while limit.changed().await.is_ok() {
 //!     println!("new limit: {}", *limit.borrow());
 //! }
@@ -27,7 +28,7 @@
 use tokio::sync::watch;
 use zkit::Client;
 
-use crate::cache::{NodeCache, NodeData};
+use crate::cache::{CacheOptions, NodeCache, NodeData};
 use crate::state::TaskGuard;
 use crate::{Error, Result};
 
@@ -52,13 +53,18 @@ pub struct ConfigWatch<T> {
 impl<T: Send + Sync + 'static> ConfigWatch<T> {
     /// Watches `path`; `decode` gets the node's data (`None` when the node does not exist). Fails
     /// if the current version does not decode.
-    pub async fn start<F, E>(client: &Client, path: &str, decode: F) -> Result<ConfigWatch<T>>
+    pub async fn start<F, E>(
+        client: &Client,
+        path: &str,
+        options: CacheOptions,
+        decode: F,
+    ) -> Result<ConfigWatch<T>>
     where
         F: Fn(Option<&[u8]>) -> std::result::Result<T, E> + Send + 'static,
         E: std::fmt::Display,
     {
-        let cache = NodeCache::start(client, path).await?;
-        let mut changes = cache.subscribe();
+        let cache = NodeCache::start(client, path, options).await?;
+        let mut changes = cache.watched();
         let first = changes.borrow_and_update().clone();
         let value = decode(first.as_ref().map(|d| &d.data[..])).map_err(|e| Error::BadData {
             path: path.to_owned(),
@@ -92,14 +98,15 @@ impl<T: Send + Sync + 'static> ConfigWatch<T> {
         })
     }
 
-    /// The value's receiver (`borrow()` for the current value, `changed().await` for the next).
-    pub fn receiver(&self) -> watch::Receiver<T> {
-        self.rx.clone()
+    /// The value as a watched value (`borrow()` for the current value, `changed().await` for
+    /// the next, `changes()` as a `Stream`).
+    pub fn watched(&self) -> zkit::Watched<T> {
+        zkit::Watched::new(self.rx.clone())
     }
 
-    /// The latest decode failure (`None` once a later version decoded).
-    pub fn errors(&self) -> watch::Receiver<Option<DecodeFailure>> {
-        self.errors.clone()
+    /// The latest decode failure (`None` once a later version decoded), as a watched value.
+    pub fn errors(&self) -> zkit::Watched<Option<DecodeFailure>> {
+        zkit::Watched::new(self.errors.clone())
     }
 
     /// Whether the value still follows the server. False once the session expired on a client

@@ -7,9 +7,9 @@
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
-//! use zkit_recipes::counter::SharedCounter;
+//! use zkit_recipes::counter::{CounterOptions, SharedCounter};
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-//! let hits = SharedCounter::new(&zk, "/counters/hits");
+//! let hits = SharedCounter::new(&zk, "/counters/hits", CounterOptions::default());
 //! let n = hits.add(1).await?; // a CAS loop: retried when another writer got in first
 //! let current = hits.get().await?;
 //! if !hits.try_set(current.value * 2, current.version).await? {
@@ -18,9 +18,9 @@
 //! # Ok(()) }
 //! ```
 
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass, RetryPolicy};
 
-use crate::znode::{ensure_path, retry};
+use crate::znode::ensure_path;
 use crate::{Error, Result};
 
 /// A counter value and the node version it was read at (`-1`: the node does not exist).
@@ -43,25 +43,50 @@ pub struct SharedCounter {
     path: String,
     /// Bytes of a node this counter creates: 8, or 4 for Curator's `SharedCount`.
     new_width: usize,
+    retry: RetryPolicy,
+}
+
+/// Options of a [`SharedCounter`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CounterOptions {
+    /// Create the node in Curator's `SharedCount` form: a 4-byte value (widened to 8 only when
+    /// a value does not fit), so Java `SharedCount`s on the same path read it. Default: 8 bytes.
+    pub shared_count: bool,
+    /// How reads are retried (default [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
+}
+
+impl Default for CounterOptions {
+    fn default() -> Self {
+        CounterOptions {
+            shared_count: false,
+            retry: crate::znode::default_retry(),
+        }
+    }
+}
+
+impl CounterOptions {
+    /// Curator's `SharedCount` form (see [`shared_count`](Self::shared_count)).
+    pub fn shared_count(mut self) -> Self {
+        self.shared_count = true;
+        self
+    }
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
 }
 
 impl SharedCounter {
     /// The counter at `path`.
-    pub fn new(client: &Client, path: &str) -> SharedCounter {
+    pub fn new(client: &Client, path: &str, options: CounterOptions) -> SharedCounter {
         SharedCounter {
             client: client.clone(),
             path: path.to_owned(),
-            new_width: 8,
-        }
-    }
-
-    /// The counter at `path` in Curator's `SharedCount` form: a node this counter creates holds
-    /// a 4-byte value (widened to 8 only when a value does not fit), so Java `SharedCount`s on
-    /// the same path read it.
-    pub fn shared_count(client: &Client, path: &str) -> SharedCounter {
-        SharedCounter {
-            new_width: 4,
-            ..Self::new(client, path)
+            new_width: if options.shared_count { 4 } else { 8 },
+            retry: options.retry,
         }
     }
 
@@ -77,7 +102,11 @@ impl SharedCounter {
     /// The current value and version.
     pub async fn get(&self) -> Result<Versioned> {
         let c = &self.client;
-        match retry(c, || c.get_data(&self.path)).await {
+        match self
+            .retry
+            .run_on(c, OpClass::Read, || c.get_data(&self.path))
+            .await
+        {
             Ok((data, stat)) => {
                 let (value, width) = decode(&self.path, &data)?;
                 Ok(Versioned {
@@ -115,7 +144,7 @@ impl SharedCounter {
         loop {
             let r = if version < 0 {
                 let parent = zkit::path::parent(&self.path);
-                ensure_path(c, parent, CreateMode::Persistent).await?;
+                ensure_path(c, parent, CreateMode::Persistent, &self.retry).await?;
                 c.create(&self.path, &bytes, &CreateOptions::persistent())
                     .await
                     .map(|_| ())

@@ -10,9 +10,9 @@
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use futures::StreamExt;
-//! use zkit_recipes::counter::SharedCounter;
+//! use zkit_recipes::counter::{CounterOptions, SharedCounter};
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-//! let watch = SharedCounter::new(&zk, "/counters/epoch").watch().await?;
+//! let watch = SharedCounter::new(&zk, "/counters/epoch", CounterOptions::default()).watch().await?;
 //! println!("now {}", watch.current().value);
 //! let mut changes = Box::pin(watch.changes());
 //! while let Some(v) = changes.next().await {

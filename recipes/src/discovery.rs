@@ -9,9 +9,9 @@
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
-//! use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance};
+//! use zkit_recipes::discovery::{DiscoveryOptions, ServiceDiscovery, ServiceInstance};
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-//! let discovery = ServiceDiscovery::new(&zk, "/services");
+//! let discovery = ServiceDiscovery::new(&zk, "/services", DiscoveryOptions::default());
 //! let _me = discovery.register(&ServiceInstance::new("search", "search-1", "10.0.0.5:8080")).await?;
 //! for instance in discovery.query("search").await? {
 //!     println!("{} at {}", instance.id, String::from_utf8_lossy(&instance.payload));
@@ -25,10 +25,9 @@
 
 use bytes::Bytes;
 use zkit::path::join;
-use zkit::{Client, Error as ZkError};
+use zkit::{Client, Error as ZkError, OpClass, RetryPolicy};
 
 use crate::group::{read_children, watch_children, KeptNode, MembersWatch};
-use crate::znode::retry;
 use crate::Result;
 
 /// One instance of a service.
@@ -60,21 +59,48 @@ impl ServiceInstance {
 pub struct ServiceDiscovery {
     client: Client,
     base: String,
+    retry: RetryPolicy,
+}
+
+/// Options of a [`ServiceDiscovery`] (this one and [`crate::service`]'s).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DiscoveryOptions {
+    /// How reads and writes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
+}
+
+impl Default for DiscoveryOptions {
+    fn default() -> Self {
+        DiscoveryOptions {
+            retry: crate::znode::default_retry(),
+        }
+    }
+}
+
+impl DiscoveryOptions {
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
 }
 
 impl ServiceDiscovery {
     /// Discovery under `base_path`.
-    pub fn new(client: &Client, base_path: &str) -> ServiceDiscovery {
+    pub fn new(client: &Client, base_path: &str, options: DiscoveryOptions) -> ServiceDiscovery {
         ServiceDiscovery {
             client: client.clone(),
             base: base_path.to_owned(),
+            retry: options.retry,
         }
     }
 
     /// Registers `instance` (fails if a live session already registered the same id).
     pub async fn register(&self, instance: &ServiceInstance) -> Result<Registration> {
         let path = join(&join(&self.base, &instance.name), &instance.id);
-        let node = KeptNode::start(&self.client, &path, &instance.payload).await?;
+        let node = KeptNode::start(&self.client, &path, &instance.payload, &self.retry).await?;
         Ok(Registration {
             instance: instance.clone(),
             node,
@@ -84,7 +110,11 @@ impl ServiceDiscovery {
     /// The names of the services with a node under the base path.
     pub async fn names(&self) -> Result<Vec<String>> {
         let c = &self.client;
-        match retry(c, || c.get_children(&self.base)).await {
+        match self
+            .retry
+            .run_on(c, OpClass::Read, || c.get_children(&self.base))
+            .await
+        {
             Ok(mut k) => {
                 k.sort();
                 Ok(k)
@@ -96,7 +126,7 @@ impl ServiceDiscovery {
 
     /// The instances of service `name` now, by id.
     pub async fn query(&self, name: &str) -> Result<Vec<ServiceInstance>> {
-        let kids = read_children(&self.client, &join(&self.base, name)).await?;
+        let kids = read_children(&self.client, &join(&self.base, name), &self.retry).await?;
         Ok(kids
             .into_iter()
             .map(|(id, payload)| ServiceInstance {
@@ -155,7 +185,7 @@ impl ServiceWatch {
     /// The instances now, by id.
     pub fn instances(&self) -> Vec<ServiceInstance> {
         self.inner
-            .borrow()
+            .current()
             .iter()
             .map(|(id, payload)| ServiceInstance {
                 name: self.name.clone(),

@@ -7,12 +7,12 @@
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
-//! use zkit_recipes::group::GroupMember;
+//! use zkit_recipes::group::{GroupMember, GroupOptions};
 //! let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-//! let me = GroupMember::start(&zk, "/groups/workers", "worker-7", b"10.0.0.7").await?;
+//! let me = GroupMember::start(&zk, "/groups/workers", GroupOptions::new("worker-7").data("10.0.0.7")).await?;
 //! let mut members = me.watch().await?;
 //! while members.changed().await.is_ok() {
-//!     println!("members: {:?}", members.borrow().keys().collect::<Vec<_>>());
+//!     println!("members: {:?}", members.current().keys().collect::<Vec<_>>());
 //! }
 //! # Ok(()) }
 //! ```
@@ -24,11 +24,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use zkit::path::join;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass, RetryPolicy};
 
 use crate::state::{usable, TaskGuard};
 use crate::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
-use crate::znode::{delete_quietly, ensure_path, retry};
+use crate::znode::{delete_quietly, ensure_path};
 use crate::{Error, Result};
 
 /// An ephemeral node kept in place by a background task (Curator's `PersistentNode` in
@@ -37,19 +37,31 @@ use crate::{Error, Result};
 pub(crate) struct KeptNode {
     client: Client,
     path: String,
+    retry: RetryPolicy,
     data: Arc<StdMutex<Bytes>>,
     task: StdMutex<Option<TaskGuard>>,
 }
 
 impl KeptNode {
     /// Creates the node (parents as containers) and keeps it.
-    pub(crate) async fn start(client: &Client, path: &str, data: &[u8]) -> Result<KeptNode> {
+    pub(crate) async fn start(
+        client: &Client,
+        path: &str,
+        data: &[u8],
+        retry: &RetryPolicy,
+    ) -> Result<KeptNode> {
         let data = Arc::new(StdMutex::new(Bytes::copy_from_slice(data)));
-        create_owned(client, path, &data).await?;
-        let task = tokio::spawn(keep(client.clone(), path.to_owned(), data.clone()));
+        create_owned(client, path, &data, retry).await?;
+        let task = tokio::spawn(keep(
+            client.clone(),
+            path.to_owned(),
+            data.clone(),
+            retry.clone(),
+        ));
         Ok(KeptNode {
             client: client.clone(),
             path: path.to_owned(),
+            retry: retry.clone(),
             data,
             task: StdMutex::new(Some(TaskGuard(task))),
         })
@@ -65,7 +77,13 @@ impl KeptNode {
             *d = Bytes::copy_from_slice(data);
         }
         let c = &self.client;
-        match retry(c, || c.set_data(&self.path, data, None)).await {
+        match self
+            .retry
+            .run_on(c, OpClass::VersionedWrite, || {
+                c.set_data(&self.path, data, None)
+            })
+            .await
+        {
             // The keeper re-creates it with the new data.
             Ok(_) | Err(ZkError::NoNode) => Ok(()),
             Err(e) => Err(e.into()),
@@ -75,7 +93,7 @@ impl KeptNode {
     /// Stops keeping the node and deletes it.
     pub(crate) async fn close(&self) -> Result<()> {
         drop(self.task.lock().ok().and_then(|mut t| t.take()));
-        match delete_quietly(&self.client, &self.path).await {
+        match delete_quietly(&self.client, &self.path, &self.retry).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_session_gone() => Ok(()),
             Err(e) => Err(e.into()),
@@ -88,26 +106,35 @@ impl Drop for KeptNode {
         let kept = self.task.lock().ok().and_then(|mut t| t.take()).is_some();
         if let (true, Ok(h)) = (kept, tokio::runtime::Handle::try_current()) {
             // Best effort: the ephemeral goes with the session anyway.
-            let (client, path) = (self.client.clone(), self.path.clone());
+            let (client, path, retry) =
+                (self.client.clone(), self.path.clone(), self.retry.clone());
             h.spawn(async move {
-                let _ = delete_quietly(&client, &path).await;
+                let _ = delete_quietly(&client, &path, &retry).await;
             });
         }
     }
 }
 
-async fn create_owned(client: &Client, path: &str, data: &StdMutex<Bytes>) -> Result<()> {
+async fn create_owned(
+    client: &Client,
+    path: &str,
+    data: &StdMutex<Bytes>,
+    retry: &RetryPolicy,
+) -> Result<()> {
     let parent = zkit::path::parent(path);
     for _ in 0..5 {
         let bytes = data.lock().map(|d| d.clone()).unwrap_or_default();
-        match retry(client, || {
-            client.create(path, &bytes, &CreateOptions::ephemeral())
-        })
-        .await
+        match retry
+            .run_on(client, OpClass::VersionedWrite, || {
+                client.create(path, &bytes, &CreateOptions::ephemeral())
+            })
+            .await
         {
             Ok(_) => return Ok(()),
             Err(ZkError::NodeExists) => {
-                let owner = retry(client, || client.exists(path)).await?;
+                let owner = retry
+                    .run_on(client, OpClass::Read, || client.exists(path))
+                    .await?;
                 match owner {
                     Some(st) if st.ephemeral_owner == client.session_id() => return Ok(()),
                     Some(_) => {
@@ -118,14 +145,16 @@ async fn create_owned(client: &Client, path: &str, data: &StdMutex<Bytes>) -> Re
                     None => continue,
                 }
             }
-            Err(ZkError::NoNode) => ensure_path(client, parent, CreateMode::Container).await?,
+            Err(ZkError::NoNode) => {
+                ensure_path(client, parent, CreateMode::Container, retry).await?
+            }
             Err(e) => return Err(e.into()),
         }
     }
     Err(ZkError::NoNode.into())
 }
 
-async fn keep(client: Client, path: String, data: Arc<StdMutex<Bytes>>) {
+async fn keep(client: Client, path: String, data: Arc<StdMutex<Bytes>>, retry: RetryPolicy) {
     loop {
         if !usable(&client).await {
             return;
@@ -139,7 +168,7 @@ async fn keep(client: Client, path: String, data: Arc<StdMutex<Bytes>>) {
                 let _ = w.await;
             }
             Ok((None, _)) => {
-                if let Err(e) = create_owned(&client, &path, &data).await {
+                if let Err(e) = create_owned(&client, &path, &data, &retry).await {
                     tracing::debug!(path = %path, error = %e, "re-creating the node failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -173,10 +202,8 @@ pub(crate) async fn watch_children(
     let task = tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(TreeEvent::Ended) | Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    return
-                }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                Ok(TreeEvent::Ended) | Err(zkit::RecvError::Closed) => return,
+                Ok(_) | Err(_) => {
                     let now: BTreeMap<String, Bytes> = cache
                         .children(&path)
                         .into_iter()
@@ -212,8 +239,8 @@ impl MembersWatch {
     }
 
     /// The current members (id to data).
-    pub fn borrow(&self) -> watch::Ref<'_, BTreeMap<String, Bytes>> {
-        self.rx.borrow()
+    pub fn current(&self) -> BTreeMap<String, Bytes> {
+        self.rx.borrow().clone()
     }
 
     /// Waits for the next change; fails once the watch has ended (session gone for good).
@@ -221,9 +248,43 @@ impl MembersWatch {
         self.rx.changed().await.map_err(|_| Error::Closed)
     }
 
-    /// A receiver of the member map (for `wait_for`).
-    pub fn receiver(&self) -> watch::Receiver<BTreeMap<String, Bytes>> {
-        self.rx.clone()
+    /// The member map as a watched value (`wait_for`, or `changes()` as a `Stream`).
+    pub fn watched(&self) -> zkit::Watched<BTreeMap<String, Bytes>> {
+        zkit::Watched::new(self.rx.clone())
+    }
+}
+
+/// Options of a [`GroupMember`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GroupOptions {
+    /// This member's id (its node's name; unique in the group).
+    pub id: String,
+    /// Bytes stored in the member's node.
+    pub data: Vec<u8>,
+    /// How reads and writes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
+}
+
+impl GroupOptions {
+    /// Options for member `id` with empty data.
+    pub fn new(id: impl Into<String>) -> Self {
+        GroupOptions {
+            id: id.into(),
+            data: Vec::new(),
+            retry: crate::znode::default_retry(),
+        }
+    }
+    /// Sets the member node's data.
+    pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into();
+        self
+    }
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
 }
 
@@ -233,16 +294,25 @@ pub struct GroupMember {
     client: Client,
     path: String,
     node: KeptNode,
+    retry: RetryPolicy,
 }
 
 impl GroupMember {
-    /// Joins the group at `path` as `id` with `data`; fails if another live session holds `id`.
-    pub async fn start(client: &Client, path: &str, id: &str, data: &[u8]) -> Result<GroupMember> {
-        let node = KeptNode::start(client, &join(path, id), data).await?;
+    /// Joins the group at `path` as `options.id` with `options.data`; fails if another live
+    /// session holds that id.
+    pub async fn start(client: &Client, path: &str, options: GroupOptions) -> Result<GroupMember> {
+        let node = KeptNode::start(
+            client,
+            &join(path, &options.id),
+            &options.data,
+            &options.retry,
+        )
+        .await?;
         Ok(GroupMember {
             client: client.clone(),
             path: path.to_owned(),
             node,
+            retry: options.retry,
         })
     }
 
@@ -258,7 +328,7 @@ impl GroupMember {
 
     /// The members now (id to data), read from the server.
     pub async fn members(&self) -> Result<BTreeMap<String, Bytes>> {
-        read_children(&self.client, &self.path).await
+        read_children(&self.client, &self.path, &self.retry).await
     }
 
     /// The members as a watched value.
@@ -274,15 +344,25 @@ impl GroupMember {
 }
 
 /// The children of `path` and their data, read now.
-pub(crate) async fn read_children(client: &Client, path: &str) -> Result<BTreeMap<String, Bytes>> {
-    let kids = match retry(client, || client.get_children(path)).await {
+pub(crate) async fn read_children(
+    client: &Client,
+    path: &str,
+    retry: &RetryPolicy,
+) -> Result<BTreeMap<String, Bytes>> {
+    let kids = match retry
+        .run_on(client, OpClass::Read, || client.get_children(path))
+        .await
+    {
         Ok(k) => k,
         Err(ZkError::NoNode) => return Ok(BTreeMap::new()),
         Err(e) => return Err(e.into()),
     };
     let mut out = BTreeMap::new();
     for k in kids {
-        match retry(client, || client.get_data(&join(path, &k))).await {
+        match retry
+            .run_on(client, OpClass::Read, || client.get_data(&join(path, &k)))
+            .await
+        {
             Ok((d, _)) => {
                 out.insert(k, d);
             }

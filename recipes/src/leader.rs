@@ -14,6 +14,11 @@
 //! `LeaderSelector` queues on an `InterProcessMutex`), so Java and Rust selectors on one path
 //! share one election.
 //!
+//! Each term carries a [fencing token](crate::fencing) (the leader node's czxid: every later
+//! term's is greater) and [`Leadership::fenced_multi`], which applies the leader's writes only
+//! while its node exists, so a leader that lost its term without noticing (a long pause, a
+//! partition) can never write as leader.
+//!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit_recipes::leader::{LeaderLatch, LeaderOptions};
@@ -36,14 +41,17 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use zkit::path::join;
-use zkit::{Client, CreateMode, Error as ZkError, SessionState};
+use zkit::{
+    Client, CreateMode, Error as ZkError, Op, OpClass, OpResult, RetryPolicy, SessionState,
+};
 
+use crate::fencing::{fenced_multi, FencingToken};
 use crate::lock::LOCK_NAME;
 use crate::queue_core::{wait_for_turn, Interrupted, Line, Waiter};
 use crate::state::{
     usable, wait_connected, LossMonitor, LossPolicy, LossReason, LossSignal, TaskGuard,
 };
-use crate::znode::{delete_quietly, retry, sorted_members, ProtectedCreate};
+use crate::znode::{delete_quietly, sorted_members, ProtectedCreate};
 use crate::{Error, Result};
 
 /// Curator's `LeaderLatch` node name.
@@ -57,6 +65,12 @@ pub struct LeaderOptions {
     pub id: String,
     /// When the leader must consider leadership gone.
     pub loss_policy: LossPolicy,
+    /// How the election's reads and deletes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
+    /// [`LeaderSelector`] only: queue again after each term (default `true`; Curator's
+    /// `autoRequeue`, whose default is `false`); `false` leaves after the first term.
+    pub auto_requeue: bool,
 }
 
 impl LeaderOptions {
@@ -65,7 +79,19 @@ impl LeaderOptions {
         LeaderOptions {
             id: id.into(),
             loss_policy: LossPolicy::default(),
+            retry: crate::znode::default_retry(),
+            auto_requeue: true,
         }
+    }
+    /// Sets whether a [`LeaderSelector`] queues again after each term.
+    pub fn auto_requeue(mut self, yes: bool) -> Self {
+        self.auto_requeue = yes;
+        self
+    }
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
     /// Sets the loss policy.
     pub fn loss_policy(mut self, p: LossPolicy) -> Self {
@@ -89,7 +115,7 @@ pub struct Participant {
 #[derive(Debug, Clone)]
 enum Role {
     Follower,
-    Leader(LossSignal),
+    Leader(Leadership),
     Closed(Option<LossReason>),
 }
 
@@ -116,13 +142,42 @@ pub struct LeaderLatch {
     task: StdMutex<Option<TaskGuard>>,
 }
 
-/// One term of leadership: resolve [`lost`](Self::lost) to learn when it ends.
+/// One term of leadership: resolve [`lost`](Self::lost) to learn when it ends; write under it
+/// with [`fenced_multi`](Self::fenced_multi).
 #[derive(Debug, Clone)]
 pub struct Leadership {
     signal: LossSignal,
+    client: Client,
+    node: Arc<str>,
+    session_id: i64,
+    token: FencingToken,
 }
 
 impl Leadership {
+    /// This term's [fencing token](crate::fencing): the leader node's czxid, greater than
+    /// every earlier term's on this election path.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+    /// The leader node's full path.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+    /// Runs `ops` in one multi that applies only while this term lasts (a check on the leader
+    /// node goes first); fails with [`Error::Lost`] once the node is gone. See
+    /// [`fencing`](crate::fencing).
+    ///
+    /// ```no_run
+    /// # async fn f(latch: zkit_recipes::leader::LeaderLatch) -> zkit_recipes::Result<()> {
+    /// use zkit::Op;
+    /// let term = latch.leadership().await?;
+    /// let epoch = term.token().0.to_be_bytes();
+    /// term.fenced_multi(vec![Op::set_data("/scheduler/epoch", epoch, None)]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn fenced_multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        fenced_multi(&self.client, &self.node, self.session_id, ops).await
+    }
     /// Resolves when this term ends (at once if it already has).
     pub async fn lost(&self) -> LossReason {
         self.signal.lost().await
@@ -175,7 +230,7 @@ impl LeaderLatch {
 
     /// Whether this participant leads right now.
     pub fn is_leader(&self) -> bool {
-        matches!(&*self.inner.role.borrow(), Role::Leader(s) if !s.is_lost())
+        matches!(&*self.inner.role.borrow(), Role::Leader(t) if t.is_current())
     }
 
     /// Waits until this participant leads; fails if the latch is closed or its session is gone
@@ -184,7 +239,7 @@ impl LeaderLatch {
         let mut rx = self.inner.role.subscribe();
         loop {
             match &*rx.borrow_and_update() {
-                Role::Leader(s) if !s.is_lost() => return Ok(Leadership { signal: s.clone() }),
+                Role::Leader(t) if t.is_current() => return Ok(t.clone()),
                 Role::Closed(Some(r)) => return Err(Error::Lost(*r)),
                 Role::Closed(None) => return Err(Error::Closed),
                 _ => {}
@@ -209,7 +264,13 @@ impl LeaderLatch {
 
     /// The participants in queue order (the leader first).
     pub async fn participants(&self) -> Result<Vec<Participant>> {
-        participants_named(&self.inner.client, &self.inner.path, self.inner.node_name).await
+        participants_named(
+            &self.inner.client,
+            &self.inner.path,
+            self.inner.node_name,
+            &self.inner.opts.retry,
+        )
+        .await
     }
 
     /// The current leader, if any.
@@ -240,11 +301,11 @@ async fn leave(inner: &Inner) -> Result<()> {
     let node = inner.node.lock().ok().and_then(|mut n| n.take());
     let creating = inner.creating.lock().ok().and_then(|mut c| c.take());
     if let Some(node) = node {
-        delete_quietly(&inner.client, &node).await?;
+        delete_quietly(&inner.client, &node, &inner.opts.retry).await?;
     }
     if let Some(pc) = creating {
         if let Some(node) = pc.find(&inner.client).await? {
-            delete_quietly(&inner.client, &node).await?;
+            delete_quietly(&inner.client, &node, &inner.opts.retry).await?;
         }
     }
     Ok(())
@@ -269,22 +330,31 @@ impl Drop for LeaderLatch {
 
 /// The participants of the election at `path`, in queue order.
 pub async fn participants(client: &Client, path: &str) -> Result<Vec<Participant>> {
-    participants_named(client, path, LATCH_NAME).await
+    participants_named(client, path, LATCH_NAME, &crate::znode::default_retry()).await
 }
 
 async fn participants_named(
     client: &Client,
     path: &str,
     node_name: &'static str,
+    retry: &RetryPolicy,
 ) -> Result<Vec<Participant>> {
-    let kids = match retry(client, || client.get_children(path)).await {
+    let kids = match retry
+        .run_on(client, OpClass::Read, || client.get_children(path))
+        .await
+    {
         Ok(k) => k,
         Err(ZkError::NoNode) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
     let mut out = Vec::new();
     for node in sorted_members(kids, |n| Election(node_name).is_member(n)) {
-        match retry(client, || client.get_data(&join(path, &node))).await {
+        match retry
+            .run_on(client, OpClass::Read, || {
+                client.get_data(&join(path, &node))
+            })
+            .await
+        {
             Ok((data, _)) => out.push(Participant {
                 id: String::from_utf8_lossy(&data).into_owned(),
                 is_leader: out.is_empty(),
@@ -324,7 +394,8 @@ async fn run(inner: Arc<Inner>) {
             &inner.path,
             inner.node_name,
             CreateMode::EphemeralSequential,
-        );
+        )
+        .retry(inner.opts.retry.clone());
         *inner.creating.lock().expect("creating") = Some(pc.clone());
         let node = match pc.create(client, inner.opts.id.as_bytes()).await {
             Ok(n) => n,
@@ -352,7 +423,7 @@ async fn run(inner: Arc<Inner>) {
         // Leave the queue before joining it again (a no-op when the session took the node).
         // Waits for the connection when suspended; fails (harmlessly) once the session is gone.
         // The node stays recorded until then, so a `close` in the meantime still deletes it.
-        let _ = delete_quietly(client, &node).await;
+        let _ = delete_quietly(client, &node, &inner.opts.retry).await;
         *inner.node.lock().expect("node") = None;
         if let Turn::End(r) = turn {
             inner.role.send_replace(Role::Closed(Some(r)));
@@ -427,13 +498,29 @@ async fn take_part(inner: &Inner, node: &str) -> Turn {
             return Turn::Requeue
         }
     }
+    // The term's fencing token: our node's czxid (gone already: queue again).
+    let token = match inner
+        .opts
+        .retry
+        .run_on(client, OpClass::Read, || client.exists(node))
+        .await
+    {
+        Ok(Some(st)) => FencingToken(st.czxid),
+        Ok(None) | Err(_) => return Turn::Requeue,
+    };
     let (monitor, signal) = LossMonitor::start(
         client,
         session_id,
         Some(node.to_owned()),
         inner.opts.loss_policy,
     );
-    inner.role.send_replace(Role::Leader(signal.clone()));
+    inner.role.send_replace(Role::Leader(Leadership {
+        signal: signal.clone(),
+        client: client.clone(),
+        node: node.into(),
+        session_id,
+        token,
+    }));
     tracing::info!(id = %inner.opts.id, node = %node, "became leader");
     tokio::select! {
         r = signal.lost() => {
@@ -447,14 +534,15 @@ async fn take_part(inner: &Inner, node: &str) -> Turn {
 }
 
 /// Runs a task whenever this participant leads; the task is cancelled (dropped) as soon as
-/// leadership is lost. With `auto_requeue` the participant queues again after each term (whether
-/// the task finished or was cancelled); without, it leaves after the first term.
+/// leadership is lost. With [`LeaderOptions::auto_requeue`] (the default) the participant queues
+/// again after each term (whether the task finished or was cancelled); without, it leaves after
+/// the first term.
 ///
 /// ```no_run
 /// # async fn f() -> zkit_recipes::Result<()> {
 /// use zkit_recipes::leader::{LeaderOptions, LeaderSelector};
 /// let zk = zkit::Client::connect("127.0.0.1:2181").await?;
-/// let selector = LeaderSelector::start(&zk, "/election/compactor", LeaderOptions::new("n1"), true,
+/// let selector = LeaderSelector::start(&zk, "/election/compactor", LeaderOptions::new("n1"),
 ///     |_term| async { compact().await }).await?;
 /// # let _ = selector;
 /// # Ok(()) }
@@ -472,7 +560,6 @@ impl LeaderSelector {
         client: &Client,
         path: &str,
         options: LeaderOptions,
-        auto_requeue: bool,
         mut task: F,
     ) -> Result<LeaderSelector>
     where
@@ -481,6 +568,7 @@ impl LeaderSelector {
     {
         // `lock-` nodes, as Curator's selector (an `InterProcessMutex`) makes: one election
         // across both.
+        let auto_requeue = options.auto_requeue;
         let latch = Arc::new(LeaderLatch::start_named(client, path, options, LOCK_NAME).await?);
         let l = latch.clone();
         let t = tokio::spawn(async move {

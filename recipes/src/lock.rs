@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use zkit::{Client, CreateMode, Error as ZkError};
+use zkit::{Client, CreateMode, Error as ZkError, OpClass, RetryPolicy};
 
 use crate::fencing::{fenced_multi, FencingToken};
 use crate::pipeline::{create_and_list, Queued};
@@ -53,16 +53,34 @@ pub const LOCK_NAME: &str = "lock-";
 pub const KAZOO_LOCK_NAME: &str = "__lock__";
 
 /// Options of a [`Mutex`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct MutexOptions {
     /// When a holder must consider the lock gone.
     pub loss_policy: LossPolicy,
     /// Bytes stored in the lock node (an identifier other contenders can read).
     pub data: Vec<u8>,
+    /// How the lock's reads and clean-up deletes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
+}
+
+impl Default for MutexOptions {
+    fn default() -> Self {
+        MutexOptions {
+            loss_policy: LossPolicy::default(),
+            data: Vec::new(),
+            retry: crate::znode::default_retry(),
+        }
+    }
 }
 
 impl MutexOptions {
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
     /// Sets the loss policy.
     pub fn loss_policy(mut self, p: LossPolicy) -> Self {
         self.loss_policy = p;
@@ -216,7 +234,13 @@ impl Mutex {
     /// The contenders' node names in queue order (the holder first).
     pub async fn contenders(&self) -> Result<Vec<String>> {
         let c = &self.inner.client;
-        match crate::znode::retry(c, || c.get_children(&self.inner.path)).await {
+        match self
+            .inner
+            .opts
+            .retry
+            .run_on(c, OpClass::Read, || c.get_children(&self.inner.path))
+            .await
+        {
             Ok(kids) => Ok(sorted_members(kids, |n| self.is_member(n))),
             Err(ZkError::NoNode) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
@@ -226,7 +250,7 @@ impl Mutex {
     fn reaper(&self) -> &Reaper {
         self.inner
             .reaper
-            .get_or_init(|| Reaper::spawn(&self.inner.client))
+            .get_or_init(|| Reaper::spawn(&self.inner.client, &self.inner.opts.retry))
     }
 
     fn reenter(&self) -> Result<Option<MutexGuard>> {
@@ -267,7 +291,8 @@ impl Mutex {
             &self.inner.path,
             &self.inner.lock_name,
             CreateMode::EphemeralSequential,
-        );
+        )
+        .retry(self.inner.opts.retry.clone());
         let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Prefix(pc.clone()));
         let mut waiter = Deadline { deadline, wait };
         let (node, czxid, at_head) = waiter
@@ -307,7 +332,13 @@ impl Mutex {
         cleanup.disarm();
         let czxid = match czxid {
             Some(z) => z,
-            None => match crate::znode::retry(client, || client.exists(&node)).await? {
+            None => match self
+                .inner
+                .opts
+                .retry
+                .run_on(client, OpClass::Read, || client.exists(&node))
+                .await?
+            {
                 Some(st) => st.czxid,
                 None => return Err(Error::Lost(why_node_gone(client, session_id))),
             },
@@ -507,7 +538,7 @@ impl MutexGuard {
     pub async fn release(mut self) -> Result<()> {
         self.done = true;
         if let Some(node) = self.unhold() {
-            match delete_quietly(&self.inner.client, &node).await {
+            match delete_quietly(&self.inner.client, &node, &self.inner.opts.retry).await {
                 Ok(()) => {}
                 // The session is gone, and its ephemeral with it.
                 Err(e) if e.is_session_gone() => {}

@@ -40,7 +40,7 @@ use zkit::path::join;
 use zkit::{Client, CreateMode};
 
 use crate::lock::{Mutex, MutexGuard, MutexOptions};
-use crate::persistent_node::PersistentNode;
+use crate::persistent_node::{PersistentNode, PersistentNodeOptions};
 use crate::state::{usable, TaskGuard};
 use crate::{Error, Result};
 
@@ -122,8 +122,7 @@ impl SetPartitioner {
         let me = PersistentNode::start(
             client,
             &join(&party, &options.id),
-            options.id.as_bytes(),
-            CreateMode::Ephemeral,
+            PersistentNodeOptions::new(CreateMode::Ephemeral).data(options.id.as_bytes()),
         )
         .await?;
         let mut items = items;

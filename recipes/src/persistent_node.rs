@@ -12,9 +12,10 @@
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
 //! use zkit::CreateMode;
-//! use zkit_recipes::persistent_node::PersistentNode;
+//! use zkit_recipes::persistent_node::{PersistentNode, PersistentNodeOptions};
 //! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
-//! let node = PersistentNode::start(&zk, "/workers/w1", b"10.0.0.7", CreateMode::Ephemeral).await?;
+//! let opts = PersistentNodeOptions::new(CreateMode::Ephemeral).data("10.0.0.7");
+//! let node = PersistentNode::start(&zk, "/workers/w1", opts).await?;
 //! assert!(node.present());
 //! node.set_data(b"10.0.0.8").await?;
 //! node.close().await?;
@@ -27,17 +28,56 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::watch;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass, RetryPolicy};
 
 use crate::state::{usable, TaskGuard};
-use crate::znode::{delete_quietly, ensure_path, retry};
+use crate::znode::{delete_quietly, ensure_path};
 use crate::{Error, Result};
+
+/// Options of a [`PersistentNode`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PersistentNodeOptions {
+    /// How the node is created (mode, ACL, TTL; not sequential).
+    pub create: CreateOptions,
+    /// The node's data.
+    pub data: Vec<u8>,
+    /// How reads and writes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
+}
+
+impl PersistentNodeOptions {
+    /// A node of `mode` with empty data.
+    pub fn new(mode: CreateMode) -> Self {
+        Self::with_create(CreateOptions::new(mode))
+    }
+    /// A node created with `create` (an ACL, a TTL) and empty data.
+    pub fn with_create(create: CreateOptions) -> Self {
+        PersistentNodeOptions {
+            create,
+            data: Vec::new(),
+            retry: crate::znode::default_retry(),
+        }
+    }
+    /// Sets the node's data.
+    pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into();
+        self
+    }
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+}
 
 #[derive(Debug)]
 struct Shared {
     client: Client,
     path: String,
     opts: CreateOptions,
+    retry: RetryPolicy,
     data: StdMutex<Bytes>,
     present: watch::Sender<bool>,
 }
@@ -50,24 +90,18 @@ pub struct PersistentNode {
 }
 
 impl PersistentNode {
-    /// Creates `path` (missing parents as containers) with `data` and `mode` (not sequential)
-    /// and keeps it; returns once it exists.
+    /// Creates `path` (missing parents as containers) with `options.data` and
+    /// `options.create` (not sequential) and keeps it; returns once it exists.
     pub async fn start(
         client: &Client,
         path: &str,
-        data: &[u8],
-        mode: CreateMode,
+        options: PersistentNodeOptions,
     ) -> Result<PersistentNode> {
-        Self::start_with(client, path, data, CreateOptions::new(mode)).await
-    }
-
-    /// Like [`start`](Self::start) with full create options (a TTL, ACLs).
-    pub async fn start_with(
-        client: &Client,
-        path: &str,
-        data: &[u8],
-        options: CreateOptions,
-    ) -> Result<PersistentNode> {
+        let PersistentNodeOptions {
+            create: options,
+            data,
+            retry,
+        } = options;
         if options.mode.is_sequential() {
             return Err(Error::InvalidArgument(
                 "a persistent node has a fixed name: not sequential".into(),
@@ -77,7 +111,8 @@ impl PersistentNode {
             client: client.clone(),
             path: path.to_owned(),
             opts: options,
-            data: StdMutex::new(Bytes::copy_from_slice(data)),
+            retry,
+            data: StdMutex::new(Bytes::from(data)),
             present: watch::channel(false).0,
         });
         create(&shared).await?;
@@ -116,7 +151,14 @@ impl PersistentNode {
             *d = Bytes::copy_from_slice(data);
         }
         let c = &self.shared.client;
-        match retry(c, || c.set_data(&self.shared.path, data, None)).await {
+        match self
+            .shared
+            .retry
+            .run_on(c, OpClass::VersionedWrite, || {
+                c.set_data(&self.shared.path, data, None)
+            })
+            .await
+        {
             // The keeper re-creates it with the new data.
             Ok(_) | Err(ZkError::NoNode) => Ok(()),
             Err(e) => Err(e.into()),
@@ -127,7 +169,7 @@ impl PersistentNode {
     pub async fn close(self) -> Result<()> {
         drop(self.task.lock().ok().and_then(|mut t| t.take()));
         self.shared.present.send_replace(false);
-        match delete_quietly(&self.shared.client, &self.shared.path).await {
+        match delete_quietly(&self.shared.client, &self.shared.path, &self.shared.retry).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_session_gone() => Ok(()),
             Err(e) => Err(e.into()),
@@ -144,7 +186,7 @@ impl Drop for PersistentNode {
             // persistent or TTL node stays, as Curator's does when not closed.
             let s = self.shared.clone();
             h.spawn(async move {
-                let _ = delete_quietly(&s.client, &s.path).await;
+                let _ = delete_quietly(&s.client, &s.path, &s.retry).await;
             });
         }
     }
@@ -154,15 +196,28 @@ async fn create(s: &Shared) -> Result<()> {
     let c = &s.client;
     for _ in 0..5 {
         let data = s.data.lock().map(|d| d.clone()).unwrap_or_default();
-        match retry(c, || c.create(&s.path, &data, &s.opts)).await {
+        match s
+            .retry
+            .run_on(c, OpClass::VersionedWrite, || {
+                c.create(&s.path, &data, &s.opts)
+            })
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(ZkError::NodeExists) => {
-                let st = retry(c, || c.exists(&s.path)).await?;
+                let st = s
+                    .retry
+                    .run_on(c, OpClass::Read, || c.exists(&s.path))
+                    .await?;
                 match st {
                     None => continue,
                     Some(st) if st.ephemeral_owner == 0 && !s.opts.mode.is_ephemeral() => {
                         // Ours to keep: make it hold our data.
-                        retry(c, || c.set_data(&s.path, &data, None)).await?;
+                        s.retry
+                            .run_on(c, OpClass::VersionedWrite, || {
+                                c.set_data(&s.path, &data, None)
+                            })
+                            .await?;
                         return Ok(());
                     }
                     Some(st) if st.ephemeral_owner == c.session_id() => return Ok(()),
@@ -175,7 +230,13 @@ async fn create(s: &Shared) -> Result<()> {
                 }
             }
             Err(ZkError::NoNode) => {
-                ensure_path(c, zkit::path::parent(&s.path), CreateMode::Container).await?
+                ensure_path(
+                    c,
+                    zkit::path::parent(&s.path),
+                    CreateMode::Container,
+                    &s.retry,
+                )
+                .await?
             }
             Err(e) => return Err(e.into()),
         }
@@ -247,7 +308,12 @@ impl PersistentTtlNode {
         ttl: Duration,
     ) -> Result<PersistentTtlNode> {
         let opts = CreateOptions::new(CreateMode::PersistentWithTtl).ttl(ttl);
-        let node = PersistentNode::start_with(client, path, data, opts).await?;
+        let node = PersistentNode::start(
+            client,
+            path,
+            PersistentNodeOptions::with_create(opts).data(data),
+        )
+        .await?;
         let s = node.shared.clone();
         let touch = tokio::spawn(async move {
             let every = (ttl / 2).max(Duration::from_millis(10));

@@ -35,13 +35,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 use zkit::path::join;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OneshotWatcher, Op};
+use zkit::{
+    Client, CreateMode, CreateOptions, Error as ZkError, OneshotWatcher, Op, OpClass, RetryPolicy,
+};
 
 use crate::queue_kinds::{now_ms, Order};
 use crate::state::{in_session, usable, LossMonitor, LossPolicy, LossReason, LossSignal};
 use crate::znode::{
-    delete_owned, delete_quietly, ensure_path, retry, Cleanup, CleanupOnDrop, ProtectedCreate,
-    Reaper,
+    delete_owned, delete_quietly, ensure_path, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper,
 };
 use crate::{Error, Result};
 
@@ -49,16 +50,34 @@ use crate::{Error, Result};
 pub const QUEUE_ITEM_NAME: &str = "queue-";
 
 /// Options of a [`DistributedQueue`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct QueueOptions {
     /// Where consumers claim items (ephemeral nodes named after the item); `None`: no claims.
     pub lock_path: Option<String>,
     /// When a claimant must consider its claim gone (only with a lock path).
     pub loss_policy: LossPolicy,
+    /// How the queue's reads and deletes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            lock_path: None,
+            loss_policy: LossPolicy::default(),
+            retry: crate::znode::default_retry(),
+        }
+    }
 }
 
 impl QueueOptions {
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
     /// Claims items under `path` before handing them out (exactly-once consumption).
     pub fn lock_path(mut self, path: &str) -> Self {
         self.lock_path = Some(path.to_owned());
@@ -94,6 +113,11 @@ impl DistributedQueue {
         }
     }
 
+    /// The retry policy from the options (for the queue kinds built on this one).
+    pub(crate) fn retry(&self) -> &RetryPolicy {
+        &self.opts.retry
+    }
+
     /// A queue whose items are ordered by `order` (the priority, delay and id queues).
     pub(crate) fn with_order(mut self, order: Order) -> Self {
         self.order = order;
@@ -108,6 +132,7 @@ impl DistributedQueue {
             CreateMode::PersistentSequential,
         )
         .parent_mode(CreateMode::Persistent)
+        .retry(self.opts.retry.clone())
         .create(&self.client, data)
         .await
     }
@@ -129,6 +154,7 @@ impl DistributedQueue {
             CreateMode::PersistentSequential,
         )
         .parent_mode(CreateMode::Persistent)
+        .retry(self.opts.retry.clone())
         .create(&self.client, data.as_ref())
         .await
     }
@@ -136,7 +162,12 @@ impl DistributedQueue {
     /// The items' node names in queue order (claimed ones included).
     pub async fn items(&self) -> Result<Vec<String>> {
         let c = &self.client;
-        match retry(c, || c.get_children(&self.path)).await {
+        match self
+            .opts
+            .retry
+            .run_on(c, OpClass::Read, || c.get_children(&self.path))
+            .await
+        {
             Ok(kids) => Ok(self.order.arrange(kids, None).0),
             Err(ZkError::NoNode) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
@@ -175,7 +206,8 @@ impl DistributedQueue {
     }
 
     fn reaper(&self) -> &Reaper {
-        self.reaper.get_or_init(|| Reaper::spawn(&self.client))
+        self.reaper
+            .get_or_init(|| Reaper::spawn(&self.client, &self.opts.retry))
     }
 
     async fn take_inner(&self, wait: bool) -> Result<Option<QueueItem>> {
@@ -190,7 +222,7 @@ impl DistributedQueue {
                     (items, due, w)
                 }
                 Err(ZkError::NoNode) => {
-                    ensure_path(c, &self.path, CreateMode::Persistent).await?;
+                    ensure_path(c, &self.path, CreateMode::Persistent, &self.opts.retry).await?;
                     continue;
                 }
                 Err(e) => {
@@ -204,7 +236,12 @@ impl DistributedQueue {
                     None => {
                         for name in &items {
                             let path = join(&self.path, name);
-                            match retry(c, || c.get_data(&path)).await {
+                            match self
+                                .opts
+                                .retry
+                                .run_on(c, OpClass::Read, || c.get_data(&path))
+                                .await
+                            {
                                 Ok((data, _)) => return Ok(Some(self.item(path, data, None))),
                                 Err(ZkError::NoNode) => continue,
                                 Err(e) => return Err(e.into()),
@@ -217,7 +254,8 @@ impl DistributedQueue {
                         let (claimed, w) = match c.get_children_and_watch(lock_path).await {
                             Ok((k, _, w)) => (k, w),
                             Err(ZkError::NoNode) => {
-                                ensure_path(c, lock_path, CreateMode::Persistent).await?;
+                                ensure_path(c, lock_path, CreateMode::Persistent, &self.opts.retry)
+                                    .await?;
                                 continue;
                             }
                             Err(e) => {
@@ -307,7 +345,12 @@ impl DistributedQueue {
             }
         }
         let path = join(&self.path, name);
-        match retry(c, || c.get_data(&path)).await {
+        match self
+            .opts
+            .retry
+            .run_on(c, OpClass::Read, || c.get_data(&path))
+            .await
+        {
             Ok((data, _)) => {
                 cleanup.disarm();
                 let (monitor, signal) =
@@ -410,7 +453,7 @@ impl QueueItem {
         self.done = true;
         let c = &self.queue.client;
         let Some(claim) = &self.claim else {
-            return Ok(delete_quietly(c, &self.path).await?);
+            return Ok(delete_quietly(c, &self.path, &self.queue.opts.retry).await?);
         };
         let ops = || vec![Op::delete(&claim.lock, None), Op::delete(&self.path, None)];
         let lost = || {

@@ -26,10 +26,10 @@
 use std::time::Duration;
 
 use zkit::path::join;
-use zkit::{Client, Error as ZkError};
+use zkit::{Client, Error as ZkError, OpClass};
 
 use crate::queue::{DistributedQueue, QueueItem, QueueOptions, QUEUE_ITEM_NAME};
-use crate::znode::{delete_quietly, retry, sorted_members};
+use crate::znode::{delete_quietly, sorted_members};
 use crate::{Error, Result};
 
 /// How a queue orders its items.
@@ -211,14 +211,19 @@ impl DistributedIdQueue {
     /// Removes every item with `id` that is still queued; returns how many were removed.
     pub async fn remove(&self, id: &str) -> Result<usize> {
         let c = self.queue.client();
-        let kids = match retry(c, || c.get_children(self.queue.path())).await {
+        let kids = match self
+            .queue
+            .retry()
+            .run_on(c, OpClass::Read, || c.get_children(self.queue.path()))
+            .await
+        {
             Ok(k) => k,
             Err(ZkError::NoNode) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
         let mut n = 0;
         for k in kids.iter().filter(|k| Self::id_of(k) == Some(id)) {
-            delete_quietly(c, &join(self.queue.path(), k)).await?;
+            delete_quietly(c, &join(self.queue.path(), k), self.queue.retry()).await?;
             n += 1;
         }
         Ok(n)

@@ -23,7 +23,7 @@
 //! # async fn long_job() {}
 //! ```
 
-use zkit::{Client, Error as ZkError};
+use zkit::{Client, Error as ZkError, OpClass};
 
 use crate::lock::MutexGuard;
 use crate::state::wait_connected;
@@ -34,7 +34,12 @@ pub const REVOKE_MESSAGE: &[u8] = b"__REVOKE__";
 
 /// Asks the holder of lock node `node` to release it (a no-op when the node is gone).
 pub async fn attempt_revoke(client: &Client, node: &str) -> Result<()> {
-    match crate::znode::retry(client, || client.set_data(node, REVOKE_MESSAGE, None)).await {
+    match crate::znode::default_retry()
+        .run_on(client, OpClass::VersionedWrite, || {
+            client.set_data(node, REVOKE_MESSAGE, None)
+        })
+        .await
+    {
         Ok(_) | Err(ZkError::NoNode) => Ok(()),
         Err(e) => Err(e.into()),
     }

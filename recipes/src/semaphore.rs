@@ -31,14 +31,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use zkit::path::{basename, join};
-use zkit::{Client, CreateMode, Error as ZkError};
+use zkit::{Client, CreateMode, Error as ZkError, OpClass, RetryPolicy};
 
 use crate::counter::SharedCounter;
 use crate::lock::{Mutex, MutexOptions};
 use crate::state::{
     wait_connected, why_node_gone, LossMonitor, LossPolicy, LossReason, LossSignal,
 };
-use crate::znode::{delete_quietly, retry, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper};
+use crate::znode::{delete_quietly, Cleanup, CleanupOnDrop, ProtectedCreate, Reaper};
 use crate::{Error, Result};
 
 /// Curator's lease-node name.
@@ -57,6 +57,9 @@ pub struct SemaphoreOptions {
     pub loss_policy: LossPolicy,
     /// Bytes stored in each lease node.
     pub data: Vec<u8>,
+    /// How reads and clean-up deletes are retried (default
+    /// [`default_retry`](crate::znode::default_retry)); the internal lock uses it too.
+    pub retry: RetryPolicy,
 }
 
 impl SemaphoreOptions {
@@ -67,7 +70,13 @@ impl SemaphoreOptions {
             max_leases_from: None,
             loss_policy: LossPolicy::default(),
             data: Vec::new(),
+            retry: crate::znode::default_retry(),
         }
+    }
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
     /// Options whose maximum is the value of `counter` (a missing counter node means 0).
     pub fn max_from(counter: SharedCounter) -> Self {
@@ -115,7 +124,12 @@ impl Semaphore {
     /// The lease nodes present now.
     pub async fn leases(&self) -> Result<Vec<String>> {
         let c = &self.client;
-        match retry(c, || c.get_children(&self.leases)).await {
+        match self
+            .opts
+            .retry
+            .run_on(c, OpClass::Read, || c.get_children(&self.leases))
+            .await
+        {
             Ok(k) => Ok(k.into_iter().filter(|n| n.contains(LEASE_NAME)).collect()),
             Err(ZkError::NoNode) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
@@ -171,7 +185,8 @@ impl Semaphore {
     }
 
     fn reaper(&self) -> &Reaper {
-        self.reaper.get_or_init(|| Reaper::spawn(&self.client))
+        self.reaper
+            .get_or_init(|| Reaper::spawn(&self.client, &self.opts.retry))
     }
 
     async fn acquire_inner(&self, deadline: Option<Instant>, wait: bool) -> Result<Option<Lease>> {
@@ -179,12 +194,17 @@ impl Semaphore {
             return Err(Error::InvalidArgument("a semaphore needs leases".into()));
         }
         let c = &self.client;
-        let pc = ProtectedCreate::new(&self.leases, LEASE_NAME, CreateMode::EphemeralSequential);
+        let pc = ProtectedCreate::new(&self.leases, LEASE_NAME, CreateMode::EphemeralSequential)
+            .retry(self.opts.retry.clone());
         let mut cleanup = CleanupOnDrop::new(self.reaper(), Cleanup::Prefix(pc.clone()));
         let work = async {
-            let gate = Mutex::new(c, &self.locks, MutexOptions::default())
-                .acquire()
-                .await?;
+            let gate = Mutex::new(
+                c,
+                &self.locks,
+                MutexOptions::default().retry(self.opts.retry.clone()),
+            )
+            .acquire()
+            .await?;
             let node = pc.create(c, &self.opts.data).await?;
             cleanup.set(Cleanup::Delete(node.clone()));
             let session_id = c.session_id();
@@ -209,7 +229,7 @@ impl Semaphore {
                     break;
                 }
                 if !wait {
-                    delete_quietly(c, &node).await?;
+                    delete_quietly(c, &node, &self.opts.retry).await?;
                     let _ = gate.release().await;
                     return Ok(None);
                 }
@@ -293,7 +313,13 @@ impl Lease {
     pub async fn release(mut self) -> Result<()> {
         self.done = true;
         self.monitor.finish(LossReason::Released);
-        match delete_quietly(&self.semaphore.client, &self.node).await {
+        match delete_quietly(
+            &self.semaphore.client,
+            &self.node,
+            &self.semaphore.opts.retry,
+        )
+        .await
+        {
             Ok(()) => Ok(()),
             Err(e) if e.is_session_gone() => Ok(()),
             Err(e) => Err(e.into()),

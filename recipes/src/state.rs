@@ -225,9 +225,10 @@ impl LossSignal {
         }
     }
 
-    /// The underlying watch receiver (for `changed()` loops or a `WatchStream`).
-    pub fn receiver(&self) -> watch::Receiver<Option<LossReason>> {
-        self.rx.clone()
+    /// The loss as a watched value (`None` while held): `changed().await` loops, or
+    /// `changes()` as a `Stream`.
+    pub fn watched(&self) -> zkit::Watched<Option<LossReason>> {
+        zkit::Watched::new(self.rx.clone())
     }
 }
 

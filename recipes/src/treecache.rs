@@ -33,7 +33,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 
 use tokio::sync::{broadcast, watch};
 use zkit::path::join;
-use zkit::{Client, Error as ZkError, EventType, PersistentWatcher, WatchItem};
+use zkit::{
+    Client, Error as ZkError, EventType, OpClass, PersistentWatcher, RetryPolicy, WatchItem,
+};
 
 use crate::cache::NodeData;
 use crate::state::{ended_for_good, usable, TaskGuard};
@@ -44,15 +46,32 @@ use crate::{Error, Result};
 pub const EVENT_CAPACITY: usize = 4096;
 
 /// Options of a [`TreeCache`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TreeCacheOptions {
     /// Mirror only this many levels below the root (`Some(1)`: the root and its children);
     /// `None`: the whole subtree.
     pub max_depth: Option<usize>,
+    /// How adding the watch is retried (default
+    /// [`default_retry`](crate::znode::default_retry)).
+    pub retry: RetryPolicy,
+}
+
+impl Default for TreeCacheOptions {
+    fn default() -> Self {
+        TreeCacheOptions {
+            max_depth: None,
+            retry: crate::znode::default_retry(),
+        }
+    }
 }
 
 impl TreeCacheOptions {
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
     /// Sets the depth limit.
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.max_depth = Some(depth);
@@ -115,7 +134,12 @@ impl TreeCache {
         path: &str,
         options: TreeCacheOptions,
     ) -> Result<TreeCache> {
-        let watcher = crate::znode::retry(client, || client.add_watch(path, true)).await?;
+        let watcher = options
+            .retry
+            .run_on(client, OpClass::Read, || {
+                client.add_watch(path, zkit::AddWatchMode::PersistentRecursive)
+            })
+            .await?;
         let (events, first) = broadcast::channel(EVENT_CAPACITY);
         let shared = Arc::new(Shared {
             tree: StdMutex::new(Tree::new()),
@@ -139,9 +163,11 @@ impl TreeCache {
 
     /// The events: the first call gets every event since [`start`](Self::start) (the initial
     /// `Added`s and `Initialized` included), later calls the events from then on.
-    pub fn events(&self) -> broadcast::Receiver<TreeEvent> {
+    /// At most [`EVENT_CAPACITY`] events wait for a reader; a slower one gets
+    /// [`RecvError::Lagged`](zkit::RecvError::Lagged) (then read [`snapshot`](Self::snapshot)).
+    pub fn events(&self) -> zkit::Events<TreeEvent> {
         let first = self.first.lock().ok().and_then(|mut f| f.take());
-        first.unwrap_or_else(|| self.shared.events.subscribe())
+        zkit::Events::new(first.unwrap_or_else(|| self.shared.events.subscribe()))
     }
 
     /// Waits for the initial load; fails with [`Error::Closed`] if the cache ended first.
@@ -347,7 +373,13 @@ async fn run(
                     }
                     if e.is_session_gone() {
                         // A new session: the old watch is void.
-                        match crate::znode::retry(&client, || client.add_watch(&root, true)).await {
+                        match opts
+                            .retry
+                            .run_on(&client, OpClass::Read, || {
+                                client.add_watch(&root, zkit::AddWatchMode::PersistentRecursive)
+                            })
+                            .await
+                        {
                             Ok(w) => watcher = w,
                             Err(_) => continue,
                         }
@@ -384,7 +416,7 @@ async fn run(
                         if !usable(&client).await {
                             return shared.end();
                         }
-                        if let Ok(w) = crate::znode::retry(&client, || client.add_watch(&root, true)).await {
+                        if let Ok(w) = opts.retry.run_on(&client, OpClass::Read, || client.add_watch(&root, zkit::AddWatchMode::PersistentRecursive)).await {
                             watcher = w;
                         }
                         break;

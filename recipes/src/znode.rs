@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 use zkit::path::join;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass, RetryPolicy};
 
 use crate::state::{in_session, wait_connected};
 use crate::Result;
@@ -115,47 +115,62 @@ pub fn sorted_members(children: Vec<String>, is_member: impl Fn(&str) -> bool) -
     v.into_iter().map(|(_, c)| c).collect()
 }
 
+/// The retry policy every recipe uses unless its options say otherwise: retry until the
+/// operation succeeds, fails for good or the session ends, waiting for the connection between
+/// attempts, with a backoff from 10 ms up to 1 s.
+pub fn default_retry() -> RetryPolicy {
+    RetryPolicy::until_session_ends(std::time::Duration::from_millis(10))
+}
+
 /// Creates `path` and its missing ancestors with `mode` (Persistent or Container); succeeds if
-/// they already exist.
-pub async fn ensure_path(client: &Client, path: &str, mode: CreateMode) -> Result<()> {
-    // The existence check is retried across connection loss like the creates below: a caller
-    // (e.g. a counter's first write) must not see a bare ConnectionLoss from a read.
-    if path == "/" || retry(client, || client.exists(path)).await?.is_some() {
+/// they already exist. Reads and creates are retried under `retry` (a create of a fixed path
+/// is safe to repeat: a repeat that finds its own node gets `NodeExists`).
+pub async fn ensure_path(
+    client: &Client,
+    path: &str,
+    mode: CreateMode,
+    retry: &RetryPolicy,
+) -> Result<()> {
+    // A caller (e.g. a counter's first write) must not see a bare ConnectionLoss from a read.
+    if path == "/"
+        || retry
+            .run_on(client, OpClass::Read, || client.exists(path))
+            .await?
+            .is_some()
+    {
         return Ok(());
     }
     let mut at = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
         at.push('/');
         at.push_str(part);
-        loop {
-            match client.create(&at, b"", &CreateOptions::new(mode)).await {
-                Ok(_) | Err(ZkError::NodeExists) => break,
-                Err(e) if e.is_retryable() => wait_connected(client).await?,
-                Err(e) => return Err(e.into()),
-            }
+        let opts = CreateOptions::new(mode);
+        match retry
+            .run_on(client, OpClass::VersionedWrite, || {
+                client.create(&at, b"", &opts)
+            })
+            .await
+        {
+            Ok(_) | Err(ZkError::NodeExists) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
 }
 
-/// Calls `op` until it succeeds or fails with a non-retryable error, waiting for the connection
-/// to come back between attempts (the operation must be idempotent).
-pub(crate) async fn retry<T, F, Fut>(client: &Client, mut op: F) -> zkit::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = zkit::Result<T>>,
-{
-    loop {
-        match op().await {
-            Err(e) if e.is_retryable() => wait_connected(client).await?,
-            r => return r,
-        }
-    }
-}
-
-/// Deletes a node, treating "already gone" as success and retrying across connection loss.
-pub(crate) async fn delete_quietly(client: &Client, path: &str) -> zkit::Result<()> {
-    match retry(client, || client.delete(path, None)).await {
+/// Deletes a node, treating "already gone" as success (so a repeat after a connection loss is
+/// harmless) and retrying under `retry`.
+pub(crate) async fn delete_quietly(
+    client: &Client,
+    path: &str,
+    retry: &RetryPolicy,
+) -> zkit::Result<()> {
+    match retry
+        .run_on(client, OpClass::VersionedWrite, || {
+            client.delete(path, None)
+        })
+        .await
+    {
         Ok(()) | Err(ZkError::NoNode) => Ok(()),
         Err(e) => Err(e),
     }
@@ -189,6 +204,7 @@ pub struct ProtectedCreate {
     prefix: String,
     mode: CreateMode,
     parent_mode: CreateMode,
+    retry: RetryPolicy,
 }
 
 impl ProtectedCreate {
@@ -201,7 +217,16 @@ impl ProtectedCreate {
             prefix: format!("{PROTECTED_PREFIX}{}-", new_uuid()),
             mode,
             parent_mode: CreateMode::Container,
+            retry: default_retry(),
         }
+    }
+
+    /// Retries the reads (and parent creates) of this create under `policy` instead of
+    /// [`default_retry`]. The create itself is never repeated blindly: after a connection loss
+    /// it looks for its own node first.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
     }
 
     /// Creates missing parents with this mode instead (`Persistent` for nodes that must stay).
@@ -231,7 +256,7 @@ impl ProtectedCreate {
                 Err(ZkError::NoNode) if parent_attempts < 5 => {
                     // A container parent can be reaped between ensure_path and create; retry.
                     parent_attempts += 1;
-                    ensure_path(client, &self.parent, self.parent_mode).await?;
+                    ensure_path(client, &self.parent, self.parent_mode, &self.retry).await?;
                 }
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(parent = %self.parent, "connection lost during protected create");
@@ -250,7 +275,11 @@ impl ProtectedCreate {
     /// current session (CURATOR-498): after an expiry the old session's node can still be listed
     /// while the server deletes it, and adopting it would hand the caller a node about to vanish.
     pub async fn find_owned(&self, client: &Client) -> Result<Option<String>> {
-        let children = match retry(client, || client.get_children(&self.parent)).await {
+        let children = match self
+            .retry
+            .run_on(client, OpClass::Read, || client.get_children(&self.parent))
+            .await
+        {
             Ok(c) => c,
             Err(ZkError::NoNode) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -261,7 +290,11 @@ impl ProtectedCreate {
                 return Ok(Some(path));
             }
             let session = client.session_id();
-            match retry(client, || client.exists(&path)).await? {
+            match self
+                .retry
+                .run_on(client, OpClass::Read, || client.exists(&path))
+                .await?
+            {
                 Some(st) if st.ephemeral_owner == session => return Ok(Some(path)),
                 _ => tracing::debug!(%path, "a node with our prefix from another session"),
             }
@@ -272,7 +305,11 @@ impl ProtectedCreate {
     /// The node carrying this create's prefix, if it exists, whatever session owns it (what
     /// clean-up deletes).
     pub async fn find(&self, client: &Client) -> Result<Option<String>> {
-        match retry(client, || client.get_children(&self.parent)).await {
+        match self
+            .retry
+            .run_on(client, OpClass::Read, || client.get_children(&self.parent))
+            .await
+        {
             Ok(children) => Ok(children
                 .into_iter()
                 .find(|c| c.starts_with(&self.prefix))
@@ -305,18 +342,23 @@ pub(crate) enum Cleanup {
 }
 
 impl Reaper {
-    pub(crate) fn spawn(client: &Client) -> Reaper {
+    pub(crate) fn spawn(client: &Client, retry: &RetryPolicy) -> Reaper {
+        let retry = retry.clone();
         let (tx, mut rx) = mpsc::unbounded_channel::<Cleanup>();
         let client = client.clone();
         tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 let r = match &job {
-                    Cleanup::Delete(p) => delete_quietly(&client, p).await.map_err(Into::into),
+                    Cleanup::Delete(p) => {
+                        delete_quietly(&client, p, &retry).await.map_err(Into::into)
+                    }
                     Cleanup::DeleteOwned(p, s) => {
                         delete_owned(&client, p, *s).await.map_err(Into::into)
                     }
                     Cleanup::Prefix(pc) => match pc.find(&client).await {
-                        Ok(Some(p)) => delete_quietly(&client, &p).await.map_err(Into::into),
+                        Ok(Some(p)) => delete_quietly(&client, &p, &retry)
+                            .await
+                            .map_err(Into::into),
                         Ok(None) => Ok(()),
                         Err(e) => Err(e),
                     },

@@ -15,7 +15,7 @@ fn parse(b: Option<&[u8]>) -> Result<u32, String> {
         .map_err(|e: std::num::ParseIntError| e.to_string())
 }
 
-async fn until<T: Clone>(rx: &mut tokio::sync::watch::Receiver<T>, ok: impl Fn(&T) -> bool) {
+async fn until<T: Clone>(rx: &mut zkit::Watched<T>, ok: impl Fn(&T) -> bool) {
     bounded("value", rx.wait_for(|v| ok(v))).await.unwrap();
 }
 
@@ -24,9 +24,11 @@ async fn node_cache_sees_changes_deletion_and_recreation() {
     let t = target!();
     let ns = t.namespace("cache-node").await;
     let zk = ns.client().await;
-    let cache = NodeCache::start(&zk, "/n").await.unwrap();
+    let cache = NodeCache::start(&zk, "/n", zkit_recipes::cache::CacheOptions::default())
+        .await
+        .unwrap();
     assert!(cache.current().is_none());
-    let mut rx = cache.subscribe();
+    let mut rx = cache.watched();
     put(&zk, "/n", b"1").await;
     until(&mut rx, |v| v.as_ref().is_some_and(|d| &d.data[..] == b"1")).await;
     zk.set_data("/n", b"2", None).await.unwrap();
@@ -45,8 +47,15 @@ async fn config_watch_sees_the_last_write_made_while_disconnected() {
     let writer = ns.client().await;
     put(&writer, "/cfg", b"1").await;
     let f = ns.faulty_client(false).await;
-    let cfg = ConfigWatch::start(&f.client, "/cfg", parse).await.unwrap();
-    let mut rx = cfg.receiver();
+    let cfg = ConfigWatch::start(
+        &f.client,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .unwrap();
+    let mut rx = cfg.watched();
     assert_eq!(*rx.borrow(), 1);
     for round in 0..5u32 {
         f.drop_connection();
@@ -68,8 +77,15 @@ async fn config_watch_sees_the_last_write_after_session_expiry() {
     let writer = ns.client().await;
     put(&writer, "/cfg", b"1").await;
     let f = ns.faulty_client(true).await;
-    let cfg = ConfigWatch::start(&f.client, "/cfg", parse).await.unwrap();
-    let mut rx = cfg.receiver();
+    let cfg = ConfigWatch::start(
+        &f.client,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .unwrap();
+    let mut rx = cfg.watched();
     // Expire by isolation and write while the watcher is cut off: no event reaches it.
     let isolating = f.isolate_until_expired();
     tokio::pin!(isolating);
@@ -91,16 +107,23 @@ async fn decode_errors_are_reported_and_the_last_good_value_stays() {
     let ns = t.namespace("config-decode").await;
     let zk = ns.client().await;
     put(&zk, "/cfg", b"5").await;
-    let cfg = ConfigWatch::start(&zk, "/cfg", parse).await.unwrap();
+    let cfg = ConfigWatch::start(
+        &zk,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .unwrap();
     let mut errors = cfg.errors();
     zk.set_data("/cfg", b"not a number", None).await.unwrap();
     bounded("error", errors.wait_for(|e| e.is_some()))
         .await
         .unwrap();
-    assert_eq!(*cfg.receiver().borrow(), 5, "last good value kept");
+    assert_eq!(*cfg.watched().borrow(), 5, "last good value kept");
     assert_eq!(errors.borrow().as_ref().unwrap().version, Some(1));
     zk.set_data("/cfg", b"6", None).await.unwrap();
-    let mut rx = cfg.receiver();
+    let mut rx = cfg.watched();
     until(&mut rx, |v| *v == 6).await;
     bounded("error cleared", errors.wait_for(|e| e.is_none()))
         .await
@@ -117,8 +140,14 @@ async fn node_cache_ends_after_expiry_without_session_recreation() {
     put(&writer, "/n", b"1").await;
     let f = ns.faulty_client(false).await;
     assert!(!f.client.recreates_on_expiry());
-    let cache = NodeCache::start(&f.client, "/n").await.unwrap();
-    let mut rx = cache.subscribe();
+    let cache = NodeCache::start(
+        &f.client,
+        "/n",
+        zkit_recipes::cache::CacheOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut rx = cache.watched();
     assert!(cache.is_live());
     f.expire().await;
     bounded("cache ends", cache.ended()).await;
@@ -134,8 +163,15 @@ async fn config_watch_ends_after_expiry_without_session_recreation() {
     let writer = ns.client().await;
     put(&writer, "/cfg", b"3").await;
     let f = ns.faulty_client(false).await;
-    let cfg = ConfigWatch::start(&f.client, "/cfg", parse).await.unwrap();
-    let mut rx = cfg.receiver();
+    let cfg = ConfigWatch::start(
+        &f.client,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .unwrap();
+    let mut rx = cfg.watched();
     assert!(cfg.is_live());
     f.expire().await;
     bounded("config watch ends", cfg.ended()).await;

@@ -16,11 +16,18 @@ async fn a_counter_watch_shows_the_current_value_and_every_change() {
     let t = target!();
     let ns = t.namespace("counter-watch").await;
     let (zk, writer) = (ns.client().await, ns.client().await);
-    let w = SharedCounter::new(&zk, "/c").watch().await.unwrap();
+    let w = SharedCounter::new(&zk, "/c", zkit_recipes::counter::CounterOptions::default())
+        .watch()
+        .await
+        .unwrap();
     assert_eq!(w.current().value, 0);
     assert_eq!(w.current().version, -1, "no node yet");
     let mut changes = Box::pin(w.changes());
-    let c = SharedCounter::new(&writer, "/c");
+    let c = SharedCounter::new(
+        &writer,
+        "/c",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     c.set(5).await.unwrap();
     assert_eq!(
         bounded("first change", changes.next()).await.unwrap().value,
@@ -46,9 +53,20 @@ async fn a_counter_watch_catches_up_after_a_connection_drop_and_an_expiry() {
     let ns = t.namespace("counter-watch-faults").await;
     let f = ns.faulty_client(true).await;
     let writer = ns.client().await;
-    let c = SharedCounter::new(&writer, "/c");
+    let c = SharedCounter::new(
+        &writer,
+        "/c",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     c.set(1).await.unwrap();
-    let mut w = SharedCounter::new(&f.client, "/c").watch().await.unwrap();
+    let mut w = SharedCounter::new(
+        &f.client,
+        "/c",
+        zkit_recipes::counter::CounterOptions::default(),
+    )
+    .watch()
+    .await
+    .unwrap();
     assert_eq!(w.current().value, 1);
 
     // A write while the watcher's connection is down is seen once it is back.

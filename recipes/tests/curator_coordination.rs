@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use zkit_recipes::barrier::{Barrier, BarrierOptions, DoubleBarrier, DoubleBarrierOptions};
 use zkit_recipes::counter::SharedCounter;
-use zkit_recipes::group::GroupMember;
+use zkit_recipes::group::{GroupMember, GroupOptions};
 
 use common::bounded;
 
@@ -88,7 +88,11 @@ async fn shared_count_and_shared_counter_see_each_others_writes() {
 
     // Curator creates the node (its seed); zkit reads and adds to it.
     assert_eq!(java.ask("sharedcount c /count 5").await, "OK");
-    let counter = SharedCounter::new(&zk, "/count");
+    let counter = SharedCounter::new(
+        &zk,
+        "/count",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     assert_eq!(counter.get().await.unwrap().value, 5);
     assert_eq!(counter.add(2).await.unwrap(), 7);
     assert_eq!(java.ask("awaitcount c 7 30000").await, "7");
@@ -96,7 +100,11 @@ async fn shared_count_and_shared_counter_see_each_others_writes() {
     assert_eq!(counter.get().await.unwrap().value, 11);
 
     // zkit creates a node in SharedCount's 4-byte form; Curator reads it.
-    let fresh = SharedCounter::shared_count(&zk, "/fresh");
+    let fresh = SharedCounter::new(
+        &zk,
+        "/fresh",
+        zkit_recipes::counter::CounterOptions::default().shared_count(),
+    );
     fresh.set(42).await.unwrap();
     assert_eq!(java.ask("sharedcount f /fresh 0").await, "OK");
     assert_eq!(java.ask("count f").await, "42");
@@ -116,7 +124,7 @@ async fn group_members_on_both_sides_see_each_other() {
     let zk = ns.client().await;
 
     assert_eq!(java.ask("group g /workers java-1 jdata").await, "OK");
-    let me = GroupMember::start(&zk, "/workers", "zkit-1", b"zdata")
+    let me = GroupMember::start(&zk, "/workers", GroupOptions::new("zkit-1").data("zdata"))
         .await
         .unwrap();
     common::eventually("zkit sees both", || async {
@@ -140,7 +148,7 @@ async fn group_members_on_both_sides_see_each_other() {
     let mut watch = me.watch().await.unwrap();
     assert_eq!(java.ask("close g").await, "CLOSED");
     bounded("zkit sees Curator leave", async {
-        while watch.borrow().contains_key("java-1") {
+        while watch.current().contains_key("java-1") {
             watch.changed().await.unwrap();
         }
     })

@@ -18,7 +18,11 @@ async fn java_finds_rust_instances_and_rust_finds_java_instances() {
     let ns = t.namespace("curator-discovery").await;
     let mut java = curator!(ns);
     let zk = ns.client().await;
-    let discovery = ServiceDiscovery::new(&zk, "/services");
+    let discovery = ServiceDiscovery::new(
+        &zk,
+        "/services",
+        zkit_recipes::discovery::DiscoveryOptions::default(),
+    );
     assert_eq!(java.ask("discovery d /services").await, "OK");
 
     // Rust registers; Java's query reads it, payload included.

@@ -61,20 +61,14 @@ async fn curator_and_zkit_selectors_share_one_election() {
     assert_eq!(java.ask("selector s /select java-s").await, "OK");
     assert_eq!(java.ask("await s 30000").await, "LEADER");
     let (terms_tx, mut terms) = tokio::sync::mpsc::unbounded_channel();
-    let zkit = LeaderSelector::start(
-        &zk,
-        "/select",
-        LeaderOptions::new("zkit-s"),
-        true,
-        move |_term| {
-            let tx = terms_tx.clone();
-            async move {
-                let _ = tx.send(());
-                // Lead until cancelled (leadership lost or the selector closed).
-                std::future::pending::<()>().await
-            }
-        },
-    )
+    let zkit = LeaderSelector::start(&zk, "/select", LeaderOptions::new("zkit-s"), move |_term| {
+        let tx = terms_tx.clone();
+        async move {
+            let _ = tx.send(());
+            // Lead until cancelled (leadership lost or the selector closed).
+            std::future::pending::<()>().await
+        }
+    })
     .await
     .unwrap();
     common::eventually("both queued", || async {

@@ -1,9 +1,11 @@
-//! Fencing tokens and fenced multis: tokens only grow from holder to holder, and a holder whose
-//! session expired mid-hold can no longer write under the lock.
+//! Fencing tokens and fenced multis: tokens only grow from holder to holder (lock holds and
+//! leadership terms), and a holder whose session expired mid-hold can no longer write under
+//! the lock or as leader.
 
 mod common;
 
 use zkit::Op;
+use zkit_recipes::leader::{LeaderLatch, LeaderOptions};
 use zkit_recipes::lock::{Mutex, MutexOptions};
 
 use common::bounded;
@@ -76,4 +78,44 @@ async fn a_fenced_multi_applies_only_while_the_lock_is_held() {
     ));
     assert_eq!(&zk.get_data("/data").await.unwrap().0[..], b"1");
     other.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn leadership_terms_carry_growing_tokens_and_a_lost_term_cannot_write() {
+    let t = target!();
+    let ns = t.namespace("fencing-leader").await;
+    let zk = ns.client().await;
+    common::put(&zk, "/data", b"0").await;
+    let f = ns.faulty_client(false).await;
+    let a = LeaderLatch::start(&f.client, "/election", LeaderOptions::new("a"))
+        .await
+        .unwrap();
+    let term_a = bounded("a leads", a.leadership()).await.unwrap();
+    let st = zk.exists(term_a.node()).await.unwrap().unwrap();
+    assert_eq!(term_a.token().0, st.czxid, "the token is the node's czxid");
+    term_a
+        .fenced_multi(vec![Op::set_data("/data", b"a", None)])
+        .await
+        .unwrap();
+    let b = LeaderLatch::start(&zk, "/election", LeaderOptions::new("b"))
+        .await
+        .unwrap();
+    // The leader's session expires; the next participant takes over; the old term's fenced
+    // write is refused, the new one's applies.
+    f.expire().await;
+    bounded("loss reported", term_a.lost()).await;
+    let term_b = bounded("b leads", b.leadership()).await.unwrap();
+    assert!(term_b.token() > term_a.token(), "tokens only grow");
+    assert!(matches!(
+        term_a
+            .fenced_multi(vec![Op::set_data("/data", b"stale", None)])
+            .await,
+        Err(zkit_recipes::Error::Lost(_)) | Err(zkit_recipes::Error::Zk(_))
+    ));
+    term_b
+        .fenced_multi(vec![Op::set_data("/data", b"b", None)])
+        .await
+        .unwrap();
+    assert_eq!(&zk.get_data("/data").await.unwrap().0[..], b"b");
+    b.close().await.unwrap();
 }

@@ -146,20 +146,14 @@ async fn selector_task_is_cancelled_when_leadership_is_lost_and_requeued() {
         }
     }
     let (s, c) = (started.clone(), cancelled.clone());
-    let sel = LeaderSelector::start(
-        &f.client,
-        "/election",
-        LeaderOptions::new("a"),
-        true,
-        move |_| {
-            s.fetch_add(1, Ordering::SeqCst);
-            let guard = OnDrop(c.clone());
-            async move {
-                let _g = guard;
-                std::future::pending::<()>().await
-            }
-        },
-    )
+    let sel = LeaderSelector::start(&f.client, "/election", LeaderOptions::new("a"), move |_| {
+        s.fetch_add(1, Ordering::SeqCst);
+        let guard = OnDrop(c.clone());
+        async move {
+            let _g = guard;
+            std::future::pending::<()>().await
+        }
+    })
     .await
     .unwrap();
     eventually("task started", || async {
@@ -190,19 +184,13 @@ async fn selectors_take_turns_when_tasks_finish() {
         let zk = ns.client().await;
         let r = runs.clone();
         sels.push(
-            LeaderSelector::start(
-                &zk,
-                "/election",
-                LeaderOptions::new(id),
-                true,
-                move |term| {
-                    let r = r.clone();
-                    async move {
-                        assert!(term.is_current());
-                        r.lock().unwrap().push(id.to_owned());
-                    }
-                },
-            )
+            LeaderSelector::start(&zk, "/election", LeaderOptions::new(id), move |term| {
+                let r = r.clone();
+                async move {
+                    assert!(term.is_current());
+                    r.lock().unwrap().push(id.to_owned());
+                }
+            })
             .await
             .unwrap(),
         );
@@ -313,4 +301,34 @@ async fn latch_on_a_recreating_client_carries_on_through_many_expiries() {
         f.expire().await;
         bounded("told", term.lost()).await;
     }
+}
+
+/// Without `auto_requeue` a selector leads once: when its task finishes it leaves the election
+/// (its node goes) instead of queueing again.
+#[tokio::test]
+async fn selector_without_auto_requeue_leaves_after_one_term() {
+    let t = target!();
+    let ns = t.namespace("selector-once").await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let zk = ns.client().await;
+    let r = runs.clone();
+    let once = LeaderSelector::start(
+        &zk,
+        "/election",
+        LeaderOptions::new("once").auto_requeue(false),
+        move |_| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+            }
+        },
+    )
+    .await
+    .unwrap();
+    eventually("led once and left", || async {
+        runs.load(Ordering::SeqCst) == 1 && once.participants().await.is_ok_and(|p| p.is_empty())
+    })
+    .await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    bounded("close", once.close()).await.unwrap();
 }

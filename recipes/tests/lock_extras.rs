@@ -59,13 +59,21 @@ async fn semaphore_many_leases_try_acquire_and_a_shared_maximum() {
     let t = target!();
     let ns = t.namespace("sem-extras").await;
     let (zk1, zk2) = (ns.client().await, ns.client().await);
-    let max = SharedCounter::new(&zk1, "/max");
+    let max = SharedCounter::new(
+        &zk1,
+        "/max",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     max.set(3).await.unwrap();
     let a = Semaphore::new(&zk1, "/sem", SemaphoreOptions::max_from(max.clone()));
     let b = Semaphore::new(
         &zk2,
         "/sem",
-        SemaphoreOptions::max_from(SharedCounter::new(&zk2, "/max")),
+        SemaphoreOptions::max_from(SharedCounter::new(
+            &zk2,
+            "/max",
+            zkit_recipes::counter::CounterOptions::default(),
+        )),
     );
     assert_eq!(a.max_leases().await.unwrap(), 3);
     let two = a.acquire_many(2, Duration::from_secs(30)).await.unwrap();

@@ -7,15 +7,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{bounded, put};
-use tokio::sync::broadcast;
 use zkit_recipes::counter::SharedCounter;
 use zkit_recipes::discovery::{ServiceDiscovery, ServiceInstance};
-use zkit_recipes::group::GroupMember;
+use zkit_recipes::group::{GroupMember, GroupOptions};
 use zkit_recipes::treecache::{TreeCache, TreeCacheOptions, TreeEvent};
 
 /// Receives events until `stop` matches one; returns them all.
 async fn until_event(
-    rx: &mut broadcast::Receiver<TreeEvent>,
+    rx: &mut zkit::Events<TreeEvent>,
     stop: impl Fn(&TreeEvent) -> bool,
 ) -> Vec<TreeEvent> {
     bounded("tree event", async {
@@ -152,7 +151,11 @@ async fn shared_counter_adds_are_never_lost_under_contention() {
     for _ in 0..5 {
         let zk = ns.client().await;
         tasks.push(tokio::spawn(async move {
-            let c = SharedCounter::new(&zk, "/counters/c");
+            let c = SharedCounter::new(
+                &zk,
+                "/counters/c",
+                zkit_recipes::counter::CounterOptions::default(),
+            );
             for _ in 0..20 {
                 c.add(1).await.unwrap();
             }
@@ -162,7 +165,11 @@ async fn shared_counter_adds_are_never_lost_under_contention() {
         bounded("adder", t).await.unwrap();
     }
     let zk = ns.client().await;
-    let c = SharedCounter::new(&zk, "/counters/c");
+    let c = SharedCounter::new(
+        &zk,
+        "/counters/c",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     let v = c.get().await.unwrap();
     assert_eq!(v.value, 100);
     assert!(c.try_set(7, v.version).await.unwrap());
@@ -170,7 +177,11 @@ async fn shared_counter_adds_are_never_lost_under_contention() {
     assert_eq!(c.get().await.unwrap().value, 7);
     // A Curator SharedCount (4 bytes) keeps its width.
     put(&zk, "/counters/java", &5i32.to_be_bytes()).await;
-    let j = SharedCounter::new(&zk, "/counters/java");
+    let j = SharedCounter::new(
+        &zk,
+        "/counters/java",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     assert_eq!(j.add(2).await.unwrap(), 7);
     assert_eq!(
         &zk.get_data("/counters/java").await.unwrap().0[..],
@@ -178,10 +189,7 @@ async fn shared_counter_adds_are_never_lost_under_contention() {
     );
 }
 
-async fn wait_members(
-    rx: &mut tokio::sync::watch::Receiver<BTreeMap<String, bytes::Bytes>>,
-    ids: &[&str],
-) {
+async fn wait_members(rx: &mut zkit::Watched<BTreeMap<String, bytes::Bytes>>, ids: &[&str]) {
     bounded(
         "members",
         rx.wait_for(|m| m.keys().map(String::as_str).eq(ids.iter().copied())),
@@ -195,17 +203,21 @@ async fn group_members_join_leave_and_come_back_after_expiry() {
     let t = target!();
     let ns = t.namespace("group").await;
     let zk = ns.client().await;
-    let a = GroupMember::start(&zk, "/g", "a", b"A").await.unwrap();
+    let a = GroupMember::start(&zk, "/g", GroupOptions::new("a").data("A"))
+        .await
+        .unwrap();
     let watch = a.watch().await.unwrap();
-    let mut rx = watch.receiver();
+    let mut rx = watch.watched();
     wait_members(&mut rx, &["a"]).await;
     let f = ns.faulty_client(true).await;
-    let b = GroupMember::start(&f.client, "/g", "b", b"B")
+    let b = GroupMember::start(&f.client, "/g", GroupOptions::new("b").data("B"))
         .await
         .unwrap();
     wait_members(&mut rx, &["a", "b"]).await;
     assert!(
-        GroupMember::start(&zk, "/g", "b", b"dup").await.is_err(),
+        GroupMember::start(&zk, "/g", GroupOptions::new("b").data("dup"))
+            .await
+            .is_err(),
         "id taken"
     );
     // Deleted by someone else: put back. Expired: re-created on the new session.
@@ -246,8 +258,16 @@ async fn service_discovery_registers_queries_and_watches_instances() {
     let t = target!();
     let ns = t.namespace("discovery").await;
     let (zk1, zk2) = (ns.client().await, ns.client().await);
-    let d1 = ServiceDiscovery::new(&zk1, "/services");
-    let d2 = ServiceDiscovery::new(&zk2, "/services");
+    let d1 = ServiceDiscovery::new(
+        &zk1,
+        "/services",
+        zkit_recipes::discovery::DiscoveryOptions::default(),
+    );
+    let d2 = ServiceDiscovery::new(
+        &zk2,
+        "/services",
+        zkit_recipes::discovery::DiscoveryOptions::default(),
+    );
     let mut r1 = d1
         .register(&ServiceInstance::new("search", "s1", "10.0.0.1:80"))
         .await
@@ -327,7 +347,11 @@ async fn shared_counter_never_reports_a_lost_add_as_done_when_connections_drop()
     for f in &clients {
         let f = f.clone();
         tasks.push(tokio::spawn(async move {
-            let c = SharedCounter::new(&f.client, "/counters/faulty");
+            let c = SharedCounter::new(
+                &f.client,
+                "/counters/faulty",
+                zkit_recipes::counter::CounterOptions::default(),
+            );
             let (mut ok, mut unknown) = (0u64, 0u64);
             for _ in 0..40 {
                 match c.add(1).await {
@@ -349,10 +373,14 @@ async fn shared_counter_never_reports_a_lost_add_as_done_when_connections_drop()
     chaos.await.unwrap();
     eprintln!("{ok} adds done, {unknown} unknown");
     let zk = ns.client().await;
-    let v = SharedCounter::new(&zk, "/counters/faulty")
-        .get()
-        .await
-        .unwrap();
+    let v = SharedCounter::new(
+        &zk,
+        "/counters/faulty",
+        zkit_recipes::counter::CounterOptions::default(),
+    )
+    .get()
+    .await
+    .unwrap();
     assert!(
         (ok..=ok + unknown).contains(&(v.value as u64)),
         "value {} with {ok} adds done and {unknown} unknown (seed {seed})",

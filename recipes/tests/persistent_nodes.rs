@@ -16,9 +16,13 @@ async fn a_persistent_node_comes_back_after_it_is_deleted() {
     let t = target!();
     let ns = t.namespace("pnode-deleted").await;
     let (zk, admin) = (ns.client().await, ns.client().await);
-    let node = PersistentNode::start(&zk, "/a/b", b"x", CreateMode::Persistent)
-        .await
-        .unwrap();
+    let node = PersistentNode::start(
+        &zk,
+        "/a/b",
+        zkit_recipes::persistent_node::PersistentNodeOptions::new(CreateMode::Persistent).data("x"),
+    )
+    .await
+    .unwrap();
     assert!(node.present());
     let mut changes = Box::pin(node.changes());
     admin.delete("/a/b", None).await.unwrap();
@@ -43,9 +47,13 @@ async fn an_ephemeral_persistent_node_survives_connection_drops_and_expiry() {
     let ns = t.namespace("pnode-expiry").await;
     let f = ns.faulty_client(true).await;
     let admin = ns.client().await;
-    let node = PersistentNode::start(&f.client, "/e", b"me", CreateMode::Ephemeral)
-        .await
-        .unwrap();
+    let node = PersistentNode::start(
+        &f.client,
+        "/e",
+        zkit_recipes::persistent_node::PersistentNodeOptions::new(CreateMode::Ephemeral).data("me"),
+    )
+    .await
+    .unwrap();
     f.drop_connection();
     let st = admin.exists("/e").await.unwrap().unwrap();
     assert_ne!(st.ephemeral_owner, 0);

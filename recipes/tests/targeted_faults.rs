@@ -117,7 +117,11 @@ async fn a_counter_add_whose_reply_is_lost_is_indeterminate_and_counted_once() {
     let s = server().await;
     let a = client(&s, Duration::from_secs(10)).await;
     let b = client(&s, Duration::from_secs(10)).await;
-    let c = SharedCounter::new(&a, "/counters/c");
+    let c = SharedCounter::new(
+        &a,
+        "/counters/c",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     assert_eq!(c.add(1).await.unwrap(), 1);
     let rule = s.add_fault(
         FaultRule::new(FaultAction::ApplyThenDisconnect)
@@ -130,7 +134,11 @@ async fn a_counter_add_whose_reply_is_lost_is_indeterminate_and_counted_once() {
     assert!(matches!(r, Err(Error::Indeterminate(_))), "{r:?}");
     assert_eq!(s.fault_fired(rule), 1);
     // Applied once, never twice; the next add counts on from there.
-    let seen = SharedCounter::new(&b, "/counters/c");
+    let seen = SharedCounter::new(
+        &b,
+        "/counters/c",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     assert_eq!(seen.get().await.unwrap().value, 2);
     assert_eq!(c.add(1).await.unwrap(), 3);
     assert_eq!(seen.get().await.unwrap().value, 3);

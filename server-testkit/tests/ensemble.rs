@@ -391,7 +391,7 @@ async fn a_client_fails_over_when_the_leader_dies_and_keeps_its_session() {
     e.kill(serving).await;
     e.wait_for_leader().await.expect("a leader");
     let stat = retry()
-        .run(|| zk.exists(&eph))
+        .run(zkit::OpClass::Read, || zk.exists(&eph))
         .await
         .expect("the client reconnects");
     assert!(stat.is_some(), "the ephemeral survived the failover");
@@ -537,7 +537,7 @@ async fn a_partitioned_follower_disconnects_its_clients_and_serves_again_after_h
     .expect("the client is back")
     .expect("state");
     retry()
-        .run(|| zk.exists("/"))
+        .run(zkit::OpClass::Read, || zk.exists("/"))
         .await
         .expect("it serves again");
 }

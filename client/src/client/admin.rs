@@ -158,26 +158,21 @@ impl Client {
         }
     }
 
-    /// Adds a persistent watch (`recursive`: on the node and every descendant, data events only;
-    /// otherwise data and child events of the node). Events arrive as a stream.
+    /// Adds a persistent watch: [`AddWatchMode::Persistent`] for data and child events of the
+    /// node, [`AddWatchMode::PersistentRecursive`] for data events of the node and every
+    /// descendant. Events arrive as a stream.
     pub fn add_watch(
         &self,
         path: &str,
-        recursive: bool,
+        mode: AddWatchMode,
     ) -> impl Future<Output = Result<PersistentWatcher>> + Send + 'static {
         let r = self.server_path(path, false).map(|p| {
-            let kind = if recursive {
-                WatchKind::PersistentRecursive
-            } else {
-                WatchKind::Persistent
+            let kind = match mode {
+                AddWatchMode::PersistentRecursive => WatchKind::PersistentRecursive,
+                _ => WatchKind::Persistent,
             };
             let (tx, rx) = mpsc::unbounded_channel();
             let (pw, reg) = self.watch_parts(&p, kind, Sink::Persistent(tx));
-            let mode = if recursive {
-                AddWatchMode::PersistentRecursive
-            } else {
-                AddWatchMode::Persistent
-            };
             let fut = self.send(
                 Body::AddWatch(AddWatchRequest {
                     path: p,

@@ -170,12 +170,12 @@ impl ClientBuilder {
                 state: state_rx,
                 changes,
                 info,
-                chroot: cs.chroot.map(Arc::from),
                 opts: opts.clone(),
                 task: Mutex::new(Some(task)),
                 replies,
                 enc: Mutex::new(BytesMut::new()),
             }),
+            chroot: cs.chroot.map(Arc::from),
         };
         match tokio::time::timeout(opts.connect_timeout, first_rx).await {
             Ok(Ok(Ok(()))) => {}

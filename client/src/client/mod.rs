@@ -27,8 +27,10 @@ use zkit_proto::*;
 mod admin;
 mod builder;
 mod nodes;
+mod tree;
 
 pub use builder::ClientBuilder;
+pub use tree::DELETE_ALL_BATCH;
 
 #[derive(Debug)]
 struct Inner {
@@ -36,7 +38,6 @@ struct Inner {
     state: watch::Receiver<SessionState>,
     changes: tokio::sync::broadcast::Sender<SessionState>,
     info: watch::Receiver<SessionInfo>,
-    chroot: Option<Arc<str>>,
     opts: Arc<ClientOptions>,
     task: Mutex<Option<JoinHandle<()>>>,
     /// Where requests' answers come back (shared with the driver).
@@ -72,6 +73,9 @@ const ENC_CHUNK: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The prefix of every path this handle sends: the connect string's chroot, extended by
+    /// [`chroot`](Client::chroot) on derived handles (all of which share `inner`).
+    chroot: Option<Arc<str>>,
 }
 
 fn version(v: Option<i32>) -> i32 {
@@ -121,9 +125,45 @@ impl Client {
         *self.inner.state.borrow()
     }
 
-    /// A watch receiver of the current state (for `changed().await` / `wait_for`).
-    pub fn state_watch(&self) -> watch::Receiver<SessionState> {
-        self.inner.state.clone()
+    /// The session state as a [`Watched`](crate::Watched) value: the current state,
+    /// `changed().await`, `wait_for(..)`. Intermediate states may be skipped; for every
+    /// transition use [`state_changes`](Self::state_changes).
+    pub fn state_watch(&self) -> crate::Watched<SessionState> {
+        crate::Watched::new(self.inner.state.clone())
+    }
+
+    /// Replaces the host list (`host:port[,host:port...]`, like a connect string without a
+    /// chroot; kazoo's `set_hosts`). The current connection is kept; the next connection
+    /// attempt (after a loss, or now if the client is between attempts) picks from the new
+    /// list, shuffled. Every handle of the session is affected. A chroot in `hosts` is
+    /// refused (`BadArguments`): it belongs to the handle, see [`chroot`](Self::chroot).
+    pub fn set_hosts(&self, hosts: &str) -> Result<()> {
+        let cs: crate::options::ConnectString = hosts.parse()?;
+        if cs.chroot.is_some() {
+            return Err(Error::BadArguments(
+                "set_hosts takes hosts only, no chroot".into(),
+            ));
+        }
+        self.inner
+            .cmd
+            .send(Command::SetHosts(crate::options::HostList::new(cs.hosts)))
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Waits until the client is connected (at once if it is). Fails with the session's error
+    /// if the session ends first (`SessionExpired`, `AuthFailed`, `Closed`), even on a client
+    /// that re-creates sessions: whatever the caller built on the old session is gone.
+    pub async fn wait_connected(&self) -> Result<()> {
+        let mut rx = self.inner.state.clone();
+        let seen = rx
+            .wait_for(|s| s.is_connected() || s.is_terminal())
+            .await
+            .map(|s| *s);
+        match seen {
+            Ok(s) if s.is_connected() => Ok(()),
+            Ok(s) => Err(s.terminal_error().unwrap_or(Error::Closed)),
+            Err(_) => Err(Error::Closed),
+        }
     }
 
     /// Every state transition from now on, as a stream.
@@ -142,14 +182,42 @@ impl Client {
         &self.inner.opts
     }
 
-    /// The chroot this client was built with.
-    pub fn chroot(&self) -> Option<&str> {
-        self.inner.chroot.as_deref()
+    /// The chroot of this handle: the connect string's, extended by any
+    /// [`chroot`](Self::chroot) that derived it; `None` when paths go to the server as they are.
+    pub fn chroot_path(&self) -> Option<&str> {
+        self.chroot.as_deref()
+    }
+
+    /// A handle on the same session whose paths are relative to `path` (itself relative to
+    /// this handle's chroot), like Curator's `usingNamespace`. Everything is shared (session,
+    /// connection, watches, auth, state); only the prefix differs: requests are sent under
+    /// it, and paths in replies, watch events and created names come back relative to it.
+    /// The node at `path` is not created (see [`create_all`](Self::create_all)).
+    ///
+    /// ```no_run
+    /// # async fn f(zk: zkit::Client) -> zkit::Result<()> {
+    /// let app = zk.chroot("/apps/billing")?;
+    /// app.create_all("/jobs", b"", &zkit::CreateOptions::persistent()).await?;
+    /// assert!(zk.exists("/apps/billing/jobs").await?.is_some());
+    /// assert_eq!(app.chroot_path(), Some("/apps/billing"));
+    /// # Ok(()) }
+    /// ```
+    pub fn chroot(&self, path: &str) -> Result<Client> {
+        validate_path(path, false)?;
+        let chroot = match (&self.chroot, path) {
+            (c, "/") => c.clone(),
+            (None, p) => Some(Arc::from(p)),
+            (Some(c), p) => Some(Arc::from(format!("{c}{p}").as_str())),
+        };
+        Ok(Client {
+            inner: self.inner.clone(),
+            chroot,
+        })
     }
 
     fn server_path(&self, path: &str, sequential: bool) -> Result<String> {
         validate_path(path, sequential)?;
-        Ok(match &self.inner.chroot {
+        Ok(match &self.chroot {
             None => path.to_owned(),
             Some(c) if path == "/" => c.to_string(),
             Some(c) => format!("{c}{path}"),
@@ -157,7 +225,7 @@ impl Client {
     }
 
     fn strip(&self, path: String) -> String {
-        strip_chroot(self.inner.chroot.as_deref(), path)
+        strip_chroot(self.chroot.as_deref(), path)
     }
 
     /// Queues a request; the future resolves to the reply's record bytes.
@@ -188,7 +256,7 @@ impl Client {
             if b.capacity() - b.len() < 1024 {
                 b.reserve(ENC_CHUNK);
             }
-            match &self.inner.chroot {
+            match &self.chroot {
                 None => b.put_string(path),
                 Some(c) => {
                     let tail = if path == "/" { "" } else { path };
@@ -223,7 +291,7 @@ impl Client {
                 path: server_path.to_owned(),
                 kind,
                 id,
-                chroot: self.inner.chroot.clone(),
+                chroot: self.chroot.clone(),
                 epoch: self.inner.info.borrow().resyncs,
                 info: self.inner.info.clone(),
             },

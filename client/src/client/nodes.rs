@@ -28,7 +28,7 @@ impl Client {
                 }
             })
         });
-        let chroot = self.inner.chroot.clone();
+        let chroot = self.chroot.clone();
         async move {
             let r = Create2Response::from_bytes(fut?.await?)?;
             Ok((strip_chroot(chroot.as_deref(), r.path), r.stat))

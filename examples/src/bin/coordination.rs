@@ -63,7 +63,11 @@ async fn main() -> DemoResult {
     r.release().await?;
 
     section("Semaphore sized by a SharedCounter, counter listeners");
-    let size = SharedCounter::new(&zk, "/pool/size");
+    let size = SharedCounter::new(
+        &zk,
+        "/pool/size",
+        zkit_recipes::counter::CounterOptions::default(),
+    );
     size.set(2).await?;
     let mut size_changes = Box::pin(size.watch().await?.changes());
     let pool = Semaphore::new(&zk, "/pool/sem", SemaphoreOptions::max_from(size.clone()));
@@ -97,8 +101,13 @@ async fn main() -> DemoResult {
     ));
 
     section("PersistentNode: kept in place when deleted");
-    let kept =
-        PersistentNode::start(&zk, "/workers/w1", b"10.0.0.7", CreateMode::Ephemeral).await?;
+    let kept = PersistentNode::start(
+        &zk,
+        "/workers/w1",
+        zkit_recipes::persistent_node::PersistentNodeOptions::new(CreateMode::Ephemeral)
+            .data("10.0.0.7"),
+    )
+    .await?;
     let mut presence = Box::pin(kept.changes());
     zk.delete("/workers/w1", None).await?;
     while !presence.next().await.unwrap_or(true) {}
@@ -160,7 +169,11 @@ async fn main() -> DemoResult {
     ));
 
     section("service discovery in Curator's JSON");
-    let discovery = ServiceDiscovery::new(&zk, "/services");
+    let discovery = ServiceDiscovery::new(
+        &zk,
+        "/services",
+        zkit_recipes::discovery::DiscoveryOptions::default(),
+    );
     let _r = discovery
         .register(
             &ServiceInstance::new("search", "s1")

@@ -304,14 +304,19 @@ async fn config_propagation(connect: &str, writes: usize) -> DemoResult<Vec<Metr
     for _ in 0..CLIENTS {
         let zk = client(connect).await?;
         for _ in 0..PER_CLIENT {
-            let cfg = ConfigWatch::start(&zk, "/cfg", |b: Option<&[u8]>| {
-                std::str::from_utf8(b.unwrap_or(b"0"))
-                    .map_err(|e| e.to_string())?
-                    .parse::<u64>()
-                    .map_err(|e| e.to_string())
-            })
+            let cfg = ConfigWatch::start(
+                &zk,
+                "/cfg",
+                zkit_recipes::cache::CacheOptions::default(),
+                |b: Option<&[u8]>| {
+                    std::str::from_utf8(b.unwrap_or(b"0"))
+                        .map_err(|e| e.to_string())?
+                        .parse::<u64>()
+                        .map_err(|e| e.to_string())
+                },
+            )
             .await?;
-            let mut rx = cfg.receiver();
+            let mut rx = cfg.watched();
             let (seen, count, notify) = (seen.clone(), count.clone(), notify.clone());
             tasks.push(tokio::spawn(async move {
                 let _cfg = cfg;

@@ -77,7 +77,9 @@ async fn main() -> zkit_examples::demos::DemoResult {
     ));
 
     section("persistent recursive watches");
-    let mut events = zk.add_watch("/config", true).await?;
+    let mut events = zk
+        .add_watch("/config", zkit::AddWatchMode::PersistentRecursive)
+        .await?;
     writer.set_data(&seq, b"x", None).await?;
     writer
         .create("/config/new", b"", &CreateOptions::persistent())
@@ -100,7 +102,7 @@ async fn main() -> zkit_examples::demos::DemoResult {
     let r = zk
         .multi(vec![
             Op::check("/config", 1),
-            Op::create("/config/a", b"", CreateOptions::persistent()),
+            Op::create("/config/a", b"", &CreateOptions::persistent()),
             Op::set_data("/config", b"v3", Some(1)),
         ])
         .await?;
@@ -111,7 +113,7 @@ async fn main() -> zkit_examples::demos::DemoResult {
     ));
     match zk
         .multi(vec![
-            Op::create("/config/b", b"", CreateOptions::persistent()),
+            Op::create("/config/b", b"", &CreateOptions::persistent()),
             Op::check("/config", 0),
         ])
         .await
@@ -233,11 +235,16 @@ async fn failover(
     operator
         .create("/config", b"workers=8", &CreateOptions::persistent())
         .await?;
-    let cfg = ConfigWatch::start(&watcher, "/config", |b: Option<&[u8]>| {
-        Ok::<_, String>(String::from_utf8_lossy(b.unwrap_or_default()).into_owned())
-    })
+    let cfg = ConfigWatch::start(
+        &watcher,
+        "/config",
+        zkit_recipes::cache::CacheOptions::default(),
+        |b: Option<&[u8]>| {
+            Ok::<_, String>(String::from_utf8_lossy(b.unwrap_or_default()).into_owned())
+        },
+    )
     .await?;
-    let mut seen = cfg.receiver();
+    let mut seen = cfg.watched();
     let leader = ens.wait_for_leader().await?;
     let where_is = |c: &Client| {
         c.connected_server()
@@ -285,7 +292,9 @@ async fn failover(
     // The holder may still be reconnecting (its server may have been the one killed): a read
     // is idempotent, so the retry policy retries it across the connection loss.
     let retry = zkit::RetryPolicy::default();
-    retry.run(|| holder.exists("/")).await?;
+    retry
+        .run(zkit::OpClass::Read, || holder.exists("/"))
+        .await?;
     let mut moves = Vec::new();
     while let Ok(Some(s)) =
         tokio::time::timeout(Duration::from_millis(1), holder_states.next()).await
@@ -293,7 +302,7 @@ async fn failover(
         moves.push(format!("{s:?}"));
     }
     let node_owner = retry
-        .run(|| holder.exists(guard.node()))
+        .run(zkit::OpClass::Read, || holder.exists(guard.node()))
         .await?
         .map(|st| st.ephemeral_owner);
     step(&format!(

@@ -215,7 +215,7 @@ pub async fn export<W: AsyncWrite + Unpin>(
     let progress = Reporter::new(opts.reporter.clone(), opts.progress_every);
     let mut w = BackupWriter::start(tokio::io::BufWriter::new(out), root, &opts.source).await?;
     let mut report = ExportReport::default();
-    let skip_system = client.chroot().is_none();
+    let skip_system = client.chroot_path().is_none();
     // Paths still to visit, as (relative path); popped from the end, so pushed in reverse.
     let mut stack: Vec<String> = vec![String::new()];
     let mut inflight: VecDeque<(String, FetchFut)> = VecDeque::new();

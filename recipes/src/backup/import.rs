@@ -215,7 +215,7 @@ fn apply(client: &Client, rec: NodeRecord, path: String, opts: &ImportOptions) -
         ExistingPolicy::Overwrite => Action::Overwrite,
         ExistingPolicy::Fail => Action::Conflict,
     };
-    if client.chroot().is_none() && (path == "/zookeeper" || path.starts_with("/zookeeper/")) {
+    if client.chroot_path().is_none() && (path == "/zookeeper" || path.starts_with("/zookeeper/")) {
         return done(Action::Skip, path);
     }
     // `/` always exists and can be neither created nor deleted: never a conflict.
@@ -283,12 +283,17 @@ pub async fn import<R: AsyncRead + Unpin>(
     if !opts.dry_run {
         let parent = zkit::path::parent(&root);
         if parent != "/" {
-            crate::znode::ensure_path(client, parent, CreateMode::Persistent)
-                .await
-                .map_err(|e| match e {
-                    crate::Error::Zk(z) => Error::zk("create", parent)(z),
-                    other => Error::InvalidArgument(other.to_string()),
-                })?;
+            crate::znode::ensure_path(
+                client,
+                parent,
+                CreateMode::Persistent,
+                &crate::znode::default_retry(),
+            )
+            .await
+            .map_err(|e| match e {
+                crate::Error::Zk(z) => Error::zk("create", parent)(z),
+                other => Error::InvalidArgument(other.to_string()),
+            })?;
         }
     }
     let mut report = ImportReport {

@@ -14,9 +14,10 @@
 //!
 //! ```no_run
 //! # async fn f() -> zkit_recipes::Result<()> {
+//! use zkit_recipes::discovery::DiscoveryOptions;
 //! use zkit_recipes::service::{ProviderOptions, ProviderStrategy, ServiceDiscovery, ServiceInstance};
 //! let zk = zkit::Client::builder("127.0.0.1:2181").recreate_on_expiry(true).connect().await?;
-//! let discovery = ServiceDiscovery::new(&zk, "/services");
+//! let discovery = ServiceDiscovery::new(&zk, "/services", DiscoveryOptions::default());
 //! let me = ServiceInstance::new("search", "search-1").address("10.0.0.5").port(8080)
 //!     .payload(serde_json::json!({"zone": "eu-1"}));
 //! let _registration = discovery.register(&me).await?;
@@ -38,10 +39,10 @@ pub use instance::{ServiceInstance, ServiceType, UriPart, UriSpec};
 pub use provider::{ProviderOptions, ProviderStrategy, ServiceProvider};
 
 use zkit::path::join;
-use zkit::{Client, CreateMode, CreateOptions, Error as ZkError};
+use zkit::{Client, CreateMode, CreateOptions, Error as ZkError, OpClass, RetryPolicy};
 
 use crate::group::KeptNode;
-use crate::znode::{delete_quietly, ensure_path, retry};
+use crate::znode::{delete_quietly, ensure_path};
 use crate::Result;
 
 /// Registers, queries and watches service instances under a base path. See the
@@ -50,14 +51,20 @@ use crate::Result;
 pub struct ServiceDiscovery {
     client: Client,
     base: String,
+    retry: RetryPolicy,
 }
 
 impl ServiceDiscovery {
     /// Discovery under `base_path` (Curator's `basePath`).
-    pub fn new(client: &Client, base_path: &str) -> ServiceDiscovery {
+    pub fn new(
+        client: &Client,
+        base_path: &str,
+        options: crate::discovery::DiscoveryOptions,
+    ) -> ServiceDiscovery {
         ServiceDiscovery {
             client: client.clone(),
             base: base_path.to_owned(),
+            retry: options.retry,
         }
     }
 
@@ -71,14 +78,30 @@ impl ServiceDiscovery {
         let path = self.node(&instance.name, &instance.id);
         let json = instance.to_json();
         let node = if instance.service_type.is_dynamic() {
-            Some(KeptNode::start(&self.client, &path, &json).await?)
+            Some(KeptNode::start(&self.client, &path, &json, &self.retry).await?)
         } else {
             let c = &self.client;
-            ensure_path(c, zkit::path::parent(&path), CreateMode::Persistent).await?;
-            match retry(c, || c.create(&path, &json, &CreateOptions::persistent())).await {
+            ensure_path(
+                c,
+                zkit::path::parent(&path),
+                CreateMode::Persistent,
+                &self.retry,
+            )
+            .await?;
+            match self
+                .retry
+                .run_on(c, OpClass::VersionedWrite, || {
+                    c.create(&path, &json, &CreateOptions::persistent())
+                })
+                .await
+            {
                 Ok(_) => {}
                 Err(ZkError::NodeExists) => {
-                    retry(c, || c.set_data(&path, &json, None)).await?;
+                    self.retry
+                        .run_on(c, OpClass::VersionedWrite, || {
+                            c.set_data(&path, &json, None)
+                        })
+                        .await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -86,6 +109,7 @@ impl ServiceDiscovery {
         };
         Ok(Registration {
             client: self.client.clone(),
+            retry: self.retry.clone(),
             path,
             instance: instance.clone(),
             node,
@@ -95,7 +119,11 @@ impl ServiceDiscovery {
     /// The names of the services with a node under the base path, sorted.
     pub async fn names(&self) -> Result<Vec<String>> {
         let c = &self.client;
-        match retry(c, || c.get_children(&self.base)).await {
+        match self
+            .retry
+            .run_on(c, OpClass::Read, || c.get_children(&self.base))
+            .await
+        {
             Ok(mut k) => {
                 k.sort();
                 Ok(k)
@@ -109,7 +137,7 @@ impl ServiceDiscovery {
     /// skipped).
     pub async fn query(&self, name: &str) -> Result<Vec<ServiceInstance>> {
         let path = join(&self.base, name);
-        let kids = crate::group::read_children(&self.client, &path).await?;
+        let kids = crate::group::read_children(&self.client, &path, &self.retry).await?;
         Ok(kids
             .iter()
             .filter_map(|(id, data)| ServiceInstance::from_json(&join(&path, id), data).ok())
@@ -120,7 +148,11 @@ impl ServiceDiscovery {
     pub async fn query_one(&self, name: &str, id: &str) -> Result<Option<ServiceInstance>> {
         let path = self.node(name, id);
         let c = &self.client;
-        match retry(c, || c.get_data(&path)).await {
+        match self
+            .retry
+            .run_on(c, OpClass::Read, || c.get_data(&path))
+            .await
+        {
             Ok((data, _)) => Ok(Some(ServiceInstance::from_json(&path, &data)?)),
             Err(ZkError::NoNode) => Ok(None),
             Err(e) => Err(e.into()),
@@ -144,6 +176,7 @@ impl ServiceDiscovery {
 pub struct Registration {
     client: Client,
     path: String,
+    retry: RetryPolicy,
     instance: ServiceInstance,
     node: Option<KeptNode>,
 }
@@ -166,7 +199,11 @@ impl Registration {
             Some(n) => n.set_data(&json).await?,
             None => {
                 let c = &self.client;
-                retry(c, || c.set_data(&self.path, &json, None)).await?;
+                self.retry
+                    .run_on(c, OpClass::VersionedWrite, || {
+                        c.set_data(&self.path, &json, None)
+                    })
+                    .await?;
             }
         }
         self.instance = instance;
@@ -184,7 +221,7 @@ impl Registration {
     pub async fn unregister(self) -> Result<()> {
         match &self.node {
             Some(n) => n.close().await,
-            None => delete_quietly(&self.client, &self.path)
+            None => delete_quietly(&self.client, &self.path, &self.retry)
                 .await
                 .map_err(Into::into),
         }

@@ -97,9 +97,14 @@ impl Target {
             .connect()
             .await
             .expect("connect to the test server");
-        zkit_recipes::znode::ensure_path(&admin, &root, CreateMode::Persistent)
-            .await
-            .expect("create the test namespace");
+        zkit_recipes::znode::ensure_path(
+            &admin,
+            &root,
+            CreateMode::Persistent,
+            &zkit_recipes::znode::default_retry(),
+        )
+        .await
+        .expect("create the test namespace");
         admin.close().await.ok();
         Ns {
             target: self.clone(),

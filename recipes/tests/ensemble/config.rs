@@ -2,7 +2,6 @@
 
 use std::sync::{Arc, Mutex as StdMutex};
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zkit::{CreateOptions, SessionState};
 use zkit_recipes::config::ConfigWatch;
@@ -19,7 +18,7 @@ fn parse(b: Option<&[u8]>) -> Result<u32, String> {
 }
 
 /// Every value a receiver sees, in order.
-fn record_values(mut rx: watch::Receiver<u32>) -> (Arc<StdMutex<Vec<u32>>>, JoinHandle<()>) {
+fn record_values(mut rx: zkit::Watched<u32>) -> (Arc<StdMutex<Vec<u32>>>, JoinHandle<()>) {
     let seen = Arc::new(StdMutex::new(vec![*rx.borrow_and_update()]));
     let s = seen.clone();
     let task = tokio::spawn(async move {
@@ -39,7 +38,7 @@ fn assert_monotonic(seen: &StdMutex<Vec<u32>>) {
     );
 }
 
-async fn until(rx: &mut watch::Receiver<u32>, want: u32) {
+async fn until(rx: &mut zkit::Watched<u32>, want: u32) {
     bounded("the value", rx.wait_for(|v| *v == want))
         .await
         .expect("the watch is live");
@@ -61,9 +60,16 @@ async fn config_watch_on_a_partitioned_follower(until_expired: bool) {
         .expect("create");
     let zk = pinned(&e, f, SHORT_SESSION, true).await;
     let old_session = zk.session_id();
-    let cfg = ConfigWatch::start(&zk, "/cfg", parse).await.expect("watch");
-    let mut rx = cfg.receiver();
-    let (seen, recorder) = record_values(cfg.receiver());
+    let cfg = ConfigWatch::start(
+        &zk,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .expect("watch");
+    let mut rx = cfg.watched();
+    let (seen, recorder) = record_values(cfg.watched());
     assert_eq!(*rx.borrow(), 1);
 
     let mut state = zk.state_watch();
@@ -129,9 +135,16 @@ async fn config_watch_listing_every_server_fails_over_from_a_partitioned_followe
         .await
         .expect("create");
     let zk = client_on(&e, f, SHORT_SESSION, true).await;
-    let cfg = ConfigWatch::start(&zk, "/cfg", parse).await.expect("watch");
-    let mut rx = cfg.receiver();
-    let (seen, recorder) = record_values(cfg.receiver());
+    let cfg = ConfigWatch::start(
+        &zk,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .expect("watch");
+    let mut rx = cfg.watched();
+    let (seen, recorder) = record_values(cfg.watched());
 
     let cut_off = e.server(f).addr();
     e.partition(&[&[leader, other], &[f]]).await;

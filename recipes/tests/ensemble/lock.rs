@@ -86,9 +86,12 @@ fn reads() -> RetryPolicy {
 /// Reads the counter as the leader has it: a server may lag behind (`sync` first, as any
 /// client reading another's writes must).
 async fn counter(zk: &Client) -> u64 {
-    reads().run(|| zk.sync("/")).await.expect("sync");
+    reads()
+        .run(zkit::OpClass::Read, || zk.sync("/"))
+        .await
+        .expect("sync");
     let (data, _) = reads()
-        .run(|| zk.get_data("/counter"))
+        .run(zkit::OpClass::Read, || zk.get_data("/counter"))
         .await
         .expect("read the counter");
     std::str::from_utf8(&data).unwrap().parse().unwrap()
@@ -96,9 +99,15 @@ async fn counter(zk: &Client) -> u64 {
 
 /// Asserts that no lock node is left, as the leader has it.
 async fn no_lock_node_left(zk: &Client) {
-    reads().run(|| zk.sync("/")).await.expect("sync");
+    reads()
+        .run(zkit::OpClass::Read, || zk.sync("/"))
+        .await
+        .expect("sync");
     // The lock's parent is a container: it may be reaped once empty.
-    let kids = match reads().run(|| zk.get_children("/lock")).await {
+    let kids = match reads()
+        .run(zkit::OpClass::Read, || zk.get_children("/lock"))
+        .await
+    {
         Ok(kids) => kids,
         Err(ZkError::NoNode) => Vec::new(),
         Err(e) => panic!("list the lock: {e}"),

@@ -83,12 +83,12 @@ async fn sample(c: &Client) -> Res<()> {
     let _ = c.create("/a", b"dup", &p).await;
     let _ = c
         .multi(vec![
-            Op::create("/m1", b"m", p.clone()),
-            Op::create("/a", b"dup", p.clone()),
+            Op::create("/m1", b"m", &p),
+            Op::create("/a", b"dup", &p),
         ])
         .await;
     c.multi(vec![
-        Op::create("/m2", b"m", p.clone()),
+        Op::create("/m2", b"m", &p),
         Op::set_data("/m2", b"mm", None),
         Op::check("/a", 0),
     ])

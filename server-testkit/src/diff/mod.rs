@@ -1,9 +1,12 @@
 //! The differential checker's generator: the same seeded random sessions (two clients, every
-//! opcode of 3.8, watches, auth, multi, re-attach with SetWatches2, closed sessions) against
+//! opcode of 3.8, watches, multi, re-attach with SetWatches2, closed sessions; several addAuth
+//! per session with arbitrary `digest` credentials, `ip` and unknown schemes; random ACL lists
+//! over every scheme on create, multi create and setACL: see [`auth_gen`]) against
 //! any server, as a normalised transcript (zxids relative to the run's start, session ids by
 //! order of creation, children in the server's order) that two servers must agree on line
 //! for line. Used by `tests/differential.rs` and the `zkit-diff` binary.
 
+pub mod auth_gen;
 pub mod raw;
 
 use bytes::Bytes;
@@ -93,32 +96,6 @@ fn describe(r: &Reply, st: &dyn Fn(&Stat) -> String) -> String {
     }
 }
 
-fn acl_variant(rng: &mut Rng) -> Vec<Acl> {
-    let a = |perms, scheme: &str, id: &str| Acl {
-        perms,
-        id: Id {
-            scheme: scheme.into(),
-            id: id.into(),
-        },
-    };
-    match rng.usize(..7) {
-        0 => open_acl(),
-        1 => vec![a(perms::READ, "world", "anyone")],
-        2 => vec![a(perms::ALL, "auth", "")],
-        3 => vec![a(perms::ALL, "digest", "u:smGaoVKd/cQkjm7b88GyorAUz20=")],
-        4 => vec![
-            a(perms::ALL, "ip", "127.0.0.1"),
-            a(perms::READ, "world", "anyone"),
-        ],
-        5 => vec![],
-        _ => vec![a(
-            perms::ALL & !perms::DELETE & !perms::CREATE,
-            "world",
-            "anyone",
-        )],
-    }
-}
-
 fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn frame::Encodable>) {
     let pick = |rng: &mut Rng| -> String {
         match rng.usize(..4) {
@@ -196,7 +173,7 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
             OpCode::SetAcl,
             Box::new(SetAclRequest {
                 path,
-                acl: acl_variant(rng),
+                acl: auth_gen::acl_list(rng),
                 version: rng.usize(..3) as i32 - 1,
             }),
         ),
@@ -229,13 +206,18 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
             ),
         },
         13 => {
-            let cred: &'static [u8] = [&b"u:p"[..], b"v:q"][rng.usize(..2)];
+            // Now and then an unknown scheme: AuthFailed, and the server drops the connection.
+            let (scheme, cred) = if rng.usize(..25) == 0 {
+                ("nosuchscheme", b"x".to_vec())
+            } else {
+                auth_gen::auth(rng)
+            };
             (
                 OpCode::Auth,
                 Box::new(AuthPacket {
                     auth_type: 0,
-                    scheme: "digest".into(),
-                    auth: Bytes::from_static(cred),
+                    scheme: scheme.into(),
+                    auth: Bytes::from(cred),
                 }),
             )
         }
@@ -244,7 +226,7 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
             Box::new(CreateRequest {
                 path,
                 data: None,
-                acl: acl_variant(rng),
+                acl: auth_gen::acl_list(rng),
                 flags: rng.usize(..2) as i32,
             }),
         ),
@@ -258,7 +240,11 @@ fn gen_step(rng: &mut Rng, root: &str, known: &[String]) -> (OpCode, Box<dyn fra
                         req: CreateRequest {
                             path: p,
                             data: None,
-                            acl: open_acl(),
+                            acl: if rng.usize(..3) == 0 {
+                                auth_gen::acl_list(rng)
+                            } else {
+                                open_acl()
+                            },
                             flags: rng.usize(..4) as i32,
                         },
                     },
@@ -300,7 +286,11 @@ fn request_summary(op: OpCode, body: &dyn frame::Encodable) -> String {
             let r = AddWatchRequest::from_bytes(b).unwrap();
             format!("{} mode={}", r.path, r.mode)
         }
-        OpCode::Multi | OpCode::Auth => String::new(),
+        OpCode::Auth => {
+            let r = AuthPacket::from_bytes(b).unwrap();
+            format!("{} {:?}", r.scheme, String::from_utf8_lossy(&r.auth))
+        }
+        OpCode::Multi => String::new(),
         _ => String::from_bytes(b).unwrap_or_default(),
     }
 }
@@ -401,11 +391,25 @@ pub async fn transcript(addr: &str, root: &str, seed: u64, n: usize) -> Vec<Stri
                     known.push(p);
                 }
             }
+            let auth_failed = op == OpCode::Auth
+                && frames.last().map(|f| f.header.err) == Some(ErrorCode::AuthFailed.code());
             for line in normalise(frames, base, &sessions) {
                 out.push(format!(
                     "{i} c{who} {op:?}({req}) {}",
                     line.replace(root, "R")
                 ));
+            }
+            if auth_failed {
+                // The server drops the connection but keeps the session: re-attach it (its
+                // auth ids and watches went with the connection).
+                let closed = c.closed_by_server().await;
+                let (id, pw) = (c.session_id, c.passwd.clone());
+                let (fresh, resp) = RawClient::connect_with(addr, id, pw, 30000).await;
+                out.push(format!(
+                    "{i} c{who} closed={closed} reattach timeout={}",
+                    resp.timeout
+                ));
+                clients[who] = fresh;
             }
         }
         let other = &mut clients[1 - who];

@@ -72,7 +72,9 @@ async fn a_stalled_leader_does_not_answer_a_sync_read_from_its_old_state() {
         .expect("a new leader");
         zkit::RetryPolicy::exponential(Duration::from_millis(20), 200)
             .max_delay(Duration::from_millis(100))
-            .run(|| writer.set_data(&path, b"after", None))
+            .run(zkit::OpClass::VersionedWrite, || {
+                writer.set_data(&path, b"after", None)
+            })
             .await
             .expect("a write through the new leader");
         // Still stalled (`STALL` is far more than an election and a write take): the read waits

@@ -83,7 +83,7 @@ async fn random_writes(
                         let k2 = format!("{base}/m{}", rng.u64(..10));
                         let r = c
                             .multi(vec![
-                                Op::create(&k2, &data, CreateOptions::persistent()),
+                                Op::create(&k2, &data, &CreateOptions::persistent()),
                                 Op::set_data(&k2, b"multi", None),
                             ])
                             .await;
