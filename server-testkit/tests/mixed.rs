@@ -3,7 +3,9 @@
 //!
 //! Every txn a zkit learner applies carries the real leader's tree digest and is checked
 //! against zkit's own (`zk_digest_mismatches_count` in `mntr`, with `zkit_digest_checks_count`
-//! saying how many were compared); real learners check a zkit leader's digests the same way.
+//! saying how many were compared), except, as in ZooKeeper, those re-applied onto a SNAP sync's
+//! fuzzy snapshot before its NEWLEADER; real learners check a zkit leader's digests the same
+//! way.
 //! After a workload with kills and restarts of every member, every member must report the
 //! same last zxid and the same tree (digested through a client, with ZooKeeper's node digest
 //! formula), and no member may count a digest mismatch.

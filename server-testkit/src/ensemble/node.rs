@@ -318,14 +318,11 @@ async fn apply_events(
         let _ = paused.wait_for(|p| !*p).await;
         let mut role = None;
         match e {
-            Event::Deliver { zxid, txn } => match decode_payload(txn) {
-                Ok((txn, digest)) => ctx.with_core(|c| {
-                    c.deliver(&txn, now_ms());
-                    // A leader that attaches its digest (real ZooKeeper) is checked txn by txn.
-                    if let Some(d) = digest {
-                        c.check_digest(zxid, d);
-                    }
-                }),
+            Event::Deliver { zxid, txn, fuzzy } => match decode_payload(txn) {
+                // A leader that attaches its digest (real ZooKeeper) is checked txn by txn.
+                Ok((txn, digest)) => {
+                    ctx.with_core(|c| c.deliver_checked(&txn, digest, fuzzy, now_ms()))
+                }
                 Err(err) => return fail(&ctx, &format!("committed txn 0x{zxid:x}: {err}")),
             },
             Event::Restore { zxid, .. } | Event::Reset { zxid } => {

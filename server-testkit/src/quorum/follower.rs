@@ -193,6 +193,13 @@ impl FollowerState {
                 Next::Stay
             }
             (PacketType::NewLeader, Stage::InSync) => {
+                // Everything a leader's snapshot could hold past its zxid was committed before
+                // it was written, so was queued for this learner before NEWLEADER (ZooKeeper's
+                // `LearnerHandler` queues NEWLEADER only after writing the snapshot): logged
+                // by now.
+                if *ctx.fuzzy_to == i64::MAX {
+                    *ctx.fuzzy_to = ctx.log.last_zxid();
+                }
                 self.stage = Stage::AwaitUpToDate;
                 self.newleader = Some((p.zxid, ctx.log.last_zxid()));
                 self.progress(ctx)
@@ -286,6 +293,9 @@ impl FollowerState {
         // whole log, uncommitted tail included), or a later DIFF builds on top of it.
         ctx.events.push(Event::Restore { zxid, snapshot });
         *ctx.delivered = zxid;
+        // ZooKeeper's leader writes the snapshot while it goes on applying txns: the tree may
+        // hold some past `zxid`, which come again before NEWLEADER.
+        *ctx.fuzzy_to = i64::MAX;
         self.commit_floor = zxid;
         self.stage = Stage::InSync;
         Next::Stay

@@ -36,6 +36,8 @@
 pub(crate) mod disklog;
 pub mod election;
 mod follower;
+#[cfg(test)]
+mod follower_tests;
 mod leader;
 #[cfg(test)]
 pub(crate) mod linearizability;

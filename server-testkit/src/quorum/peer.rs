@@ -34,6 +34,7 @@ macro_rules! ctx {
             now: $p.now,
             durable: &mut $p.durable,
             delivered: &mut $p.delivered,
+            fuzzy_to: &mut $p.fuzzy_to,
             last_role: &mut $p.last_role,
         }
     };
@@ -108,6 +109,13 @@ pub enum Event {
         zxid: i64,
         /// The txn.
         txn: Bytes,
+        /// The state may hold this txn already: it came after a leader's snapshot that can
+        /// hold txns past its zxid (ZooKeeper's leader writes it while it goes on applying)
+        /// and before the NEWLEADER that ends that sync. Apply it all the same (a txn applied
+        /// again leaves the tree as the leader's), but until the last of them the tree is not
+        /// the leader's tree at this zxid, so the leader's digest of it says nothing:
+        /// ZooKeeper's learner compares none of them.
+        fuzzy: bool,
     },
     /// Replace the state with this snapshot (taken at `zxid`) before further deliveries.
     /// A learner gets it as soon as its log takes the leader's snapshot during sync, so it may
@@ -190,6 +198,8 @@ pub(super) struct Ctx<'a, L: Log> {
     pub now: Millis,
     pub durable: &'a mut i64,
     pub delivered: &'a mut i64,
+    /// See [`Peer`]'s field.
+    pub fuzzy_to: &'a mut i64,
     pub last_role: &'a mut Option<Role>,
 }
 
@@ -238,7 +248,12 @@ impl<L: Log> Ctx<'_, L> {
         match self.log.entries_after(*self.delivered) {
             Some(entries) => {
                 for (z, txn) in entries.into_iter().take_while(|(z, _)| *z <= zxid) {
-                    self.events.push(Event::Deliver { zxid: z, txn });
+                    let fuzzy = z <= *self.fuzzy_to;
+                    self.events.push(Event::Deliver {
+                        zxid: z,
+                        txn,
+                        fuzzy,
+                    });
                     *self.delivered = z;
                 }
             }
@@ -280,6 +295,9 @@ pub struct Peer<L: Log> {
     events: Vec<Event>,
     durable: i64,
     delivered: i64,
+    /// Deliveries up to here are [`Event::Deliver`]`::fuzzy`: `i64::MAX` from a leader's
+    /// snapshot until the history after it is known (the sync's NEWLEADER, or leading).
+    fuzzy_to: i64,
     now: Millis,
     last_role: Option<Role>,
 }
@@ -308,6 +326,7 @@ impl<L: Log> Peer<L> {
             events: Vec::new(),
             durable,
             delivered: applied,
+            fuzzy_to: 0,
             now,
             last_role: None,
         };
@@ -644,6 +663,9 @@ impl<L: Log> Peer<L> {
         let pending = std::mem::take(&mut self.pending_learners);
         match outcome {
             Outcome::Leading => {
+                // A leader's tree holds nothing past its log that ever committed (a quorum
+                // holding it would not have elected this server).
+                self.fuzzy_to = self.fuzzy_to.min(self.log.last_zxid());
                 let mut l = LeaderState::new(&self.log, self.now);
                 let mut next = Next::Stay;
                 {

@@ -351,7 +351,7 @@ impl World {
         }
         let node = self.nodes.get_mut(&sid).unwrap();
         match e {
-            Event::Deliver { zxid, txn } => {
+            Event::Deliver { zxid, txn, .. } => {
                 let i = node.delivered.len();
                 if node.delivered.last().is_some_and(|l| l.0 >= zxid) {
                     let v = format!("server {sid}: delivered {zxid:#x} out of order");

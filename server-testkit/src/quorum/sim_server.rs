@@ -315,7 +315,7 @@ impl World {
         let t = self.t();
         trace(self.now, format_args!("server {sid}: {e:?}"));
         match e {
-            Event::Deliver { zxid, txn } => self.deliver(sid, zxid, txn),
+            Event::Deliver { zxid, txn, .. } => self.deliver(sid, zxid, txn),
             Event::Restore { zxid, snapshot } => {
                 let entries = MemLog::decode(snapshot);
                 // A leader's history, maybe not committed yet, holding every committed txn up

@@ -118,7 +118,7 @@ impl Cluster {
                 {
                     let mut v = v.lock().expect("view");
                     match e {
-                        Event::Deliver { zxid, txn } => v.delivered.push((zxid, txn)),
+                        Event::Deliver { zxid, txn, .. } => v.delivered.push((zxid, txn)),
                         Event::RoleChanged(r) => v.role = Some(r),
                         Event::Restore { .. } => v.restores += 1,
                         Event::Reset { .. } => v.resets += 1,
