@@ -303,6 +303,13 @@ impl FollowerState {
 
     fn on_proposal<L: Log>(&mut self, ctx: &mut Ctx<'_, L>, p: QuorumPacket) -> Next {
         if p.zxid <= ctx.log.last_zxid() {
+            // ZooKeeper's leader starts forwarding to a learner before it reads the zxid its
+            // SNAP names, so txns committed in between come again as PROPOSAL + COMMIT after a
+            // snapshot that holds them already: nothing to log (a real learner applies them
+            // again, to the same effect).
+            if self.stage != Stage::Serving && p.zxid <= self.commit_floor {
+                return Next::Stay;
+            }
             return Next::Elect("proposal out of order");
         }
         ctx.append(p.zxid, p.data.unwrap_or_default());

@@ -289,3 +289,31 @@ fn a_fuzzy_snapshot_stays_fuzzy_until_a_later_sync_completes() {
     assert_eq!((c.digest_mismatches, c.digest_checks), (0, 3));
     assert_eq!(core.digest(), tree_digest(&h.at(z(12)).tree));
 }
+
+/// ZooKeeper's leader starts forwarding before it reads the zxid its SNAP names: a txn
+/// committed in between comes as PROPOSAL + COMMIT after a snapshot that already holds it.
+/// The learner keeps syncing (it used to go back to election) and applies nothing twice.
+#[test]
+fn a_proposal_the_snapshot_already_holds_does_not_break_the_sync() {
+    let h = History::new(9);
+    let mut p = observer();
+    let mut core = Core::replica(Config::default(), Database::new(false), 0, OBSERVER);
+
+    follow_leader(&mut p, 1, EPOCH);
+    snap(&mut p, &h, z(5));
+    for n in 4..=6 {
+        zab(&mut p, PacketType::Proposal, z(n), Some(h.txn(z(n))));
+        zab(&mut p, PacketType::Commit, z(n), None);
+    }
+    finish_sync(&mut p, EPOCH);
+    for n in 7..=9 {
+        zab(&mut p, PacketType::Inform, z(n), Some(h.txn(z(n))));
+    }
+    let events = p.events();
+    let expected: Vec<(i64, bool)> = (6..=9).map(|n| (z(n), n <= 6)).collect();
+    assert_eq!(deliveries(&events), expected);
+    apply(&mut core, events, &fuzzy_snapshot(&h, z(5), z(5)));
+    let c = core.counters();
+    assert_eq!((c.digest_mismatches, c.digest_checks), (0, 3));
+    assert_eq!(core.digest(), tree_digest(&h.at(z(9)).tree));
+}
