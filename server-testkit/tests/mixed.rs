@@ -106,6 +106,34 @@ impl Mixed {
         s
     }
 
+    /// Every member's log lines about elections, roles and syncs, to tell after a failure who
+    /// led when and how each learner was synced.
+    fn election_lines(&self) -> String {
+        const KEYS: [&str; 8] = [
+            "LEADING",
+            "FOLLOWING",
+            "LOOKING",
+            "Synchronizing",
+            "Sending",
+            "sync=",
+            "epoch",
+            "role",
+        ];
+        let mut s = String::new();
+        for i in 1..=self.addrs.len() {
+            s += &format!("--- s{i}\n");
+            for l in self
+                .log_of(i)
+                .lines()
+                .filter(|l| KEYS.iter().any(|k| l.contains(k)))
+            {
+                s += l;
+                s.push('\n');
+            }
+        }
+        s
+    }
+
     fn dir(&self) -> &str {
         self.dir.path().to_str().expect("utf-8 temp dir")
     }
@@ -564,7 +592,8 @@ async fn a_zkit_member_holding_a_txn_never_committed_is_truncated_by_a_real_lead
             .await
             .expect("exists")
             .is_none(),
-        "the uncommitted txn was dropped"
+        "the uncommitted txn was dropped; what the members logged of elections and syncs:\n{}",
+        m.election_lines()
     );
     let logs: String = (1..=2).map(|n| m.log_of(n)).collect();
     let syncs: Vec<&str> = logs
