@@ -5,7 +5,9 @@
 #    {2 real + 1 zkit follower}, {1 real + 2 zkit}, each under a random write workload with
 #    SIGKILL and restart of every member; afterwards every member has the same last zxid and
 #    tree digest and no member counted a digest mismatch. Also a zkit observer catching up by
-#    DIFF and by SNAP. ZKIT_MIXED_TXNS (default here 2000) sizes the workload.
+#    DIFF and by SNAP. ZKIT_MIXED_TXNS (default here 40000 writes per phase: at least 100 000
+#    txns per ensemble, with the kills and restarts) sizes the workload; the log shows each
+#    run's write count and every zkit member's digest checks.
 # 2. The server conformance cases and the client suite against the zkit observer of a
 #    {3 real + 1 zkit observer} ensemble.
 
@@ -25,8 +27,9 @@ run_mixed() {
         return 1
     fi
     local failed=0 dir connect zkit
-    ZKIT_MIXED=1 ZKIT_MIXED_TXNS=${ZKIT_MIXED_TXNS:-2000} \
-        cargo_test_counted "mixed ensembles" -p zkit-testkit --test mixed -- --test-threads=1 ||
+    ZKIT_MIXED=1 ZKIT_MIXED_TXNS=${ZKIT_MIXED_TXNS:-40000} \
+        cargo_test_counted "mixed ensembles" -p zkit-testkit --test mixed -- --test-threads=1 \
+        --nocapture ||
         failed=1
     dir=$(mktemp -d "${TMPDIR:-/tmp}/zkit-mixed.XXXXXX")
     if connect=$("$ZK_SH" start-mixed "$dir" --real 3 --zkit-observer 1); then
