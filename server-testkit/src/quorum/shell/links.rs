@@ -55,16 +55,32 @@ impl Link {
     }
 
     /// Queues `frame` for the connection's writer, after `delay`. A full writer queue is
-    /// `Full` only for frames sent at once (a delay line waits for room instead).
+    /// `Full` only for frames sent at once (a delay line waits for room instead), and never
+    /// when `wait` is set: then the frame (and every later one) waits in the line for room.
     pub fn send(
+        &mut self,
+        frame: Bytes,
+        delay: Duration,
+        wait: bool,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<(), mpsc::error::TrySendError<Bytes>> {
+        if delay.is_zero() && self.line.is_none() {
+            match self.tx.try_send(frame) {
+                Err(mpsc::error::TrySendError::Full(frame)) if wait => {
+                    return self.send_in_line(frame, delay, tasks);
+                }
+                r => return r,
+            }
+        }
+        self.send_in_line(frame, delay, tasks)
+    }
+
+    fn send_in_line(
         &mut self,
         frame: Bytes,
         delay: Duration,
         tasks: &mut JoinSet<()>,
     ) -> Result<(), mpsc::error::TrySendError<Bytes>> {
-        if delay.is_zero() && self.line.is_none() {
-            return self.tx.try_send(frame);
-        }
         let line = self.line.get_or_insert_with(|| {
             let (line, rx) = mpsc::unbounded_channel();
             tasks.spawn(delay_line(rx, self.tx.clone()));
@@ -143,14 +159,40 @@ mod tests {
         link.send(
             Bytes::from_static(b"a"),
             Duration::from_millis(100),
+            false,
             &mut tasks,
         )
         .expect("queued");
-        link.send(Bytes::from_static(b"b"), Duration::ZERO, &mut tasks)
+        link.send(Bytes::from_static(b"b"), Duration::ZERO, false, &mut tasks)
             .expect("queued");
         let t = Instant::now();
         assert_eq!(rx.recv().await.expect("a"), Bytes::from_static(b"a"));
         assert!(t.elapsed() >= Duration::from_millis(100));
         assert_eq!(rx.recv().await.expect("b"), Bytes::from_static(b"b"));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_fails_a_send_unless_it_may_wait_and_waiting_keeps_the_order() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut tasks = JoinSet::new();
+        let mut link = Link::new(1, tx);
+        for b in [b"1", b"2"] {
+            link.send(Bytes::from_static(b), Duration::ZERO, false, &mut tasks)
+                .expect("room");
+        }
+        assert!(matches!(
+            link.send(Bytes::from_static(b"x"), Duration::ZERO, false, &mut tasks),
+            Err(mpsc::error::TrySendError::Full(_))
+        ));
+        for b in [b"3", b"4", b"5"] {
+            link.send(Bytes::from_static(b), Duration::ZERO, true, &mut tasks)
+                .expect("waits for room");
+        }
+        // Once one frame waits, later ones queue behind it even when there is room.
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            got.push(rx.recv().await.expect("frame"));
+        }
+        assert_eq!(got, [&b"1"[..], b"2", b"3", b"4", b"5"]);
     }
 }

@@ -99,7 +99,7 @@ impl<D: ShellDisk> Driver<D> {
             return;
         }
         if let Some(link) = self.election.get_mut(&sid) {
-            match link.send(frame, fault.delay, &mut self.tasks) {
+            match link.send(frame, fault.delay, false, &mut self.tasks) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     debug!(sid, "election queue full: notification dropped");
@@ -168,8 +168,19 @@ impl<D: ShellDisk> Driver<D> {
             self.peer.disconnected(sid, now);
             return;
         }
+        // A learner's frames to its leader (forwarded client requests above all) wait for room:
+        // a client pipelining writes faster than the leader takes them must be slowed, not
+        // cut off with every other client of this server. A leader's frames to a learner that
+        // cannot keep up end that connection (the learner must resync).
+        let to_leader = matches!(
+            self.peer.role(),
+            Role::Following { leader, .. } | Role::Observing { leader, .. } if leader == sid
+        );
         if let Some(link) = self.zab.get_mut(&sid) {
-            if link.send(frame, fault.delay, &mut self.tasks).is_err() {
+            if link
+                .send(frame, fault.delay, to_leader, &mut self.tasks)
+                .is_err()
+            {
                 warn!(sid, "quorum connection cannot keep up: closing it");
                 self.drop_zab(sid);
                 self.peer.disconnected(sid, now);
