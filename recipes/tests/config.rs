@@ -15,6 +15,18 @@ fn parse(b: Option<&[u8]>) -> Result<u32, String> {
         .map_err(|e: std::num::ParseIntError| e.to_string())
 }
 
+/// A `ConfigWatch` of `/cfg` decoded by `parse`, with default options.
+async fn watch_cfg(client: &zkit::Client) -> ConfigWatch<u32> {
+    ConfigWatch::start(
+        client,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .expect("watch /cfg")
+}
+
 async fn until<T: Clone>(rx: &mut zkit::Watched<T>, ok: impl Fn(&T) -> bool) {
     bounded("value", rx.wait_for(|v| ok(v))).await.unwrap();
 }
@@ -47,14 +59,7 @@ async fn config_watch_sees_the_last_write_made_while_disconnected() {
     let writer = ns.client().await;
     put(&writer, "/cfg", b"1").await;
     let f = ns.faulty_client(false).await;
-    let cfg = ConfigWatch::start(
-        &f.client,
-        "/cfg",
-        zkit_recipes::cache::CacheOptions::default(),
-        parse,
-    )
-    .await
-    .unwrap();
+    let cfg = watch_cfg(&f.client).await;
     let mut rx = cfg.watched();
     assert_eq!(*rx.borrow(), 1);
     for round in 0..5u32 {
@@ -77,14 +82,7 @@ async fn config_watch_sees_the_last_write_after_session_expiry() {
     let writer = ns.client().await;
     put(&writer, "/cfg", b"1").await;
     let f = ns.faulty_client(true).await;
-    let cfg = ConfigWatch::start(
-        &f.client,
-        "/cfg",
-        zkit_recipes::cache::CacheOptions::default(),
-        parse,
-    )
-    .await
-    .unwrap();
+    let cfg = watch_cfg(&f.client).await;
     let mut rx = cfg.watched();
     // Expire by isolation and write while the watcher is cut off: no event reaches it.
     let isolating = f.isolate_until_expired();
@@ -107,14 +105,7 @@ async fn decode_errors_are_reported_and_the_last_good_value_stays() {
     let ns = t.namespace("config-decode").await;
     let zk = ns.client().await;
     put(&zk, "/cfg", b"5").await;
-    let cfg = ConfigWatch::start(
-        &zk,
-        "/cfg",
-        zkit_recipes::cache::CacheOptions::default(),
-        parse,
-    )
-    .await
-    .unwrap();
+    let cfg = watch_cfg(&zk).await;
     let mut errors = cfg.errors();
     zk.set_data("/cfg", b"not a number", None).await.unwrap();
     bounded("error", errors.wait_for(|e| e.is_some()))
@@ -163,14 +154,7 @@ async fn config_watch_ends_after_expiry_without_session_recreation() {
     let writer = ns.client().await;
     put(&writer, "/cfg", b"3").await;
     let f = ns.faulty_client(false).await;
-    let cfg = ConfigWatch::start(
-        &f.client,
-        "/cfg",
-        zkit_recipes::cache::CacheOptions::default(),
-        parse,
-    )
-    .await
-    .unwrap();
+    let cfg = watch_cfg(&f.client).await;
     let mut rx = cfg.watched();
     assert!(cfg.is_live());
     f.expire().await;

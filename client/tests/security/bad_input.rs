@@ -8,8 +8,8 @@ use tokio::net::TcpStream;
 use zkit::SaslConfig;
 use zkit_testkit::Server;
 
-use crate::builder;
 use crate::certs::Certs;
+use crate::{builder, serves};
 
 /// Writes `bytes` and expects the server to close the connection (EOF or reset) in time.
 async fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) {
@@ -84,14 +84,12 @@ async fn junk_on_the_tls_port_and_in_sasl_is_closed_cleanly() {
         closed_after(plain, &all).await;
     }
     // The server still serves both ports.
-    let zk = builder(&format!("localhost:{}", secure.port()))
-        .tls(certs.client_tls())
-        .sasl(SaslConfig::digest_md5("bob", "secret"))
-        .connect()
-        .await
-        .unwrap();
-    zk.exists("/").await.unwrap();
-    zk.close().await.unwrap();
+    serves(
+        builder(&format!("localhost:{}", secure.port()))
+            .tls(certs.client_tls())
+            .sasl(SaslConfig::digest_md5("bob", "secret")),
+    )
+    .await;
 }
 
 /// A connection on the TLS port that sends nothing, or half a TLS record, is closed at the

@@ -21,6 +21,13 @@ pub fn builder(connect: &str) -> ClientBuilder {
         .session_timeout(Duration::from_secs(30))
 }
 
+/// Connects with `builder`, reads `/` and closes: the server serves this client.
+pub async fn serves(builder: ClientBuilder) {
+    let zk = builder.connect().await.expect("connect");
+    zk.exists("/").await.expect("exists /");
+    zk.close().await.expect("close");
+}
+
 /// A unique path for one test run on a shared server.
 pub fn unique(name: &str) -> String {
     format!("/{name}-{:x}", fastrand::u64(..))

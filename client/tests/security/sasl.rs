@@ -4,7 +4,7 @@ use zkit::{perms, Acl, ClientInfo, CreateOptions, Error, Id, SaslConfig};
 use zkit_testkit::Server;
 
 use crate::real::{self, Env, RealZk};
-use crate::{builder, unique};
+use crate::{builder, serves, unique};
 
 /// The users both servers know.
 pub const USERS: [(&str, &str); 3] = [
@@ -187,13 +187,7 @@ async fn required(connect: &str) {
         Error::SessionClosedRequireSaslAuth
     );
     drop(plain);
-    let zk = builder(connect)
-        .sasl(SaslConfig::digest_md5("alice", "alice-pw"))
-        .connect()
-        .await
-        .unwrap();
-    zk.exists("/").await.unwrap();
-    zk.close().await.unwrap();
+    serves(builder(connect).sasl(SaslConfig::digest_md5("alice", "alice-pw"))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

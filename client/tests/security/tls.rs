@@ -7,7 +7,7 @@ use zkit_testkit::Server;
 
 use crate::certs::Certs;
 use crate::real::{self, Env, RealZk};
-use crate::{builder, unique};
+use crate::{builder, serves, unique};
 
 async fn testkit(certs: &Certs, client_auth: bool) -> Server {
     let mut tls = certs.server_tls();
@@ -95,13 +95,7 @@ async fn tls_refuses_a_wrong_ca_and_a_hostname_mismatch_real() {
 async fn client_cert_required(connect: &str, certs: &Certs) {
     let r = builder(connect).tls(certs.client_tls()).connect().await;
     assert!(matches!(r, Err(Error::Tls(_))), "{r:?}");
-    let zk = builder(connect)
-        .tls(certs.client_tls_with_cert())
-        .connect()
-        .await
-        .unwrap();
-    zk.exists("/").await.unwrap();
-    zk.close().await.unwrap();
+    serves(builder(connect).tls(certs.client_tls_with_cert())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,18 @@ fn parse(b: Option<&[u8]>) -> Result<u32, String> {
         .map_err(|e: std::num::ParseIntError| e.to_string())
 }
 
+/// A `ConfigWatch` of `/cfg` decoded by `parse`, with default options.
+async fn watch_cfg(client: &zkit::Client) -> ConfigWatch<u32> {
+    ConfigWatch::start(
+        client,
+        "/cfg",
+        zkit_recipes::cache::CacheOptions::default(),
+        parse,
+    )
+    .await
+    .expect("watch /cfg")
+}
+
 /// Every value a receiver sees, in order.
 fn record_values(mut rx: zkit::Watched<u32>) -> (Arc<StdMutex<Vec<u32>>>, JoinHandle<()>) {
     let seen = Arc::new(StdMutex::new(vec![*rx.borrow_and_update()]));
@@ -60,14 +72,7 @@ async fn config_watch_on_a_partitioned_follower(until_expired: bool) {
         .expect("create");
     let zk = pinned(&e, f, SHORT_SESSION, true).await;
     let old_session = zk.session_id();
-    let cfg = ConfigWatch::start(
-        &zk,
-        "/cfg",
-        zkit_recipes::cache::CacheOptions::default(),
-        parse,
-    )
-    .await
-    .expect("watch");
+    let cfg = watch_cfg(&zk).await;
     let mut rx = cfg.watched();
     let (seen, recorder) = record_values(cfg.watched());
     assert_eq!(*rx.borrow(), 1);
@@ -135,14 +140,7 @@ async fn config_watch_listing_every_server_fails_over_from_a_partitioned_followe
         .await
         .expect("create");
     let zk = client_on(&e, f, SHORT_SESSION, true).await;
-    let cfg = ConfigWatch::start(
-        &zk,
-        "/cfg",
-        zkit_recipes::cache::CacheOptions::default(),
-        parse,
-    )
-    .await
-    .expect("watch");
+    let cfg = watch_cfg(&zk).await;
     let mut rx = cfg.watched();
     let (seen, recorder) = record_values(cfg.watched());
 
